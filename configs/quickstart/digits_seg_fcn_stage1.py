@@ -1,0 +1,87 @@
+# Quickstart / test stage 1 for semantic segmentation: mmseg's FCN (ADE20K
+# 160k recipe) shrunk to a tiny ResNetV1c-18 for 64x64 digit mosaics written
+# in the ADE20K folder layout (0 = other, reduce_zero_label=True) by
+# `tools/quickstart.py` (lt_mm.toydata.make_ade20k). It stands in for the
+# stock FCN-R50-D8 160k checkpoint that DisAlign calibrates (DisAlign
+# Table 6 / Table 16 protocol) at toy scale.
+_base_ = 'mmseg::fcn/fcn_r50-d8_4xb4-160k_ade20k-512x512.py'
+
+custom_imports = dict(imports=['lt_mm.seg'], allow_failed_imports=False)
+
+data_root = '{{$LT_MM_DATA_ROOT:data/quickstart}}/seg'
+num_classes = 10
+crop_size = (64, 64)
+norm_cfg = dict(type='BN', requires_grad=True)
+metainfo = dict(classes=tuple(f'digit {i}' for i in range(num_classes)))
+
+data_preprocessor = dict(size=crop_size)
+model = dict(
+    data_preprocessor=data_preprocessor,
+    pretrained=None,
+    backbone=dict(
+        depth=18, stem_channels=16, base_channels=16, norm_cfg=norm_cfg),
+    decode_head=dict(
+        in_channels=128,
+        channels=32,
+        num_classes=num_classes,
+        norm_cfg=norm_cfg),
+    auxiliary_head=dict(
+        in_channels=64, channels=16, num_classes=num_classes,
+        norm_cfg=norm_cfg))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs')
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        type='ADE20KLTDataset',
+        data_root=data_root,
+        metainfo=metainfo,
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        type='ADE20KLTDataset',
+        data_root=data_root,
+        metainfo=metainfo,
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+# head / body / tail IoU; groups from the training pixel frequencies
+val_evaluator = dict(
+    _delete_=True,
+    type='HeadBodyTailIoUMetric',
+    iou_metrics=['mIoU'],
+    stats_file=data_root + '/class_stats.json')
+test_evaluator = val_evaluator
+
+optim_wrapper = dict(optimizer=dict(lr=0.02))
+max_iters = 600
+param_scheduler = [
+    dict(
+        type='PolyLR',
+        eta_min=1e-4,
+        power=0.9,
+        begin=0,
+        end=max_iters,
+        by_epoch=False)
+]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
+env_cfg = dict(cudnn_benchmark=False)
+randomness = dict(seed=0, deterministic=False)

@@ -1,0 +1,419 @@
+"""De-confounded training and TDE inference (Tang et al., NeurIPS 2020).
+
+* Eq. 7 -- causal-norm (de-confounded) multi-head classifier: split the D
+  feature dimensions into K heads and, with ``x_k_bar = x_k / ||x_k||`` and
+  ``w_ck_bar = w_ck / (||w_ck|| + gamma)``::
+
+      y_c = (tau / K) * sum_k <x_k_bar, w_ck_bar>        (no bias)
+
+* Eq. 8 -- Total Direct Effect inference: with the moving-average head
+  direction ``d`` (Assumption 1), ``d_hat_k = d_k / ||d_k||`` and
+  ``c_k = cos(x_k, d_k)``::
+
+      TDE_c = (tau / K) * sum_k <x_k_bar - alpha * c_k * d_hat_k, w_ck_bar>
+
+* Eq. 9 -- background-exempted inference for detectors: the background
+  keeps its de-confounded probability ``p_bg`` and the foreground classes
+  share ``1 - p_bg`` in proportion to the TDE probabilities ``q``.
+
+Zero-norm feature chunks (possible for per-pixel post-ReLU features) are
+normalised with a small ``eps`` clamp (like ``F.normalize``) instead of
+producing NaN; a zero head direction (never updated) makes TDE equal to the
+plain causal-norm logits.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch import Tensor
+
+from .checks import check_choice, check_range
+
+DIRECTION_UPDATES = ('reference', 'ema')
+_EPS = 1e-12
+
+
+def _check_heads(dim: int, num_heads: int) -> int:
+    k = int(check_range('num_heads', num_heads, 1))
+    if k != num_heads or dim % k != 0:
+        raise ValueError(
+            f'num_heads={num_heads!r} must be a positive integer that '
+            f'divides the feature dimension {dim}.')
+    return k
+
+
+def _to_last(feats: Tensor) -> Tensor:
+    """(N, D) -> (N, D); (N, D, H, W) -> (N, H, W, D)."""
+    if feats.dim() == 2:
+        return feats
+    if feats.dim() == 4:
+        return feats.movedim(1, -1)
+    raise ValueError(f'feats must be (N, D) or (N, D, H, W), got shape '
+                     f'{tuple(feats.shape)}.')
+
+
+def _from_last(out: Tensor, spatial: bool) -> Tensor:
+    return out.movedim(-1, 1) if spatial else out
+
+
+def _weight_2d(weight: Tensor, dim: int) -> Tensor:
+    if weight.dim() == 4 and weight.shape[2:] == (1, 1):
+        weight = weight.flatten(1)
+    if weight.dim() != 2 or weight.shape[1] != dim:
+        raise ValueError(
+            f'weight has shape {tuple(weight.shape)}; expected (C, {dim}) '
+            f'(or (C, {dim}, 1, 1)) for features of dimension {dim}.')
+    return weight
+
+
+def _split_normalize(x: Tensor, k: int) -> Tensor:
+    """(..., D) -> (..., K, D/K) with every chunk L2-normalised."""
+    x = x.reshape(x.shape[:-1] + (k, x.shape[-1] // k))
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+
+
+def _causal_weight(weight: Tensor, k: int, gamma: float) -> Tensor:
+    """(C, D) -> (C, K, D/K) with ``w_ck / (||w_ck|| + gamma)``."""
+    w = weight.reshape(weight.shape[0], k, weight.shape[1] // k)
+    return w / (w.norm(dim=-1, keepdim=True) + gamma).clamp_min(_EPS)
+
+
+def _validate(tau: float, gamma: float) -> Tuple[float, float]:
+    tau = check_range('tau', tau, 0.0, low_inclusive=False)
+    gamma = check_range('gamma', gamma, 0.0)
+    return tau, gamma
+
+
+def causal_norm_logits(feats: Tensor,
+                       weight: Tensor,
+                       num_heads: int = 2,
+                       tau: float = 16.0,
+                       gamma: float = 1 / 32) -> Tensor:
+    """De-confounded causal-norm logits (TDE paper Eq. 7).
+
+    ``y_c = (tau / K) * sum_k <x_k / ||x_k||, w_ck / (||w_ck|| + gamma)>``.
+
+    Args:
+        feats: (N, D) or per-pixel (N, D, H, W).
+        weight: (C, D) classifier weight (or a (C, D, 1, 1) 1x1 conv
+            weight); no bias.
+        num_heads: K, must divide D.
+        tau: positive scale (inverse temperature).
+        gamma: class-agnostic baseline energy, ``>= 0``.
+
+    Returns:
+        Tensor: (N, C) or (N, C, H, W).
+    """
+    tau, gamma = _validate(tau, gamma)
+    x = _to_last(feats)
+    k = _check_heads(x.shape[-1], num_heads)
+    w = _causal_weight(_weight_2d(weight, x.shape[-1]), k, gamma)
+    xb = _split_normalize(x, k)
+    out = torch.einsum('...kd,ckd->...c', xb, w.to(xb.dtype)) * (tau / k)
+    return _from_last(out, feats.dim() == 4)
+
+
+def tde_logits(feats: Tensor,
+               weight: Tensor,
+               head_direction: Tensor,
+               alpha: float,
+               num_heads: int = 2,
+               tau: float = 16.0,
+               gamma: float = 1 / 32) -> Tensor:
+    """Total-direct-effect logits (TDE paper Eq. 8).
+
+    ``TDE_c = (tau / K) sum_k <x_k_bar - alpha * cos(x_k, d_k) * d_hat_k,
+    w_ck_bar>`` where ``d`` is the moving-average feature (head direction).
+    ``alpha = 0`` gives :func:`causal_norm_logits`.
+
+    Args:
+        feats: (N, D) or (N, D, H, W).
+        weight: (C, D) (or (C, D, 1, 1)).
+        head_direction: (D,) moving-average feature ``d``.
+        alpha: trade-off between indirect and direct effect, ``>= 0``.
+        num_heads, tau, gamma: as in :func:`causal_norm_logits`.
+
+    Returns:
+        Tensor: (N, C) or (N, C, H, W).
+    """
+    tau, gamma = _validate(tau, gamma)
+    alpha = check_range('alpha', alpha, 0.0)
+    x = _to_last(feats)
+    dim = x.shape[-1]
+    k = _check_heads(dim, num_heads)
+    if head_direction.numel() != dim:
+        raise ValueError(
+            f'head_direction has {head_direction.numel()} entries; '
+            f'expected D={dim}.')
+    w = _causal_weight(_weight_2d(weight, dim), k, gamma)
+    xb = _split_normalize(x, k)
+    d_hat = _split_normalize(head_direction.reshape(dim).to(xb.dtype), k)
+    cos = (xb * d_hat).sum(dim=-1, keepdim=True)  # (..., K, 1)
+    x_eff = xb - alpha * cos * d_hat
+    out = torch.einsum('...kd,ckd->...c', x_eff, w.to(xb.dtype)) * (tau / k)
+    return _from_last(out, feats.dim() == 4)
+
+
+def background_exempt_log_probs(logits: Tensor,
+                                tde_logits: Tensor,
+                                eps: float = 1e-10) -> Tensor:
+    """Background-exempted TDE inference (TDE paper Eq. 9), as log-probs.
+
+    With ``p = softmax(logits)`` and ``q = softmax(tde_logits)`` over the
+    ``C + 1`` columns (background LAST, mmdet convention), as in the
+    reference detection code::
+
+        final_bg = p_bg
+        final_c  = (sum_fg p) / (sum_fg q + eps) * (q_c + eps)
+
+    which is Eq. 9, ``(1 - p_0) q_c / (1 - q_0)``, up to ``eps``. The rows of
+    ``final`` sum to 1 only up to ``C * eps``; they are renormalised to sum
+    to exactly 1 (a relative change of order ``C * eps``) so that
+    ``softmax(output) == exp(output) == final``: a later softmax in the
+    detector's test path therefore returns the exempted probabilities (no
+    double-softmax distortion). Computed in log space for stability.
+
+    Args:
+        logits: de-confounded logits (N, C+1) or (N, C+1, H, W).
+        tde_logits: TDE logits, same shape.
+        eps: the reference's smoothing constant.
+
+    Returns:
+        Tensor: ``log(final)``, same shape as ``logits``.
+    """
+    if logits.shape != tde_logits.shape or logits.dim() < 2 or \
+            logits.shape[1] < 2:
+        raise ValueError(
+            f'logits {tuple(logits.shape)} and tde_logits '
+            f'{tuple(tde_logits.shape)} must have the same shape (N, C+1) or '
+            '(N, C+1, H, W) with at least one foreground and the background '
+            'column (last).')
+    check_range('eps', eps, 0.0)
+    logp = torch.log_softmax(logits, dim=1)
+    q = torch.softmax(tde_logits, dim=1)
+    log_p_bg = logp[:, -1:]
+    log_p_fg = torch.logsumexp(logp[:, :-1], dim=1, keepdim=True)
+    q_fg = q[:, :-1]
+    log_q_fg_sum = torch.log(q_fg.sum(dim=1, keepdim=True) + eps)
+    log_final_fg = log_p_fg - log_q_fg_sum + torch.log(q_fg + eps)
+    log_final = torch.cat([log_final_fg, log_p_bg], dim=1)
+    return log_final - torch.logsumexp(log_final, dim=1, keepdim=True)
+
+
+def _head_cosines(feats: Tensor, head_direction: Tensor,
+                  num_heads: int) -> Tensor:
+    x = _to_last(feats)
+    dim = x.shape[-1]
+    k = _check_heads(dim, num_heads)
+    if head_direction.numel() != dim:
+        raise ValueError(
+            f'head_direction has {head_direction.numel()} entries; '
+            f'expected D={dim}.')
+    xb = _split_normalize(x, k)
+    d_hat = _split_normalize(head_direction.reshape(dim).to(xb.dtype), k)
+    return (xb * d_hat).sum(dim=-1)  # (..., K)
+
+
+def suggest_alpha(feats: Tensor,
+                  head_direction: Tensor,
+                  num_heads: int = 2,
+                  mask: Optional[Tensor] = None) -> float:
+    """Suggest the TDE ``alpha`` (TDE paper Eq. 8, README heuristic).
+
+    Returns ``alpha = 1 / mean_{i,k} cos(x_ik, d_k)`` so that the average
+    ``alpha * cos(x, d)`` is 1, the reference's rule of thumb when no
+    validation set is available.
+
+    Args:
+        feats: (N, D) or (N, D, H, W) features (e.g. of the training or
+            test set).
+        head_direction: (D,) head direction ``d``.
+        num_heads: K.
+        mask: optional bool (N,) or (N, H, W) selecting the samples (e.g.
+            foreground RoIs).
+
+    Returns:
+        float: the suggested alpha.
+    """
+    cos = _head_cosines(feats, head_direction, num_heads)  # (N[,H,W], K)
+    if mask is not None:
+        cos = cos[_expand_mask(mask, cos.shape[:-1])]
+    if cos.numel() == 0:
+        raise ValueError('suggest_alpha got no samples (empty feats or an '
+                         'all-False mask).')
+    mean_cos = float(cos.double().mean())
+    if not mean_cos > 0:
+        raise ValueError(
+            f'the mean cosine between features and head_direction is '
+            f'{mean_cos:.4g} (<= 0): alpha would not be positive. Was the '
+            'head direction ever updated (update_head_direction)?')
+    return 1.0 / mean_cos
+
+
+def _expand_mask(mask: Tensor, shape: torch.Size) -> Tensor:
+    """Validate a bool sample mask and broadcast (N,) over (N, H, W)."""
+    mask = mask.to(torch.bool)
+    if mask.dim() == 1 and len(shape) == 3:
+        mask = mask[:, None, None].expand(shape)
+    if mask.shape != shape:
+        raise ValueError(
+            f'mask has shape {tuple(mask.shape)}; expected {tuple(shape)} '
+            f'(or ({shape[0]},) for per-pixel features).')
+    return mask
+
+
+class CausalNormClassifier(nn.Module):
+    """De-confounded classifier with TDE inference (TDE paper Eq. 7-9).
+
+    Training: :meth:`forward` returns causal-norm logits (Eq. 7) for plain
+    softmax cross-entropy, and the adapter calls
+    :meth:`update_head_direction` on *every rank* at every training step
+    (the update is a collective op under ``torch.distributed``).
+    Inference: :meth:`predict` returns TDE logits (Eq. 8), or with
+    ``background_exempt=True`` the background-exempted log-probabilities of
+    Eq. 9 (background last).
+
+    Head direction update with the batch mean ``m`` (all-reduced across
+    ranks so it equals the single-process mean of the global batch):
+
+    * ``direction_update='reference'``: ``d <- momentum * d + m`` (reference
+      code; not a convex average, only the direction of ``d`` matters);
+    * ``direction_update='ema'``: ``d <- momentum * d + (1 - momentum) * m``.
+
+    A batch with no selected sample leaves ``d`` unchanged.
+
+    Args:
+        in_channels: feature dimension D.
+        num_classes: number of output columns (C, or C + 1 with the
+            background last for detection).
+        num_heads: K, must divide D.
+        tau: scale, ``> 0`` (reference 16).
+        gamma: ``>= 0`` (reference 1/32).
+        alpha: default TDE strength at test, ``>= 0`` (reference 3.0
+            ImageNet-LT, 1.5 LVIS).
+        momentum: ``mu`` in [0, 1] (reference 0.9 cls, 0.9998 det).
+        direction_update: ``'reference'`` or ``'ema'``.
+        use_tde_at_test: if False, :meth:`predict` uses ``alpha = 0`` unless
+            an explicit ``alpha`` is passed.
+        background_exempt: :meth:`predict` returns Eq. 9 log-probabilities.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 num_classes: int,
+                 num_heads: int = 2,
+                 tau: float = 16.0,
+                 gamma: float = 1 / 32,
+                 alpha: float = 3.0,
+                 momentum: float = 0.9,
+                 direction_update: str = 'reference',
+                 use_tde_at_test: bool = True,
+                 background_exempt: bool = False) -> None:
+        super().__init__()
+        check_range('in_channels', in_channels, 1)
+        check_range('num_classes', num_classes, 1)
+        self.in_channels = int(in_channels)
+        self.num_classes = int(num_classes)
+        self.num_heads = _check_heads(self.in_channels, num_heads)
+        self.tau, self.gamma = _validate(tau, gamma)
+        self.alpha = check_range('alpha', alpha, 0.0)
+        self.momentum = check_range('momentum', momentum, 0.0, 1.0)
+        self.direction_update = check_choice('direction_update',
+                                             direction_update,
+                                             DIRECTION_UPDATES)
+        self.use_tde_at_test = bool(use_tde_at_test)
+        self.background_exempt = bool(background_exempt)
+        if self.background_exempt and self.num_classes < 2:
+            raise ValueError('background_exempt=True needs num_classes >= 2 '
+                             '(foreground classes + background last).')
+        self.weight = nn.Parameter(
+            torch.empty(self.num_classes, self.in_channels))
+        self.register_buffer(
+            'head_direction', torch.zeros(self.in_channels), persistent=True)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Init ``weight`` ~ U(+-1/sqrt(D)) (reference init)."""
+        bound = 1.0 / math.sqrt(self.in_channels)
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def forward(self, feats: Tensor) -> Tensor:
+        """Causal-norm logits (Eq. 7): (N, D[, H, W]) -> (N, C[, H, W])."""
+        return causal_norm_logits(feats, self.weight, self.num_heads, self.tau,
+                                  self.gamma)
+
+    @torch.no_grad()
+    def update_head_direction(self,
+                              feats: Tensor,
+                              mask: Optional[Tensor] = None) -> Tensor:
+        """Update the moving-average head direction ``d`` (Assumption 1).
+
+        Args:
+            feats: (N, D) or (N, D, H, W) classifier inputs of the batch.
+            mask: optional bool (N,) or (N, H, W) selecting the samples to
+                average, e.g. ``labels < num_fg_classes`` (foreground RoIs)
+                or non-ignored pixels.
+
+        Returns:
+            Tensor: the (global) batch mean ``m`` of shape (D,) (zeros if no
+            sample was selected).
+        """
+        x = _to_last(feats.detach())
+        if x.shape[-1] != self.in_channels:
+            raise ValueError(f'feats have D={x.shape[-1]}; expected '
+                             f'in_channels={self.in_channels}.')
+        x = x.reshape(-1, self.in_channels).to(self.head_direction.dtype)
+        if mask is not None:
+            m = _expand_mask(mask, _to_last(feats).shape[:-1]).reshape(-1)
+            x = x[m.to(x.device)]
+        stats = torch.cat([x.sum(dim=0), x.new_full((1, ), x.shape[0])])
+        if dist.is_available() and dist.is_initialized() and \
+                dist.get_world_size() > 1:
+            dist.all_reduce(stats, op=dist.ReduceOp.SUM)
+        total, count = stats[:-1], stats[-1]
+        mean = total / count.clamp_min(1.0)
+        mu = self.momentum
+        if self.direction_update == 'reference':
+            new = mu * self.head_direction + mean
+        else:
+            new = mu * self.head_direction + (1.0 - mu) * mean
+        # no selected sample anywhere: keep d (no host sync needed)
+        self.head_direction.copy_(
+            torch.where(count > 0, new, self.head_direction))
+        return mean
+
+    def predict(self, feats: Tensor, alpha: Optional[float] = None) -> Tensor:
+        """Test-time output (TDE paper Eq. 8, or Eq. 9 if bg-exempt).
+
+        Args:
+            feats: (N, D) or (N, D, H, W).
+            alpha: TDE strength; None uses :attr:`alpha` (or 0 when
+                ``use_tde_at_test=False``). ``alpha=0`` gives the plain
+                causal-norm logits.
+
+        Returns:
+            Tensor: TDE logits (N, C[, H, W]); with
+            ``background_exempt=True`` the log-probabilities of
+            :func:`background_exempt_log_probs`.
+        """
+        if alpha is None:
+            alpha = self.alpha if self.use_tde_at_test else 0.0
+        tde = tde_logits(feats, self.weight, self.head_direction, alpha,
+                         self.num_heads, self.tau, self.gamma)
+        if not self.background_exempt:
+            return tde
+        plain = self.forward(feats)
+        return background_exempt_log_probs(plain, tde)
+
+    def extra_repr(self) -> str:
+        return (f'in_channels={self.in_channels}, '
+                f'num_classes={self.num_classes}, '
+                f'num_heads={self.num_heads}, tau={self.tau}, '
+                f'gamma={self.gamma}, alpha={self.alpha}, '
+                f'momentum={self.momentum}, '
+                f'direction_update={self.direction_update!r}, '
+                f'background_exempt={self.background_exempt}')

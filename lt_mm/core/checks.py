@@ -1,0 +1,89 @@
+"""Input validation shared by every long-tail method in :mod:`lt_mm.core`.
+
+Silent wrong numbers are the worst failure in long-tail recognition, so each
+check raises a ``ValueError`` that names the offending value and the fix.
+These helpers are framework-free (plain torch) and are meant to be called
+where a module or a config is *built*, never inside a forward pass.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Union
+
+import torch
+
+CountsLike = Union[Sequence[float], torch.Tensor]
+
+
+def as_counts(counts: CountsLike,
+              num_classes: Optional[int] = None,
+              name: str = 'counts',
+              allow_zero: bool = False) -> torch.Tensor:
+    """Validate per-class counts and return them as a float64 tensor.
+
+    Args:
+        counts: per-class counts (or frequencies), shape (C,).
+        num_classes: expected C. A mismatch usually means a statistics file
+            of another dataset (or one that includes the background class).
+        name: how the value is called in the error message.
+        allow_zero: whether classes with a zero count are acceptable.
+
+    Returns:
+        torch.Tensor: shape (C,), dtype float64.
+    """
+    if counts is None:
+        raise ValueError(
+            f'{name} is None: this method needs per-class training counts. '
+            'Pass them explicitly or give a class-statistics JSON file '
+            '(see tools/class_stats.py).')
+    t = torch.as_tensor(counts, dtype=torch.float64).flatten().clone()
+    if t.numel() == 0:
+        raise ValueError(f'{name} is empty; expected one count per class.')
+    if num_classes is not None and t.numel() != num_classes:
+        raise ValueError(
+            f'{name} has {t.numel()} entries but the model has '
+            f'num_classes={num_classes}. Use the statistics of the dataset '
+            'the model is trained on (for detection: foreground classes '
+            'only, without the background).')
+    if not torch.isfinite(t).all():
+        raise ValueError(f'{name} contains NaN or inf: {t.tolist()}')
+    if (t < 0).any():
+        bad = torch.nonzero(t < 0).flatten().tolist()
+        raise ValueError(f'{name} has negative entries at classes {bad}.')
+    if not allow_zero and (t == 0).any():
+        bad = torch.nonzero(t == 0).flatten().tolist()
+        raise ValueError(
+            f'{name} has zero count for classes {bad}: the method is '
+            'undefined for a class never seen in training. Remove the class '
+            'from the vocabulary or give it a count of at least 1.')
+    return t
+
+
+def check_range(name: str,
+                value: float,
+                low: float = -math.inf,
+                high: float = math.inf,
+                low_inclusive: bool = True,
+                high_inclusive: bool = True,
+                hint: str = '') -> float:
+    """Raise a clear ``ValueError`` unless ``low <= value <= high``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f'{name}={value!r} is not a number.') from None
+    ok_low = v >= low if low_inclusive else v > low
+    ok_high = v <= high if high_inclusive else v < high
+    if not (ok_low and ok_high) or math.isnan(v):
+        lo = '[' if low_inclusive else '('
+        hi = ']' if high_inclusive else ')'
+        raise ValueError(f'{name}={value!r} is out of range: expected a '
+                         f'value in {lo}{low}, {high}{hi}. {hint}'.rstrip())
+    return v
+
+
+def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    """Raise a clear ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(
+            f'{name}={value!r} is not supported; choose one of {list(choices)}.')
+    return value

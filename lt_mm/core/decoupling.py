@@ -1,0 +1,351 @@
+"""Decoupled classifiers (Kang et al., ICLR 2020, Sec. 4).
+
+* cRT -- re-initialise and re-train the classifier on frozen features
+  (:func:`reinit_classifier`);
+* NCM -- nearest class mean classifier on (centred) L2-normalised features
+  (:func:`class_centroids`, :func:`ncm_logits`);
+* tau-normalisation, Eq. 3: ``w_i_tilde = w_i / ||w_i|| ** tau``, logits
+  ``W_tilde^T f(x)`` without bias (:func:`tau_normalize`,
+  :func:`tau_norm_logits`);
+* LWS, Eq. 4: ``w_i_tilde = f_i * w_i`` with learnable ``f_i``
+  (:class:`LearnableWeightScaling`);
+* a cosine classifier (:class:`CosineClassifier`), the normalised
+  classifier used by several long-tail baselines.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from .checks import check_choice, check_range
+
+NCM_FEAT_TYPES = ('un', 'l2n', 'cl2n')
+NCM_DISTS = ('l2', 'cos')
+_EPS = 1e-12
+
+
+def _weight_2d(weight: Tensor) -> Tensor:
+    """(C, D) or 1x1-conv (C, D, 1, 1) -> (C, D)."""
+    if weight.dim() == 4 and weight.shape[2:] == (1, 1):
+        return weight.flatten(1)
+    if weight.dim() != 2:
+        raise ValueError(
+            f'weight has shape {tuple(weight.shape)}; expected (C, D) or a '
+            '1x1 convolution weight (C, D, 1, 1).')
+    return weight
+
+
+def _linear(feats: Tensor, weight: Tensor) -> Tensor:
+    """Bias-free linear map (N, D) -> (N, C), (N, D, H, W) -> (N, C, H, W).
+    """
+    if feats.dim() == 2:
+        return feats @ weight.t()
+    if feats.dim() == 4:
+        return torch.einsum('ndhw,cd->nchw', feats, weight)
+    raise ValueError(f'feats must be (N, D) or (N, D, H, W), got shape '
+                     f'{tuple(feats.shape)}.')
+
+
+def _check_dim(feats: Tensor, dim: int, what: str = 'weight') -> None:
+    if feats.dim() < 2 or feats.shape[1] != dim:
+        raise ValueError(
+            f'feats have shape {tuple(feats.shape)} but the {what} expects '
+            f'D={dim} channels on dim 1.')
+
+
+def tau_normalize(weight: Tensor, tau: float) -> Tensor:
+    """Tau-normalise classifier weights row-wise (Decoupling Eq. 3).
+
+    ``w_c_tilde = w_c / ||w_c|| ** tau``; ``tau = 0`` leaves the weights
+    unchanged, ``tau = 1`` gives unit-norm rows.
+
+    Args:
+        weight: (C, D) (or any (C, ...) shape, e.g. a (C, D, 1, 1) conv
+            weight; the norm is over all but the first dim).
+        tau: temperature, ``>= 0`` (the reference sweeps [0, 2]).
+
+    Returns:
+        Tensor: normalised weights, same shape as ``weight``.
+    """
+    tau = check_range('tau', tau, 0.0)
+    norms = weight.flatten(1).norm(dim=1).clamp_min(_EPS)
+    scale = norms.pow(-tau)
+    return weight * scale.reshape((-1, ) + (1, ) * (weight.dim() - 1))
+
+
+def tau_norm_logits(feats: Tensor, weight: Tensor, tau: float) -> Tensor:
+    """Logits of the tau-normalised classifier (Decoupling Eq. 3).
+
+    ``y = W_tilde^T f(x)`` with the bias discarded, as in the paper.
+
+    Args:
+        feats: (N, D) or (N, D, H, W).
+        weight: (C, D) or (C, D, 1, 1).
+        tau: ``>= 0``.
+
+    Returns:
+        Tensor: (N, C) or (N, C, H, W).
+    """
+    w = _weight_2d(tau_normalize(weight, tau))
+    _check_dim(feats, w.shape[1])
+    return _linear(feats, w.to(feats.dtype))
+
+
+class LearnableWeightScaling(nn.Module):
+    """Learnable weight scaling, LWS (Decoupling Eq. 4).
+
+    ``w_i_tilde = f_i * w_i`` with the classifier frozen and only the
+    per-class scales ``f`` (parameter ``scales``, init ones) learned.
+
+    * ``scale_bias=True`` (reference classification): the input logits are
+      ``W x + b`` and the output is ``(W x + b) * f``; if ``bias`` is also
+      passed it is added before scaling, ``(logits + bias) * f``.
+    * ``scale_bias=False`` (detection variant): pass the bias-free ``W x``
+      as ``logits`` and the bias separately; the output is
+      ``(W x) * f + b``, i.e. only the weights are scaled.
+
+    Args:
+        num_classes: number of logit columns C (including the background
+            column for detection, as in the reference detection variant).
+        scale_bias: see above.
+    """
+
+    def __init__(self, num_classes: int, scale_bias: bool = True) -> None:
+        super().__init__()
+        check_range('num_classes', num_classes, 1)
+        self.num_classes = int(num_classes)
+        self.scale_bias = bool(scale_bias)
+        self.scales = nn.Parameter(torch.ones(self.num_classes))
+
+    def forward(self, logits: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+        """Scale logits: (N, C) or (N, C, H, W) -> same shape.
+
+        Args:
+            logits: ``W x + b`` (``scale_bias=True``) or ``W x``.
+            bias: optional (C,) classifier bias.
+        """
+        if logits.dim() < 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f'logits have shape {tuple(logits.shape)}; expected '
+                f'{self.num_classes} classes on dim 1.')
+        view = (1, -1) + (1, ) * (logits.dim() - 2)
+        scales = self.scales.to(logits.dtype).reshape(view)
+        if bias is None:
+            return logits * scales
+        if bias.numel() != self.num_classes:
+            raise ValueError(f'bias has {bias.numel()} entries; expected '
+                             f'{self.num_classes}.')
+        b = bias.to(logits.dtype).reshape(view)
+        if self.scale_bias:
+            return (logits + b) * scales
+        return logits * scales + b
+
+    def extra_repr(self) -> str:
+        return f'num_classes={self.num_classes}, scale_bias={self.scale_bias}'
+
+
+def reinit_classifier(module: nn.Module) -> nn.Module:
+    """Re-initialise a classifier for cRT (Decoupling Sec. 4).
+
+    Applies PyTorch's default initialisation (``reset_parameters``) to an
+    ``nn.Linear`` or convolution (e.g. a 1x1 ``nn.Conv2d`` segmentation
+    classifier) in place.
+
+    Args:
+        module: the classifier layer.
+
+    Returns:
+        nn.Module: the same module, re-initialised.
+    """
+    if not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+        raise ValueError(
+            f'reinit_classifier expects an nn.Linear or nn.Conv*d, got '
+            f'{type(module).__name__}; pass the classifier layer itself '
+            '(e.g. head.fc or decode_head.conv_seg).')
+    module.reset_parameters()
+    return module
+
+
+def _flatten_samples(feats: Tensor) -> Tensor:
+    """(N, D) -> (N, D); (N, D, H, W) -> (N*H*W, D)."""
+    if feats.dim() == 2:
+        return feats
+    if feats.dim() == 4:
+        return feats.movedim(1, -1).reshape(-1, feats.shape[1])
+    raise ValueError(f'feats must be (N, D) or (N, D, H, W), got shape '
+                     f'{tuple(feats.shape)}.')
+
+
+def _ncm_transform(x: Tensor, feat_type: str,
+                   global_mean: Optional[Tensor]) -> Tensor:
+    if feat_type == 'un':
+        return x
+    if feat_type == 'cl2n':
+        if global_mean is None:
+            raise ValueError("feat_type='cl2n' needs global_mean (the mean "
+                             'training feature from class_centroids).')
+        x = x - global_mean.to(x.dtype).reshape(1, -1)
+    return x / x.norm(dim=1, keepdim=True).clamp_min(_EPS)
+
+
+def class_centroids(
+        feats: Tensor,
+        labels: Tensor,
+        num_classes: int,
+        feat_type: str = 'cl2n',
+        ignore_index: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+    """Class centroids for the NCM classifier (Decoupling Sec. 4).
+
+    ``global_mean`` is the mean raw training feature. Each sample is first
+    transformed according to ``feat_type``:
+
+    * ``'un'``: raw feature;
+    * ``'l2n'``: ``x / ||x||``;
+    * ``'cl2n'``: ``(x - global_mean) / ||x - global_mean||``;
+
+    and the centroid of class c is the plain mean of its transformed samples
+    (not re-normalised, as in the reference code).
+
+    Args:
+        feats: (N, D) training features (or (N, D, H, W) per-pixel
+            features).
+        labels: (N,) (or (N, H, W)) labels in ``[0, num_classes)``.
+        num_classes: C.
+        feat_type: ``'un'``, ``'l2n'`` or ``'cl2n'``.
+        ignore_index: optional label to skip (e.g. 255 for segmentation).
+
+    Returns:
+        tuple: ``centroids`` (C, D) and ``global_mean`` (D,). The global mean
+        is over the non-ignored samples.
+    """
+    check_choice('feat_type', feat_type, NCM_FEAT_TYPES)
+    check_range('num_classes', num_classes, 1)
+    x = _flatten_samples(feats)
+    y = labels.reshape(-1).long()
+    if y.numel() != x.shape[0]:
+        raise ValueError(
+            f'labels have shape {tuple(labels.shape)} but feats have shape '
+            f'{tuple(feats.shape)}: expected one label per sample/pixel.')
+    if ignore_index is not None:
+        keep = y != ignore_index
+        x, y = x[keep], y[keep]
+    if y.numel() and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f'labels must lie in [0, {num_classes}) (or be ignore_index='
+            f'{ignore_index}); got values in [{int(y.min())}, '
+            f'{int(y.max())}].')
+    counts = torch.bincount(y, minlength=int(num_classes))
+    if (counts == 0).any():
+        missing = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(
+            f'classes {missing} have no sample: their centroid is undefined. '
+            'Compute centroids on the full training set (features of every '
+            'class).')
+    global_mean = x.mean(dim=0)
+    z = _ncm_transform(x, feat_type, global_mean)
+    sums = z.new_zeros(int(num_classes), z.shape[1]).index_add_(0, y, z)
+    centroids = sums / counts.to(z.dtype).unsqueeze(1)
+    return centroids, global_mean
+
+
+def ncm_logits(feats: Tensor,
+               centroids: Tensor,
+               global_mean: Optional[Tensor] = None,
+               feat_type: str = 'cl2n',
+               dist: str = 'l2') -> Tensor:
+    """Nearest-class-mean scores (Decoupling Sec. 4, NCM).
+
+    Test features get the same ``feat_type`` transform as in
+    :func:`class_centroids`. Then:
+
+    * ``dist='l2'``: ``-||x - c_j||^2`` (reference default);
+    * ``dist='cos'``: cosine similarity ``cos(x, c_j)`` (the reference's
+      ``'cos'`` option is instead the dot product divided by D).
+
+    Args:
+        feats: (N, D) or (N, D, H, W).
+        centroids: (C, D).
+        global_mean: (D,) required for ``'cl2n'``.
+        feat_type: ``'un'``, ``'l2n'`` or ``'cl2n'``.
+        dist: ``'l2'`` or ``'cos'``.
+
+    Returns:
+        Tensor: scores (N, C) or (N, C, H, W); larger is closer.
+    """
+    check_choice('feat_type', feat_type, NCM_FEAT_TYPES)
+    check_choice('dist', dist, NCM_DISTS)
+    if centroids.dim() != 2:
+        raise ValueError(f'centroids must be (C, D), got shape '
+                         f'{tuple(centroids.shape)}.')
+    _check_dim(feats, centroids.shape[1], 'centroids')
+    x = _ncm_transform(_flatten_samples(feats), feat_type, global_mean)
+    c = centroids.to(x.dtype)
+    if dist == 'l2':
+        x2 = x.pow(2).sum(1, keepdim=True)
+        c2 = c.pow(2).sum(1).unsqueeze(0)
+        sq = x2 + c2 - 2.0 * x @ c.t()
+        out = -sq.clamp_min(0.0)
+    else:
+        xn = F.normalize(x, dim=1, eps=_EPS)
+        out = xn @ F.normalize(c, dim=1, eps=_EPS).t()
+    if feats.dim() == 4:
+        n, _, h, w = feats.shape
+        out = out.reshape(n, h, w, -1).movedim(-1, 1)
+    return out
+
+
+class CosineClassifier(nn.Module):
+    """Cosine (normalised) classifier: ``y_c = s * cos(x, w_c)``.
+
+    The K = 1, gamma = 0 case of the TDE paper's normalised classifiers
+    (TDE supplementary Eq. 1 with ``N(x, w) = ||x|| ||w||``); used as the
+    starred (*) classifier in DisAlign Table 1-2. No bias.
+
+    Args:
+        in_channels: D.
+        num_classes: C.
+        scale: s, ``> 0``.
+        learn_scale: make ``scale`` a learnable parameter.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 num_classes: int,
+                 scale: float = 16.0,
+                 learn_scale: bool = False) -> None:
+        super().__init__()
+        check_range('in_channels', in_channels, 1)
+        check_range('num_classes', num_classes, 1)
+        scale = check_range('scale', scale, 0.0, low_inclusive=False)
+        self.in_channels = int(in_channels)
+        self.num_classes = int(num_classes)
+        self.learn_scale = bool(learn_scale)
+        self.weight = nn.Parameter(
+            torch.empty(self.num_classes, self.in_channels))
+        if self.learn_scale:
+            self.scale = nn.Parameter(torch.tensor(scale))
+        else:
+            self.scale = scale
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Init ``weight`` ~ U(+-1/sqrt(D))."""
+        bound = 1.0 / math.sqrt(self.in_channels)
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def forward(self, feats: Tensor) -> Tensor:
+        """(N, D) -> (N, C); (N, D, H, W) -> (N, C, H, W)."""
+        _check_dim(feats, self.in_channels)
+        x = F.normalize(feats, dim=1, eps=_EPS)
+        w = F.normalize(self.weight, dim=1, eps=_EPS).to(x.dtype)
+        return self.scale * _linear(x, w)
+
+    def extra_repr(self) -> str:
+        return (f'in_channels={self.in_channels}, '
+                f'num_classes={self.num_classes}, '
+                f'learn_scale={self.learn_scale}')

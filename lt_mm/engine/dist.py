@@ -1,0 +1,79 @@
+"""Distributed training on machines without CUDA (gloo backend).
+
+mmengine 0.10.7's ``pytorch`` launcher calls ``torch.cuda.set_device`` and
+its default DDP wrapper passes ``device_ids=[LOCAL_RANK]``; both fail on a
+CPU-only machine. :func:`setup_distributed` initialises the process group
+with gloo *before* the Runner is built (the Runner then skips its own
+``init_dist``) and points ``model_wrapper_cfg`` at
+:class:`CPUDistributedDataParallel`, which wraps with ``device_ids=None``
+and turns SyncBN (CUDA-only in torch) into plain BatchNorm. With CUDA the
+stock behaviour is kept untouched.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config
+from mmengine.model import MMDistributedDataParallel
+from mmengine.model.utils import revert_sync_batchnorm
+from mmengine.registry import MODEL_WRAPPERS
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """:class:`MMDistributedDataParallel` for CPU processes (gloo).
+
+    SyncBatchNorm layers are reverted to BatchNorm (torch implements SyncBN
+    for CUDA only) and ``device_ids`` / ``output_device`` are forced to
+    ``None`` as DDP requires for CPU modules.
+    """
+
+    def __init__(self, module: torch.nn.Module, **kwargs) -> None:
+        kwargs['device_ids'] = None
+        kwargs['output_device'] = None
+        kwargs.setdefault('broadcast_buffers', False)
+        super().__init__(module=revert_sync_batchnorm(module), **kwargs)
+
+
+def cuda_usable() -> bool:
+    """Whether this process can use CUDA."""
+    return torch.cuda.is_available() and torch.cuda.device_count() > 0
+
+
+def setup_distributed(cfg: Config, launcher: str,
+                      backend: Optional[str] = None) -> None:
+    """Prepare ``cfg`` (and the process group) for ``launcher``.
+
+    Only acts for ``launcher='pytorch'`` on a machine without CUDA: the
+    gloo process group is created from torchrun's environment variables
+    (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``) and the
+    model wrapper is set to :class:`CPUDistributedDataParallel`.
+    """
+    cfg.launcher = launcher
+    if launcher == 'none' or cuda_usable():
+        return
+    if launcher != 'pytorch':
+        raise ValueError(
+            f'--launcher {launcher} needs CUDA; on a CPU-only machine use '
+            '--launcher pytorch (tools/dist_train.sh) or none.')
+    for key in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
+        if key not in os.environ:
+            raise RuntimeError(
+                f'--launcher pytorch expects torchrun to set {key}; start '
+                'the job with tools/dist_train.sh CONFIG N or torchrun.')
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(
+            backend=backend or 'gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']))
+    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+    wrapper['type'] = 'CPUDistributedDataParallel'
+    wrapper.setdefault('find_unused_parameters',
+                       cfg.get('find_unused_parameters', False))
+    cfg.model_wrapper_cfg = wrapper
+    env_cfg = cfg.get('env_cfg', {}) or {}
+    env_cfg.setdefault('dist_cfg', {})['backend'] = backend or 'gloo'
+    cfg.env_cfg = env_cfg

@@ -1,0 +1,167 @@
+"""Shared fixtures: tiny long-tailed data in the real on-disk formats, a
+runner for ``tools/*.py`` (real subprocesses, as a user runs them) and one
+stage-1 checkpoint per toolbox that the method tests start from.
+
+Data are written once per test session; the stage-1 models are trained once
+per session (a few iterations of tiny models) and shared by every test that
+needs a checkpoint.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import os.path as osp
+import subprocess
+import sys
+from typing import Dict, List
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+QUICKSTART = osp.join(REPO, 'configs', 'quickstart')
+
+
+def _env(data_root: str) -> Dict[str, str]:
+    env = dict(os.environ)
+    env['LT_MM_DATA_ROOT'] = data_root
+    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+    env.setdefault('OMP_NUM_THREADS', '2')
+    env['MPLBACKEND'] = 'Agg'
+    return env
+
+
+class ToolRunner:
+    """Run ``tools/<name>`` in a subprocess with the tiny data root."""
+
+    def __init__(self, data_root: str) -> None:
+        self.data_root = data_root
+
+    def __call__(self,
+                 tool: str,
+                 *args: str,
+                 check: bool = True,
+                 timeout: int = 900) -> subprocess.CompletedProcess:
+        if tool.endswith('.sh'):
+            cmd = ['bash', osp.join(REPO, 'tools', tool), *args]
+        else:
+            cmd = [sys.executable, osp.join(REPO, 'tools', tool), *args]
+        proc = subprocess.run(
+            cmd,
+            cwd=REPO,
+            env=_env(self.data_root),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f'{" ".join(cmd)} exited with {proc.returncode}:\n' +
+                proc.stdout[-6000:])
+        return proc
+
+
+def last_checkpoint(work_dir: str) -> str:
+    """Path of the checkpoint mmengine's ``last_checkpoint`` file names."""
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(marker):
+        with open(marker) as f:
+            return f.read().strip()
+    ckpts = sorted(glob.glob(osp.join(work_dir, '*.pth')), key=osp.getmtime)
+    assert ckpts, f'no checkpoint in {work_dir}'
+    return ckpts[-1]
+
+
+# ----------------------------------------------------------------- data
+@pytest.fixture(scope='session')
+def data_root(tmp_path_factory) -> str:
+    """Tiny cls / seg / det data sets under one root (LT_MM_DATA_ROOT)."""
+    from lt_mm.toydata import make_ade20k, make_imagenet_lt, make_lvis
+    root = str(tmp_path_factory.mktemp('lt_mm_data'))
+    make_imagenet_lt(
+        osp.join(root, 'cls'),
+        num_classes=10,
+        imbalance_ratio=20,
+        max_per_class=40,
+        val_per_class=3,
+        test_per_class=5,
+        image_size=32,
+        seed=0)
+    make_ade20k(
+        osp.join(root, 'seg'),
+        num_classes=10,
+        num_train=8,
+        num_val=4,
+        image_size=64,
+        seed=0)
+    make_lvis(
+        osp.join(root, 'det'),
+        num_classes=8,
+        num_train=16,
+        num_val=6,
+        image_size=64,
+        seed=0)
+    return root
+
+
+@pytest.fixture(scope='session')
+def run_tool(data_root) -> ToolRunner:
+    return ToolRunner(data_root)
+
+
+# ------------------------------------------------------ stage-1 models
+# Tiny schedules: enough iterations to exercise the loops, not to converge.
+TINY_OPTIONS: Dict[str, List[str]] = {
+    'cls': [
+        'train_cfg.max_epochs=2', 'train_cfg.val_interval=2',
+        'default_hooks.checkpoint.interval=1',
+        'default_hooks.checkpoint.max_keep_ckpts=3',
+        'default_hooks.logger.interval=1'
+    ],
+    'seg': [
+        'train_cfg.max_iters=4', 'train_cfg.val_interval=4',
+        'default_hooks.checkpoint.interval=2',
+        'default_hooks.checkpoint.max_keep_ckpts=3',
+        'default_hooks.logger.interval=1', 'param_scheduler.0.end=4'
+    ],
+    'det': [
+        'train_cfg.max_epochs=2', 'train_cfg.val_interval=2',
+        'default_hooks.checkpoint.interval=1',
+        'default_hooks.checkpoint.max_keep_ckpts=3',
+        'default_hooks.logger.interval=1', 'param_scheduler.0.end=4'
+    ],
+}
+STAGE1_CONFIGS = {
+    'cls': osp.join(QUICKSTART, 'digits_cls_resnet_stage1.py'),
+    'seg': osp.join(QUICKSTART, 'digits_seg_fcn_stage1.py'),
+    'det': osp.join(QUICKSTART, 'digits_det_mask_rcnn_stage1.py'),
+}
+
+
+def _train_stage1(task: str, run_tool: ToolRunner, tmp_path_factory) -> dict:
+    work_dir = str(tmp_path_factory.mktemp(f'{task}_stage1'))
+    proc = run_tool('train.py', STAGE1_CONFIGS[task], '--work-dir', work_dir,
+                    '--cfg-options', *TINY_OPTIONS[task])
+    return dict(
+        config=STAGE1_CONFIGS[task],
+        work_dir=work_dir,
+        checkpoint=last_checkpoint(work_dir),
+        options=TINY_OPTIONS[task],
+        log=proc.stdout)
+
+
+@pytest.fixture(scope='session')
+def cls_stage1(run_tool, tmp_path_factory) -> dict:
+    """A stage-1 mmpretrain checkpoint (tiny ResNet, 2 epochs)."""
+    return _train_stage1('cls', run_tool, tmp_path_factory)
+
+
+@pytest.fixture(scope='session')
+def seg_stage1(run_tool, tmp_path_factory) -> dict:
+    """A stage-1 mmseg checkpoint (tiny FCN, 4 iterations)."""
+    return _train_stage1('seg', run_tool, tmp_path_factory)
+
+
+@pytest.fixture(scope='session')
+def det_stage1(run_tool, tmp_path_factory) -> dict:
+    """A stage-1 mmdet checkpoint (tiny Mask R-CNN, 2 epochs)."""
+    return _train_stage1('det', run_tool, tmp_path_factory)

@@ -1,0 +1,276 @@
+"""Tests for lt_mm.core.causal_norm (TDE paper Eq. 7-9)."""
+import math
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.testing import assert_close
+
+from lt_mm.core.causal_norm import (CausalNormClassifier,
+                                    background_exempt_log_probs,
+                                    causal_norm_logits, suggest_alpha,
+                                    tde_logits)
+
+# D = 4, K = 2 heads of 2 dims, C = 2 classes.
+# x = [3, 4 | 0, 2]: x_1 = [3, 4] / 5 = [0.6, 0.8], x_2 = [0, 2] / 2 = [0, 1]
+# w_0 = [1, 0 | 0, 3]: chunk norms 1 and 3
+# w_1 = [0, 2 | 4, 0]: chunk norms 2 and 4
+X = torch.tensor([[3.0, 4.0, 0.0, 2.0]])
+WEIGHT = torch.tensor([[1.0, 0.0, 0.0, 3.0], [0.0, 2.0, 4.0, 0.0]])
+# d = [1, 0 | 1, 1]: d_hat_1 = [1, 0], d_hat_2 = [1, 1] / sqrt(2)
+# c_1 = cos([3, 4], [1, 0]) = 0.6, c_2 = cos([0, 2], [1, 1]) = 1 / sqrt(2)
+D = torch.tensor([1.0, 0.0, 1.0, 1.0])
+R2 = math.sqrt(2.0)
+
+
+def test_causal_norm_hand_example_gamma_one():
+    # gamma = 1, tau = 2 -> tau / K = 1
+    # w0_bar = [1/2, 0 | 0, 3/4], w1_bar = [0, 2/3 | 4/5, 0]
+    # y0 = 0.6 * 0.5 + 1 * 0.75 = 1.05
+    # y1 = 0.8 * 2/3 + 0 * 0.8   = 0.533333
+    out = causal_norm_logits(X, WEIGHT, num_heads=2, tau=2.0, gamma=1.0)
+    assert_close(out, torch.tensor([[1.05, 0.8 * 2 / 3]]))
+
+
+def test_causal_norm_hand_example_defaults():
+    # tau = 16, K = 2 -> 8; gamma = 1/32:
+    # y0 = 8 * (0.6 * 1 / (1 + 1/32) + 1 * 3 / (3 + 1/32))
+    #    = 8 * (0.581818 + 0.989691) = 12.572069
+    # y1 = 8 * (0.8 * 2 / (2 + 1/32)) = 8 * 0.787692 = 6.301538
+    out = causal_norm_logits(X, WEIGHT)
+    y0 = 8 * (0.6 / (1 + 1 / 32) + 3 / (3 + 1 / 32))
+    y1 = 8 * (0.8 * 2 / (2 + 1 / 32))
+    assert_close(out, torch.tensor([[y0, y1]]))
+    assert_close(out, torch.tensor([[12.572069, 6.301538]]), atol=1e-5, rtol=0)
+    # scale invariance in x (each chunk is L2-normalised)
+    assert_close(causal_norm_logits(7 * X, WEIGHT), out)
+
+
+def test_causal_norm_spatial_and_conv_weight():
+    feats = X.reshape(1, 4, 1, 1).expand(2, 4, 3, 2).clone()
+    out = causal_norm_logits(feats, WEIGHT.reshape(2, 4, 1, 1))
+    assert out.shape == (2, 2, 3, 2)
+    ref = causal_norm_logits(X, WEIGHT)
+    assert_close(out, ref.reshape(1, 2, 1, 1).expand_as(out))
+
+
+def test_tde_hand_example():
+    # gamma = 1, tau / K = 1, alpha = 1:
+    # x1_eff = [0.6, 0.8] - 0.6 * [1, 0]              = [0, 0.8]
+    # x2_eff = [0, 1] - (1/sqrt2) * [1, 1] / sqrt2     = [-0.5, 0.5]
+    # TDE0 = <[0, .8], [.5, 0]> + <[-.5, .5], [0, .75]> = 0 + 0.375 = 0.375
+    # TDE1 = <[0, .8], [0, 2/3]> + <[-.5, .5], [.8, 0]> = .533333 - .4
+    #      = 0.133333
+    out = tde_logits(X, WEIGHT, D, alpha=1.0, tau=2.0, gamma=1.0)
+    assert_close(out, torch.tensor([[0.375, 0.8 * 2 / 3 - 0.4]]))
+    # alpha = 2: x1_eff = [-0.6, 0.8], x2_eff = [-1, 0]
+    # TDE0 = -0.3 + 0 = -0.3 ; TDE1 = 0.533333 - 0.8 = -0.266667
+    out = tde_logits(X, WEIGHT, D, alpha=2.0, tau=2.0, gamma=1.0)
+    assert_close(out, torch.tensor([[-0.3, 0.8 * 2 / 3 - 0.8]]))
+    # alpha = 0 is the plain causal-norm logit
+    assert_close(
+        tde_logits(X, WEIGHT, D, alpha=0.0), causal_norm_logits(X, WEIGHT))
+    # a zero head direction removes nothing
+    assert_close(
+        tde_logits(X, WEIGHT, torch.zeros(4), alpha=3.0),
+        causal_norm_logits(X, WEIGHT))
+
+
+def test_background_exempt_hand_example():
+    # C = 2 fg + bg (last).
+    # p = softmax([ln2, 0, 0]) = [0.5, 0.25, 0.25]
+    # q = softmax([0, ln3, ln4]) = [1/8, 3/8, 4/8]
+    # final_bg = 0.25; fg share = 0.75 / 0.5 = 1.5
+    # final_0 = 1.5 * 1/8 = 0.1875; final_1 = 1.5 * 3/8 = 0.5625
+    logits = torch.tensor([[math.log(2.0), 0.0, 0.0]])
+    tde = torch.tensor([[0.0, math.log(3.0), math.log(4.0)]])
+    out = background_exempt_log_probs(logits, tde)
+    expected = torch.tensor([[0.1875, 0.5625, 0.25]])
+    assert_close(out.exp(), expected)
+    # Eq. 9 form: (1 - p_bg) * q_c / (1 - q_bg)
+    assert_close(out.exp()[0, :2], 0.75 * torch.tensor([1 / 8, 3 / 8]) / 0.5)
+    # a later softmax returns the same probabilities (no double softmax)
+    assert_close(torch.softmax(out, dim=1), expected)
+
+
+def test_background_exempt_matches_reference_formula_random():
+    torch.manual_seed(0)
+    logits, tde = torch.randn(
+        5, 4, dtype=torch.float64), torch.randn(
+            5, 4, dtype=torch.float64)
+    eps = 1e-10
+    p, q = logits.softmax(1), tde.softmax(1)
+    ref = torch.cat([
+        p[:, :-1].sum(1, keepdim=True) /
+        (q[:, :-1].sum(1, keepdim=True) + eps) * (q[:, :-1] + eps), p[:, -1:]
+    ], 1)
+    out = background_exempt_log_probs(logits, tde, eps=eps)
+    assert_close(out.exp(), ref)
+    assert_close(out.exp().sum(1), torch.ones(5, dtype=torch.float64))
+    # per-pixel (N, C+1, H, W)
+    lp = logits.t().reshape(1, 4, 5, 1)
+    tp = tde.t().reshape(1, 4, 5, 1)
+    outp = background_exempt_log_probs(lp, tp, eps=eps)
+    assert_close(outp[0, :, :, 0].t(), out)
+
+
+def _head_module(mode, momentum=0.5):
+    return CausalNormClassifier(4, 3, momentum=momentum, direction_update=mode)
+
+
+def _three_updates(m):
+    m.update_head_direction(
+        torch.tensor([[1., 2., 0., 0.], [3., 0., 0.,
+                                         2.]]))  # mean [2, 1, 0, 1]
+    m.update_head_direction(
+        torch.tensor([[0., 4., 4., 0.], [0., 0., 0.,
+                                         0.]]))  # mean [0, 2, 2, 0]
+    m.update_head_direction(torch.tensor([[1., 0., 0., 1.]]))  # [1, 0, 0, 1]
+
+
+def test_head_direction_reference_update():
+    # d <- 0.5 d + m:
+    # d1 = [2, 1, 0, 1]
+    # d2 = [1, .5, 0, .5] + [0, 2, 2, 0] = [1, 2.5, 2, .5]
+    # d3 = [.5, 1.25, 1, .25] + [1, 0, 0, 1] = [1.5, 1.25, 1, 1.25]
+    m = _head_module('reference')
+    _three_updates(m)
+    assert_close(m.head_direction, torch.tensor([1.5, 1.25, 1.0, 1.25]))
+
+
+def test_head_direction_ema_update():
+    # d <- 0.5 d + 0.5 m:
+    # d1 = [1, .5, 0, .5]
+    # d2 = [.5, .25, 0, .25] + [0, 1, 1, 0] = [.5, 1.25, 1, .25]
+    # d3 = [.25, .625, .5, .125] + [.5, 0, 0, .5] = [.75, .625, .5, .625]
+    m = _head_module('ema')
+    _three_updates(m)
+    assert_close(m.head_direction, torch.tensor([0.75, 0.625, 0.5, 0.625]))
+
+
+def test_head_direction_mask_and_spatial():
+    m = _head_module('reference', momentum=0.9)
+    feats = torch.tensor([[2., 2., 2., 2.], [100., 100., 100., 100.],
+                          [0., 0., 0., 4.]])
+    labels = torch.tensor([0, 2, 1])  # 2 foreground classes, bg = 2
+    # mean of rows 0 and 2 = [1, 1, 1, 3]; d = 0.9 * 0 + m
+    m.update_head_direction(feats, mask=labels < 2)
+    assert_close(m.head_direction, torch.tensor([1., 1., 1., 3.]))
+    # a batch without foreground leaves d unchanged
+    m.update_head_direction(feats, mask=torch.zeros(3, dtype=torch.bool))
+    assert_close(m.head_direction, torch.tensor([1., 1., 1., 3.]))
+    # per-pixel: pixels [1, 2, 0, 0] and [3, 0, 0, 2] -> mean [2, 1, 0, 1]
+    m = _head_module('reference')
+    fmap = torch.tensor([[1., 2., 0., 0.], [3., 0., 0., 2.]]).t()
+    fmap = fmap.reshape(1, 4, 1, 2)
+    m.update_head_direction(fmap)
+    assert_close(m.head_direction, torch.tensor([2., 1., 0., 1.]))
+    m = _head_module('reference')
+    m.update_head_direction(fmap, mask=torch.tensor([[[True, False]]]))
+    assert_close(m.head_direction, torch.tensor([1., 2., 0., 0.]))
+    assert 'head_direction' in m.state_dict()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+# rank 0 gets one row, rank 1 three rows: the global mean (over 4 rows)
+# differs from the average of the two per-rank means.
+DIST_FEATS = torch.tensor([[4., 0., 0., 0.], [0., 4., 0., 0.],
+                           [0., 0., 4., 0.], [0., 0., 0., 8.],
+                           [100., 100., 100., 100.]])
+DIST_MASK = torch.tensor([True, True, True, True, False])
+
+
+def _dist_worker(rank, port, out_dir):
+    dist.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
+    try:
+        m = _head_module('reference', momentum=0.9)
+        rows = slice(0, 1) if rank == 0 else slice(1, 5)
+        for _ in range(2):
+            m.update_head_direction(DIST_FEATS[rows], mask=DIST_MASK[rows])
+        torch.save(m.head_direction, os.path.join(out_dir, f'{rank}.pt'))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_head_direction_all_reduce_two_gloo_processes(tmp_path):
+    if not dist.is_available():
+        pytest.skip('torch.distributed is not available')
+    mp.spawn(
+        _dist_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    single = _head_module('reference', momentum=0.9)
+    for _ in range(2):
+        single.update_head_direction(DIST_FEATS, mask=DIST_MASK)
+    # mean of the 4 fg rows = [1, 1, 1, 2]; d2 = 0.9 * m + m = 1.9 m
+    expected = torch.tensor([1.9, 1.9, 1.9, 3.8])
+    assert_close(single.head_direction, expected)
+    for rank in range(2):
+        got = torch.load(os.path.join(tmp_path, f'{rank}.pt'))
+        assert_close(got, expected)
+
+
+def test_suggest_alpha():
+    # cos per head for X: 0.6 and 1/sqrt2 -> mean 0.653553 -> 1.530104
+    assert suggest_alpha(X, D) == pytest.approx(2 / (0.6 + 1 / R2))
+    # add a sample equal to d (cos 1, 1): mean = (1.6 + 1/sqrt2 + 1) / 4
+    feats = torch.cat([X, D[None]])
+    assert suggest_alpha(feats, D) == pytest.approx(4 / (2.6 + 1 / R2))
+    # masking the second sample gives the first result back
+    mask = torch.tensor([True, False])
+    assert suggest_alpha(
+        feats, D, mask=mask) == pytest.approx(2 / (0.6 + 1 / R2))
+    with pytest.raises(ValueError, match='head_direction'):
+        suggest_alpha(X, torch.zeros(4))
+
+
+def test_classifier_forward_predict():
+    m = CausalNormClassifier(4, 2, tau=2.0, gamma=1.0, alpha=1.0)
+    with torch.no_grad():
+        m.weight.copy_(WEIGHT)
+        m.head_direction.copy_(D)
+    assert_close(m(X), torch.tensor([[1.05, 0.8 * 2 / 3]]))
+    assert_close(m.predict(X), torch.tensor([[0.375, 0.8 * 2 / 3 - 0.4]]))
+    assert_close(m.predict(X, alpha=0.0), m(X))
+    m.use_tde_at_test = False
+    assert_close(m.predict(X), m(X))
+
+
+def test_classifier_background_exempt_predict():
+    torch.manual_seed(0)
+    m = CausalNormClassifier(4, 3, alpha=1.5, background_exempt=True)
+    m.update_head_direction(torch.rand(8, 4))
+    feats = torch.randn(5, 4)
+    out = m.predict(feats)
+    plain = m(feats)
+    tde = tde_logits(feats, m.weight, m.head_direction, 1.5)
+    assert_close(out, background_exempt_log_probs(plain, tde))
+    # background probability comes from the plain model
+    assert_close(out.exp()[:, -1], plain.softmax(1)[:, -1])
+
+
+def test_classifier_init_and_validation():
+    torch.manual_seed(0)
+    m = CausalNormClassifier(16, 5)
+    assert m.weight.shape == (5, 16)
+    assert m.weight.abs().max() <= 1 / 4
+    assert torch.equal(m.head_direction, torch.zeros(16))
+    with pytest.raises(ValueError, match='num_heads'):
+        CausalNormClassifier(5, 3, num_heads=2)
+    with pytest.raises(ValueError, match='tau'):
+        CausalNormClassifier(4, 3, tau=0.0)
+    with pytest.raises(ValueError, match='gamma'):
+        CausalNormClassifier(4, 3, gamma=-0.1)
+    with pytest.raises(ValueError, match='alpha'):
+        CausalNormClassifier(4, 3, alpha=-1.0)
+    with pytest.raises(ValueError, match='momentum'):
+        CausalNormClassifier(4, 3, momentum=1.5)
+    with pytest.raises(ValueError, match='direction_update'):
+        CausalNormClassifier(4, 3, direction_update='sma')

@@ -1,0 +1,119 @@
+"""Tests for lt_mm.core.cdt (CDT Eq. 3 and Eq. 5, logit adjustment)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.testing import assert_close
+
+from lt_mm.core.cdt import (CDTCrossEntropy, cdt_logits, cdt_temperatures,
+                            logit_adjust, nc_tau_adjust)
+
+COUNTS = [100, 25, 4]
+
+
+def test_temperatures_hand():
+    # N_max / N_c = [1, 4, 25]; ** 0.5 -> [1, 2, 5]
+    a = cdt_temperatures(COUNTS, 0.5)
+    assert a.dtype == torch.float32
+    assert_close(a, torch.tensor([1.0, 2.0, 5.0]))
+    # gamma = 0 -> plain ERM
+    assert_close(cdt_temperatures(COUNTS, 0.0), torch.ones(3))
+    # gamma = 1 -> [1, 4, 25]
+    assert_close(cdt_temperatures(COUNTS, 1.0), torch.tensor([1., 4., 25.]))
+    with pytest.raises(ValueError, match='gamma'):
+        cdt_temperatures(COUNTS, -0.1)
+    with pytest.raises(ValueError, match='zero count'):
+        cdt_temperatures([10, 0, 1], 0.5)
+
+
+def test_cdt_logits_hand():
+    a = cdt_temperatures(COUNTS, 0.5)  # [1, 2, 5]
+    z = torch.tensor([[2.0, 4.0, 10.0]])
+    assert_close(cdt_logits(z, a), torch.tensor([[2.0, 2.0, 2.0]]))
+    # detection: last column = background, temperature 1
+    zb = torch.tensor([[2.0, 4.0, 10.0, 7.0]])
+    assert_close(
+        cdt_logits(zb, a, background=True), torch.tensor([[2.0, 2.0, 2.0,
+                                                           7.0]]))
+    with pytest.raises(ValueError, match='background'):
+        cdt_logits(zb, a)
+    # per-pixel (N, C, H, W)
+    zm = z.reshape(1, 3, 1, 1).expand(2, 3, 2, 2)
+    assert_close(cdt_logits(zm, a), torch.full((2, 3, 2, 2), 2.0))
+
+
+def test_cdt_loss_and_start_epoch():
+    z = torch.tensor([[2.0, 4.0, 10.0]])
+    y = torch.tensor([1])
+    loss = CDTCrossEntropy(COUNTS, 0.5, start_epoch=2)
+    assert 'temperatures' not in loss.state_dict()
+    # epochs 0, 1: a_c = 1 -> plain CE = logsumexp([2, 4, 10]) - 4
+    plain = torch.logsumexp(z[0], 0) - 4.0
+    for epoch in (0, 1):
+        loss.epoch = epoch
+        assert_close(loss(z, y), plain)
+        assert_close(loss.current_temperatures(), torch.ones(3))
+    # from epoch 2: scaled logits [2, 2, 2] -> CE = ln 3
+    loss.epoch = 2
+    assert_close(loss(z, y), torch.tensor(math.log(3.0)))
+    # start_epoch = 0: always on
+    assert_close(CDTCrossEntropy(COUNTS, 0.5)(z, y), torch.tensor(math.log(3)))
+
+
+def test_cdt_loss_ignore_background_and_pixels():
+    # rows: scaled logits [2, 2, 2, 7] label 3 (bg, temperature 1),
+    #       and an ignored row
+    loss = CDTCrossEntropy(COUNTS, 0.5, background=True, ignore_index=255)
+    z = torch.tensor([[2.0, 4.0, 10.0, 7.0], [9.0, 0.0, 0.0, 0.0]])
+    y = torch.tensor([3, 255])
+    expected = torch.logsumexp(torch.tensor([2., 2., 2., 7.]), 0) - 7.0
+    assert_close(loss(z, y), expected)
+    # all ignored -> 0, not NaN
+    assert loss(z, torch.tensor([255, 255])).item() == 0.0
+    # per-pixel logits match F.cross_entropy on the scaled maps
+    torch.manual_seed(0)
+    zm = torch.randn(2, 3, 4, 4)
+    ym = torch.randint(0, 3, (2, 4, 4))
+    ym[0, 0, 0] = 255
+    pix = CDTCrossEntropy(COUNTS, 0.5, ignore_index=255)
+    a = torch.tensor([1.0, 2.0, 5.0]).reshape(1, 3, 1, 1)
+    assert_close(pix(zm, ym), F.cross_entropy(zm / a, ym, ignore_index=255))
+
+
+def test_nc_tau_and_logit_adjust_differ():
+    # counts [100, 1], tau = 0.5, negative logits z = [-1, -2]
+    counts = [100, 1]
+    z = torch.tensor([[-1.0, -2.0]])
+    # CDT Eq. 5: z / N^tau = [-1 / 10, -2 / 1] = [-0.1, -2] -> argmax 0
+    nc = nc_tau_adjust(z, counts, 0.5)
+    assert_close(nc, torch.tensor([[-0.1, -2.0]]))
+    # logit adjustment: z - tau ln N = [-1 - 0.5 ln 100, -2]
+    #   = [-3.302585, -2] -> argmax 1
+    la = logit_adjust(z, counts, 0.5)
+    assert_close(la, torch.tensor([[-1 - 0.5 * math.log(100), -2.0]]))
+    assert nc.argmax(1).item() == 0
+    assert la.argmax(1).item() == 1
+    # tau = 0 leaves both unchanged
+    assert_close(nc_tau_adjust(z, counts, 0.0), z)
+    assert_close(logit_adjust(z, counts, 0.0), z)
+
+
+def test_post_hoc_background_and_pixels():
+    counts = [100, 1]
+    z = torch.tensor([[-1.0, -2.0, 5.0]])
+    nc = nc_tau_adjust(z, counts, 0.5, exclude_background=True)
+    assert_close(nc, torch.tensor([[-0.1, -2.0, 5.0]]))
+    la = logit_adjust(z, counts, 0.5, exclude_background=True)
+    assert_close(la, torch.tensor([[-1 - 0.5 * math.log(100), -2.0, 5.0]]))
+    with pytest.raises(ValueError, match='num_classes'):
+        nc_tau_adjust(z, counts, 0.5)
+    # per-pixel: z = [4, 4] everywhere, counts [4, 1], tau = 1
+    #   nc: [1, 4]; la: [4 - ln 4, 4]
+    zm = torch.full((1, 2, 2, 2), 4.0)
+    out = nc_tau_adjust(zm, [4, 1], 1.0)
+    assert_close(out[0, :, 1, 1], torch.tensor([1.0, 4.0]))
+    out = logit_adjust(zm, [4, 1], 1.0)
+    assert_close(out[0, :, 0, 1], torch.tensor([4 - math.log(4), 4.0]))
+    with pytest.raises(ValueError, match='tau'):
+        logit_adjust(zm, [4, 1], -1.0)

@@ -1,0 +1,186 @@
+"""Tests for lt_mm.core.disalign (DisAlign Eq. 4-6, Table 2)."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.testing import assert_close
+
+from lt_mm.core.disalign import DisAlignCalibration, disalign_calibrate
+
+# Hand example: C = 3, two samples.
+Z = torch.tensor([[2.0, -1.0, 0.5], [1.0, 2.0, -4.0]])
+SIGMA = torch.tensor([[0.5], [0.25]])
+ALPHA = torch.tensor([2.0, 0.5, 1.0])
+BETA = torch.tensor([1.0, 0.0, -2.0])
+# Eq. 5: z_hat = s * (a * z + b) + (1 - s) * z
+# row 0 (s = 0.5):
+#   c0: 0.5 * (2 * 2 + 1) + 0.5 * 2        = 2.5 + 1.0   =  3.5
+#   c1: 0.5 * (0.5 * -1 + 0) + 0.5 * -1    = -0.25 - 0.5 = -0.75
+#   c2: 0.5 * (1 * 0.5 - 2) + 0.5 * 0.5    = -0.75 + 0.25 = -0.5
+# row 1 (s = 0.25):
+#   c0: 0.25 * (2 * 1 + 1) + 0.75 * 1      = 0.75 + 0.75 =  1.5
+#   c1: 0.25 * (0.5 * 2) + 0.75 * 2        = 0.25 + 1.5  =  1.75
+#   c2: 0.25 * (-4 - 2) + 0.75 * -4        = -1.5 - 3.0  = -4.5
+EXP_IDENTITY = torch.tensor([[3.5, -0.75, -0.5], [1.5, 1.75, -4.5]])
+# Eq. 6: z_hat = (1 + s * a) * z + s * b
+# row 0: c0 (1 + 1) * 2 + 0.5 = 4.5; c1 (1 + 0.25) * -1 = -1.25;
+#        c2 (1 + 0.5) * 0.5 + 0.5 * -2 = 0.75 - 1 = -0.25
+# row 1: c0 (1 + 0.5) * 1 + 0.25 = 1.75; c1 (1 + 0.125) * 2 = 2.25;
+#        c2 (1 + 0.25) * -4 + 0.25 * -2 = -5 - 0.5 = -5.5
+EXP_SHIFTED = torch.tensor([[4.5, -1.25, -0.25], [1.75, 2.25, -5.5]])
+
+
+def _set_half_sigma(module):
+    """Zero the confidence layer so sigma = sigmoid(0) = 0.5 everywhere."""
+    with torch.no_grad():
+        module.confidence_layer.weight.zero_()
+        module.confidence_layer.bias.zero_()
+
+
+@pytest.mark.parametrize('param', ['identity', 'shifted'])
+@pytest.mark.parametrize('spatial', [False, True])
+def test_identity_at_init(param, spatial):
+    torch.manual_seed(0)
+    m = DisAlignCalibration(3, 4, param=param, spatial=spatial)
+    if spatial:
+        logits, feats = torch.randn(2, 3, 2, 2), torch.randn(2, 4, 2, 2)
+    else:
+        logits, feats = torch.randn(5, 3), torch.randn(5, 4)
+    out = m(logits, feats)
+    # bit-exact identity: z + sigma * (0 * z + 0)
+    assert torch.equal(out, logits)
+    expected_alpha = 1.0 if param == 'identity' else 0.0
+    assert_close(m.logit_scale.data, torch.full((3, ), expected_alpha))
+    assert_close(m.logit_bias.data, torch.zeros(3))
+
+
+def test_shifted_reference_alpha_init_is_not_identity():
+    # Reference classification init alpha = 1 -> (1 + sigma) * z.
+    m = DisAlignCalibration(3, 4, param='shifted', alpha_init=1.0)
+    _set_half_sigma(m)
+    out = m(Z, torch.randn(2, 4))
+    assert_close(out, 1.5 * Z)
+
+
+@pytest.mark.parametrize('param,expected', [('identity', EXP_IDENTITY),
+                                            ('shifted', EXP_SHIFTED)])
+def test_calibrate_hand_example(param, expected):
+    out = disalign_calibrate(Z, SIGMA, ALPHA, BETA, param=param)
+    assert_close(out, expected)
+    # sigma given as (N,) works for vector logits too
+    out = disalign_calibrate(Z, SIGMA.flatten(), ALPHA, BETA, param=param)
+    assert_close(out, expected)
+
+
+@pytest.mark.parametrize('param,expected', [('identity', EXP_IDENTITY),
+                                            ('shifted', EXP_SHIFTED)])
+def test_module_hand_example(param, expected):
+    m = DisAlignCalibration(3, 2, param=param)
+    with torch.no_grad():
+        m.logit_scale.copy_(ALPHA)
+        m.logit_bias.copy_(BETA)
+        # sigma = sigmoid(v^T x + b): x = (0, 0) and bias 0 -> 0.5;
+        # bias ln(1/3) -> 1 / (1 + 3) = 0.25
+        m.confidence_layer.weight.zero_()
+        m.confidence_layer.weight[0, 0] = torch.log(torch.tensor(1 / 3))
+        m.confidence_layer.bias.zero_()
+    feats = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    assert_close(m.confidence(feats), SIGMA)
+    assert_close(m(Z, feats), expected)
+
+
+def test_background_column_untouched():
+    z = torch.cat([Z, torch.tensor([[7.0], [-3.0]])], dim=1)  # (2, C+1)
+    out = disalign_calibrate(z, SIGMA, ALPHA, BETA, exclude_background=True)
+    assert_close(out[:, :3], EXP_IDENTITY)
+    assert torch.equal(out[:, 3], z[:, 3])
+    m = DisAlignCalibration(3, 4, exclude_background=True)
+    with torch.no_grad():
+        m.logit_scale.fill_(3.0)
+        m.logit_bias.fill_(-1.0)
+    out = m(z, torch.randn(2, 4))
+    assert torch.equal(out[:, 3], z[:, 3])
+    assert not torch.allclose(out[:, :3], z[:, :3])
+    # alpha of length C + 1 is refused: the bg is not calibrated
+    with pytest.raises(ValueError, match='background'):
+        disalign_calibrate(
+            z, SIGMA, torch.ones(4), torch.zeros(4), exclude_background=True)
+
+
+def test_gradients_only_reach_calibration_params():
+    torch.manual_seed(0)
+    fc = nn.Linear(4, 3)
+    for p in fc.parameters():
+        p.requires_grad_(False)
+    m = DisAlignCalibration(3, 4)
+    x = torch.randn(6, 4)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    F.cross_entropy(m(fc(x), x), y).backward()
+    # at the identity init d z_hat / d sigma = (alpha - 1) z + beta = 0:
+    # sigma only starts learning once alpha / beta have moved.
+    assert m.confidence_layer.weight.grad.abs().sum() == 0
+    assert m.logit_scale.grad.abs().sum() > 0
+    m.zero_grad()
+    with torch.no_grad():
+        m.logit_scale.fill_(1.5)
+    F.cross_entropy(m(fc(x), x), y).backward()
+    assert fc.weight.grad is None and fc.bias.grad is None
+    for name, p in m.named_parameters():
+        assert p.grad is not None, name
+    assert m.logit_scale.grad.abs().sum() > 0
+    assert m.logit_bias.grad.abs().sum() > 0
+    assert m.confidence_layer.weight.grad.abs().sum() > 0
+    names = {n for n, _ in m.named_parameters()}
+    assert names == {
+        'logit_scale', 'logit_bias', 'confidence_layer.weight',
+        'confidence_layer.bias'
+    }
+
+
+def test_spatial_broadcast():
+    m = DisAlignCalibration(3, 4, spatial=True)
+    assert isinstance(m.confidence_layer, nn.Conv2d)
+    with torch.no_grad():
+        m.logit_scale.copy_(ALPHA)
+        m.logit_bias.copy_(BETA)
+    _set_half_sigma(m)
+    # every pixel holds the row-0 logits -> every pixel gives EXP row 0
+    logits = Z[0].reshape(1, 3, 1, 1).expand(2, 3, 2, 3).clone()
+    out = m(logits, torch.randn(2, 4, 2, 3))
+    assert out.shape == (2, 3, 2, 3)
+    assert_close(out, EXP_IDENTITY[0].reshape(1, 3, 1, 1).expand_as(out))
+    # per-pixel sigma: equal to the vector formula pixel by pixel
+    torch.manual_seed(1)
+    with torch.no_grad():
+        m.confidence_layer.weight.normal_()
+    logits, feats = torch.randn(2, 3, 2, 3), torch.randn(2, 4, 2, 3)
+    out = m(logits, feats)
+    sigma = m.confidence(feats)
+    assert sigma.shape == (2, 1, 2, 3)
+    flat = disalign_calibrate(
+        logits.movedim(1, -1).reshape(-1, 3),
+        sigma.movedim(1, -1).reshape(-1, 1), ALPHA, BETA)
+    assert_close(out, flat.reshape(2, 2, 3, 3).movedim(-1, 1))
+
+
+def test_sigma_init_modes():
+    torch.manual_seed(0)
+    m = DisAlignCalibration(3, 8, sigma_init='constant')
+    assert_close(m.confidence_layer.weight.data, torch.full((1, 8), 0.1))
+    m = DisAlignCalibration(3, 8, sigma_init='normal')
+    assert_close(m.confidence_layer.bias.data, torch.zeros(1))
+    assert m.confidence_layer.weight.abs().max() < 0.1
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match='param'):
+        DisAlignCalibration(3, 4, param='paper')
+    with pytest.raises(ValueError, match='sigma_init'):
+        DisAlignCalibration(3, 4, sigma_init='zeros')
+    m = DisAlignCalibration(3, 4)
+    with pytest.raises(ValueError, match='feats'):
+        m(Z, torch.randn(2, 5))
+    with pytest.raises(ValueError, match='alpha'):
+        disalign_calibrate(Z, SIGMA, torch.ones(4), BETA)
+    with pytest.raises(ValueError, match='sigma'):
+        disalign_calibrate(Z, torch.ones(2, 3), ALPHA, BETA)

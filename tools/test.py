@@ -1,0 +1,65 @@
+# Copyright (c) lt_mm contributors. Test a checkpoint of any mmpretrain /
+# mmseg / mmdet config (the toolbox is the config's ``default_scope``).
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from lt_mm.engine.runner_utils import (build_runner, enable_visualization,  # noqa: E402,E501
+                                       load_config)
+
+
+def parse_args():
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a checkpoint (lt_mm)')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir',
+        help='the directory to save the file containing evaluation metrics')
+    parser.add_argument(
+        '--out', help='dump the raw predictions to this pickle file')
+    parser.add_argument(
+        '--show-dir', help='directory where painted images will be saved')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings in the config, key=value pairs')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main():
+    args = parse_args()
+    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
+        raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist.')
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    if args.show_dir:
+        enable_visualization(cfg, args.show_dir)
+
+    runner = build_runner(cfg, args.launcher)
+    if args.out:
+        from mmengine.evaluator import DumpResults
+        assert args.out.endswith(('.pkl', '.pickle')), \
+            '--out must be a .pkl file'
+        runner.test_evaluator.metrics.append(
+            DumpResults(out_file_path=args.out))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
