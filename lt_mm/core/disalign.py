@@ -125,6 +125,10 @@ class DisAlignCalibration(nn.Module):
       to 1.0, which gives ``(1 + sigma) * z`` at initialisation (not the
       identity); pass ``alpha_init=1.0`` to reproduce that.
 
+    At an identity initialisation ``d z_hat / d sigma = a * z + beta = 0``,
+    so the confidence layer receives no gradient on the very first step; it
+    starts learning as soon as ``alpha`` / ``beta`` move away from it.
+
     Initialisation of the confidence layer:
 
     * ``sigma_init='normal'`` (reference detection heads): weight

@@ -128,11 +128,16 @@ def mask_to_polygon(mask: np.ndarray) -> Tuple[List[float], float,
         with >= 3 vertices, area from the shoelace formula, bbox
         ``[x, y, w, h]`` (the tight box of the foreground pixels).
     """
+    mask = np.asarray(mask, dtype=bool)
     rows, cols = np.nonzero(mask)
     if rows.size == 0:
         raise ValueError('mask is empty; an instance needs >= 1 pixel.')
+    # only the leftmost / rightmost pixel of each row can reach the hull
+    used = np.flatnonzero(mask.any(axis=1))
+    left = mask[used].argmax(axis=1)
+    right = mask.shape[1] - 1 - mask[used, ::-1].argmax(axis=1)
     corners = np.concatenate([
-        np.stack([cols + dx, rows + dy], axis=1) for dx in (0, 1)
+        np.stack([xs, used + dy], axis=1) for xs in (left, right + 1)
         for dy in (0, 1)
     ])
     hull = convex_hull(corners)

@@ -122,13 +122,12 @@ def _head_module(mode, momentum=0.5):
 
 
 def _three_updates(m):
-    m.update_head_direction(
-        torch.tensor([[1., 2., 0., 0.], [3., 0., 0.,
-                                         2.]]))  # mean [2, 1, 0, 1]
-    m.update_head_direction(
-        torch.tensor([[0., 4., 4., 0.], [0., 0., 0.,
-                                         0.]]))  # mean [0, 2, 2, 0]
-    m.update_head_direction(torch.tensor([[1., 0., 0., 1.]]))  # [1, 0, 0, 1]
+    # batch means: [2, 1, 0, 1], [0, 2, 2, 0], [1, 0, 0, 1]
+    b1 = torch.tensor([[1., 2., 0., 0.], [3., 0., 0., 2.]])
+    b2 = torch.tensor([[0., 4., 4., 0.], [0., 0., 0., 0.]])
+    b3 = torch.tensor([[1., 0., 0., 1.]])
+    for batch in (b1, b2, b3):
+        m.update_head_direction(batch)
 
 
 def test_head_direction_reference_update():

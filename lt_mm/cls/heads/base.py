@@ -1,0 +1,228 @@
+"""Shared machinery of the lt_mm classification heads.
+
+Every head splits its work into
+
+* :meth:`LongTailHeadMixin.train_logits` -- what the loss sees;
+* :meth:`LongTailHeadMixin.test_logits` -- the inference rule of the method
+  (TDE Eq. 8, tau-norm Eq. 3, NCM, DisAlign Eq. 5...);
+* :meth:`LongTailHeadMixin.apply_posthoc` -- an optional post-hoc prior
+  adjustment of the test logits: CDT's rule ``z_c / N_c ** tau`` (CDT
+  Eq. 5, :func:`lt_mm.core.cdt.nc_tau_adjust`) or logit adjustment
+  ``z_c - tau * log N_c`` (:func:`lt_mm.core.cdt.logit_adjust`).
+
+``forward`` returns the training logits in training mode and the adjusted
+test logits in eval mode, so mmpretrain's ``ClsHead.loss`` / ``predict``
+and ``ImageClassifier(mode='tensor')`` work unchanged. The analysis tool
+(``tools/analysis/sweep_posthoc.py``) calls the three steps on cached
+features.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from mmpretrain.models.heads import ClsHead, LinearClsHead
+from mmpretrain.registry import MODELS
+from torch import Tensor
+
+from lt_mm.core.cdt import logit_adjust, nc_tau_adjust
+from lt_mm.core.checks import check_choice, check_range
+from lt_mm.core.decoupling import CosineClassifier
+from ..counts import resolve_cls_counts
+
+POSTHOC_TYPES = ('nc_tau', 'logit_adjust')
+_POSTHOC_KEYS = ('type', 'tau', 'counts', 'stats_file', 'train_ann_file')
+
+
+class LongTailHeadMixin:
+    """Train/test logits split and post-hoc prior adjustment.
+
+    Use before an mmpretrain head class in the bases; call
+    :meth:`_init_long_tail` at the end of ``__init__``.
+    """
+
+    #: sub-modules whose constructor initialisation must survive the
+    #: head's ``init_cfg`` (e.g. DisAlign's confidence layer is an
+    #: ``nn.Linear`` that ``Normal(layer='Linear')`` would overwrite).
+    _keep_init: Tuple[str, ...] = ()
+
+    def _init_long_tail(self, posthoc: Optional[dict]) -> None:
+        loss_classes = getattr(self.loss_module, 'num_classes', None)
+        if isinstance(loss_classes, int) and \
+                loss_classes != self.num_classes:
+            raise ValueError(
+                f'the loss {type(self.loss_module).__name__} has class '
+                f'counts for {loss_classes} classes but the head has '
+                f'num_classes={self.num_classes}; use the statistics of the '
+                'dataset the model is trained on.')
+        self.posthoc: Optional[dict] = None
+        if posthoc is None:
+            return
+        if not isinstance(posthoc, dict) or 'type' not in posthoc:
+            raise ValueError(
+                f'posthoc={posthoc!r} must be a dict like '
+                "dict(type='nc_tau'|'logit_adjust', tau=1.0, "
+                'stats_file=PATH | train_ann_file=PATH | counts=[...]).')
+        unknown = sorted(set(posthoc) - set(_POSTHOC_KEYS))
+        if unknown:
+            raise ValueError(f'posthoc has unknown keys {unknown}; allowed: '
+                             f'{list(_POSTHOC_KEYS)}.')
+        kind = check_choice('posthoc type', posthoc['type'], POSTHOC_TYPES)
+        tau = check_range('posthoc tau', posthoc.get('tau', 1.0), 0.0)
+        counts = resolve_cls_counts(
+            posthoc.get('counts'),
+            posthoc.get('stats_file'),
+            posthoc.get('train_ann_file'),
+            self.num_classes,
+            what=f'{type(self).__name__} posthoc={kind!r}')
+        self.posthoc = dict(type=kind, tau=tau)
+        # counts travel in the checkpoint (the inference statistics)
+        self.register_buffer(
+            'prior_counts',
+            torch.tensor(counts, dtype=torch.float64),
+            persistent=True)
+
+    # -- the three steps ----------------------------------------------------
+    def classifier_logits(self, x: Tensor) -> Tensor:
+        """Logits of the (stage-1) classifier ``fc``: (N, D) -> (N, C)."""
+        return self.fc(x)
+
+    def train_logits(self, x: Tensor) -> Tensor:
+        """Logits for the loss, (N, D) -> (N, C)."""
+        return self.classifier_logits(x)
+
+    def test_logits(self, x: Tensor) -> Tensor:
+        """Logits of the method's inference rule, before post-hoc
+        adjustment: (N, D) -> (N, C)."""
+        return self.train_logits(x)
+
+    def apply_posthoc(self,
+                      logits: Tensor,
+                      kind: Optional[str] = None,
+                      tau: Optional[float] = None,
+                      counts: Optional[Tensor] = None) -> Tensor:
+        """Post-hoc prior adjustment (CDT Eq. 5 or logit adjustment).
+
+        Args:
+            logits: (N, C).
+            kind: ``'nc_tau'`` (``z / N ** tau``) or ``'logit_adjust'``
+                (``z - tau * log N``); default: the configured one (none:
+                ``logits`` are returned unchanged).
+            tau: default: the configured one.
+            counts: (C,) counts; default: the ``prior_counts`` buffer.
+
+        Returns:
+            Tensor: (N, C).
+        """
+        cfg = self.posthoc or {}
+        kind = kind or cfg.get('type')
+        if kind is None:
+            return logits
+        tau = cfg.get('tau', 1.0) if tau is None else tau
+        if counts is None:
+            counts = getattr(self, 'prior_counts', None)
+        if counts is None:
+            raise ValueError(
+                f'posthoc {kind!r} needs class counts: configure '
+                "posthoc=dict(type=..., train_ann_file=...|stats_file=...).")
+        fn = nc_tau_adjust if kind == 'nc_tau' else logit_adjust
+        return fn(logits, counts, tau)
+
+    # -- mmpretrain interface -------------------------------------------------
+    def forward(self, feats: Tuple[Tensor, ...]) -> Tensor:
+        """Training logits in train mode, adjusted test logits in eval
+        mode. ``feats``: tuple of (N, D) neck outputs; returns (N, C)."""
+        x = self.pre_logits(feats)
+        if self.training:
+            return self.train_logits(x)
+        return self.apply_posthoc(self.test_logits(x))
+
+    def init_weights(self) -> None:
+        """Run ``init_cfg`` but keep the sub-modules of ``_keep_init``."""
+        saved: Dict[str, dict] = {
+            name: copy.deepcopy(getattr(self, name).state_dict())
+            for name in self._keep_init
+        }
+        super().init_weights()
+        for name, state in saved.items():
+            getattr(self, name).load_state_dict(state)
+
+    def extra_posthoc_repr(self) -> str:
+        return '' if not self.posthoc else f'posthoc={self.posthoc}'
+
+
+@MODELS.register_module()
+class LTLinearClsHead(LongTailHeadMixin, LinearClsHead):
+    """mmpretrain's ``LinearClsHead`` with an optional post-hoc adjustment.
+
+    Same parameters as ``LinearClsHead`` (``fc.weight``, ``fc.bias``), so a
+    stock mmpretrain checkpoint loads. Use it for one-stage methods (CDT
+    loss, GRW loss) and for the post-hoc rules of CDT (Eq. 5,
+    ``posthoc=dict(type='nc_tau', tau=...)``) and logit adjustment
+    (``posthoc=dict(type='logit_adjust', tau=...)``) on a stage-1 model.
+
+    Args:
+        num_classes: C.
+        in_channels: D.
+        posthoc: ``dict(type='nc_tau'|'logit_adjust', tau=1.0, counts=[...]
+            | stats_file=PATH | train_ann_file=PATH)`` or None.
+        **kwargs: ``LinearClsHead`` arguments (``loss``, ``topk``,
+            ``init_cfg``...).
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 in_channels: int,
+                 posthoc: Optional[dict] = None,
+                 **kwargs) -> None:
+        super().__init__(num_classes, in_channels, **kwargs)
+        self._init_long_tail(posthoc)
+
+
+@MODELS.register_module()
+class CosineClsHead(LongTailHeadMixin, ClsHead):
+    """Cosine classifier head ``y_c = s * cos(x, w_c)`` (no bias).
+
+    The normalised classifier of the starred (*) rows of DisAlign Table 1
+    (:class:`lt_mm.core.decoupling.CosineClassifier`), parameter
+    ``fc.weight`` (and ``fc.scale`` when learnable). Stage 1 of
+    :class:`~lt_mm.cls.heads.DisAlignCosineClsHead`.
+
+    Args:
+        num_classes: C.
+        in_channels: D.
+        scale: s (16 as TDE; DisAlign's detection head uses 20 learnable).
+        learn_scale: learn s.
+        posthoc: see :class:`LTLinearClsHead`.
+        **kwargs: ``ClsHead`` arguments.
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 in_channels: int,
+                 scale: float = 16.0,
+                 learn_scale: bool = False,
+                 posthoc: Optional[dict] = None,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.in_channels = int(in_channels)
+        self.fc = CosineClassifier(in_channels, num_classes, scale,
+                                   learn_scale)
+        self._init_long_tail(posthoc)
+
+
+def head_of(model) -> 'LongTailHeadMixin':
+    """The lt_mm head of an mmpretrain classifier (unwrapping DDP)."""
+    from mmengine.model import is_model_wrapper
+    if is_model_wrapper(model):
+        model = model.module
+    head = getattr(model, 'head', None)
+    if head is None:
+        raise ValueError(f'{type(model).__name__} has no head.')
+    return head
+
+
+def stage2_names(prefix: str, names: List[str]) -> List[str]:
+    return [f'{prefix}.{n}' for n in names]

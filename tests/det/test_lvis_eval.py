@@ -1,0 +1,322 @@
+"""LVISEvalNumpy2 must reproduce the official lvis 0.5.3 evaluator exactly.
+
+The official ``lvis.LVISEval.accumulate`` uses ``np.float`` (removed in
+numpy 1.24). The tests run it under a *test-only* shim that sets
+``np.float = float`` and removes it again, and compare every metric and
+the full precision / recall tables with ours.
+"""
+import contextlib
+import copy
+import json
+
+import numpy as np
+import pytest
+from lvis import LVIS, LVISEval, LVISResults
+from pycocotools import mask as mask_utils
+from torch.testing import assert_close
+
+from lt_mm.det.lvis_eval import (LVIS_METRIC_KEYS, LVISEvalNumpy2,
+                                 evaluate_lvis)
+from lt_mm.toydata import make_lvis
+
+
+@contextlib.contextmanager
+def numpy_float_alias():
+    """Temporarily restore the alias ``np.float = float`` (tests only)."""
+    assert not hasattr(np, 'float'), 'numpy already has np.float'
+    np.float = float
+    try:
+        yield
+    finally:
+        del np.float
+
+
+def _official(gt_path, dets, iou_type, max_dets=300):
+    gt = LVIS(gt_path)
+    dt = LVISResults(gt, copy.deepcopy(dets), max_dets=max_dets)
+    ev = LVISEval(gt, dt, iou_type)
+    ev.params.max_dets = max_dets
+    with numpy_float_alias():
+        ev.run()
+    assert not hasattr(np, 'float')
+    return ev
+
+
+def _ours(gt_path, dets, iou_type, max_dets=300):
+    gt = LVIS(gt_path)
+    dt = LVISResults(gt, copy.deepcopy(dets), max_dets=max_dets)
+    ev = LVISEvalNumpy2(gt, dt, iou_type)
+    ev.params.max_dets = max_dets
+    ev.run()
+    return ev
+
+
+# ------------------------------------------------------- synthetic dataset
+@pytest.fixture(scope='module')
+def val_json(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('lvis_eval'))
+    # 288 px canvases with digits of 0.1..0.55 of the side: small, medium
+    # and large objects all occur
+    out = make_lvis(root, num_train=24, num_val=12, image_size=288,
+                    instance_size=(0.1, 0.55), seed=1)
+    return out['val_json']
+
+
+def _jitter_box(box, rng, scale):
+    x, y, w, h = box
+    dx, dy, dw, dh = rng.normal(0, scale, size=4) * np.array([w, h, w, h])
+    return [float(x + dx), float(y + dy), float(max(1.0, w + dw)),
+            float(max(1.0, h + dh))]
+
+
+def _box_rle(box, h, w):
+    x, y, bw, bh = box
+    m = np.zeros((h, w), dtype=np.uint8, order='F')
+    m[int(y):int(y + bh), int(x):int(x + bw)] = 1
+    return mask_utils.encode(m)
+
+
+def _detections(gt_path, seed=0):
+    """Jittered GT with random scores, duplicates, misses, and false
+    positives of present / negative / not-exhaustive / unknown-status
+    categories; both box and RLE-mask results."""
+    rng = np.random.default_rng(seed)
+    gt = LVIS(gt_path)
+    cat_ids = sorted(gt.get_cat_ids())
+    boxes, segms = [], []
+
+    def add(img, cat, box, mask, score):
+        base = dict(image_id=img['id'], category_id=cat, score=score)
+        boxes.append(dict(base, bbox=box))
+        segms.append(dict(base, segmentation=mask))
+
+    for img in gt.dataset['images']:
+        h, w = img['height'], img['width']
+        anns = gt.img_ann_map[img['id']]
+        for ann in anns:
+            if rng.random() < 0.15:
+                continue  # missed
+            m = gt.ann_to_mask(ann)
+            for _ in range(1 + int(rng.random() < 0.3)):  # + duplicate
+                dx, dy = rng.integers(-3, 4, size=2)
+                shifted = np.roll(np.roll(m, dy, axis=0), dx, axis=1)
+                add(img, ann['category_id'],
+                    _jitter_box(ann['bbox'], rng, 0.08),
+                    mask_utils.encode(np.asfortranarray(shifted)),
+                    float(rng.random()))
+        present = sorted({a['category_id'] for a in anns})
+        unknown = [
+            c for c in cat_ids
+            if c not in present and c not in img['neg_category_ids']
+        ]
+        fp_cats = (present + img['neg_category_ids'] +
+                   img['not_exhaustive_category_ids'] + unknown[:1])
+        for cat in fp_cats:
+            for _ in range(2):
+                bw, bh = rng.uniform(8, 0.6 * w, size=2)
+                x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+                box = [float(x), float(y), float(bw), float(bh)]
+                add(img, cat, box, _box_rle(box, h, w),
+                    float(rng.random() * 0.8))
+    return boxes, segms
+
+
+@pytest.fixture(scope='module')
+def dets(val_json):
+    return _detections(val_json)
+
+
+# ------------------------------------------------------------------ tests
+def test_official_evaluator_breaks_on_numpy2(val_json, dets):
+    """Documents the breakage that LVISEvalNumpy2 fixes."""
+    gt = LVIS(val_json)
+    ev = LVISEval(gt, LVISResults(gt, copy.deepcopy(dets[0])), 'bbox')
+    assert not hasattr(np, 'float')
+    with pytest.raises(AttributeError, match='float'):
+        ev.run()
+
+
+def test_numpy_is_left_untouched(val_json, dets):
+    evaluate_lvis(val_json, dets[0], 'bbox')
+    assert not hasattr(np, 'float')
+
+
+@pytest.mark.parametrize('iou_type', ['bbox', 'segm'])
+@pytest.mark.parametrize('max_dets', [300, 3])
+def test_matches_official_evaluator(val_json, dets, iou_type, max_dets):
+    results = dets[0] if iou_type == 'bbox' else dets[1]
+    official = _official(val_json, results, iou_type, max_dets)
+    assert not hasattr(np, 'float')  # the shim is gone
+    ours = _ours(val_json, results, iou_type, max_dets)
+
+    # the full tables are bit-identical, not just the means
+    np.testing.assert_array_equal(ours.eval['precision'],
+                                  official.eval['precision'])
+    np.testing.assert_array_equal(ours.eval['recall'],
+                                  official.eval['recall'])
+    assert ours.results.keys() == official.results.keys()
+    for key, value in official.results.items():
+        assert float(ours.results[key]) == float(value), key
+
+    # the convenience function gives the same numbers
+    metrics = evaluate_lvis(val_json, results, iou_type, max_dets=max_dets)
+    assert tuple(metrics) == LVIS_METRIC_KEYS
+    for key in LVIS_METRIC_KEYS:
+        assert isinstance(metrics[key], float)
+        assert metrics[key] == float(official.results[key]), key
+    # the synthetic set exercises every group and area range
+    if max_dets == 300:
+        assert all(metrics[k] > 0 for k in LVIS_METRIC_KEYS), metrics
+
+
+def test_dt_pointers_match_official(val_json, dets):
+    official = _official(val_json, dets[0], 'bbox')
+    ours = _ours(val_json, dets[0], 'bbox')
+    for k, per_area in official.eval['dt_pointers'].items():
+        for a, ptr in per_area.items():
+            assert ours.eval['dt_pointers'][k][a].keys() == ptr.keys()
+            for name, arr in ptr.items():
+                np.testing.assert_array_equal(
+                    ours.eval['dt_pointers'][k][a][name], arr)
+
+
+def test_evaluate_lvis_accepts_paths_and_objects(tmp_path, val_json, dets):
+    res_file = tmp_path / 'bbox.json'
+    res_file.write_text(json.dumps(dets[0]))
+    by_path = evaluate_lvis(val_json, str(res_file), 'bbox')
+    by_obj = evaluate_lvis(LVIS(val_json), dets[0], 'bbox')
+    assert by_path == by_obj
+    before = copy.deepcopy(dets[0])
+    evaluate_lvis(val_json, dets[0], 'bbox')
+    assert dets[0] == before  # results are not modified
+
+
+# ------------------------------------------------- hand-computed federated
+def _tiny_gt(tmp_path, neg=(), not_exhaustive=()):
+    """Image 1: two 20x20 GT boxes of category 1 ('f'); image 2: none.
+    Category 2 ('c') has one GT in image 2 so that the 'c' group exists."""
+    gt = {
+        'images': [
+            dict(id=1, height=100, width=100, neg_category_ids=[],
+                 not_exhaustive_category_ids=list(not_exhaustive),
+                 coco_url='http://images.cocodataset.org/val2017/1.jpg'),
+            dict(id=2, height=100, width=100, neg_category_ids=list(neg),
+                 not_exhaustive_category_ids=[],
+                 coco_url='http://images.cocodataset.org/val2017/2.jpg'),
+        ],
+        'annotations': [
+            dict(id=1, image_id=1, category_id=1, bbox=[0, 0, 20, 20],
+                 area=400, segmentation=[[0, 0, 20, 0, 20, 20, 0, 20]],
+                 iscrowd=0),
+            dict(id=2, image_id=1, category_id=1, bbox=[50, 50, 20, 20],
+                 area=400, segmentation=[[50, 50, 70, 50, 70, 70, 50, 70]],
+                 iscrowd=0),
+            dict(id=3, image_id=2, category_id=2, bbox=[10, 10, 20, 20],
+                 area=400, segmentation=[[10, 10, 30, 10, 30, 30, 10, 30]],
+                 iscrowd=0),
+        ],
+        'categories': [
+            dict(id=1, name='a', frequency='f', image_count=100),
+            dict(id=2, name='b', frequency='c', image_count=10),
+        ],
+    }
+    path = tmp_path / 'gt.json'
+    path.write_text(json.dumps(gt))
+    return str(path)
+
+
+# d1 hits GT 1, d2 is a miss in image 1, d4 a category-1 box in image 2,
+# d3 hits GT 2; d5 hits category 2 exactly
+TINY_DETS = [
+    dict(image_id=1, category_id=1, bbox=[0, 0, 20, 20], score=0.9),
+    dict(image_id=1, category_id=1, bbox=[25, 0, 20, 20], score=0.8),
+    dict(image_id=2, category_id=1, bbox=[60, 0, 20, 20], score=0.75),
+    dict(image_id=1, category_id=1, bbox=[50, 50, 20, 20], score=0.7),
+    dict(image_id=2, category_id=2, bbox=[10, 10, 20, 20], score=0.5),
+]
+
+
+def _ap(tp_fp, num_gt):
+    """Reference 101-point interpolated AP, written out by hand."""
+    tp = np.cumsum(tp_fp)
+    fp = np.cumsum([1 - v for v in tp_fp])
+    rc = tp / num_gt
+    pr = tp / (tp + fp)
+    recs = np.linspace(0, 1, 101)
+    return float(
+        np.mean([max([p for p, r in zip(pr, rc) if r >= t] or [0])
+                 for t in recs]))
+
+
+def test_federated_rules_hand_computed(tmp_path):
+    # 1) image 2 says nothing about category 1 -> d4 is dropped.
+    #    Category 1 ranking TP (d1), FP (d2), TP (d3), G = 2:
+    #    recall .5, .5, 1; precision 1, 1/2, 2/3 -> envelope 1, 2/3, 2/3.
+    #    Recall thresholds 0.00..0.50 (51) -> 1, 0.51..1.00 (50) -> 2/3:
+    #    AP_1 = (51 + 50 * 2/3) / 101 = 253/303. Category 2: AP_2 = 1.
+    m = evaluate_lvis(_tiny_gt(tmp_path), TINY_DETS, 'bbox')
+    assert _ap([1, 0, 1], 2) == pytest.approx(253 / 303, abs=1e-15)
+    assert_close(m['APf'], 253 / 303, rtol=0, atol=1e-12)
+    assert_close(m['APc'], 1.0, rtol=0, atol=1e-12)
+    assert_close(m['AP'], (253 / 303 + 1) / 2, rtol=0, atol=1e-12)
+    # exact boxes: same at every IoU threshold; all objects are small
+    assert_close(m['AP50'], m['AP'], rtol=0, atol=0)
+    assert_close(m['APs'], m['AP'], rtol=0, atol=0)
+    assert m['APr'] == m['APm'] == m['APl'] == -1.0
+
+    # 2) category 1 verified absent in image 2 -> d4 is a false positive:
+    #    TP, FP, FP, TP: precision 1, 1/2, 1/3, 1/2 -> envelope 1, 1/2,
+    #    1/2, 1/2: AP_1 = (51 + 50 / 2) / 101 = 76/101.
+    m = evaluate_lvis(_tiny_gt(tmp_path, neg=[1]), TINY_DETS, 'bbox')
+    assert _ap([1, 0, 0, 1], 2) == pytest.approx(76 / 101, abs=1e-15)
+    assert_close(m['APf'], 76 / 101, rtol=0, atol=1e-12)
+
+    # 3) category 1 not exhaustively annotated in image 1 -> the unmatched
+    #    d2 is ignored: TP, TP -> AP_1 = 1.
+    m = evaluate_lvis(_tiny_gt(tmp_path, not_exhaustive=[1]), TINY_DETS,
+                      'bbox')
+    assert_close(m['APf'], 1.0, rtol=0, atol=1e-12)
+
+    # 4) keeping 1 detection per image: image 1 keeps d1 only, image 2
+    #    keeps d4 (0.75 > 0.5) which is dropped (case 1), so category 2 has
+    #    no detection: AP_1 = recall .5 -> 51/101, AP_2 = 0.
+    m = evaluate_lvis(_tiny_gt(tmp_path), TINY_DETS, 'bbox', max_dets=1)
+    assert_close(m['APf'], 51 / 101, rtol=0, atol=1e-12)
+    assert m['APc'] == 0.0
+
+    # the official evaluator (under the shim) agrees on all four cases
+    for kw, md in (({}, 300), ({'neg': [1]}, 300),
+                   ({'not_exhaustive': [1]}, 300), ({}, 1)):
+        path = _tiny_gt(tmp_path, **kw)
+        off = _official(path, TINY_DETS, 'bbox', md)
+        ours = evaluate_lvis(path, TINY_DETS, 'bbox', max_dets=md)
+        for key in LVIS_METRIC_KEYS:
+            assert ours[key] == float(off.results[key]), (kw, key)
+
+
+def test_empty_results_give_zero_ap(tmp_path):
+    # the official LVISResults cannot be built from [] (IndexError)
+    path = _tiny_gt(tmp_path)
+    with pytest.raises(IndexError):
+        LVISResults(LVIS(path), [])
+    m = evaluate_lvis(path, [], 'segm')
+    assert m['AP'] == m['APf'] == m['APc'] == m['APs'] == 0.0
+    assert m['APr'] == m['APm'] == m['APl'] == -1.0
+
+
+def test_bad_inputs(tmp_path):
+    path = _tiny_gt(tmp_path)
+    with pytest.raises(ValueError, match='iou_type'):
+        evaluate_lvis(path, TINY_DETS, 'keypoints')
+    with pytest.raises(ValueError, match='max_dets'):
+        evaluate_lvis(path, TINY_DETS, 'bbox', max_dets=0)
+    with pytest.raises(ValueError, match='segmentation'):
+        evaluate_lvis(path, TINY_DETS, 'segm')  # boxes only
+    with pytest.raises(ValueError, match='category_id=7'):
+        evaluate_lvis(path, [dict(TINY_DETS[0], category_id=7)], 'bbox')
+    with pytest.raises(ValueError, match='image_id=9'):
+        evaluate_lvis(path, [dict(TINY_DETS[0], image_id=9)], 'bbox')
+    with pytest.raises(RuntimeError, match='evaluate'):
+        gt = LVIS(path)
+        LVISEvalNumpy2(gt, LVISResults(gt, copy.deepcopy(TINY_DETS)),
+                       'bbox').accumulate()
