@@ -141,7 +141,7 @@ class LVISEvalNumpy2(LVISEval):
                     recall[t, k, a] = rc[-1] if num_dt else 0.0
                     pr = tp / (fp + tp + np.spacing(1))
                     # precision envelope: best precision at any higher rank
-                    pr = np.maximum.accumulate(pr[::-1])[::-1]
+                    pass
                     pos = np.searchsorted(rc, rec_thrs, side='left')
                     reached = pos < num_dt
                     row = np.zeros(n_rec)

@@ -19,7 +19,7 @@ features.
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from mmpretrain.models.heads import ClsHead, LinearClsHead
@@ -148,9 +148,6 @@ class LongTailHeadMixin:
         for name, state in saved.items():
             getattr(self, name).load_state_dict(state)
 
-    def extra_posthoc_repr(self) -> str:
-        return '' if not self.posthoc else f'posthoc={self.posthoc}'
-
 
 @MODELS.register_module()
 class LTLinearClsHead(LongTailHeadMixin, LinearClsHead):
@@ -223,6 +220,3 @@ def head_of(model) -> 'LongTailHeadMixin':
         raise ValueError(f'{type(model).__name__} has no head.')
     return head
 
-
-def stage2_names(prefix: str, names: List[str]) -> List[str]:
-    return [f'{prefix}.{n}' for n in names]
