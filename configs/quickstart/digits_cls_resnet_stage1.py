@@ -64,11 +64,17 @@ test_dataloader = dict(
         pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False))
 
-# many / medium / few accuracy; the split comes from the training list
+# many / medium / few accuracy; the split comes from the training list.
+# ImageNet-LT uses many > 100 and few < 20 training images; the toy set has
+# at most 100 images per class, so the thresholds are scaled down
+# (test data 40..2 images: many = classes 0-1, medium = 2-4, few = 5-9).
 val_evaluator = dict(
     _delete_=True,
     type='LongTailAccuracy',
-    train_ann_file=data_root + '/ImageNet_LT_train.txt')
+    topk=(1, 5),
+    train_ann_file=data_root + '/ImageNet_LT_train.txt',
+    many_thr=25,
+    few_thr=10)
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(

@@ -97,8 +97,10 @@ class LVISEvalNumpy2(LVISEval):
         precision = np.full((n_thr, n_rec, n_cat, n_area), -1.0)
         recall = np.full((n_thr, n_cat, n_area), -1.0)
         dt_pointers: Dict[int, Dict[int, dict]] = {
-            k: {a: {}
-                for a in range(n_area)}
+            k: {
+                a: {}
+                for a in range(n_area)
+            }
             for k in range(n_cat)
         }
 
@@ -127,11 +129,7 @@ class LVISEvalNumpy2(LVISEval):
 
                 tps = matched & ~ignored  # (T, D)
                 fps = ~matched & ~ignored
-                dt_pointers[k][a] = {
-                    'dt_ids': dt_ids,
-                    'tps': tps,
-                    'fps': fps
-                }
+                dt_pointers[k][a] = {'dt_ids': dt_ids, 'tps': tps, 'fps': fps}
                 tp_cum = np.cumsum(tps, axis=1).astype(np.float64)
                 fp_cum = np.cumsum(fps, axis=1).astype(np.float64)
                 num_dt = tps.shape[1]
@@ -141,7 +139,7 @@ class LVISEvalNumpy2(LVISEval):
                     recall[t, k, a] = rc[-1] if num_dt else 0.0
                     pr = tp / (fp + tp + np.spacing(1))
                     # precision envelope: best precision at any higher rank
-                    pass
+                    pr = np.maximum.accumulate(pr[::-1])[::-1]
                     pos = np.searchsorted(rc, rec_thrs, side='left')
                     reached = pos < num_dt
                     row = np.zeros(n_rec)
@@ -229,8 +227,8 @@ def evaluate_lvis(gt: Union[str, LVIS],
         raise ValueError(f'iou_type={iou_type!r} is not supported; choose '
                          f'one of {list(IOU_TYPES)}.')
     if isinstance(max_dets, bool) or not isinstance(
-            max_dets, (int, np.integer)) or not (max_dets >= 1
-                                                 or max_dets == -1):
+            max_dets,
+        (int, np.integer)) or not (max_dets >= 1 or max_dets == -1):
         raise ValueError(f'max_dets={max_dets!r} must be a positive integer '
                          '(LVIS uses 300) or -1 for no limit.')
     if isinstance(gt, str):

@@ -35,8 +35,10 @@ MIN_SIDE = 6
 Placement = Tuple[int, int, int, int]  # (class, side, x0, y0)
 
 
-def pack_instances(instances: List[Tuple[int, int]], num_images: int,
-                   image_size: int, rng: np.random.Generator,
+def pack_instances(instances: List[Tuple[int, int]],
+                   num_images: int,
+                   image_size: int,
+                   rng: np.random.Generator,
                    tries: int = 40) -> List[List[Placement]]:
     """Distribute square instances over images without overlap.
 
@@ -55,8 +57,8 @@ def pack_instances(instances: List[Tuple[int, int]], num_images: int,
     Returns:
         list: per image, a list of ``(class, side, x0, y0)`` placements.
     """
-    order = sorted(range(len(instances)),
-                   key=lambda i: (-instances[i][1], rng.random()))
+    order = sorted(
+        range(len(instances)), key=lambda i: (-instances[i][1], rng.random()))
     boxes: List[List[Tuple[int, int, int]]] = [[] for _ in range(num_images)]
     placed: List[List[Placement]] = [[] for _ in range(num_images)]
     load = np.zeros(num_images)
@@ -96,8 +98,7 @@ def _render(placements: List[Placement], pool: List[np.ndarray],
     for cls, side, x, y in placements:
         grey = resize_digit(raw[rng.choice(pool[cls])], side)
         region = img[y:y + side, x:x + side]
-        img[y:y + side, x:x + side] = colourise(grey,
-                                                random_ink_colour(rng),
+        img[y:y + side, x:x + side] = colourise(grey, random_ink_colour(rng),
                                                 region)
         stroke = grey >= STROKE_THRESHOLD
         label[y:y + side, x:x + side][stroke] = cls + 1
@@ -163,8 +164,11 @@ def make_ade20k(root: str,
         'The digits provide 10 classes; at least 2 make a long tail.')
     num_train = check_int('num_train', num_train, 1)
     num_val = check_int('num_val', num_val, 1)
-    image_size = check_int('image_size', image_size, 32,
-                           hint='Smaller canvases cannot hold the digits.')
+    image_size = check_int(
+        'image_size',
+        image_size,
+        32,
+        hint='Smaller canvases cannot hold the digits.')
     seed = check_int('seed', seed, 0)
     ratio = check_positive('imbalance_ratio', imbalance_ratio)
     if ratio < 1:
@@ -181,8 +185,8 @@ def make_ade20k(root: str,
         val_pool.append(idx[half:])
 
     frac = np.arange(num_classes) / (num_classes - 1)
-    sides = np.rint(image_size *
-                    (HEAD_SIDE - (HEAD_SIDE - TAIL_SIDE) * frac)).astype(int)
+    sides = np.rint(image_size * (HEAD_SIDE -
+                                  (HEAD_SIDE - TAIL_SIDE) * frac)).astype(int)
     out: Dict = {
         'root': osp.abspath(root),
         'classes': [f'digit_{c}' for c in range(num_classes)]
@@ -192,8 +196,9 @@ def make_ade20k(root: str,
     for folder, tag, n_img, pool, key in splits:
         n_inst = np.maximum(
             1,
-            np.rint(exponential_profile(num_classes, n_img * HEAD_DENSITY,
-                                        ratio))).astype(int)
+            np.rint(
+                exponential_profile(num_classes, n_img * HEAD_DENSITY,
+                                    ratio))).astype(int)
         instances = [(c, int(sides[c])) for c in range(num_classes)
                      for _ in range(n_inst[c])]
         layout = pack_instances(instances, n_img, image_size, rng)

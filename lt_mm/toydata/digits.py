@@ -44,7 +44,8 @@ def check_int(name: str,
         hint: extra advice appended to the message.
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f'{name}={value!r} must be an integer. {hint}'.strip())
+        raise ValueError(
+            f'{name}={value!r} must be an integer. {hint}'.strip())
     v = int(value)
     if v < low or (high is not None and v > high):
         bound = f'[{low}, {high}]' if high is not None else f'>= {low}'
@@ -113,8 +114,7 @@ def resize_digit(digit: np.ndarray, size: int) -> np.ndarray:
         raise ValueError(
             f'digit has shape {digit.shape}; expected one 2-D image.')
     scaled = digit * np.float32(255.0 / 16.0)
-    img = Image.fromarray(scaled).resize((size, size),
-                                                   Image.BILINEAR)
+    img = Image.fromarray(scaled).resize((size, size), Image.BILINEAR)
     out = np.rint(np.asarray(img, dtype=np.float32))
     return np.clip(out, 0, 255).astype(np.uint8)
 
@@ -224,9 +224,8 @@ def textured_background(height: int,
     grid = rng.uniform(low, high, size=(cells, cells, 3)).astype(np.float32)
     chans = [
         np.asarray(
-            Image.fromarray(np.ascontiguousarray(grid[..., k])).resize((width, height),
-                                                           Image.BILINEAR))
-        for k in range(3)
+            Image.fromarray(np.ascontiguousarray(grid[..., k])).resize(
+                (width, height), Image.BILINEAR)) for k in range(3)
     ]
     tex = np.stack(chans, axis=-1).astype(np.float64)
     tex += rng.normal(0.0, noise, size=tex.shape)
@@ -266,9 +265,18 @@ def jitter_digit(grey: np.ndarray,
 
 def first_free_box(boxes: Sequence[Tuple[int, int, int]], xy: np.ndarray,
                    side: int) -> int:
-    """Index of the first candidate corner in ``xy`` (T, 2) whose box of
-    ``side`` keeps a 1 px gap to every box ``(x, y, side)`` in ``boxes``;
-    -1 if none does."""
+    """First candidate position whose square box touches no placed box.
+
+    Args:
+        boxes: already placed squares ``(x0, y0, side)``.
+        xy: int array (T, 2) of candidate top-left corners ``(x0, y0)``.
+        side: side of the square to place.
+
+    Returns:
+        int: index into ``xy`` of the first candidate that keeps a gap of
+        at least 1 px to every box in ``boxes`` (0 when ``boxes`` is
+        empty), or -1 if none does.
+    """
     if not boxes:
         return 0
     b = np.asarray(boxes)[None]  # (1, B, 3)

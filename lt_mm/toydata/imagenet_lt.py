@@ -148,8 +148,8 @@ def make_imagenet_lt(root: str,
         os.makedirs(osp.join(root, rel_dir), exist_ok=True)
         rel = f'{rel_dir}/{split}_{c}_{k:04d}.jpg'
         bg = textured_background(image_size, image_size, rng)
-        save_jpeg(colourise(grey, random_ink_colour(rng), bg),
-                  osp.join(root, rel))
+        save_jpeg(
+            colourise(grey, random_ink_colour(rng), bg), osp.join(root, rel))
         lines[split].append(f'{rel} {c}')
 
     for c in range(num_classes):

@@ -29,10 +29,9 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .digits import (NUM_DIGIT_CLASSES, STROKE_THRESHOLD, check_int,
-                     colourise, first_free_box, indices_by_class,
-                     random_ink_colour, raw_digits, resize_digit, save_jpeg,
-                     textured_background)
+from .digits import (NUM_DIGIT_CLASSES, STROKE_THRESHOLD, check_int, colourise,
+                     first_free_box, indices_by_class, random_ink_colour,
+                     raw_digits, resize_digit, save_jpeg, textured_background)
 
 #: Scaled-down LVIS frequency thresholds on the training image count.
 RARE_MAX_IMAGES = 2
@@ -112,8 +111,8 @@ def convex_hull(points: np.ndarray) -> np.ndarray:
     return np.asarray(lower[:-1] + upper[:-1], dtype=np.float64)
 
 
-def mask_to_polygon(mask: np.ndarray) -> Tuple[List[float], float,
-                                               List[float]]:
+def mask_to_polygon(
+        mask: np.ndarray) -> Tuple[List[float], float, List[float]]:
     """COCO polygon of a binary mask: the convex hull of its pixels.
 
     The hull is taken over the four corners of every foreground pixel, so
@@ -142,8 +141,8 @@ def mask_to_polygon(mask: np.ndarray) -> Tuple[List[float], float,
     ])
     hull = convex_hull(corners)
     x, y = hull[:, 0], hull[:, 1]
-    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) -
-                           np.dot(y, np.roll(x, -1))))
+    area = 0.5 * abs(
+        float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
     x0, y0 = float(cols.min()), float(rows.min())
     bbox = [x0, y0, float(cols.max() + 1) - x0, float(rows.max() + 1) - y0]
     return [float(v) for v in hull.ravel()], area, bbox
@@ -163,7 +162,9 @@ def _assign_images(counts: Sequence[int], num_images: int,
     return present
 
 
-def _place(sides: List[int], image_size: int, rng: np.random.Generator,
+def _place(sides: List[int],
+           image_size: int,
+           rng: np.random.Generator,
            tries: int = 60) -> List[Tuple[int, int, int]]:
     """Non-overlapping positions for squares of the given sides (largest
     first, shrinking by 15 % when no room is found; may overlap only as a
@@ -184,13 +185,14 @@ def _place(sides: List[int], image_size: int, rng: np.random.Generator,
     return [out[i] for i in range(len(sides))]
 
 
-def make_lvis(root: str,
-              num_classes: int = 8,
-              num_train: int = 24,
-              num_val: int = 8,
-              image_size: int = 64,
-              seed: int = 0,
-              instance_size: Tuple[float, float] = (0.2, 0.5)) -> Dict:
+def make_lvis(
+    root: str,
+    num_classes: int = 8,
+    num_train: int = 24,
+    num_val: int = 8,
+    image_size: int = 64,
+    seed: int = 0,
+    instance_size: Tuple[float, float] = (0.2, 0.5)) -> Dict:
     """Write a tiny long-tailed instance-segmentation set in LVIS v1 format.
 
     Category ``c + 1`` (1-based ids, as in LVIS) is handwritten digit ``c``.
@@ -249,11 +251,16 @@ def make_lvis(root: str,
         'Rare, common and frequent groups need >= 3 categories; the digits '
         'provide 10.')
     num_train = check_int(
-        'num_train', num_train, COMMON_MAX_IMAGES + 1,
+        'num_train',
+        num_train,
+        COMMON_MAX_IMAGES + 1,
         hint='A frequent category must appear in >= 7 training images.')
     num_val = check_int('num_val', num_val, 1)
-    image_size = check_int('image_size', image_size, 32,
-                           hint='Smaller canvases cannot hold the digits.')
+    image_size = check_int(
+        'image_size',
+        image_size,
+        32,
+        hint='Smaller canvases cannot hold the digits.')
     seed = check_int('seed', seed, 0)
     try:
         lo, hi = (float(v) for v in instance_size)
@@ -284,9 +291,10 @@ def make_lvis(root: str,
     out: Dict = {'root': osp.abspath(root)}
     split_data = {}
     next_ann_id = 1
-    for split, n_img, counts, first_id in (
-            ('train', num_train, image_counts, 1),
-            ('val', num_val, val_image_counts, num_train + 1)):
+    for split, n_img, counts, first_id in (('train', num_train, image_counts,
+                                            1),
+                                           ('val', num_val, val_image_counts,
+                                            num_train + 1)):
         img_dir = osp.join(root, f'{split}2017')
         os.makedirs(img_dir, exist_ok=True)
         present = _assign_images(counts, n_img, rng)
@@ -299,22 +307,23 @@ def make_lvis(root: str,
                 reps = 2 if freqs[c] == 'f' and rng.random() < 0.5 else 1
                 inst_cats += [c] * reps
             sides = [
-                int(round(rng.uniform(lo, hi) * image_size))
-                for _ in inst_cats
+                int(round(rng.uniform(lo, hi) * image_size)) for _ in inst_cats
             ]
             boxes = _place(sides, image_size, rng)
             canvas = textured_background(image_size, image_size, rng)
             for c, (x, y, side) in zip(inst_cats, boxes):
                 grey = resize_digit(raw[rng.choice(pools[split][c])], side)
                 region = canvas[y:y + side, x:x + side]
-                canvas[y:y + side, x:x + side] = colourise(
-                    grey, random_ink_colour(rng), region)
+                canvas[y:y + side,
+                       x:x + side] = colourise(grey, random_ink_colour(rng),
+                                               region)
                 stroke = grey >= STROKE_THRESHOLD
                 if not stroke.any():
                     stroke = grey == grey.max()
                 poly, area, bbox = mask_to_polygon(stroke)
-                poly = [v + (x if i % 2 == 0 else y)
-                        for i, v in enumerate(poly)]
+                poly = [
+                    v + (x if i % 2 == 0 else y) for i, v in enumerate(poly)
+                ]
                 bbox = [bbox[0] + x, bbox[1] + y, bbox[2], bbox[3]]
                 anns.append({
                     'id': next_ann_id,
@@ -347,13 +356,13 @@ def make_lvis(root: str,
         if not any(im['not_exhaustive_category_ids'] for im in images):
             k = next(i for i, cats in enumerate(present) if cats)
             images[k]['not_exhaustive_category_ids'] = [present[k][0] + 1]
-        partial = [i for i, cats in enumerate(present)
-                   if len(cats) < num_classes]
+        partial = [
+            i for i, cats in enumerate(present) if len(cats) < num_classes
+        ]
         if partial and not any(im['neg_category_ids'] for im in images):
             k = partial[0]
             images[k]['neg_category_ids'] = [
-                next(c + 1 for c in range(num_classes)
-                     if c not in present[k])
+                next(c + 1 for c in range(num_classes) if c not in present[k])
             ]
         split_data[split] = (images, anns, inst_counts)
         out[f'{split}_dir'] = osp.abspath(img_dir)

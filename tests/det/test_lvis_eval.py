@@ -62,16 +62,25 @@ def val_json(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('lvis_eval'))
     # 288 px canvases with digits of 0.1..0.55 of the side: small, medium
     # and large objects all occur
-    out = make_lvis(root, num_train=24, num_val=12, image_size=288,
-                    instance_size=(0.1, 0.55), seed=1)
+    out = make_lvis(
+        root,
+        num_train=24,
+        num_val=12,
+        image_size=288,
+        instance_size=(0.1, 0.55),
+        seed=1)
     return out['val_json']
 
 
 def _jitter_box(box, rng, scale):
     x, y, w, h = box
     dx, dy, dw, dh = rng.normal(0, scale, size=4) * np.array([w, h, w, h])
-    return [float(x + dx), float(y + dy), float(max(1.0, w + dw)),
-            float(max(1.0, h + dh))]
+    return [
+        float(x + dx),
+        float(y + dy),
+        float(max(1.0, w + dw)),
+        float(max(1.0, h + dh))
+    ]
 
 
 def _box_rle(box, h, w):
@@ -82,13 +91,18 @@ def _box_rle(box, h, w):
 
 
 def _detections(gt_path, seed=0):
-    """Jittered GT with random scores, duplicates, misses, and false
-    positives of present / negative / not-exhaustive / unknown-status
-    categories; both box and RLE-mask results."""
+    """Jittered GT with random (often tied) scores, duplicates, misses,
+    and false positives of present / negative / not-exhaustive /
+    unknown-status categories; both box and RLE-mask results."""
     rng = np.random.default_rng(seed)
     gt = LVIS(gt_path)
     cat_ids = sorted(gt.get_cat_ids())
     boxes, segms = [], []
+
+    def score():
+        # one decimal: many ties, so the stable ranking of tied scores
+        # (mergesort over images in id order) matters
+        return round(float(rng.random()), 1)
 
     def add(img, cat, box, mask, score):
         base = dict(image_id=img['id'], category_id=cat, score=score)
@@ -107,22 +121,21 @@ def _detections(gt_path, seed=0):
                 shifted = np.roll(np.roll(m, dy, axis=0), dx, axis=1)
                 add(img, ann['category_id'],
                     _jitter_box(ann['bbox'], rng, 0.08),
-                    mask_utils.encode(np.asfortranarray(shifted)),
-                    float(rng.random()))
+                    mask_utils.encode(np.asfortranarray(shifted)), score())
         present = sorted({a['category_id'] for a in anns})
         unknown = [
             c for c in cat_ids
             if c not in present and c not in img['neg_category_ids']
         ]
-        fp_cats = (present + img['neg_category_ids'] +
-                   img['not_exhaustive_category_ids'] + unknown[:1])
+        fp_cats = (
+            present + img['neg_category_ids'] +
+            img['not_exhaustive_category_ids'] + unknown[:1])
         for cat in fp_cats:
             for _ in range(2):
                 bw, bh = rng.uniform(8, 0.6 * w, size=2)
                 x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
                 box = [float(x), float(y), float(bw), float(bh)]
-                add(img, cat, box, _box_rle(box, h, w),
-                    float(rng.random() * 0.8))
+                add(img, cat, box, _box_rle(box, h, w), 0.8 * score())
     return boxes, segms
 
 
@@ -157,8 +170,7 @@ def test_matches_official_evaluator(val_json, dets, iou_type, max_dets):
     # the full tables are bit-identical, not just the means
     np.testing.assert_array_equal(ours.eval['precision'],
                                   official.eval['precision'])
-    np.testing.assert_array_equal(ours.eval['recall'],
-                                  official.eval['recall'])
+    np.testing.assert_array_equal(ours.eval['recall'], official.eval['recall'])
     assert ours.results.keys() == official.results.keys()
     for key, value in official.results.items():
         assert float(ours.results[key]) == float(value), key
@@ -202,23 +214,46 @@ def _tiny_gt(tmp_path, neg=(), not_exhaustive=()):
     Category 2 ('c') has one GT in image 2 so that the 'c' group exists."""
     gt = {
         'images': [
-            dict(id=1, height=100, width=100, neg_category_ids=[],
-                 not_exhaustive_category_ids=list(not_exhaustive),
-                 coco_url='http://images.cocodataset.org/val2017/1.jpg'),
-            dict(id=2, height=100, width=100, neg_category_ids=list(neg),
-                 not_exhaustive_category_ids=[],
-                 coco_url='http://images.cocodataset.org/val2017/2.jpg'),
+            dict(
+                id=1,
+                height=100,
+                width=100,
+                neg_category_ids=[],
+                not_exhaustive_category_ids=list(not_exhaustive),
+                coco_url='http://images.cocodataset.org/val2017/1.jpg'),
+            dict(
+                id=2,
+                height=100,
+                width=100,
+                neg_category_ids=list(neg),
+                not_exhaustive_category_ids=[],
+                coco_url='http://images.cocodataset.org/val2017/2.jpg'),
         ],
         'annotations': [
-            dict(id=1, image_id=1, category_id=1, bbox=[0, 0, 20, 20],
-                 area=400, segmentation=[[0, 0, 20, 0, 20, 20, 0, 20]],
-                 iscrowd=0),
-            dict(id=2, image_id=1, category_id=1, bbox=[50, 50, 20, 20],
-                 area=400, segmentation=[[50, 50, 70, 50, 70, 70, 50, 70]],
-                 iscrowd=0),
-            dict(id=3, image_id=2, category_id=2, bbox=[10, 10, 20, 20],
-                 area=400, segmentation=[[10, 10, 30, 10, 30, 30, 10, 30]],
-                 iscrowd=0),
+            dict(
+                id=1,
+                image_id=1,
+                category_id=1,
+                bbox=[0, 0, 20, 20],
+                area=400,
+                segmentation=[[0, 0, 20, 0, 20, 20, 0, 20]],
+                iscrowd=0),
+            dict(
+                id=2,
+                image_id=1,
+                category_id=1,
+                bbox=[50, 50, 20, 20],
+                area=400,
+                segmentation=[[50, 50, 70, 50, 70, 70, 50, 70]],
+                iscrowd=0),
+            dict(
+                id=3,
+                image_id=2,
+                category_id=2,
+                bbox=[10, 10, 20, 20],
+                area=400,
+                segmentation=[[10, 10, 30, 10, 30, 30, 10, 30]],
+                iscrowd=0),
         ],
         'categories': [
             dict(id=1, name='a', frequency='f', image_count=100),
@@ -249,8 +284,8 @@ def _ap(tp_fp, num_gt):
     pr = tp / (tp + fp)
     recs = np.linspace(0, 1, 101)
     return float(
-        np.mean([max([p for p, r in zip(pr, rc) if r >= t] or [0])
-                 for t in recs]))
+        np.mean(
+            [max([p for p, r in zip(pr, rc) if r >= t] or [0]) for t in recs]))
 
 
 def test_federated_rules_hand_computed(tmp_path):
@@ -278,8 +313,8 @@ def test_federated_rules_hand_computed(tmp_path):
 
     # 3) category 1 not exhaustively annotated in image 1 -> the unmatched
     #    d2 is ignored: TP, TP -> AP_1 = 1.
-    m = evaluate_lvis(_tiny_gt(tmp_path, not_exhaustive=[1]), TINY_DETS,
-                      'bbox')
+    m = evaluate_lvis(
+        _tiny_gt(tmp_path, not_exhaustive=[1]), TINY_DETS, 'bbox')
     assert_close(m['APf'], 1.0, rtol=0, atol=1e-12)
 
     # 4) keeping 1 detection per image: image 1 keeps d1 only, image 2
@@ -289,14 +324,24 @@ def test_federated_rules_hand_computed(tmp_path):
     assert_close(m['APf'], 51 / 101, rtol=0, atol=1e-12)
     assert m['APc'] == 0.0
 
-    # the official evaluator (under the shim) agrees on all four cases
-    for kw, md in (({}, 300), ({'neg': [1]}, 300),
-                   ({'not_exhaustive': [1]}, 300), ({}, 1)):
+    # the official evaluator (under the shim) agrees on all four cases,
+    # including recall 0 for category 2 without detections in case 4
+    for kw, md in (({}, 300), ({
+            'neg': [1]
+    }, 300), ({
+            'not_exhaustive': [1]
+    }, 300), ({}, 1)):
         path = _tiny_gt(tmp_path, **kw)
         off = _official(path, TINY_DETS, 'bbox', md)
-        ours = evaluate_lvis(path, TINY_DETS, 'bbox', max_dets=md)
+        ours = _ours(path, TINY_DETS, 'bbox', md)
+        np.testing.assert_array_equal(ours.eval['precision'],
+                                      off.eval['precision'])
+        np.testing.assert_array_equal(ours.eval['recall'], off.eval['recall'])
+        assert ours.results == off.results, kw
+        metrics = evaluate_lvis(path, TINY_DETS, 'bbox', max_dets=md)
         for key in LVIS_METRIC_KEYS:
-            assert ours[key] == float(off.results[key]), (kw, key)
+            assert metrics[key] == float(off.results[key]), (kw, key)
+    assert ours.eval['recall'][:, 1, 0].tolist() == [0.0] * 10
 
 
 def test_empty_results_give_zero_ap(tmp_path):

@@ -8,15 +8,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lt_mm.toydata import (load_digit_images, long_tailed_counts,
-                           make_ade20k, make_imagenet_lt, make_lvis)
+from lt_mm.toydata import (load_digit_images, long_tailed_counts, make_ade20k,
+                           make_imagenet_lt, make_lvis)
 from lt_mm.toydata.digits import colourise
 from lt_mm.toydata.lvis import (COCO_URL_PREFIX, design_image_counts,
                                 frequency_letter, mask_to_polygon)
 
 # small settings shared by the tests (and by the determinism test)
-IMNET_KW = dict(num_classes=10, imbalance_ratio=10, max_per_class=20,
-                val_per_class=2, test_per_class=3, image_size=16, seed=0)
+IMNET_KW = dict(
+    num_classes=10,
+    imbalance_ratio=10,
+    max_per_class=20,
+    val_per_class=2,
+    test_per_class=3,
+    image_size=16,
+    seed=0)
 
 
 def _same_tree(a, b):
@@ -24,8 +30,8 @@ def _same_tree(a, b):
     cmp = filecmp.dircmp(a, b)
     assert not cmp.left_only and not cmp.right_only, (cmp.left_only,
                                                       cmp.right_only)
-    _, mismatch, errors = filecmp.cmpfiles(a, b, cmp.common_files,
-                                           shallow=False)
+    _, mismatch, errors = filecmp.cmpfiles(
+        a, b, cmp.common_files, shallow=False)
     assert not mismatch and not errors, (mismatch, errors)
     for sub in cmp.common_dirs:
         _same_tree(osp.join(a, sub), osp.join(b, sub))
@@ -58,9 +64,8 @@ def test_long_tailed_counts_exponential_profile():
     # n_c = floor(100 * 50 ** (-c / 9)): 50 ** (-1/9) = 0.6475 -> 64,
     # 0.4193 -> 41, 0.2714 -> 27, 0.1757 -> 17, 0.1138 -> 11, 0.0737 -> 7,
     # 0.0477 -> 4, 0.0309 -> 3, 0.02 -> 2
-    assert long_tailed_counts(10, 100, 50) == [
-        100, 64, 41, 27, 17, 11, 7, 4, 3, 2
-    ]
+    assert long_tailed_counts(10, 100,
+                              50) == [100, 64, 41, 27, 17, 11, 7, 4, 3, 2]
     # 20 * 10 ** (-c / 9): 15.49, 11.99, 9.28, 7.18, 5.57, 4.31, 3.34,
     # 2.58, 2.0
     assert long_tailed_counts(10, 20, 10) == [20, 15, 11, 9, 7, 5, 4, 3, 2, 2]
@@ -121,9 +126,14 @@ def test_imagenet_lt_augments_when_digits_run_out(tmp_path):
     # class 0 has 178 real digits; 1 val + 1 test leave 176 distinct ones
     # for 180 training images -> 4 augmented copies. Class 1 needs
     # floor(180 / 1.5) = 120 <= 182 - 2 -> none.
-    out = make_imagenet_lt(str(tmp_path), num_classes=2,
-                           imbalance_ratio=1.5, max_per_class=180,
-                           val_per_class=1, test_per_class=1, image_size=8)
+    out = make_imagenet_lt(
+        str(tmp_path),
+        num_classes=2,
+        imbalance_ratio=1.5,
+        max_per_class=180,
+        val_per_class=1,
+        test_per_class=1,
+        image_size=8)
     assert out['counts'] == [180, 120]
     assert out['num_augmented'] == [4, 0]
     assert len(_read_list(out['train_list'])) == 300
@@ -133,15 +143,17 @@ def test_imagenet_lt_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match='num_classes'):
         make_imagenet_lt(str(tmp_path), num_classes=11)
     with pytest.raises(ValueError, match='test_per_class'):
-        make_imagenet_lt(str(tmp_path), num_classes=2, val_per_class=100,
-                         test_per_class=100)
+        make_imagenet_lt(
+            str(tmp_path),
+            num_classes=2,
+            val_per_class=100,
+            test_per_class=100)
 
 
 def test_imagenet_lt_deterministic(tmp_path, imnet):
     again = make_imagenet_lt(str(tmp_path / 'again'), **IMNET_KW)
     _same_tree(imnet['root'], again['root'])
-    other = make_imagenet_lt(str(tmp_path / 'other'),
-                             **dict(IMNET_KW, seed=1))
+    other = make_imagenet_lt(str(tmp_path / 'other'), **dict(IMNET_KW, seed=1))
     a = osp.join(imnet['root'], 'ImageNet_LT_train.txt')
     b = osp.join(other['root'], 'ImageNet_LT_train.txt')
     first = _read_list(a)[0][0]
@@ -168,8 +180,8 @@ def _reduce_zero_label(label):
 
 def test_ade20k_layout(ade):
     root = ade['root']
-    for folder, tag, n in (('training', 'train', 20),
-                           ('validation', 'val', 6)):
+    for folder, tag, n in (('training', 'train', 20), ('validation', 'val',
+                                                       6)):
         for k in range(1, n + 1):
             name = f'ADE_{tag}_{k:08d}'
             img = osp.join(root, 'images', folder, name + '.jpg')
@@ -197,8 +209,8 @@ def test_ade20k_labels_and_long_tailed_pixels(ade):
             label = np.asarray(Image.open(osp.join(root, rel)))
             assert label.max() <= 10  # 0 = other, digit c -> c + 1
             other += int((label == 0).sum())
-            hist += np.bincount(_reduce_zero_label(label).ravel(),
-                                minlength=256)
+            hist += np.bincount(
+                _reduce_zero_label(label).ravel(), minlength=256)
         # after reduce_zero_label: classes 0..9, "other" -> 255 (ignore)
         assert hist[:10].tolist() == ade[f'{key}pixel_counts']
         assert hist[255] == other == ade[f'{key}other_pixels']
@@ -349,8 +361,8 @@ def test_lvis_instances_sit_on_painted_digits(toy_lvis):
     gt = LVIS(toy_lvis['train_json'])
     img_info = gt.load_imgs([1])[0]
     rel = img_info['coco_url'][len(COCO_URL_PREFIX):]
-    bright = np.asarray(Image.open(osp.join(toy_lvis['root'], rel)),
-                        dtype=float).mean(axis=2)
+    bright = np.asarray(
+        Image.open(osp.join(toy_lvis['root'], rel)), dtype=float).mean(axis=2)
     inside = np.zeros(bright.shape, dtype=bool)
     for ann in gt.img_ann_map[1]:
         inside |= gt.ann_to_mask(ann).astype(bool)

@@ -1,0 +1,12 @@
+# Post-hoc logit adjustment z_c - tau * log N_c, tau = 1 (the "Logit
+# Adjust (post)" row of DisAlign Table 1) on the ImageNet-LT stage-1 model.
+# No training: python tools/test.py CONFIG STAGE1.pth
+_base_ = './resnext50_32x4d_stage1_90e_imagenet-lt.py'
+
+model = dict(
+    head=dict(
+        type='LTLinearClsHead',
+        posthoc=dict(
+            type='logit_adjust',
+            tau=1.0,
+            train_ann_file={{_base_.train_list}})))

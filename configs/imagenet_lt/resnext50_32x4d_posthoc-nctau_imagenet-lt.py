@@ -1,0 +1,11 @@
+# CDT's post-hoc rule z_c / N_c ** tau (Ye et al., Eq. 5; "ERM + N_c^tau"
+# of CDT Table 3) on the ImageNet-LT stage-1 model. No training; tau is
+# chosen on val (tools/analysis/sweep_posthoc.py --select-on val
+# --report test); 0.5 is a starting point.
+_base_ = './resnext50_32x4d_stage1_90e_imagenet-lt.py'
+
+model = dict(
+    head=dict(
+        type='LTLinearClsHead',
+        posthoc=dict(
+            type='nc_tau', tau=0.5, train_ann_file={{_base_.train_list}})))

@@ -1,0 +1,59 @@
+# Baseline / stage 1: Cascade Mask R-CNN R50-FPN on LVIS v1 (the Cascade
+# R-CNN "Baseline" of DisAlign Table 9 / Table 7 and of TDE Table 4), built
+# from mmdet's Cascade Mask R-CNN model and LVIS v1 data settings with the
+# multi-scale 1x recipe, uniform image sampling (no repeat-factor sampling)
+# and the LVIS test settings (score_thr 1e-4, 300 detections per image).
+# Evaluation: LTLVISMetric (official LVIS protocol, APr / APc / APf).
+_base_ = [
+    'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
+    'mmdet::_base_/datasets/lvis_v1_instance.py',
+    'mmdet::_base_/schedules/schedule_1x.py',
+    'mmdet::_base_/default_runtime.py'
+]
+
+custom_imports = dict(imports=['lt_mm.det'], allow_failed_imports=False)
+
+dataset_type = 'LVISV1Dataset'
+data_root = 'data/lvis_v1/'
+num_classes = 1203
+
+model = dict(
+    roi_head=dict(
+        bbox_head=[
+            dict(
+                type='Shared2FCBBoxHead',
+                in_channels=256,
+                fc_out_channels=1024,
+                roi_feat_size=7,
+                num_classes=num_classes,
+                bbox_coder=dict(
+                    type='DeltaXYWHBBoxCoder',
+                    target_means=[0., 0., 0., 0.],
+                    target_stds=stds),
+                reg_class_agnostic=True,
+                loss_cls=dict(
+                    type='CrossEntropyLoss', use_sigmoid=False,
+                    loss_weight=1.0),
+                loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0))
+            for stds in ([0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1],
+                         [0.033, 0.033, 0.067, 0.067])
+        ],
+        mask_head=dict(num_classes=num_classes)),
+    test_cfg=dict(rcnn=dict(score_thr=0.0001, max_per_img=300)))
+
+train_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='annotations/lvis_v1_train.json',
+        data_prefix=dict(img=''),
+        filter_cfg=dict(filter_empty_gt=True, min_size=32),
+        pipeline={{_base_.train_pipeline}}))
+
+val_evaluator = dict(
+    _delete_=True,
+    type='LTLVISMetric',
+    ann_file=data_root + 'annotations/lvis_v1_val.json',
+    metric=['bbox', 'segm'])
+test_evaluator = val_evaluator

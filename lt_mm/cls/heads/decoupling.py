@@ -1,0 +1,198 @@
+"""Decoupled classifiers (Kang et al., "Decoupling Representation and
+Classifier for Long-Tailed Recognition", ICLR 2020, Sec. 4).
+
+All heads keep the stage-1 ``fc`` (``fc.weight`` / ``fc.bias``), so the
+joint stage-1 checkpoint (a stock mmpretrain ``LinearClsHead`` checkpoint)
+loads:
+
+* :class:`TauNormClsHead` -- Eq. 3, post-hoc, no training;
+* :class:`LWSClsHead` -- Eq. 4, learns ``lws.scales`` (stage 2);
+* :class:`CRTClsHead` -- re-initialises ``fc`` when a stage-1 checkpoint
+  is loaded and re-trains it (stage 2, class-balanced sampling);
+* :class:`NCMClsHead` -- nearest class mean; the class means are buffers
+  filled by :class:`lt_mm.cls.hooks.NCMCentroidHook`.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+from mmengine.logging import MMLogger
+from mmpretrain.registry import MODELS
+from torch import Tensor
+
+from lt_mm.core.checks import check_choice, check_range
+from lt_mm.core.decoupling import (NCM_DISTS, NCM_FEAT_TYPES,
+                                   LearnableWeightScaling, class_centroids,
+                                   ncm_logits, reinit_classifier,
+                                   tau_norm_logits)
+from .base import LTLinearClsHead
+
+
+@MODELS.register_module()
+class TauNormClsHead(LTLinearClsHead):
+    """tau-normalised classifier (Decoupling Eq. 3).
+
+    Test logits ``x W_tilde^T`` with ``w_c_tilde = w_c / ||w_c|| ** tau``
+    and the bias dropped, as in the paper; training (if any) uses the plain
+    ``fc``. ``tau = 0.7`` is the mmpretrain decouple port's ImageNet-LT
+    value; sweep it with ``tools/analysis/sweep_posthoc.py``.
+
+    Args:
+        num_classes: C.
+        in_channels: D.
+        tau: ``>= 0``.
+        **kwargs: :class:`~lt_mm.cls.heads.LTLinearClsHead` arguments.
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 in_channels: int,
+                 tau: float = 0.7,
+                 **kwargs) -> None:
+        super().__init__(num_classes, in_channels, **kwargs)
+        self.tau = check_range('tau', tau, 0.0)
+
+    def test_logits(self, x: Tensor, tau: Optional[float] = None) -> Tensor:
+        """(N, D) -> (N, C) tau-normalised logits (Eq. 3)."""
+        return tau_norm_logits(x, self.fc.weight,
+                               self.tau if tau is None else tau)
+
+
+@MODELS.register_module()
+class LWSClsHead(LTLinearClsHead):
+    """Learnable weight scaling (Decoupling Eq. 4).
+
+    Logits ``(W x + b) * f`` with the stage-1 ``fc`` frozen and the
+    per-class scales ``lws.scales`` (init 1) learned in stage 2 (5 epochs,
+    class-balanced sampling on ImageNet-LT), as the reference code (the
+    bias is scaled too).
+    """
+
+    def __init__(self, num_classes: int, in_channels: int, **kwargs) -> None:
+        super().__init__(num_classes, in_channels, **kwargs)
+        self.lws = LearnableWeightScaling(num_classes, scale_bias=True)
+
+    def train_logits(self, x: Tensor) -> Tensor:
+        """(N, D) -> (N, C) scaled logits."""
+        return self.lws(self.fc(x))
+
+    def stage2_parameter_names(self) -> List[str]:
+        """Only the scales ``f`` train (Eq. 4)."""
+        return ['lws.scales']
+
+
+@MODELS.register_module()
+class CRTClsHead(LTLinearClsHead):
+    """Classifier re-training, cRT (Decoupling Sec. 4).
+
+    When a checkpoint without a re-trained classifier is loaded (a stage-1
+    checkpoint: the persistent buffer ``crt_retrained`` is missing or 0),
+    ``fc`` is re-initialised (:func:`lt_mm.core.decoupling.
+    reinit_classifier`, PyTorch's default init as the reference) instead of
+    taking the stage-1 weights; the first training step sets
+    ``crt_retrained = 1`` so that stage-2 checkpoints load their re-trained
+    ``fc``. Stage 2 trains ``fc.*`` with class-balanced sampling
+    (10 epochs on ImageNet-LT).
+    """
+
+    def __init__(self, num_classes: int, in_channels: int, **kwargs) -> None:
+        super().__init__(num_classes, in_channels, **kwargs)
+        self.register_buffer(
+            'crt_retrained', torch.zeros((), dtype=torch.long),
+            persistent=True)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        flag = state_dict.get(prefix + 'crt_retrained')
+        if flag is None or int(flag) == 0:
+            reinit_classifier(self.fc)
+            for name, p in self.fc.named_parameters():
+                key = f'{prefix}fc.{name}'
+                if key in state_dict:
+                    state_dict[key] = p.detach().clone()
+            MMLogger.get_current_instance().info(
+                'CRTClsHead: the checkpoint has no re-trained classifier '
+                '(stage-1 weights): fc is re-initialised for cRT.')
+            if flag is None:  # a stage-1 checkpoint: not a missing key
+                state_dict[prefix + 'crt_retrained'] = \
+                    self.crt_retrained.detach().clone()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def train_logits(self, x: Tensor) -> Tensor:
+        """(N, D) -> (N, C); marks the classifier as re-trained."""
+        if self.training and int(self.crt_retrained) == 0:
+            self.crt_retrained.fill_(1)
+        return self.fc(x)
+
+    def stage2_parameter_names(self) -> List[str]:
+        """The re-initialised classifier ``fc.weight`` and ``fc.bias``."""
+        return ['fc']
+
+
+@MODELS.register_module()
+class NCMClsHead(LTLinearClsHead):
+    """Nearest class mean classifier (Decoupling Sec. 4).
+
+    Test scores ``-||x_hat - c_j||^2`` (``dist='l2'``) or ``cos(x_hat,
+    c_j)`` on transformed features (``feat_type='cl2n'``: centred by the
+    training mean, L2-normalised). The centroids ``centroids`` (C, D), the
+    mean ``global_mean`` (D,) and ``ncm_ready`` are persistent buffers,
+    filled from the training set by :class:`lt_mm.cls.hooks.
+    NCMCentroidHook` (or :meth:`set_centroids`) and saved in checkpoints.
+    Training (if any) uses the plain ``fc``.
+
+    Args:
+        num_classes: C.
+        in_channels: D.
+        feat_type: ``'un'``, ``'l2n'`` or ``'cl2n'``.
+        dist: ``'l2'`` or ``'cos'``.
+        **kwargs: :class:`~lt_mm.cls.heads.LTLinearClsHead` arguments.
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 in_channels: int,
+                 feat_type: str = 'cl2n',
+                 dist: str = 'l2',
+                 **kwargs) -> None:
+        super().__init__(num_classes, in_channels, **kwargs)
+        self.feat_type = check_choice('feat_type', feat_type, NCM_FEAT_TYPES)
+        self.dist = check_choice('dist', dist, NCM_DISTS)
+        self.register_buffer('centroids',
+                             torch.zeros(num_classes, in_channels))
+        self.register_buffer('global_mean', torch.zeros(in_channels))
+        self.register_buffer('ncm_ready', torch.zeros((), dtype=torch.long))
+
+    @property
+    def ready(self) -> bool:
+        """Whether the class means have been computed."""
+        return bool(int(self.ncm_ready))
+
+    @torch.no_grad()
+    def set_centroids(self, feats: Tensor, labels: Tensor) -> None:
+        """Compute the class means from training features.
+
+        Args:
+            feats: (N, D) features of the whole training set.
+            labels: (N,) their labels.
+        """
+        c, mu = class_centroids(feats.float(), labels, self.num_classes,
+                                self.feat_type)
+        self.centroids.copy_(c)
+        self.global_mean.copy_(mu)
+        self.ncm_ready.fill_(1)
+
+    def test_logits(self, x: Tensor) -> Tensor:
+        """(N, D) -> (N, C) NCM scores (larger = closer)."""
+        if not self.ready:
+            raise RuntimeError(
+                'NCMClsHead: the class means are not computed. Add '
+                "custom_hooks=[dict(type='NCMCentroidHook')] to the config "
+                '(it runs the model over the training set before testing) '
+                'or test a checkpoint that contains them.')
+        return ncm_logits(x, self.centroids, self.global_mean,
+                          self.feat_type, self.dist)

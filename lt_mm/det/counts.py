@@ -1,0 +1,252 @@
+"""Per-class training counts for the detection adapter (LVIS).
+
+Every count-based method of lt_mm needs ``n_j``, the number of training
+samples of each foreground class: DisAlign's generalized re-weighting
+(Zhang et al., CVPR 2021, Eq. 11) and the class-dependent temperatures of
+CDT (Ye et al., Eq. 3). LVIS (Gupta et al., CVPR 2019) ships them in its
+annotation json: every entry of ``categories`` carries ``image_count``
+(training images containing the class, the quantity that defines the
+rare / common / frequent bins) and ``instance_count`` (training instances).
+
+:func:`lvis_class_stats` turns those fields into a
+``lt_mm.class_stats/v1`` :class:`~lt_mm.core.stats.ClassStats`, cached next
+to the json (``<stem>_class_stats_<unit>.json``) because the LVIS v1 train
+json is over 1 GB. :func:`resolve_det_counts` adds this source
+(``train_ann_file``) to :func:`lt_mm.core.stats.resolve_counts`, so losses
+can be configured with ``counts=[...]``, ``stats_file=PATH`` or
+``train_ann_file=PATH``. Counts always cover the C foreground classes only
+(mmdet's background column is not a class of the dataset).
+
+Command line (writes the statistics file used by the paper configs)::
+
+    python -m lt_mm.det.counts data/lvis_v1/annotations/lvis_v1_train.json \
+        --unit images --out data/lvis_v1/annotations/lvis_v1_train_class_stats_images.json
+"""  # noqa: E501
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import warnings
+from typing import List, Optional, Sequence
+
+from lt_mm.core.stats import ClassStats, lvis_splits, resolve_counts
+
+#: LVIS category field per ``lt_mm.class_stats/v1`` unit.
+LVIS_COUNT_FIELDS = {'images': 'image_count', 'instances': 'instance_count'}
+_CACHE_TAG = 'lt_mm.det.lvis_counts/v1'
+
+
+def default_cache_file(ann_file: str, unit: str) -> str:
+    """``<dir>/<json stem>_class_stats_<unit>.json`` next to ``ann_file``."""
+    stem = osp.splitext(ann_file)[0]
+    return f'{stem}_class_stats_{unit}.json'
+
+
+def _fingerprint(path: str) -> List[int]:
+    st = os.stat(path)
+    return [int(st.st_size), int(st.st_mtime_ns)]
+
+
+def _counts_from_annotations(doc: dict, cat_ids: Sequence[int],
+                             unit: str) -> List[int]:
+    """Count images / instances per category from ``annotations`` (for
+    COCO-style files whose categories lack the LVIS count fields)."""
+    index = {c: i for i, c in enumerate(cat_ids)}
+    counts = [0] * len(cat_ids)
+    seen = set()
+    for ann in doc.get('annotations', []):
+        k = index.get(ann.get('category_id'))
+        if k is None:
+            continue
+        if unit == 'instances':
+            counts[k] += 1
+        elif (ann.get('image_id'), k) not in seen:
+            seen.add((ann.get('image_id'), k))
+            counts[k] += 1
+    return counts
+
+
+def _read_cache(path: str, fingerprint: List[int]) -> Optional[ClassStats]:
+    if not osp.isfile(path):
+        return None
+    try:
+        stats = ClassStats.load(path)
+    except (ValueError, OSError):
+        return None
+    extra = stats.extra
+    if extra.get('cache') != _CACHE_TAG or \
+            extra.get('fingerprint') != fingerprint:
+        return None
+    return stats
+
+
+def _write_cache(stats: ClassStats, path: str) -> None:
+    tmp = f'{path}.{os.getpid()}.tmp'
+    try:
+        stats.save(tmp)
+        os.replace(tmp, path)  # atomic: safe with several ranks
+    except OSError as e:
+        warnings.warn(f'could not cache class statistics at {path!r} ({e}); '
+                      'they will be recomputed next time.')
+        if osp.exists(tmp):
+            os.remove(tmp)
+
+
+def lvis_class_stats(ann_file: str,
+                     unit: str = 'images',
+                     cache_file: Optional[str] = None) -> ClassStats:
+    """Class statistics of an LVIS (or COCO-format) training json.
+
+    The C categories are ordered by increasing category id, which is the
+    label order of mmdet's ``LVISV05Dataset`` / ``LVISV1Dataset`` /
+    ``CocoDataset`` (``cat2label``). ``counts[j]`` is the category's
+    ``image_count`` (``unit='images'``) or ``instance_count``
+    (``unit='instances'``) when present (LVIS), otherwise they are counted
+    from ``annotations``. ``splits`` are LVIS' ``rare`` / ``common`` /
+    ``frequent`` groups from the ``frequency`` letters (or, without them,
+    from the image counts with the LVIS thresholds 10 / 100).
+
+    Args:
+        ann_file: the *training* annotation json.
+        unit: ``'images'`` or ``'instances'``.
+        cache_file: cache path; ``None`` = :func:`default_cache_file`,
+            ``''`` = no cache. A cache is reused while the json's size and
+            modification time are unchanged.
+
+    Returns:
+        ClassStats: counts (C,), names, splits, ``extra['frequency']`` and
+        ``extra['category_ids']``.
+    """
+    if unit not in LVIS_COUNT_FIELDS:
+        raise ValueError(f'unit={unit!r} is not supported for detection '
+                         f'counts; choose one of {list(LVIS_COUNT_FIELDS)}.')
+    if not osp.isfile(ann_file):
+        raise FileNotFoundError(
+            f'annotation file {ann_file!r} does not exist; expected the '
+            'LVIS (or COCO-format) training json, e.g. '
+            'data/lvis_v1/annotations/lvis_v1_train.json.')
+    fingerprint = _fingerprint(ann_file)
+    if cache_file is None:
+        cache_file = default_cache_file(ann_file, unit)
+    if cache_file:
+        cached = _read_cache(cache_file, fingerprint)
+        if cached is not None and cached.unit == unit:
+            return cached
+    with open(ann_file, encoding='utf-8') as f:
+        doc = json.load(f)
+    cats = sorted(doc.get('categories') or [], key=lambda c: c['id'])
+    if not cats:
+        raise ValueError(f'{ann_file} has no categories; expected an LVIS '
+                         'or COCO-format annotation json.')
+    field = LVIS_COUNT_FIELDS[unit]
+    cat_ids = [int(c['id']) for c in cats]
+    if all(field in c for c in cats):
+        counts = [int(c[field]) for c in cats]
+    else:
+        counts = _counts_from_annotations(doc, cat_ids, unit)
+    freq = [c.get('frequency') for c in cats]
+    if all(f in ('r', 'c', 'f') for f in freq):
+        splits = lvis_splits(frequency=freq)
+    elif unit == 'images':
+        splits = lvis_splits(image_counts=counts)
+    else:
+        splits = {}
+    stats = ClassStats(
+        counts=counts,
+        unit=unit,
+        names=[str(c.get('name', c['id'])) for c in cats],
+        splits=splits,
+        dataset=osp.basename(ann_file),
+        extra=dict(
+            cache=_CACHE_TAG,
+            source=osp.abspath(ann_file),
+            fingerprint=fingerprint,
+            category_ids=cat_ids,
+            frequency=freq if all(f is not None for f in freq) else None))
+    if cache_file:
+        _write_cache(stats, cache_file)
+    return stats
+
+
+def resolve_det_counts(counts=None,
+                       stats_file: Optional[str] = None,
+                       train_ann_file: Optional[str] = None,
+                       num_classes: Optional[int] = None,
+                       unit: str = 'images',
+                       what: str = 'this method') -> List[float]:
+    """Foreground class counts ``n_j`` from exactly one source.
+
+    Wraps :func:`lt_mm.core.stats.resolve_counts` and adds
+    ``train_ann_file`` (:func:`lvis_class_stats`). The result has exactly
+    ``num_classes`` entries: a file of another vocabulary (e.g. LVIS v0.5's
+    1230 classes for a 1203-class v1 model) or counts that include the
+    background (``num_classes + 1`` entries) are rejected with a
+    ``ValueError``.
+
+    Args:
+        counts: explicit counts (C,).
+        stats_file: a ``lt_mm.class_stats/v1`` JSON file.
+        train_ann_file: the LVIS / COCO-format training json.
+        num_classes: required C (foreground classes of the box head).
+        unit: ``'images'`` or ``'instances'``; checked for ``stats_file``.
+        what: the component named in error messages.
+
+    Returns:
+        list[float]: C counts, all > 0.
+    """
+    given = [
+        n for n, v in (('counts', counts), ('stats_file', stats_file),
+                       ('train_ann_file', train_ann_file)) if v is not None
+    ]
+    if len(given) > 1:
+        raise ValueError(f'{what}: give the class counts from one source '
+                         f'only, got {given}.')
+    if not given:
+        raise ValueError(
+            f'{what} needs per-class training counts of the foreground '
+            'classes: pass counts=[...], stats_file=PATH (a '
+            'lt_mm.class_stats/v1 JSON file, e.g. written by python -m '
+            'lt_mm.det.counts TRAIN_JSON --out PATH) or train_ann_file=PATH '
+            '(the LVIS training json).')
+    if unit not in LVIS_COUNT_FIELDS:
+        raise ValueError(f'{what}: unit={unit!r} is not supported; choose '
+                         f'one of {list(LVIS_COUNT_FIELDS)}.')
+    try:
+        if train_ann_file is not None:
+            counts = lvis_class_stats(train_ann_file, unit).counts
+            if num_classes is not None and len(counts) != num_classes:
+                raise ValueError(
+                    f'{train_ann_file} has {len(counts)} categories but the '
+                    f'box head has num_classes={num_classes}; use the '
+                    'training json of the dataset the model is built for.')
+            return resolve_counts(counts, None, num_classes)
+        return resolve_counts(
+            counts,
+            stats_file,
+            num_classes,
+            unit=unit if stats_file is not None else None)
+    except ValueError as e:
+        raise ValueError(f'{what}: {e}') from None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Write the class statistics of an LVIS training json."""
+    parser = argparse.ArgumentParser(
+        description='Per-class training counts of an LVIS json '
+        '(lt_mm.class_stats/v1).')
+    parser.add_argument('ann_file', help='LVIS training json')
+    parser.add_argument(
+        '--unit', choices=list(LVIS_COUNT_FIELDS), default='images')
+    parser.add_argument(
+        '--out', help='output path (default: next to the json)')
+    args = parser.parse_args(argv)
+    out = args.out or default_cache_file(args.ann_file, args.unit)
+    stats = lvis_class_stats(args.ann_file, args.unit, cache_file='')
+    stats.save(out)
+    print(f'{stats.num_classes} classes ({args.unit}) -> {out}')
+
+
+if __name__ == '__main__':
+    main()

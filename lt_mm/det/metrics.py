@@ -1,0 +1,208 @@
+"""LVIS AP with APr / APc / APf that runs on numpy >= 1.24 (mmdet METRICS).
+
+mmdet 3.3.0's ``LVISMetric`` itself imports and builds fine with the PyPI
+``lvis`` 0.5.3: its version check (``getattr(lvis, '__version__', '0') >=
+'10.5.3'``, aimed at the deprecated ``mmlvis``) is False because lvis
+0.5.3 has no ``__version__``. It fails in evaluation, because
+``lvis.LVISEval.accumulate`` uses ``np.float`` (removed in numpy 1.24).
+It also sets ``params.imgIds`` / ``useCats`` / ``maxDets``, which the
+lvis API ignores (its fields are ``img_ids`` / ``use_cats`` / ``max_dets``),
+and stops at the first empty result set.
+
+:class:`LTLVISMetric` keeps mmdet's result collection and json conversion
+(``process`` / ``results2json``) and routes the evaluation through
+:func:`lt_mm.det.lvis_eval.evaluate_lvis` (the official evaluator with a
+numpy-2-safe ``accumulate``): the official LVIS protocol (Gupta et al.,
+CVPR 2019, Sec. 5) -- federated matching with ``neg_category_ids`` /
+``not_exhaustive_category_ids``, at most 300 detections per image, IoU
+0.50:0.95, area ranges small / medium / large, rare / common / frequent
+bins. The metric names are mmdet's: ``lvis/bbox_AP``, ``lvis/bbox_AP50``,
+..., ``lvis/bbox_APr``, ``lvis/bbox_APc``, ``lvis/bbox_APf`` and the same
+for ``segm`` (flat scalars, rounded to 3 decimals like mmdet).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os.path as osp
+import tempfile
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from mmdet.evaluation.metrics import LVISMetric
+from mmdet.registry import METRICS
+from mmengine.logging import MMLogger
+
+from .lvis_eval import LVIS_METRIC_KEYS, LVISEvalNumpy2, evaluate_lvis
+
+SUPPORTED_METRICS = ('bbox', 'segm', 'proposal_fast')
+
+
+def format_lvis_table(results: Dict[str, float],
+                      metrics: Sequence[str]) -> str:
+    """A text table of the LVIS summary (rows: metrics; columns: AP, AP50,
+    AP75, APs, APm, APl, APr, APc, APf) from ``{'<metric>_<key>': v}``."""
+    keys = [k for k in LVIS_METRIC_KEYS]
+    lines = ['       ' + ' '.join(f'{k:>6}' for k in keys)]
+    for metric in metrics:
+        vals = [results.get(f'{metric}_{k}') for k in keys]
+        if all(v is None for v in vals):
+            continue
+        cells = ['   n/a' if v is None else f'{v:6.3f}' for v in vals]
+        lines.append(f'{metric:<6} ' + ' '.join(cells))
+    return '\n'.join(lines)
+
+
+@METRICS.register_module()
+class LTLVISMetric(LVISMetric):
+    """mmdet's ``LVISMetric`` evaluated by :mod:`lt_mm.det.lvis_eval`.
+
+    Official LVIS AP (Gupta et al., CVPR 2019, Sec. 5), including APr /
+    APc / APf, on numpy 2. Same arguments and metric keys as mmdet's
+    ``LVISMetric`` (``lvis/bbox_APr`` ...), plus ``max_dets``.
+
+    Args:
+        ann_file: the LVIS val json (required: the federated protocol needs
+            the LVIS fields ``neg_category_ids``,
+            ``not_exhaustive_category_ids`` and the category
+            ``frequency``, which mmdet's ground-truth conversion drops).
+        metric: ``'bbox'``, ``'segm'`` (and ``'proposal_fast'``, mmdet's
+            recall, which does not use the lvis evaluator).
+        classwise: also report per-category AP (``<name>_precision``).
+        metric_items: subset of ``AP, AP50, AP75, APs, APm, APl, APr, APc,
+            APf`` to report (default: all).
+        max_dets: detections kept per image (LVIS: 300).
+        **kwargs: the other ``LVISMetric`` arguments (``format_only``,
+            ``outfile_prefix``, ``prefix``, ``backend_args`` ...).
+    """
+
+    def __init__(self,
+                 ann_file: Optional[str] = None,
+                 metric: Union[str, List[str]] = 'bbox',
+                 classwise: bool = False,
+                 metric_items: Optional[Sequence[str]] = None,
+                 max_dets: int = 300,
+                 **kwargs) -> None:
+        if ann_file is None:
+            raise ValueError(
+                'LTLVISMetric needs ann_file (the LVIS val json): the '
+                'federated LVIS protocol uses its neg_category_ids, '
+                'not_exhaustive_category_ids and category frequencies.')
+        metrics = metric if isinstance(metric, (list, tuple)) else [metric]
+        bad = [m for m in metrics if m not in SUPPORTED_METRICS]
+        if bad:
+            raise ValueError(
+                f'LTLVISMetric: metric {bad} is not supported; choose from '
+                f'{list(SUPPORTED_METRICS)} (for proposal recall use '
+                "'proposal_fast').")
+        if metric_items is not None:
+            unknown = [k for k in metric_items if k not in LVIS_METRIC_KEYS]
+            if unknown:
+                raise ValueError(
+                    f'metric_items {unknown} are unknown; choose from '
+                    f'{list(LVIS_METRIC_KEYS)}.')
+        if isinstance(max_dets, bool) or not isinstance(max_dets, int) or \
+                not (max_dets >= 1 or max_dets == -1):
+            raise ValueError(
+                f'max_dets={max_dets!r} must be a positive integer (the '
+                'LVIS protocol uses 300) or -1 for no limit.')
+        super().__init__(
+            ann_file=ann_file,
+            metric=list(metrics),
+            classwise=classwise,
+            metric_items=metric_items,
+            **kwargs)
+        self.max_dets = max_dets
+
+    def _per_category_ap(self, dets: List[dict],
+                         iou_type: str) -> Dict[str, float]:
+        """Per-category AP (area 'all', IoU 0.50:0.95) for ``classwise``."""
+        from lvis import LVISResults
+        out: Dict[str, float] = OrderedDict()
+        if not dets:
+            return out
+        dt = LVISResults(self._lvis_api, dets, max_dets=self.max_dets)
+        ev = LVISEvalNumpy2(self._lvis_api, dt, iou_type=iou_type)
+        ev.params.max_dets = self.max_dets
+        ev.evaluate()
+        ev.accumulate()
+        precision = ev.eval['precision']  # (T, R, K, A)
+        for idx, cat_id in enumerate(ev.params.cat_ids):
+            name = self._lvis_api.load_cats([cat_id])[0]['name']
+            p = precision[:, :, idx, 0]
+            p = p[p > -1]
+            out[name] = float(np.mean(p)) if p.size else float('nan')
+        return out
+
+    def compute_metrics(self, results: list) -> Dict[str, float]:
+        """Evaluate the collected results with the numpy-2-safe evaluator.
+
+        Args:
+            results: ``(gt, pred)`` pairs collected by ``process``.
+
+        Returns:
+            dict: ``{'bbox_AP': ..., 'bbox_APr': ..., 'segm_APf': ...}``
+            (the prefix ``lvis/`` is added by ``BaseMetric.evaluate``).
+        """
+        logger: MMLogger = MMLogger.get_current_instance()
+        gts, preds = zip(*results)
+        tmp_dir = None
+        if self.outfile_prefix is None:
+            tmp_dir = tempfile.TemporaryDirectory()
+            outfile_prefix = osp.join(tmp_dir.name, 'results')
+        else:
+            outfile_prefix = self.outfile_prefix
+        if self.cat_ids is None:
+            self.cat_ids = self._lvis_api.get_cat_ids()
+        if self.img_ids is None:
+            self.img_ids = self._lvis_api.get_img_ids()
+        try:
+            result_files = self.results2json(preds, outfile_prefix)
+            eval_results: Dict[str, float] = OrderedDict()
+            if self.format_only:
+                logger.info('results are saved in '
+                            f'{osp.dirname(outfile_prefix)}')
+                return eval_results
+            items = list(self.metric_items or LVIS_METRIC_KEYS)
+            for metric in self.metrics:
+                logger.info(f'Evaluating {metric} (LVIS protocol, '
+                            f'max_dets={self.max_dets})...')
+                if metric == 'proposal_fast':
+                    ar = self.fast_eval_recall(
+                        preds, self.proposal_nums, self.iou_thrs,
+                        logger=logger)
+                    for i, num in enumerate(self.proposal_nums):
+                        eval_results[f'AR@{num}'] = float(ar[i])
+                    continue
+                with open(result_files[metric]) as f:
+                    dets = json.load(f)
+                if not dets:
+                    logger.warning(
+                        f'no {metric} detection in the whole test set; '
+                        'every AP is 0.')
+                summary = evaluate_lvis(
+                    self._lvis_api,
+                    dets,
+                    iou_type=metric,
+                    max_dets=self.max_dets)
+                for key in items:
+                    eval_results[f'{metric}_{key}'] = float(
+                        f'{summary[key]:.3f}')
+                if self.classwise:
+                    per_cat = self._per_category_ap(dets, metric)
+                    for name, ap in per_cat.items():
+                        eval_results[f'{metric}_{name}_precision'] = round(
+                            ap, 3)
+                    flat = list(
+                        itertools.chain(*[(n, f'{v:.3f}')
+                                          for n, v in per_cat.items()]))
+                    logger.info(f'{metric} per-category AP: ' +
+                                ', '.join(f'{a}={b}' for a, b in zip(
+                                    flat[::2], flat[1::2])))
+            logger.info('LVIS results (-1: no category of that group):\n' +
+                        format_lvis_table(eval_results, self.metrics))
+            return eval_results
+        finally:
+            if tmp_dir is not None:
+                tmp_dir.cleanup()
