@@ -75,31 +75,11 @@ def last_checkpoint(work_dir: str) -> str:
 @pytest.fixture(scope='session')
 def data_root(tmp_path_factory) -> str:
     """Tiny cls / seg / det data sets under one root (LT_MM_DATA_ROOT)."""
-    from lt_mm.toydata import make_ade20k, make_imagenet_lt, make_lvis
+    from lt_mm.quickstart.data import build_task_data
     root = str(tmp_path_factory.mktemp('lt_mm_data'))
-    make_imagenet_lt(
-        osp.join(root, 'cls'),
-        num_classes=10,
-        imbalance_ratio=20,
-        max_per_class=40,
-        val_per_class=3,
-        test_per_class=5,
-        image_size=32,
-        seed=0)
-    make_ade20k(
-        osp.join(root, 'seg'),
-        num_classes=10,
-        num_train=8,
-        num_val=4,
-        image_size=64,
-        seed=0)
-    make_lvis(
-        osp.join(root, 'det'),
-        num_classes=8,
-        num_train=16,
-        num_val=6,
-        image_size=64,
-        seed=0)
+    # the same tiny data as `tools/quickstart.py --fast` (seed 0)
+    for task in ('cls', 'seg', 'det'):
+        build_task_data(task, osp.join(root, task), size='fast', seed=0)
     return root
 
 

@@ -9,7 +9,7 @@ custom_imports = dict(imports=['lt_mm.det'], allow_failed_imports=False)
 
 data_root = '{{$LT_MM_DATA_ROOT:data/quickstart}}/det/'
 num_classes = 8
-metainfo = dict(classes=tuple(f'digit {i}' for i in range(num_classes)))
+metainfo = dict(classes=tuple(f'digit_{i}' for i in range(num_classes)))
 
 model = dict(
     data_preprocessor=dict(pad_size_divisor=32),

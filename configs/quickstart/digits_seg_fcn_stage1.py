@@ -12,7 +12,7 @@ data_root = '{{$LT_MM_DATA_ROOT:data/quickstart}}/seg'
 num_classes = 10
 crop_size = (64, 64)
 norm_cfg = dict(type='BN', requires_grad=True)
-metainfo = dict(classes=tuple(f'digit {i}' for i in range(num_classes)))
+metainfo = dict(classes=tuple(f'digit_{i}' for i in range(num_classes)))
 
 data_preprocessor = dict(size=crop_size)
 model = dict(

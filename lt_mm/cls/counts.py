@@ -122,8 +122,9 @@ def class_stats_from_list(ann_file: str,
 
     The result is cached as a ``lt_mm.class_stats/v1`` JSON file
     (default: next to the list, ``<list stem>_class_stats.json``) together
-    with the SHA-1 of the list, so it is computed once and recomputed only
-    when the list changes. A folder without write permission only disables
+    with the SHA-1 of the list, so the counts are computed once and
+    recomputed only when the list changes (other thresholds only recompute
+    the splits). A folder without write permission only disables
     the cache (with a warning).
 
     Args:
@@ -179,11 +180,14 @@ def _read_cache(path: str, digest: Optional[str], num_classes: Optional[int],
     except (ValueError, OSError, json.JSONDecodeError):
         return None
     ex = stats.extra
-    if ex.get('sha1') != digest or ex.get('many_thr') != many_thr or \
-            ex.get('few_thr') != few_thr:
+    if ex.get('sha1') != digest or stats.unit != 'images':
         return None
     if num_classes is not None and stats.num_classes != num_classes:
         return None
+    if ex.get('many_thr') != many_thr or ex.get('few_thr') != few_thr:
+        # the counts are valid; only the split thresholds differ
+        stats.splits = shot_splits(stats.counts, many_thr, few_thr)
+        stats.extra.update(many_thr=many_thr, few_thr=few_thr)
     return stats
 
 

@@ -1,0 +1,109 @@
+"""Quickstart data: long-tailed sets from scikit-learn's bundled digits.
+
+Writes the three tasks' data in the real on-disk formats under one root
+(the configs under ``configs/quickstart`` read it through the environment
+variable ``LT_MM_DATA_ROOT``) together with the class-statistics JSON files
+that the methods need. Re-running with the same settings reuses the data.
+"""
+from __future__ import annotations
+
+import json
+import os
+import os.path as osp
+from typing import Dict
+
+from lt_mm.core.stats import ClassStats, lvis_splits, ratio_splits
+from lt_mm.toydata import make_ade20k, make_imagenet_lt, make_lvis
+
+# full quickstart sizes (about a minute of data writing on 2 cores) and the
+# tiny sizes of the --fast mode used by the test suite
+SIZES: Dict[str, Dict[str, dict]] = {
+    'full': {
+        # ImageNet-LT list format, 10 classes, imbalance ratio 50 (counts
+        # 150 ... 3), balanced val (5) and test (20) per class
+        'cls':
+        dict(
+            num_classes=10,
+            imbalance_ratio=50,
+            max_per_class=150,
+            val_per_class=5,
+            test_per_class=20,
+            image_size=32),
+        'seg':
+        dict(num_classes=10, num_train=80, num_val=20, image_size=64),
+        'det':
+        dict(num_classes=8, num_train=64, num_val=24, image_size=64),
+    },
+    'fast': {
+        'cls':
+        dict(
+            num_classes=10,
+            imbalance_ratio=20,
+            max_per_class=40,
+            val_per_class=3,
+            test_per_class=5,
+            image_size=32),
+        'seg':
+        dict(num_classes=10, num_train=8, num_val=4, image_size=64),
+        'det':
+        dict(num_classes=8, num_train=16, num_val=6, image_size=64),
+    },
+}
+
+
+def _done_marker(root: str) -> str:
+    return osp.join(root, '.lt_mm_quickstart.json')
+
+
+def build_task_data(task: str,
+                    root: str,
+                    size: str = 'full',
+                    seed: int = 0) -> Dict:
+    """Write the data of one task under ``root`` (skipped if present).
+
+    Returns the generator's summary (class counts etc.).
+    """
+    params = dict(SIZES[size][task], seed=seed)
+    marker = _done_marker(root)
+    if osp.isfile(marker):
+        with open(marker) as f:
+            done = json.load(f)
+        if done.get('params') == params:
+            return done['summary']
+    os.makedirs(root, exist_ok=True)
+    if task == 'cls':
+        summary = make_imagenet_lt(root, **params)
+    elif task == 'seg':
+        summary = make_ade20k(root, **params)
+        # pixel statistics (head / body / tail by pixel ratio) that the
+        # head/body/tail metric and the per-pixel methods read
+        counts = [float(c) for c in summary['pixel_counts']]
+        total = float(sum(counts) + summary['other_pixels'])
+        ClassStats(
+            counts=counts,
+            unit='pixels',
+            names=[f'digit_{i}' for i in range(len(counts))],
+            splits=ratio_splits(
+                counts, head_thr=0.03, tail_thr=0.009, total=total),
+            dataset='quickstart digits (ADE20K layout)',
+            extra=dict(total=total, head_thr=0.03, tail_thr=0.009)).save(
+                osp.join(root, 'class_stats.json'))
+    elif task == 'det':
+        summary = make_lvis(root, **params)
+        counts = [float(c) for c in summary['image_counts']]
+        ClassStats(
+            counts=counts,
+            unit='images',
+            names=list(summary['classes']),
+            splits=lvis_splits(frequency=summary['frequencies']),
+            dataset='quickstart digits (LVIS v1 format)',
+            extra=dict(
+                instance_counts=summary['instance_counts'],
+                frequency=summary['frequencies'])).save(
+                    osp.join(root, 'class_stats.json'))
+    else:
+        raise ValueError(f'unknown task {task!r}; use cls, seg or det.')
+    summary = json.loads(json.dumps(summary, default=str))
+    with open(marker, 'w') as f:
+        json.dump(dict(params=params, summary=summary), f)
+    return summary

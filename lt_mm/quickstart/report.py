@@ -1,0 +1,196 @@
+"""Quickstart report: results tables (markdown + JSON) and PNG plots."""
+from __future__ import annotations
+
+import json
+import math
+import os.path as osp
+from typing import Dict, List, Optional, Sequence
+
+from .runs import TASKS, RunResult
+
+
+def _fmt(v: Optional[float]) -> str:
+    return '  n/a' if v is None or math.isnan(v) else f'{v:5.1f}'
+
+
+def _scale(task: str) -> float:
+    # mmdet's LVIS AP is in [0, 1]; accuracy and IoU are percentages
+    return 100.0 if task == 'det' else 1.0
+
+
+def results_table(task: str, results: Dict[str, RunResult]) -> List[dict]:
+    """One row per run: name, kind, the task's columns (percent), seconds."""
+    spec = TASKS[task]
+    kinds = {m.name: m.kind for m in spec.methods}
+    rows = []
+    for name, res in results.items():
+        row = dict(method=name, kind=kinds.get(name, 'stage 1'))
+        for title, key in spec.columns:
+            v = res.metrics.get(key)
+            row[title] = None if v is None else v * _scale(task)
+        row['seconds'] = round(res.seconds, 1)
+        rows.append(row)
+    return rows
+
+
+def markdown_table(task: str, rows: List[dict]) -> str:
+    spec = TASKS[task]
+    titles = [t for t, _ in spec.columns]
+    head = '| method | kind | ' + ' | '.join(titles) + ' | time (s) |'
+    sep = '|' + '---|' * (len(titles) + 3)
+    lines = [f'### {spec.name}', '', head, sep]
+    for r in rows:
+        vals = ' | '.join(_fmt(r[t]).strip() for t in titles)
+        lines.append(f'| {r["method"]} | {r["kind"]} | {vals} | '
+                     f'{r["seconds"]:.0f} |')
+    return '\n'.join(lines) + '\n'
+
+
+def print_table(task: str, rows: List[dict]) -> None:
+    spec = TASKS[task]
+    titles = [t for t, _ in spec.columns]
+    print(f'\n{spec.name}')
+    print(f'{"method":<18}{"kind":<11}' + ''.join(f'{t:>9}' for t in titles))
+    for r in rows:
+        print(f'{r["method"]:<18}{r["kind"]:<11}' +
+              ''.join(f'{_fmt(r[t]):>9}' for t in titles))
+
+
+def write_tables(path_md: str, path_json: str,
+                 tables: Dict[str, List[dict]], extra: dict) -> None:
+    with open(path_md, 'w') as f:
+        f.write('# lt_mm quickstart results\n\n')
+        for k, v in extra.items():
+            f.write(f'- {k}: {v}\n')
+        f.write('\n')
+        for task, rows in tables.items():
+            f.write(markdown_table(task, rows) + '\n')
+    with open(path_json, 'w') as f:
+        json.dump(dict(tables=tables, **extra), f, indent=1)
+
+
+# ------------------------------------------------------------------ plots
+def _plt():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_per_class_accuracy(path: str, counts: Sequence[float],
+                            results: Dict[str, RunResult]) -> Optional[str]:
+    """Per-class accuracy against the class's training frequency."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    order = sorted(range(len(counts)), key=lambda c: -counts[c])
+    xs = [counts[c] for c in order]
+    drawn = 0
+    for name, res in results.items():
+        if not res.per_class:
+            continue
+        ys = [res.per_class[c] for c in order]
+        style = dict(lw=2.5, color='black') if name.startswith(
+            'baseline') else dict(lw=1.3)
+        ax.plot(xs, ys, marker='o', ms=3, label=name, **style)
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xscale('log')
+    ax.invert_xaxis()
+    ax.set_xlabel('training images of the class (log scale, head -> tail)')
+    ax.set_ylabel('test accuracy of the class (%)')
+    ax.set_title('Per-class accuracy vs training frequency')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def classifier_norms(stage1_ckpt: str,
+                     lws_ckpt: Optional[str],
+                     tau: float = 0.7) -> Dict[str, List[float]]:
+    """Per-class classifier norms: stage 1, tau-normalised, LWS-scaled."""
+    from lt_mm.engine.checkpoint import safe_torch_load
+    sd = safe_torch_load(stage1_ckpt)['state_dict']
+    w = sd['head.fc.weight'].float()
+    norms = w.norm(dim=1)
+    out = {
+        'stage 1 (joint)': norms.tolist(),
+        # Decoupling Eq. 3: ||w_c / ||w_c||^tau|| = ||w_c||^(1 - tau)
+        f'tau-norm (tau={tau:g})': norms.pow(1 - tau).tolist(),
+    }
+    if lws_ckpt:
+        sd2 = safe_torch_load(lws_ckpt)['state_dict']
+        scales = [v for k, v in sd2.items() if k.endswith('scales')]
+        if scales:
+            out['LWS (s_c * ||w_c||)'] = (scales[0].float().flatten() *
+                                          norms).tolist()
+    return out
+
+
+def plot_weight_norms(path: str, counts: Sequence[float],
+                      norms: Dict[str, List[float]]) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    order = sorted(range(len(counts)), key=lambda c: -counts[c])
+    for name, vals in norms.items():
+        v = [vals[c] for c in order]
+        mean = sum(v) / len(v)
+        ax.plot(range(len(v)), [x / mean for x in v], marker='o', label=name)
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels([f'{c}\n({int(counts[c])})' for c in order],
+                       fontsize=7)
+    ax.set_xlabel('class (training images), head -> tail')
+    ax.set_ylabel('classifier norm / mean norm')
+    ax.set_title('Classifier weight norms before and after tau-norm / LWS')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_sweeps(path: str, sweeps: Dict[str, dict]) -> Optional[str]:
+    """alpha / tau sweep curves from ``tools/analysis/sweep_posthoc.py``.
+
+    ``sweeps``: {label: curves-json of that tool}; every curve of the
+    report split is drawn, overall and few-shot accuracy.
+    """
+    panels = []
+    for label, payload in sweeps.items():
+        for split, by_name in payload.get('curves', {}).items():
+            for name, c in by_name.items():
+                panels.append((f'{label}: {name} [{split}]', c))
+    if not panels:
+        return None
+    plt = _plt()
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.6), squeeze=False)
+    for ax, (title, c) in zip(axes[0], panels):
+        xs = c['values']
+        for key, style in (('top1', '-'), ('many', ':'), ('medium', '-.'),
+                           ('few', '--')):
+            ys = [m.get(key, float('nan')) for m in c['metrics']]
+            ax.plot(xs, ys, style, marker='.', label=key)
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel('alpha' if 'alpha' in title else 'tau')
+        ax.set_ylabel('accuracy (%)')
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def stage1_counts(data_summary: dict) -> List[float]:
+    return [float(c) for c in data_summary['counts']]
+
+
+def tool_path(*parts: str) -> str:
+    from .runs import REPO
+    return osp.join(REPO, 'tools', *parts)

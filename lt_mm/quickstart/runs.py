@@ -1,0 +1,238 @@
+"""Quickstart runs: stage 1 and every method, through the user's configs.
+
+Each run builds an mmengine Runner from a config under
+``configs/quickstart`` exactly as ``tools/train.py`` / ``tools/test.py`` do
+(:func:`lt_mm.engine.runner_utils.build_runner`), in-process so that the
+toolboxes are imported once. Stage-1 checkpoints are never overwritten: a
+stage-1 work dir that already holds a checkpoint is reused.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import os.path as osp
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+QUICKSTART_CONFIGS = osp.join(REPO, 'configs', 'quickstart')
+
+
+@dataclass
+class Method:
+    """One row of a results table.
+
+    ``kind``: ``'stage2'`` (trained from the stage-1 checkpoint),
+    ``'one_stage'`` (trained from scratch) or ``'posthoc'`` (no training:
+    the stage-1 checkpoint tested with another head).
+    """
+    name: str
+    config: str
+    kind: str
+    paper: str = ''
+
+
+@dataclass
+class TaskSpec:
+    """What the quickstart runs for one task and how it reads the metrics."""
+    name: str
+    stage1: str
+    methods: List[Method]
+    # (column title, metric key) in the results table
+    columns: List[tuple]
+    # --cfg-options of the --fast mode (tiny schedules, same code path)
+    fast_options: Dict[str, List[str]] = field(default_factory=dict)
+
+
+TASKS: Dict[str, TaskSpec] = {
+    'cls':
+    TaskSpec(
+        name='classification (mmpretrain, ImageNet-LT format)',
+        stage1='digits_cls_resnet_stage1.py',
+        methods=[
+            Method('DisAlign', 'digits_cls_disalign.py', 'stage2',
+                   'DisAlign CVPR21'),
+            Method('TDE', 'digits_cls_tde.py', 'one_stage', 'TDE NeurIPS20'),
+            Method('tau-norm', 'digits_cls_taunorm.py', 'posthoc',
+                   'Decoupling ICLR20'),
+            Method('LWS', 'digits_cls_lws.py', 'stage2', 'Decoupling ICLR20'),
+            Method('cRT', 'digits_cls_crt.py', 'stage2', 'Decoupling ICLR20'),
+            Method('NCM', 'digits_cls_ncm.py', 'posthoc', 'Decoupling ICLR20'),
+            Method('CDT', 'digits_cls_cdt.py', 'one_stage', 'CDT arXiv20'),
+        ],
+        columns=[('top-1', 'accuracy/top1'), ('many', 'accuracy/many'),
+                 ('medium', 'accuracy/medium'), ('few', 'accuracy/few')],
+        fast_options=dict(
+            stage1=['train_cfg.max_epochs=2', 'train_cfg.val_interval=2'],
+            stage2=['train_cfg.max_epochs=1', 'train_cfg.val_interval=1'],
+            one_stage=['train_cfg.max_epochs=2',
+                       'train_cfg.val_interval=2'])),
+    'seg':
+    TaskSpec(
+        name='semantic segmentation (mmseg, ADE20K layout)',
+        stage1='digits_seg_fcn_stage1.py',
+        methods=[
+            Method('DisAlign', 'digits_seg_disalign.py', 'stage2',
+                   'DisAlign CVPR21'),
+            Method('TDE', 'digits_seg_tde.py', 'one_stage', 'TDE NeurIPS20'),
+            Method('CDT', 'digits_seg_cdt.py', 'one_stage', 'CDT arXiv20'),
+            Method('tau-norm', 'digits_seg_taunorm.py', 'posthoc',
+                   'Decoupling ICLR20'),
+        ],
+        columns=[('mIoU', 'mIoU'), ('head', 'mIoU_head'),
+                 ('body', 'mIoU_body'), ('tail', 'mIoU_tail')],
+        fast_options=dict(
+            stage1=['train_cfg.max_iters=4', 'train_cfg.val_interval=4'],
+            stage2=['train_cfg.max_iters=2', 'train_cfg.val_interval=2'],
+            one_stage=['train_cfg.max_iters=2',
+                       'train_cfg.val_interval=2'])),
+    'det':
+    TaskSpec(
+        name='detection / instance segmentation (mmdet, LVIS v1 format)',
+        stage1='digits_det_mask_rcnn_stage1.py',
+        methods=[
+            Method('DisAlign', 'digits_det_disalign.py', 'stage2',
+                   'DisAlign CVPR21'),
+            Method('TDE', 'digits_det_tde.py', 'one_stage', 'TDE NeurIPS20'),
+            Method('tau-norm', 'digits_det_taunorm.py', 'posthoc',
+                   'Decoupling ICLR20'),
+        ],
+        columns=[('box AP', 'lvis/bbox_AP'), ('APr', 'lvis/bbox_APr'),
+                 ('APc', 'lvis/bbox_APc'), ('APf', 'lvis/bbox_APf'),
+                 ('mask AP', 'lvis/segm_AP')],
+        fast_options=dict(
+            stage1=['train_cfg.max_epochs=1', 'train_cfg.val_interval=1'],
+            stage2=['train_cfg.max_epochs=1', 'train_cfg.val_interval=1'],
+            one_stage=['train_cfg.max_epochs=1',
+                       'train_cfg.val_interval=1'])),
+}
+
+
+def _options_to_dict(options: Sequence[str]) -> dict:
+    """``['a.b=1']`` -> ``{'a.b': 1}`` with mmengine's DictAction parsing."""
+    from mmengine.config import DictAction
+    out: dict = {}
+    for item in options:
+        key, value = item.split('=', 1)
+        out[key] = DictAction._parse_iterable(value)
+    return out
+
+
+def find_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint named in ``work_dir/last_checkpoint`` (or None)."""
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(marker):
+        with open(marker) as f:
+            path = f.read().strip()
+        if osp.isfile(path):
+            return path
+    ckpts = sorted(glob.glob(osp.join(work_dir, '*.pth')), key=osp.getmtime)
+    return ckpts[-1] if ckpts else None
+
+
+@dataclass
+class RunResult:
+    metrics: Dict[str, float]
+    work_dir: str
+    checkpoint: Optional[str]
+    per_class: Optional[List[float]] = None
+    seconds: float = 0.0
+    reused: bool = False
+
+
+def run_config(config: str,
+               work_dir: str,
+               train: bool,
+               load_from: Optional[str] = None,
+               options: Sequence[str] = (),
+               quiet: bool = True,
+               on_runner: Optional[Callable] = None) -> RunResult:
+    """Train (optionally) and test one config in-process."""
+    import time
+
+    from lt_mm.engine.runner_utils import build_runner, load_config
+    start = time.time()
+    cfg_path = config if osp.isabs(config) else osp.join(
+        QUICKSTART_CONFIGS, config)
+    cfg = load_config(cfg_path, _options_to_dict(options), work_dir)
+    if load_from is not None:
+        cfg.load_from = load_from
+    if quiet:
+        cfg.log_level = 'WARNING'
+    os.makedirs(work_dir, exist_ok=True)
+    runner = build_runner(cfg, 'none')
+    if train:
+        runner.train()
+    metrics = runner.test()
+    per_class = None
+    for metric in runner.test_evaluator.metrics:
+        if getattr(metric, 'per_class', None) is not None:
+            per_class = list(metric.per_class)
+    if on_runner is not None:
+        on_runner(runner)
+    ckpt = find_checkpoint(work_dir) if train else load_from
+    return RunResult(
+        metrics={k: float(v)
+                 for k, v in metrics.items()
+                 if isinstance(v, (int, float))},
+        work_dir=work_dir,
+        checkpoint=ckpt,
+        per_class=per_class,
+        seconds=time.time() - start)
+
+
+def run_task(task: str,
+             work_dir: str,
+             fast: bool = False,
+             methods: Optional[Sequence[str]] = None,
+             seed: int = 0,
+             log: Callable[[str], None] = print) -> Dict[str, RunResult]:
+    """Stage 1 (reused if present) then every method of ``task``."""
+    spec = TASKS[task]
+    results: Dict[str, RunResult] = {}
+    fast_opts = {
+        kind: (list(spec.fast_options.get(kind, [])) if fast else []) +
+        [f'randomness.seed={seed}']
+        for kind in ('stage1', 'stage2', 'one_stage')
+    }
+
+    s1_dir = osp.join(work_dir, task, 'stage1')
+    s1_ckpt = find_checkpoint(s1_dir)
+    if s1_ckpt is None:
+        log(f'[{task}] stage 1: training {spec.stage1} ...')
+        res = run_config(spec.stage1, s1_dir, train=True,
+                         options=fast_opts.get('stage1', []))
+        s1_ckpt = res.checkpoint
+    else:
+        log(f'[{task}] stage 1: reusing {s1_ckpt} (never overwritten)')
+        res = run_config(spec.stage1, osp.join(s1_dir, 'test'), train=False,
+                         load_from=s1_ckpt, options=fast_opts['stage1'])
+        res.reused = True
+        res.checkpoint = s1_ckpt
+    results['baseline (joint)'] = res
+    log(f'[{task}] stage 1 done in {res.seconds:.0f} s: ' +
+        _summary(spec, res.metrics))
+
+    for m in spec.methods:
+        if methods and m.name not in methods:
+            continue
+        mdir = osp.join(work_dir, task, m.config[:-3])
+        log(f'[{task}] {m.name} ({m.kind}) ...')
+        if m.kind == 'stage2':
+            res = run_config(m.config, mdir, train=True, load_from=s1_ckpt,
+                             options=fast_opts.get('stage2', []))
+        elif m.kind == 'one_stage':
+            res = run_config(m.config, mdir, train=True,
+                             options=fast_opts.get('one_stage', []))
+        else:
+            res = run_config(m.config, mdir, train=False, load_from=s1_ckpt,
+                             options=fast_opts['stage1'])
+        results[m.name] = res
+        log(f'[{task}] {m.name} done in {res.seconds:.0f} s: ' +
+            _summary(spec, res.metrics))
+    return results
+
+
+def _summary(spec: TaskSpec, metrics: Dict[str, float]) -> str:
+    return ', '.join(f'{title} {metrics.get(key, float("nan")):.2f}'
+                     for title, key in spec.columns)
