@@ -27,11 +27,12 @@ read with ``stats_file=``. Group rules (``--rule``):
 * ``auto``: mmseg -> ``ade20k`` for ADE20K's 150 classes, else ``pixel``;
   mmpretrain -> ``shot``; mmdet -> ``lvis``;
 * ``ade20k``: DisAlign Table 16 head/body/tail labels;
-* ``pixel``: head/body/tail by pixel share, DisAlign's 1 % / 0.1 % rescaled
-  to C classes (``lt_mm.seg.metrics.pixel_splits``; thresholds
-  ``head_share``, ``tail_share``);
-* ``ratio``: head/body/tail with absolute ratio thresholds (``head_thr``,
-  ``tail_thr``; ``lt_mm.core.stats.ratio_splits``);
+* ``pixel``: head/body/tail by share of the labelled pixels, DisAlign's
+  1 % / 0.1 % rescaled to C classes (``lt_mm.seg.metrics.pixel_splits``;
+  thresholds ``head_share``, ``tail_share``);
+* ``ratio``: head/body/tail by share of *all* pixels (unlabelled ones
+  included, the paper's definition) with absolute thresholds (``head_thr``,
+  ``tail_thr``, default 1 % / 0.1 %; ``lt_mm.core.stats.ratio_splits``);
 * ``shot``: many/medium/few (> 100, < 20 images; ``many_thr``,
   ``few_thr``);
 * ``lvis``: rare/common/frequent (<= 10, <= 100 images; ``rare_max``,
@@ -206,6 +207,12 @@ def count_mmdet(datasets: list, progress: bool) -> Tuple[List[str], dict]:
     n = 0
     for ds in datasets:
         infos = _data_infos(ds)
+        cat_ids = getattr(ds, 'cat_ids', None)
+        if cat_ids is not None and len(cat_ids) != c:
+            raise ValueError(
+                f'the annotation file has {len(cat_ids)} categories but the '
+                f'dataset metainfo lists {c} classes; set metainfo=dict('
+                'classes=(...)) to the categories of the annotation file.')
         bar = _bar(len(infos), progress)
         for info in infos:
             labels = [
@@ -253,7 +260,7 @@ def make_splits(toolbox: str, rule: str, classes: List[str], res: dict,
             raise ValueError(f'--rule {rule} needs pixel counts (mmseg).')
         if rule == 'pixel':
             from lt_mm.seg.metrics import pixel_splits
-            return rule, pixel_splits(res['pixels'], res['total'], **thr)
+            return rule, pixel_splits(res['pixels'], **thr)
         thr.setdefault('total', res['total'])
         return rule, ratio_splits(res['pixels'], **thr)
     if rule == 'shot':

@@ -27,7 +27,8 @@ TORCH_VERSION=2.14.1
 TORCHVISION_VERSION=0.29.1
 PIP="$PY -m pip install --disable-pip-version-check"
 
-step() { echo; echo "==> [lt_mm install] $*"; }
+T0=$(date +%s)
+step() { echo; echo "==> [lt_mm install] $* (t=$(( $(date +%s) - T0 ))s)"; }
 fail() { echo; echo "!! [lt_mm install] FAILED at step: $1" >&2; shift; [ $# -gt 0 ] && echo "!! $*" >&2; exit 1; }
 
 pyver() { $PY - "$1" <<'EOF' 2>/dev/null || true
@@ -36,6 +37,26 @@ try:
     print(m.version(sys.argv[1]))
 except m.PackageNotFoundError:
     pass
+EOF
+}
+
+# are all requirements of these files already installed (name + version)?
+reqs_satisfied() {
+  $PY - "$@" <<'EOF' 2>/dev/null
+import sys, importlib.metadata as m
+from packaging.requirements import Requirement
+for path in sys.argv[1:]:
+    for line in open(path):
+        line = line.split('#', 1)[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        try:
+            version = m.version(req.name)
+        except m.PackageNotFoundError:
+            sys.exit(1)
+        if req.specifier and not req.specifier.contains(version, prereleases=True):
+            sys.exit(1)
 EOF
 }
 
@@ -53,8 +74,12 @@ $PY -c "import torch, torchvision" || fail "1/6 torch" "torch/torchvision do not
 
 # ------------------------------------------------------ 2. build requirements
 step "2/6 build tools and mmengine"
-$PIP -r "$ROOT/requirements/build.txt" "mmengine==0.10.7" \
-  || fail "2/6 build tools" "pip could not install setuptools<82 / wheel / ninja / mmengine"
+if reqs_satisfied "$ROOT/requirements/build.txt" && [ "$(pyver mmengine)" = 0.10.7 ]; then
+  echo "already installed"
+else
+  $PIP -r "$ROOT/requirements/build.txt" "mmengine==0.10.7" \
+    || fail "2/6 build tools" "pip could not install setuptools<82 / wheel / ninja / mmengine"
+fi
 
 # ----------------------------------------------------------------- 3. mmcv
 step "3/6 mmcv ${MMCV_VERSION} with ops"
@@ -118,25 +143,43 @@ fi
 
 # ------------------------------------------------------- 4. OpenMMLab toolboxes
 step "4/6 mmdet / mmsegmentation / mmpretrain and runtime requirements"
-$PIP -r "$ROOT/requirements/mminstall.txt" -r "$ROOT/requirements/runtime.txt" \
-  -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/optional.txt" \
-  || fail "4/6 toolboxes" "pip could not install requirements/{mminstall,runtime,tests,optional}.txt"
+REQS="$ROOT/requirements/mminstall.txt $ROOT/requirements/runtime.txt $ROOT/requirements/tests.txt $ROOT/requirements/optional.txt"
+if reqs_satisfied $REQS; then
+  echo "already installed"
+else
+  $PIP $(for r in $REQS; do echo "-r $r"; done) \
+    || fail "4/6 toolboxes" "pip could not install requirements/{mminstall,runtime,tests,optional}.txt"
+fi
 
 # ----------------------------------------------------------------- 5. lt_mm
 step "5/6 lt_mm (editable)"
-$PIP --no-deps --no-build-isolation -e "$ROOT" || fail "5/6 lt_mm" "pip install -e . failed"
+INSTALLED_AT=$(cd / && $PY -c "import lt_mm, os; print(os.path.dirname(os.path.dirname(os.path.abspath(lt_mm.__file__))))" 2>/dev/null || true)
+if [ "$INSTALLED_AT" = "$ROOT" ] && [ -n "$(pyver lt_mm)" ]; then
+  echo "already installed (editable, $ROOT)"
+else
+  $PIP --no-deps --no-build-isolation -e "$ROOT" || fail "5/6 lt_mm" "pip install -e . failed"
+fi
 
 # ---------------------------------------------------------------- 6. verify
 step "6/6 verify"
-for mod in torch torchvision mmengine mmcv.ops mmdet mmseg mmpretrain lvis pycocotools lt_mm lt_mm.cls lt_mm.seg lt_mm.det; do
-  $PY -c "import $mod" 2>/tmp/lt_mm_verify.err || fail "6/6 verify" "'import $mod' failed: $(tail -n 3 /tmp/lt_mm_verify.err)"
-  echo "  import $mod: ok"
-done
-$PY - <<'EOF' || fail "6/6 verify" "version check failed"
+$PY - <<'EOF' || fail "6/6 verify" "an import failed (see above)"
+import importlib, sys, traceback
+mods = ['torch', 'torchvision', 'mmengine', 'mmcv.ops', 'mmdet', 'mmseg',
+        'mmpretrain', 'lvis', 'pycocotools', 'lt_mm', 'lt_mm.cls',
+        'lt_mm.seg', 'lt_mm.det']
+for mod in mods:
+    try:
+        importlib.import_module(mod)
+    except Exception:
+        traceback.print_exc(limit=3)
+        print(f"!! 'import {mod}' failed")
+        sys.exit(1)
+    print(f'  import {mod}: ok')
 import torch, mmcv, mmengine, mmdet, mmseg, mmpretrain
 print(f'  torch {torch.__version__} (cuda available: {torch.cuda.is_available()}), '
-      f'mmengine {mmengine.__version__}, mmcv {mmcv.__version__}, mmdet {mmdet.__version__}, '
-      f'mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}')
+      f'mmengine {mmengine.__version__}, mmcv {mmcv.__version__}, '
+      f'mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, '
+      f'mmpretrain {mmpretrain.__version__}')
 EOF
 echo
 echo "lt_mm install: OK"

@@ -1,11 +1,11 @@
-# DisAlign stage 2 on ADE20K: DeepLabV3+-R101-D8 (DisAlign, CVPR 2021,
-# Table 6 / appendix Table 15, "DeepLabV3+ R-101"; split of Table 16).
+# DisAlign stage 2 on ADE20K: DeepLabV3+-R101-D8 (DisAlign, CVPR 2021, Table 6
+# / appendix Table 15, "DeepLabV3+ R-101"; split of Table 16).
 #
-# Same recipe as fcn_r50_disalign.py (see the choices documented there):
-# stage 1 = the stock mmseg DeepLabV3+-R101-D8 160k checkpoint, everything frozen
-# but DisAlign's alpha, beta and sigma(x) around the stock `conv_seg` of
-# DepthwiseSeparableASPPHead; GRW loss rho=0.3 (paper; reference code 0.2), 8k iterations
-# (paper; reference code 4k), auxiliary loss off.
+# Same recipe as fcn_r50_disalign.py (see the choices documented there): stage
+# 1 = the stock mmseg DeepLabV3+-R101-D8 160k checkpoint, everything frozen but
+# DisAlign's alpha, beta and sigma(x) around the stock `conv_seg` of
+# DepthwiseSeparableASPPHead; GRW loss rho=0.3 (paper; reference code 0.2), 8k
+# iterations (paper; reference code 4k), auxiliary loss off.
 #
 #   python tools/train.py configs/ade20k/deeplabv3plus_r101_disalign.py
 #   python tools/test.py configs/ade20k/deeplabv3plus_r101_disalign.py \

@@ -1,11 +1,11 @@
-# DisAlign stage 2 on ADE20K: UPerNet-R50 (not in the paper: DisAlign,
-# CVPR 2021, Table 6 covers FCN and DeepLabV3+; same protocol, Table 16 split).
+# DisAlign stage 2 on ADE20K: UPerNet-R50 (not in the paper: DisAlign, CVPR
+# 2021, Table 6 covers FCN and DeepLabV3+; same protocol, Table 16 split).
 #
-# Same recipe as fcn_r50_disalign.py (see the choices documented there):
-# stage 1 = the stock mmseg UPerNet-R50 160k checkpoint, everything frozen
-# but DisAlign's alpha, beta and sigma(x) around the stock `conv_seg` of
-# UPerHead; GRW loss rho=0.3 (paper; reference code 0.2), 8k iterations
-# (paper; reference code 4k), auxiliary loss off.
+# Same recipe as fcn_r50_disalign.py (see the choices documented there): stage
+# 1 = the stock mmseg UPerNet-R50 160k checkpoint, everything frozen but
+# DisAlign's alpha, beta and sigma(x) around the stock `conv_seg` of UPerHead;
+# GRW loss rho=0.3 (paper; reference code 0.2), 8k iterations (paper; reference
+# code 4k), auxiliary loss off.
 #
 #   python tools/train.py configs/ade20k/upernet_r50_disalign.py
 #   python tools/test.py configs/ade20k/upernet_r50_disalign.py \

@@ -1,15 +1,10 @@
 # Baseline / stage 1: Cascade Mask R-CNN R50-FPN on LVIS v1 (the Cascade
-# R-CNN "Baseline" of DisAlign Table 9 / Table 7 and of TDE Table 4), built
-# from mmdet's Cascade Mask R-CNN model and LVIS v1 data settings with the
-# multi-scale 1x recipe, uniform image sampling (no repeat-factor sampling)
-# and the LVIS test settings (score_thr 1e-4, 300 detections per image).
-# Evaluation: LTLVISMetric (official LVIS protocol, APr / APc / APf).
-_base_ = [
-    'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
-    'mmdet::_base_/datasets/lvis_v1_instance.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
-    'mmdet::_base_/default_runtime.py'
-]
+# R-CNN "Baseline" of DisAlign Table 9 / Table 7 and of TDE Table 4):
+# mmdet's Cascade Mask R-CNN config with the LVIS v1 data settings
+# (multi-scale training, 1x), uniform image sampling (no repeat-factor
+# sampling) and the LVIS test settings (score_thr 1e-4, 300 detections per
+# image). Evaluation: LTLVISMetric (official LVIS protocol, APr / APc / APf).
+_base_ = 'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py'
 
 custom_imports = dict(imports=['lt_mm.det'], allow_failed_imports=False)
 
@@ -32,7 +27,8 @@ model = dict(
                     target_stds=stds),
                 reg_class_agnostic=True,
                 loss_cls=dict(
-                    type='CrossEntropyLoss', use_sigmoid=False,
+                    type='CrossEntropyLoss',
+                    use_sigmoid=False,
                     loss_weight=1.0),
                 loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0))
             for stds in ([0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1],
@@ -41,6 +37,20 @@ model = dict(
         mask_head=dict(num_classes=num_classes)),
     test_cfg=dict(rcnn=dict(score_thr=0.0001, max_per_img=300)))
 
+# the LVIS data settings of mmdet::_base_/datasets/lvis_v1_instance.py
+# (multi-scale training), without repeat-factor sampling
+backend_args = None
+train_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(
+        type='RandomChoiceResize',
+        scales=[(1333, 640), (1333, 672), (1333, 704), (1333, 736),
+                (1333, 768), (1333, 800)],
+        keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')
+]
 train_dataloader = dict(
     dataset=dict(
         _delete_=True,
@@ -49,11 +59,20 @@ train_dataloader = dict(
         ann_file='annotations/lvis_v1_train.json',
         data_prefix=dict(img=''),
         filter_cfg=dict(filter_empty_gt=True, min_size=32),
-        pipeline={{_base_.train_pipeline}}))
+        pipeline=train_pipeline,
+        backend_args=backend_args))
+val_dataloader = dict(
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='annotations/lvis_v1_val.json',
+        data_prefix=dict(img='')))
+test_dataloader = val_dataloader
 
 val_evaluator = dict(
     _delete_=True,
     type='LTLVISMetric',
     ann_file=data_root + 'annotations/lvis_v1_val.json',
-    metric=['bbox', 'segm'])
+    metric=['bbox', 'segm'],
+    backend_args=backend_args)
 test_evaluator = val_evaluator

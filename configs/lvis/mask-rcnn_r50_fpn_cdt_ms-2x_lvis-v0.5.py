@@ -1,7 +1,8 @@
-# Class-dependent temperatures (Ye et al., CDT Eq. 3; classification-only
-# paper, no LVIS number) on the box classifier of Mask R-CNN R50-FPN, LVIS
-# v0.5: a_j = (N_max / N_j)^gamma on the foreground classes (instances),
-# background temperature 1, gamma = 0.1; raw logits at test.
+# Class-dependent temperatures (Ye et al., CDT Eq. 3; the paper's Tables
+# 1-4 are classification only, no LVIS number) on the box classifier of
+# Mask R-CNN R50-FPN, LVIS v0.5: a_j = (N_max / N_j)^gamma on the
+# foreground classes (instances), background temperature 1, gamma = 0.1; raw
+# logits at test.
 _base_ = './mask-rcnn_r50_fpn_ms-2x_lvis-v0.5.py'
 
 data_root = 'data/lvis_v0.5/'

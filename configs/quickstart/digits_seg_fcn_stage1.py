@@ -60,7 +60,10 @@ val_dataloader = dict(
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# head / body / tail IoU; groups from the training pixel frequencies
+# head / body / tail IoU; groups from the training pixel frequencies, written
+# before training by
+#   python tools/class_stats.py configs/quickstart/digits_seg_fcn_stage1.py \
+#       --out $LT_MM_DATA_ROOT/seg/class_stats.json
 val_evaluator = dict(
     _delete_=True,
     type='HeadBodyTailIoUMetric',

@@ -14,8 +14,8 @@ all a config needs.
 """
 import lt_mm.engine  # noqa: F401  (root-registry hooks, safe loading)
 from .bbox_heads import CausalNormShared2FCBBoxHead
-from .classifiers import (CausalNormLinear, CosineLinear,
-                          DisAlignCosineLinear, DisAlignLinear, TauNormLinear)
+from .classifiers import (CausalNormLinear, CosineLinear, DisAlignCosineLinear,
+                          DisAlignLinear, TauNormLinear)
 from .counts import lvis_class_stats, resolve_det_counts
 from .losses import CDTLoss, GRWLoss
 from .lvis_eval import LVISEvalNumpy2, evaluate_lvis

@@ -30,7 +30,9 @@ import torch.nn.functional as F
 from mmdet.registry import MODELS
 from torch import Tensor
 
-from lt_mm.core.causal_norm import CausalNormClassifier
+from lt_mm.core.causal_norm import (CausalNormClassifier,
+                                    background_exempt_log_probs,
+                                    causal_norm_logits, tde_logits)
 from lt_mm.core.checks import check_range
 from lt_mm.core.decoupling import CosineClassifier, tau_normalize
 from lt_mm.core.disalign import DisAlignCalibration
@@ -219,8 +221,8 @@ class TauNormLinear(nn.Linear):
                  keep_fg_bias: bool = False) -> None:
         out_features = _check_out_features(out_features, 'TauNormLinear')
         super().__init__(in_features, out_features, bias=bias)
-        self.tau = check_range('tau', tau, 0.0,
-                               hint='Decoupling sweeps tau in [0, 2].')
+        self.tau = check_range(
+            'tau', tau, 0.0, hint='Decoupling sweeps tau in [0, 2].')
         self.keep_fg_bias = bool(keep_fg_bias)
 
     def normalized_weight(self) -> Tensor:
@@ -235,8 +237,8 @@ class TauNormLinear(nn.Linear):
             return None
         if self.keep_fg_bias:
             return self.bias
-        return torch.cat([self.bias.new_zeros(self.bias.numel() - 1),
-                          self.bias[-1:]])
+        return torch.cat(
+            [self.bias.new_zeros(self.bias.numel() - 1), self.bias[-1:]])
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, D) -> (N, C + 1): plain linear in training, tau-norm in
@@ -334,6 +336,31 @@ class CausalNormLinear(CausalNormClassifier):
                 'Train with CausalNormShared2FCBBoxHead, which updates it '
                 'from the foreground RoIs.')
         return self.predict(x)
+
+    def predict(self, x: Tensor, alpha: Optional[float] = None) -> Tensor:
+        """Test-time output: TDE logits (Eq. 8) or, with
+        ``background_exempt``, the Eq. 9 log-probabilities.
+
+        Same result as ``CausalNormClassifier.predict`` (overridden because
+        its plain-logit step calls ``forward``, the test path here).
+
+        Args:
+            x: (N, D) box features.
+            alpha: TDE strength; None = ``alpha`` (0 when
+                ``use_tde_at_test=False``).
+
+        Returns:
+            Tensor: (N, C + 1).
+        """
+        if alpha is None:
+            alpha = self.alpha if self.use_tde_at_test else 0.0
+        tde = tde_logits(x, self.weight, self.head_direction, alpha,
+                         self.num_heads, self.tau, self.gamma)
+        if not self.background_exempt:
+            return tde
+        plain = causal_norm_logits(x, self.weight, self.num_heads, self.tau,
+                                   self.gamma)
+        return background_exempt_log_probs(plain, tde)
 
     def update_head_direction_from_labels(self, labels: Tensor) -> Tensor:
         """Update ``d`` with the foreground RoIs of the last training

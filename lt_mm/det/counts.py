@@ -19,9 +19,12 @@ can be configured with ``counts=[...]``, ``stats_file=PATH`` or
 
 Command line (writes the statistics file used by the paper configs)::
 
-    python -m lt_mm.det.counts data/lvis_v1/annotations/lvis_v1_train.json \
-        --unit images --out data/lvis_v1/annotations/lvis_v1_train_class_stats_images.json
-"""  # noqa: E501
+    python -m lt_mm.det.counts \
+        data/lvis_v1/annotations/lvis_v1_train.json --unit images
+
+(default output: ``lvis_v1_train_class_stats_images.json`` next to the json,
+the ``stats_file`` of the paper configs).
+"""
 from __future__ import annotations
 
 import argparse

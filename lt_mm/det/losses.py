@@ -89,17 +89,18 @@ class GRWLoss(nn.Module):
         self.rho = check_range('rho', rho, 0.0)
         self.reduction = check_choice('reduction', reduction, REDUCTIONS)
         self.loss_weight = check_range('loss_weight', loss_weight)
-        n = resolve_det_counts(
-            counts,
-            stats_file,
-            train_ann_file,
-            num_classes=self.num_classes,
-            unit=count_unit,
-            what='GRWLoss')
-        self.register_buffer(
-            'class_weight',
-            grw_class_weights(n, self.rho, background=True),
-            persistent=False)
+        # class statistics are computed on the CPU (also when the model is
+        # built under another default device, e.g. 'meta')
+        with torch.device('cpu'):
+            n = resolve_det_counts(
+                counts,
+                stats_file,
+                train_ann_file,
+                num_classes=self.num_classes,
+                unit=count_unit,
+                what='GRWLoss')
+            weight = grw_class_weights(n, self.rho, background=True)
+        self.register_buffer('class_weight', weight, persistent=False)
 
     def forward(self,
                 cls_score: Tensor,
@@ -180,15 +181,16 @@ class CDTLoss(nn.Module):
         self.gamma = check_range('gamma', gamma, 0.0)
         self.reduction = check_choice('reduction', reduction, REDUCTIONS)
         self.loss_weight = check_range('loss_weight', loss_weight)
-        n = resolve_det_counts(
-            counts,
-            stats_file,
-            train_ann_file,
-            num_classes=self.num_classes,
-            unit=count_unit,
-            what='CDTLoss')
-        self.register_buffer(
-            'temperatures', cdt_temperatures(n, self.gamma), persistent=False)
+        with torch.device('cpu'):  # see GRWLoss
+            n = resolve_det_counts(
+                counts,
+                stats_file,
+                train_ann_file,
+                num_classes=self.num_classes,
+                unit=count_unit,
+                what='CDTLoss')
+            temps = cdt_temperatures(n, self.gamma)
+        self.register_buffer('temperatures', temps, persistent=False)
 
     def forward(self,
                 cls_score: Tensor,
@@ -204,8 +206,8 @@ class CDTLoss(nn.Module):
         reduction = check_choice('reduction', reduction_override
                                  or self.reduction, REDUCTIONS)
         _check_inputs(cls_score, labels, self.num_classes + 1, 'CDTLoss')
-        scaled = cdt_logits(cls_score.float(), self.temperatures,
-                            background=True)
+        scaled = cdt_logits(
+            cls_score.float(), self.temperatures, background=True)
         loss = F.cross_entropy(scaled, labels.long(), reduction='none')
         if weight is not None:
             loss = loss * weight.to(loss.dtype)

@@ -22,7 +22,6 @@ for ``segm`` (flat scalars, rounded to 3 decimals like mmdet).
 """
 from __future__ import annotations
 
-import itertools
 import json
 import os.path as osp
 import tempfile
@@ -170,7 +169,9 @@ class LTLVISMetric(LVISMetric):
                             f'max_dets={self.max_dets})...')
                 if metric == 'proposal_fast':
                     ar = self.fast_eval_recall(
-                        preds, self.proposal_nums, self.iou_thrs,
+                        preds,
+                        self.proposal_nums,
+                        self.iou_thrs,
                         logger=logger)
                     for i, num in enumerate(self.proposal_nums):
                         eval_results[f'AR@{num}'] = float(ar[i])
@@ -194,12 +195,9 @@ class LTLVISMetric(LVISMetric):
                     for name, ap in per_cat.items():
                         eval_results[f'{metric}_{name}_precision'] = round(
                             ap, 3)
-                    flat = list(
-                        itertools.chain(*[(n, f'{v:.3f}')
-                                          for n, v in per_cat.items()]))
                     logger.info(f'{metric} per-category AP: ' +
-                                ', '.join(f'{a}={b}' for a, b in zip(
-                                    flat[::2], flat[1::2])))
+                                ', '.join(f'{n}={v:.3f}'
+                                          for n, v in per_cat.items()))
             logger.info('LVIS results (-1: no category of that group):\n' +
                         format_lvis_table(eval_results, self.metrics))
             return eval_results

@@ -36,15 +36,21 @@ def pixel_splits(counts: Sequence[float],
 
     ``r_c = n_c / total``; head: ``r_c > head_share / C``, tail:
     ``r_c <= tail_share / C``, body in between (``lt_mm.core.stats.
-    ratio_splits``). With C = 150 and the defaults the thresholds are
-    DisAlign's 1 % and 0.1 %; for other C they keep the same relation to the
-    uniform share ``1 / C`` (the paper's absolute thresholds would put every
-    class of a 10-class dataset into *head*).
+    ratio_splits``). With C = 150 the defaults are DisAlign's 1 % and
+    0.1 %; for other C they keep the same relation to the uniform share
+    ``1 / C`` (the paper's absolute thresholds would put every class of a
+    10-class dataset into *head*).
+
+    ``total`` defaults to the *labelled* pixels, ``sum(counts)``: the
+    paper's ratios are fractions of all pixels, unlabelled ones included
+    (ADE20K: 7 % unlabelled), but on data sets where most pixels are
+    unlabelled ("other" / ignore) such ratios say little about the balance
+    between the classes. For ADE20K itself lt_mm uses the paper's own
+    labels (``ade20k_class_stats().splits``).
 
     Args:
         counts: pixels per class, shape (C,).
-        total: denominator; the number of *all* pixels (ignored ones
-            included), as in ADE20K's ratios. Default ``sum(counts)``.
+        total: denominator; default ``sum(counts)``.
         head_share, tail_share: thresholds as multiples of ``1 / C``.
 
     Returns:
@@ -148,9 +154,9 @@ class HeadBodyTailIoUMetric(IoUMetric):
                 counts=as_counts(counts, allow_zero=True).tolist(),
                 unit='pixels')
         if self._stats is not None and not self._stats.splits:
-            pixel_splits(self._stats.counts,
-                         self._stats.extra.get('total'), head_share,
-                         tail_share)  # validate the thresholds now
+            # validate the thresholds now
+            pixel_splits(self._stats.counts, head_share=head_share,
+                         tail_share=tail_share)
 
     # ------------------------------------------------------------ groups
     @property
@@ -192,8 +198,8 @@ class HeadBodyTailIoUMetric(IoUMetric):
                     f'HeadBodyTailIoUMetric: the class names in {src} differ '
                     'from the dataset classes; groups are taken by index.')
             splits = self._stats.splits or pixel_splits(
-                self._stats.counts, self._stats.extra.get('total'),
-                self.head_share, self.tail_share)
+                self._stats.counts, head_share=self.head_share,
+                tail_share=self.tail_share)
         else:
             ade = ade20k_class_stats()
             if not _same_names(ade.names, classes):
@@ -235,7 +241,7 @@ class HeadBodyTailIoUMetric(IoUMetric):
         for group, idx in self._groups.items():
             row = [group, len(idx)]
             for key in ('IoU', 'Acc'):
-                vals = per_class[key][idx]
+                vals = np.asarray(per_class[key], np.float64)[idx]
                 with warnings.catch_warnings():
                     # an empty group or one without any present class -> nan
                     warnings.simplefilter('ignore', RuntimeWarning)

@@ -71,7 +71,7 @@ def test_long_tail_accuracy_hand_computed(tmp_path):
         assert math.isclose(res[k], v, rel_tol=1e-9), (k, res[k], v)
     # per-class accuracy kept on the metric and dumped for the tools
     assert_close(
-        torch.tensor(metric.per_class),
+        torch.tensor(metric.per_class, dtype=torch.float64),
         torch.tensor([50.0, 50.0, 200 / 3, 100.0], dtype=torch.float64))
     dumped = json.loads(out.read_text())
     assert dumped['per_class'] == pytest.approx([50, 50, 200 / 3, 100])

@@ -29,8 +29,7 @@ def _build(cfg):
 # ------------------------------------------------------------- DisAlign
 def test_disalign_linear_hand_example_and_identity_at_init():
     # D = 2 features, C = 2 foreground classes + background (last)
-    layer = _build(dict(type='DisAlignLinear', in_features=2,
-                        out_features=3))
+    layer = _build(dict(type='DisAlignLinear', in_features=2, out_features=3))
     x = torch.tensor([[1.0, 2.0]])
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[1., 0.], [0., 1.], [1., 1.]]))
@@ -53,8 +52,12 @@ def test_disalign_linear_hand_example_and_identity_at_init():
 
 
 def test_disalign_cosine_hand_example():
-    layer = _build(dict(type='DisAlignCosineLinear', in_features=2,
-                        out_features=3, scale=2.0))
+    layer = _build(
+        dict(
+            type='DisAlignCosineLinear',
+            in_features=2,
+            out_features=3,
+            scale=2.0))
     x = torch.tensor([[3.0, 4.0]])  # |x| = 5
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[1., 0.], [0., 2.], [-1., 0.]]))
@@ -73,8 +76,8 @@ def test_disalign_cosine_hand_example():
 
 
 def test_cosine_linear_hand_example():
-    layer = _build(dict(type='CosineLinear', in_features=2, out_features=3,
-                        scale=20.0))
+    layer = _build(
+        dict(type='CosineLinear', in_features=2, out_features=3, scale=20.0))
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[1., 0.], [0., 3.], [1., 1.]]))
     x = torch.tensor([[0.0, 2.0]])
@@ -84,8 +87,8 @@ def test_cosine_linear_hand_example():
 
 # --------------------------------------------------------------- tau-norm
 def test_tau_norm_linear_background_row_untouched():
-    layer = _build(dict(type='TauNormLinear', in_features=2, out_features=3,
-                        tau=1.0))
+    layer = _build(
+        dict(type='TauNormLinear', in_features=2, out_features=3, tau=1.0))
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[2., 0.], [0., .5], [3., 4.]]))
         layer.bias.copy_(torch.tensor([1.0, 2.0, -1.0]))
@@ -99,8 +102,7 @@ def test_tau_norm_linear_background_row_untouched():
     assert_close(layer(x), torch.tensor([[1.0, 1.0, 6.0]]))
     # tau = 0.5: rows / sqrt(norm): [2 / sqrt 2, 0], [0, .5 / sqrt .5]
     layer.tau = 0.5
-    assert_close(layer(x),
-                 torch.tensor([[math.sqrt(2), math.sqrt(.5), 6.0]]))
+    assert_close(layer(x), torch.tensor([[math.sqrt(2), math.sqrt(.5), 6.0]]))
 
 
 # ------------------------------------------------------- TDE box head
@@ -169,8 +171,7 @@ def test_head_direction_uses_foreground_rois_only():
     cls_score, bbox_pred = head(feats)
     head.loss_and_target(cls_score, bbox_pred, rois, [res], cfg)
     # d = 0.5 * [2, 3, 0, 0] + [2, 3, 0, 0] = [3, 4.5, 0, 0]
-    assert_close(head.fc_cls.head_direction,
-                 torch.tensor([3., 4.5, 0., 0.]))
+    assert_close(head.fc_cls.head_direction, torch.tensor([3., 4.5, 0., 0.]))
     assert set(out['loss_bbox']) >= {'loss_cls', 'loss_bbox', 'acc'}
 
 
@@ -182,8 +183,8 @@ def _hand_tde_head():
         # unit-norm chunks: class 0 = (1,0 | 0,1), class 1 = (0,1 | 1,0),
         # background = (.6,.8 | 0,1)
         head.fc_cls.weight.copy_(
-            torch.tensor([[1., 0., 0., 1.], [0., 1., 1., 0.],
-                          [.6, .8, 0., 1.]]))
+            torch.tensor([[1., 0., 0., 1.], [0., 1., 1., 0.], [.6, .8, 0.,
+                                                               1.]]))
         head.fc_cls.head_direction.copy_(torch.tensor([1., 0., 0., 1.]))
     return head.eval()
 
@@ -222,13 +223,11 @@ def test_background_exempted_scores_through_predict_by_feat():
     assert res.scores[0, 1] > res.scores[0, 0]
     # with mmdet's NMS post-processing: one box above 0.2, class 1
     test_cfg = ConfigDict(
-        score_thr=0.2, nms=dict(type='nms', iou_threshold=0.5),
-        max_per_img=10)
+        score_thr=0.2, nms=dict(type='nms', iou_threshold=0.5), max_per_img=10)
     det = head.predict_by_feat((roi, ), (cls_score, ), (bbox_pred, ), [meta],
                                rcnn_test_cfg=test_cfg)[0]
     assert det.labels.tolist() == [1]
-    assert_close(det.scores, torch.tensor([_EXPECTED[1]]), atol=1e-6,
-                 rtol=0)
+    assert_close(det.scores, torch.tensor([_EXPECTED[1]]), atol=1e-6, rtol=0)
 
 
 def test_cascade_fuses_stage_log_probs_as_geometric_mean():
@@ -266,8 +265,8 @@ def test_cascade_fuses_stage_log_probs_as_geometric_mean():
     for head in roi_head.bbox_head:
         with torch.no_grad():
             head.fc_cls.head_direction.copy_(torch.rand(8) + 0.5)
-        head.fc_cls.register_forward_hook(
-            lambda m, i, o: captured.append((i[0].detach(), o.detach())))
+        head.fc_cls.register_forward_hook(lambda m, i, o: captured.append(
+            (i[0].detach(), o.detach())))
     roi_head.eval()
     feats = tuple(torch.rand(1, 4, 64 // s, 64 // s) for s in (4, 8, 16, 32))
     proposals = InstanceData(
@@ -287,13 +286,12 @@ def test_cascade_fuses_stage_log_probs_as_geometric_mean():
                        fc.gamma)
         p, q = y.softmax(1), t.softmax(1)
         fg = (1 - p[:, -1:]) * q[:, :-1] / q[:, :-1].sum(1, keepdim=True)
-        assert_close(out.exp(), torch.cat([fg, p[:, -1:]], dim=1),
-                     atol=1e-6, rtol=0)
+        assert_close(
+            out.exp(), torch.cat([fg, p[:, -1:]], dim=1), atol=1e-6, rtol=0)
         log_ps.append(out)
     # Cascade: softmax(mean_s log P_s) = prod_s P_s^(1/2) / Z
     geo = (log_ps[0].exp() * log_ps[1].exp()).sqrt()
-    assert_close(res.scores, geo / geo.sum(1, keepdim=True), atol=1e-6,
-                 rtol=0)
+    assert_close(res.scores, geo / geo.sum(1, keepdim=True), atol=1e-6, rtol=0)
 
 
 # ------------------------------------------------------------ bad input
@@ -301,8 +299,9 @@ def test_bad_classifier_arguments_fail_at_build_time():
     with pytest.raises(ValueError, match='alpha'):
         _tiny_tde_head(alpha=-1.0)
     with pytest.raises(ValueError, match='tau'):
-        _build(dict(type='TauNormLinear', in_features=2, out_features=3,
-                    tau=-0.5))
+        _build(
+            dict(
+                type='TauNormLinear', in_features=2, out_features=3, tau=-0.5))
     with pytest.raises(ValueError, match='out_features'):
         _build(dict(type='DisAlignLinear', in_features=2, out_features=1))
     with pytest.raises(ValueError, match='CausalNormLinear'):

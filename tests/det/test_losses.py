@@ -32,8 +32,7 @@ def test_grw_loss_hand_example():
     loss = MODELS.build(
         dict(type='GRWLoss', num_classes=2, rho=1.0, counts=[3, 1]))
     assert_close(loss.class_weight, torch.tensor([0.5, 1.5, 1.0]))
-    logits = torch.tensor([[2.0, 0.0, 1.0], [0.0, 1.0, 0.0],
-                           [1.0, 1.0, 3.0]])
+    logits = torch.tensor([[2.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 3.0]])
     labels = torch.tensor([0, 1, 2])
     ce = [_ce(r, y) for r, y in zip(logits.tolist(), labels.tolist())]
     w = [0.5, 1.5, 1.0]
@@ -70,8 +69,8 @@ def test_cdt_loss_hand_example():
 @pytest.fixture(scope='module')
 def tiny_lvis(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('lvis_counts'))
-    return make_lvis(root, num_classes=5, num_train=8, num_val=2,
-                     image_size=32, seed=1)
+    return make_lvis(
+        root, num_classes=5, num_train=8, num_val=2, image_size=32, seed=1)
 
 
 def test_counts_from_lvis_json_and_cache(tiny_lvis):
@@ -83,7 +82,8 @@ def test_counts_from_lvis_json_and_cache(tiny_lvis):
     cache = tiny_lvis['train_json'][:-5] + '_class_stats_images.json'
     assert osp.isfile(cache)
     inst = resolve_det_counts(
-        train_ann_file=tiny_lvis['train_json'], num_classes=5,
+        train_ann_file=tiny_lvis['train_json'],
+        num_classes=5,
         unit='instances')
     assert inst == [float(c) for c in tiny_lvis['instance_counts']]
     loss = MODELS.build(
@@ -132,8 +132,8 @@ def test_bad_counts_fail_when_the_loss_is_built(tiny_lvis, tmp_path):
                 counts=[1] * 5,
                 train_ann_file=tiny_lvis['train_json']))
     with pytest.raises(ValueError, match='rho'):
-        MODELS.build(dict(type='GRWLoss', num_classes=2, rho=-1,
-                          counts=[1, 2]))
+        MODELS.build(
+            dict(type='GRWLoss', num_classes=2, rho=-1, counts=[1, 2]))
     with pytest.raises(ValueError, match='zero count'):
         MODELS.build(dict(type='GRWLoss', num_classes=2, counts=[0, 2]))
     loss = MODELS.build(dict(type='GRWLoss', num_classes=2, counts=[1, 2]))

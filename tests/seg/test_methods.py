@@ -1,0 +1,172 @@
+"""Each segmentation method through tools/train.py and tools/test.py on the
+tiny ADE20K-layout data (stage 2 from the session stage-1 checkpoint, or one
+tiny stage), plus the acceptance run of configs/ade20k/fcn_r50_disalign.py.
+"""
+import glob
+import os.path as osp
+
+import torch
+
+from lt_mm.engine.checkpoint import safe_torch_load
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+QUICK = osp.join(REPO, 'configs', 'quickstart')
+GROUP_KEYS = ('mIoU_head', 'mIoU_body', 'mIoU_tail', 'mAcc_head',
+              'mAcc_body', 'mAcc_tail')
+# two iterations, validation (and a checkpoint) at the end
+TINY = [
+    'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+    'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
+    'param_scheduler.0.end=2'
+]
+
+
+def _ckpt(work_dir):
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(marker):
+        with open(marker) as f:
+            return f.read().strip()
+    return sorted(glob.glob(osp.join(work_dir, '*.pth')))[-1]
+
+
+def _assert_metrics(log):
+    for key in ('aAcc', 'mIoU', 'mAcc') + GROUP_KEYS:
+        assert f'{key}: ' in log, f'{key} not printed:\n{log[-3000:]}'
+    assert 'per group results' in log
+
+
+def _state(path):
+    return safe_torch_load(path)['state_dict']
+
+
+def _frozen_unchanged(stage1, stage2, trained_prefix):
+    s1, s2 = _state(stage1), _state(stage2)
+    for k, v in s1.items():
+        assert torch.equal(v, s2[k]), f'{k} changed in stage 2'
+    new = [k for k in s2 if k not in s1]
+    assert new and all(k.startswith(trained_prefix) for k in new), new
+    return s2
+
+
+def test_disalign_stage2_train_and_test(seg_stage1, run_tool, tmp_path):
+    work = str(tmp_path / 'disalign')
+    cfg = osp.join(QUICK, 'digits_seg_disalign.py')
+    proc = run_tool('train.py', cfg, '--work-dir', work, '--cfg-options',
+                    *TINY, f'load_from={seg_stage1["checkpoint"]}')
+    assert 'Stage2FreezeHook: training 4 tensors' in proc.stdout
+    _assert_metrics(proc.stdout)
+    ckpt = _ckpt(work)
+    # every stage-1 tensor (BN statistics included) is unchanged
+    s2 = _frozen_unchanged(seg_stage1['checkpoint'], ckpt,
+                           'decode_head.conv_seg.calibration.')
+    assert not torch.equal(
+        s2['decode_head.conv_seg.calibration.logit_bias'], torch.zeros(10))
+    proc = run_tool('test.py', cfg, ckpt, '--work-dir', str(tmp_path / 't'))
+    _assert_metrics(proc.stdout)
+
+
+def test_lws_stage2(seg_stage1, run_tool, tmp_path):
+    work = str(tmp_path / 'lws')
+    proc = run_tool('train.py', osp.join(QUICK, 'digits_seg_lws.py'),
+                    '--work-dir', work, '--cfg-options', *TINY,
+                    f'load_from={seg_stage1["checkpoint"]}')
+    assert 'decode_head.conv_seg.lws.scales (10)' in proc.stdout
+    _assert_metrics(proc.stdout)
+    s2 = _frozen_unchanged(seg_stage1['checkpoint'], _ckpt(work),
+                           'decode_head.conv_seg.lws.')
+    assert not torch.equal(s2['decode_head.conv_seg.lws.scales'],
+                           torch.ones(10))
+
+
+def test_stage2_without_load_from_fails(seg_stats, run_tool, tmp_path):
+    proc = run_tool(
+        'train.py',
+        osp.join(QUICK, 'digits_seg_disalign.py'),
+        '--work-dir',
+        str(tmp_path / 'w'),
+        '--cfg-options',
+        *TINY,
+        check=False)
+    assert proc.returncode != 0
+    assert 'load_from is not set' in proc.stdout
+
+
+def test_tde_and_cdt_one_stage(seg_stats, run_tool, tmp_path):
+    work = str(tmp_path / 'tde')
+    proc = run_tool('train.py', osp.join(QUICK, 'digits_seg_tde.py'),
+                    '--work-dir', work, '--cfg-options', *TINY)
+    _assert_metrics(proc.stdout)
+    state = _state(_ckpt(work))
+    assert state['decode_head.conv_seg.weight'].shape == (10, 32, 1, 1)
+    direction = state['decode_head.conv_seg.head_direction']
+    assert direction.shape == (32, ) and direction.abs().sum() > 0
+    assert 'decode_head.conv_seg.bias' not in state
+
+    work = str(tmp_path / 'cdt')
+    proc = run_tool('train.py', osp.join(QUICK, 'digits_seg_cdt.py'),
+                    '--work-dir', work, '--cfg-options', *TINY)
+    assert 'loss_ce' in proc.stdout
+    _assert_metrics(proc.stdout)
+
+
+def test_taunorm_post_hoc(seg_stage1, run_tool, tmp_path):
+    proc = run_tool('test.py', osp.join(QUICK, 'digits_seg_taunorm.py'),
+                    seg_stage1['checkpoint'], '--work-dir',
+                    str(tmp_path / 'taunorm'))
+    _assert_metrics(proc.stdout)
+    assert 'missing keys' not in proc.stdout
+
+
+def test_fcn_r50_disalign_acceptance(data_root, run_tool, tmp_path):
+    """configs/ade20k/fcn_r50_disalign.py itself (150 ADE20K classes, GRW on
+    DisAlign Table 16 frequencies, built-in head/body/tail split) on the tiny
+    data with a tiny schedule.
+
+    Stage 1 must be an FCN-R50-D8 with the stock parameter names; instead of
+    downloading the 160k checkpoint, the test saves a randomly initialised
+    stock FCN-R50 (built from the stock mmseg config) as the stage-1
+    checkpoint, {'state_dict': ...}. The tiny data use ADE20K's layout
+    (labels 1..10 -> the first 10 ADE20K classes).
+    """
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS
+    import mmseg
+    stock = Config.fromfile(
+        osp.join(
+            osp.dirname(mmseg.__file__), '.mim', 'configs', 'fcn',
+            'fcn_r50-d8_4xb4-160k_ade20k-512x512.py'))
+    stock.model.pretrained = None
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(stock.model)
+    stage1 = str(tmp_path / 'fcn_r50_random_stage1.pth')
+    torch.save({'state_dict': model.state_dict()}, stage1)
+    del model
+
+    seg = osp.join(data_root, 'seg')
+    data = [
+        f'{split}_dataloader.{key}'
+        for split in ('train', 'val', 'test')
+        for key in (f'dataset.data_root={seg}', 'num_workers=0',
+                    'persistent_workers=False')
+    ] + [
+        'train_dataloader.batch_size=2',
+        # RandomResize -> 64 x 64, RandomCrop 64 x 64, test Resize 64 x 64
+        'train_dataloader.dataset.pipeline.2.scale=(64,64)',
+        'train_dataloader.dataset.pipeline.2.ratio_range=(1.0,1.0)',
+        'train_dataloader.dataset.pipeline.3.crop_size=(64,64)',
+        'val_dataloader.dataset.pipeline.1.scale=(64,64)',
+        'test_dataloader.dataset.pipeline.1.scale=(64,64)',
+        'model.data_preprocessor.size=(64,64)',
+    ]
+    cfg = osp.join(REPO, 'configs', 'ade20k', 'fcn_r50_disalign.py')
+    work = str(tmp_path / 'fcn_r50_disalign')
+    proc = run_tool('train.py', cfg, '--work-dir', work, '--cfg-options',
+                    *data, *TINY, f'load_from={stage1}')
+    assert 'Stage2FreezeHook: training 4 tensors' in proc.stdout
+    _assert_metrics(proc.stdout)
+    ckpt = _ckpt(work)
+    _frozen_unchanged(stage1, ckpt, 'decode_head.conv_seg.calibration.')
+    proc = run_tool('test.py', cfg, ckpt, '--work-dir',
+                    str(tmp_path / 'test'), '--cfg-options', *data)
+    _assert_metrics(proc.stdout)
