@@ -52,7 +52,7 @@ model = dict(
         ],
         mask_roi_extractor=dict(
             type='SingleRoIExtractor',
-            roi_layer=dict(type='RoIAlign', output_size=14, sampling_ratio=0),
+            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
             out_channels=32,
             featmap_strides=[4, 8, 16, 32]),
         mask_head=dict(

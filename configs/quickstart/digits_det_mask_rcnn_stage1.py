@@ -30,7 +30,9 @@ model = dict(
         bbox_roi_extractor=dict(out_channels=32),
         bbox_head=dict(
             in_channels=32, fc_out_channels=64, num_classes=num_classes),
-        mask_roi_extractor=dict(out_channels=32),
+        # 7x7 mask RoIs -> 14x14 mask predictions (FCNMaskHead upsamples x2)
+        mask_roi_extractor=dict(
+            out_channels=32, roi_layer=dict(output_size=7)),
         mask_head=dict(
             num_convs=2,
             in_channels=32,

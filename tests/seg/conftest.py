@@ -1,8 +1,10 @@
 """Segmentation fixtures: the training class statistics of the tiny
-ADE20K-layout data, written by ``tools/class_stats.py`` before the stage-1
-model trains (its ``HeadBodyTailIoUMetric`` reads them)."""
+ADE20K-layout data, written by ``tools/class_stats.py`` (run in-process to
+save a subprocess) before the stage-1 model trains (its
+``HeadBodyTailIoUMetric`` reads them)."""
 from __future__ import annotations
 
+import importlib.util
 import os.path as osp
 
 import pytest
@@ -12,12 +14,23 @@ SEG_STAGE1 = osp.join(REPO, 'configs', 'quickstart',
                       'digits_seg_fcn_stage1.py')
 
 
+def class_stats_tool():
+    """``tools/class_stats.py`` as a module (its ``main(argv)``)."""
+    path = osp.join(REPO, 'tools', 'class_stats.py')
+    spec = importlib.util.spec_from_file_location('lt_mm_class_stats', path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(scope='session')
-def seg_stats(data_root, run_tool) -> dict:
+def seg_stats(data_root) -> dict:
     """``<data_root>/seg/class_stats.json`` from tools/class_stats.py."""
     out = osp.join(data_root, 'seg', 'class_stats.json')
-    proc = run_tool('class_stats.py', SEG_STAGE1, '--out', out)
-    return dict(path=out, log=proc.stdout)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('LT_MM_DATA_ROOT', data_root)
+        class_stats_tool().main([SEG_STAGE1, '--out', out, '--no-progress'])
+    return dict(path=out)
 
 
 @pytest.fixture(scope='session')

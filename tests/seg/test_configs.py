@@ -6,6 +6,7 @@ import os.path as osp
 
 import mmseg
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmseg.registry import MODELS
@@ -75,11 +76,16 @@ def test_ade20k_configs_build(path):
         assert model.decode_head.loss_decode.rho == 0.3
         # the stock checkpoint of the same architecture loads as stage 1
         arch = osp.basename(path).rsplit('_', 1)[0]
-        stock = _build(Config.fromfile(osp.join(MMSEG_CONFIGS, STOCK[arch])))
-        res = model.load_state_dict(stock.state_dict(), strict=False)
-        assert res.unexpected_keys == []
-        assert all('.calibration.' in k or '.lws.' in k
-                   for k in res.missing_keys), res.missing_keys
+        # (built on the meta device: only names and shapes are compared)
+        with torch.device('meta'):
+            stock = _build(
+                Config.fromfile(osp.join(MMSEG_CONFIGS, STOCK[arch])))
+        stock = {k: v.shape for k, v in stock.state_dict().items()}
+        ours = {k: v.shape for k, v in model.state_dict().items()}
+        assert {k: ours.get(k) for k in stock} == stock
+        extra = [k for k in ours if k not in stock]
+        assert all('.calibration.' in k or '.lws.' in k for k in extra)
+        assert bool(extra) == (method != 'grw'), extra  # grw: stock conv_seg
 
 
 @pytest.mark.parametrize('path', QUICK, ids=osp.basename)

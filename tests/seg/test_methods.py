@@ -5,6 +5,7 @@ tiny stage), plus the acceptance run of configs/ade20k/fcn_r50_disalign.py.
 import glob
 import os.path as osp
 
+import pytest
 import torch
 
 from lt_mm.engine.checkpoint import safe_torch_load
@@ -48,7 +49,7 @@ def _frozen_unchanged(stage1, stage2, trained_prefix):
     return s2
 
 
-def test_disalign_stage2_train_and_test(seg_stage1, run_tool, tmp_path):
+def test_disalign_stage2(seg_stage1, run_tool, tmp_path):
     work = str(tmp_path / 'disalign')
     cfg = osp.join(QUICK, 'digits_seg_disalign.py')
     proc = run_tool('train.py', cfg, '--work-dir', work, '--cfg-options',
@@ -61,8 +62,6 @@ def test_disalign_stage2_train_and_test(seg_stage1, run_tool, tmp_path):
                            'decode_head.conv_seg.calibration.')
     assert not torch.equal(
         s2['decode_head.conv_seg.calibration.logit_bias'], torch.zeros(10))
-    proc = run_tool('test.py', cfg, ckpt, '--work-dir', str(tmp_path / 't'))
-    _assert_metrics(proc.stdout)
 
 
 def test_lws_stage2(seg_stage1, run_tool, tmp_path):
@@ -78,17 +77,21 @@ def test_lws_stage2(seg_stage1, run_tool, tmp_path):
                            torch.ones(10))
 
 
-def test_stage2_without_load_from_fails(seg_stats, run_tool, tmp_path):
-    proc = run_tool(
-        'train.py',
-        osp.join(QUICK, 'digits_seg_disalign.py'),
-        '--work-dir',
-        str(tmp_path / 'w'),
-        '--cfg-options',
-        *TINY,
-        check=False)
-    assert proc.returncode != 0
-    assert 'load_from is not set' in proc.stdout
+def test_stage2_without_load_from_fails_before_training(
+        seg_stats, data_root, tmp_path, monkeypatch):
+    # in-process Runner (no subprocess): the freeze hook refuses to start
+    from mmengine.config import Config
+
+    from lt_mm.engine.runner_utils import build_runner
+    monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
+    cfg = Config.fromfile(osp.join(QUICK, 'digits_seg_disalign.py'))
+    cfg.work_dir = str(tmp_path / 'w')
+    cfg.train_cfg.max_iters = 2
+    cfg.experiment_name = f'no_load_from_{tmp_path.name}'
+    runner = build_runner(cfg)
+    with pytest.raises(ValueError, match='load_from is not set'):
+        runner.train()
+    assert runner.iter == 0
 
 
 def test_tde_and_cdt_one_stage(seg_stats, run_tool, tmp_path):

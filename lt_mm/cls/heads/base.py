@@ -46,6 +46,10 @@ class LongTailHeadMixin:
     #: head's ``init_cfg`` (e.g. DisAlign's confidence layer is an
     #: ``nn.Linear`` that ``Normal(layer='Linear')`` would overwrite).
     _keep_init: Tuple[str, ...] = ()
+    #: buffers that keep their configured / initial value, without a
+    #: missing-key warning, when a checkpoint lacks them (a stage-1
+    #: checkpoint has no post-hoc counts or class means)
+    _optional_buffers: Tuple[str, ...] = ('prior_counts', )
 
     def _init_long_tail(self, posthoc: Optional[dict]) -> None:
         loss_classes = getattr(self.loss_module, 'num_classes', None)
@@ -137,6 +141,14 @@ class LongTailHeadMixin:
         if self.training:
             return self.train_logits(x)
         return self.apply_posthoc(self.test_logits(x))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args,
+                              **kwargs) -> None:
+        for name in self._optional_buffers:
+            buf = self._buffers.get(name)
+            if buf is not None and prefix + name not in state_dict:
+                state_dict[prefix + name] = buf.detach().clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def init_weights(self) -> None:
         """Run ``init_cfg`` but keep the sub-modules of ``_keep_init``."""

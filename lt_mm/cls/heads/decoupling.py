@@ -153,6 +153,9 @@ class NCMClsHead(LTLinearClsHead):
         **kwargs: :class:`~lt_mm.cls.heads.LTLinearClsHead` arguments.
     """
 
+    _optional_buffers = ('prior_counts', 'centroids', 'global_mean',
+                         'ncm_ready')
+
     def __init__(self,
                  num_classes: int,
                  in_channels: int,
