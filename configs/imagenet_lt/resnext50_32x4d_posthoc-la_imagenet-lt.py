@@ -7,6 +7,5 @@ model = dict(
     head=dict(
         type='LTLinearClsHead',
         posthoc=dict(
-            type='logit_adjust',
-            tau=1.0,
-            train_ann_file={{_base_.train_list}})))
+            type='logit_adjust', tau=1.0, train_ann_file={{_base_.train_list}
+                                                          })))

@@ -146,8 +146,8 @@ def class_stats_from_list(ann_file: str,
     if cache_file is None:
         cache_file = default_cache_file(ann_file)
     if cache_file:
-        cached = _read_cache(str(cache_file), digest, num_classes, many_thr,
-                             few_thr)
+        cached = _read_cache(
+            str(cache_file), digest, num_classes, many_thr, few_thr)
         if cached is not None:
             if names is not None and cached.names is None:
                 cached.names = list(names)
@@ -248,7 +248,10 @@ def resolve_cls_counts(counts=None,
         counts = stats.counts
     try:
         return resolve_counts(
-            counts, stats_file, num_classes, unit='images',
+            counts,
+            stats_file,
+            num_classes,
+            unit='images',
             allow_zero=allow_zero)
     except ValueError as e:
         raise ValueError(f'{what}: {e}') from None

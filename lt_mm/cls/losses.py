@@ -74,11 +74,7 @@ class GRWLoss(nn.Module):
                  loss_weight: float = 1.0) -> None:
         super().__init__()
         n = resolve_cls_counts(
-            counts,
-            stats_file,
-            train_ann_file,
-            num_classes,
-            what='GRWLoss')
+            counts, stats_file, train_ann_file, num_classes, what='GRWLoss')
         self.counts = n
         self.grw = GRWCrossEntropy(
             n, rho, reduction='weighted_mean', loss_weight=loss_weight)
@@ -127,11 +123,7 @@ class CDTLoss(nn.Module):
                  loss_weight: float = 1.0) -> None:
         super().__init__()
         n = resolve_cls_counts(
-            counts,
-            stats_file,
-            train_ann_file,
-            num_classes,
-            what='CDTLoss')
+            counts, stats_file, train_ann_file, num_classes, what='CDTLoss')
         self.counts = n
         self.cdt = CDTCrossEntropy(
             n, gamma, start_epoch=start_epoch, loss_weight=loss_weight)

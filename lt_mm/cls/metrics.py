@@ -185,8 +185,12 @@ class LongTailAccuracy(BaseMetric):
         if not self.topk or min(self.topk) < 1:
             raise ValueError(f'topk={topk!r} must be positive integers.')
         check_range('many_thr', many_thr, 0)
-        check_range('few_thr', few_thr, 0, many_thr,
-                    hint='few_thr must not exceed many_thr.')
+        check_range(
+            'few_thr',
+            few_thr,
+            0,
+            many_thr,
+            hint='few_thr must not exceed many_thr.')
         self.many_thr, self.few_thr = many_thr, few_thr
         self.per_class_file = per_class_file
         self.counts: Optional[List[float]] = None
@@ -196,8 +200,7 @@ class LongTailAccuracy(BaseMetric):
         self.per_class: Optional[List[float]] = None
 
     def _resolve_splits(self, counts, stats_file, train_ann_file, splits,
-                        num_classes, use_file_splits
-                        ) -> Dict[str, List[int]]:
+                        num_classes, use_file_splits) -> Dict[str, List[int]]:
         sources = [
             n for n, v in (('counts', counts), ('stats_file', stats_file),
                            ('train_ann_file', train_ann_file), ('splits',
@@ -215,8 +218,10 @@ class LongTailAccuracy(BaseMetric):
             st = ClassStats(
                 counts=[0] * (num_classes or _num_from_splits(splits)),
                 unit='images',
-                splits={k: list(v)
-                        for k, v in splits.items()})
+                splits={
+                    k: list(v)
+                    for k, v in splits.items()
+                })
             self.num_classes = st.num_classes
             return st.splits
         if stats_file is not None:

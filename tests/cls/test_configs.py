@@ -55,8 +55,9 @@ def test_imagenet_lt_config_builds(path):
     assert 'Table' in open(path).read()  # names the paper table
     assert cfg.train_dataloader.dataset.type == 'ImageNetLTDataset'
     assert cfg.test_evaluator.type == 'LongTailAccuracy'
-    stage2 = any(h.get('type') == 'Stage2FreezeHook'
-                 for h in cfg.get('custom_hooks', []))
+    stage2 = any(
+        h.get('type') == 'Stage2FreezeHook'
+        for h in cfg.get('custom_hooks', []))
     if stage2:
         assert cfg.load_from is None  # given on the command line
     _data_free(cfg.model, 1000)
@@ -67,8 +68,8 @@ def test_imagenet_lt_config_builds(path):
         names = model.head.stage2_parameter_names()
         params = dict(model.named_parameters())
         assert all(
-            any(p == n or p.startswith('head.' + n + '.') or
-                p == 'head.' + n for p in params) for n in names), names
+            any(p == n or p.startswith('head.' + n + '.') or p == 'head.' + n
+                for p in params) for n in names), names
 
 
 @pytest.mark.parametrize('path', QUICKSTART, ids=osp.basename)

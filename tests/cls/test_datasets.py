@@ -69,8 +69,7 @@ def test_bad_lists(tmp_path):
     bad = tmp_path / 'bad.txt'
     bad.write_text('a.jpg 0\nb.jpg 12\n')
     with pytest.raises(ValueError, match='label 12'):
-        ImageNetLTDataset(
-            ann_file=str(bad), num_classes=10, stats_cache=False)
+        ImageNetLTDataset(ann_file=str(bad), num_classes=10, stats_cache=False)
     bad.write_text('a.jpg 0\nno_label_here\n')
     with pytest.raises(ValueError, match='bad.txt:2'):
         class_stats_from_list(str(bad), cache_file=False)

@@ -39,8 +39,8 @@ def _eval(head, x):
 def test_disalign_linear_hand_computed():
     head = _build(type='DisAlignLinearClsHead', num_classes=3, in_channels=2)
     with torch.no_grad():
-        head.fc.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0],
-                                           [1.0, 1.0]]))
+        head.fc.weight.copy_(
+            torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
         head.fc.bias.copy_(torch.tensor([0.0, 0.5, -1.0]))
         head.disalign.confidence_layer.weight.copy_(
             torch.tensor([[0.5, -0.25]]))
@@ -72,17 +72,16 @@ def test_disalign_identity_at_init_and_init_cfg_kept():
     head.init_weights()
     # init_cfg Normal(layer='Linear') must not overwrite sigma's init
     assert torch.all(head.disalign.confidence_layer.weight == 0.1)
-    assert {n for n, _ in head.named_parameters()} >= {
-        'fc.weight', 'fc.bias', 'disalign.logit_scale'
-    }
+    assert {n
+            for n, _ in head.named_parameters()
+            } >= {'fc.weight', 'fc.bias', 'disalign.logit_scale'}
     x = torch.randn(5, 3)
     assert torch.equal(_eval(head, x), head.fc(x))
 
 
 def test_disalign_cosine_head():
     head = _build(
-        type='DisAlignCosineClsHead', num_classes=2, in_channels=2,
-        scale=2.0)
+        type='DisAlignCosineClsHead', num_classes=2, in_channels=2, scale=2.0)
     with torch.no_grad():
         head.fc.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 3.0]]))
         head.disalign.confidence_layer.weight.zero_()
@@ -96,8 +95,7 @@ def test_disalign_cosine_head():
 
 # --------------------------------------------------------- decoupling
 def test_taunorm_head_hand_computed():
-    head = _build(type='TauNormClsHead', num_classes=2, in_channels=2,
-                  tau=1.0)
+    head = _build(type='TauNormClsHead', num_classes=2, in_channels=2, tau=1.0)
     _set_fc(head, W, torch.tensor([10.0, 10.0]))
     # tau = 1: rows [3, 4] / 5 and [0, 2] / 2 -> x . w = [1.4, 1.0];
     # the bias is dropped (Decoupling Eq. 3)
@@ -105,7 +103,8 @@ def test_taunorm_head_hand_computed():
     # tau = 0.5: [7 / sqrt(5), 2 / sqrt(2)] = [3.130495, 1.414214]
     head.tau = 0.5
     assert_close(
-        _eval(head, X), torch.tensor([[7 / math.sqrt(5), math.sqrt(2)]]))
+        _eval(head, X), torch.tensor([[7 / math.sqrt(5),
+                                       math.sqrt(2)]]))
     head.train()
     assert_close(head((X, )), torch.tensor([[17.0, 12.0]]))  # plain fc
 

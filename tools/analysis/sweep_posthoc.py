@@ -32,8 +32,8 @@ import os.path as osp
 import sys
 import time
 
-sys.path.insert(
-    0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(0,
+                osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 METRIC_KEYS = ('top1', 'balanced', 'many', 'medium', 'few')
 
@@ -119,9 +119,8 @@ def print_table(title, name, values, rows):
     print(f'{name:>8} | ' + ' | '.join(f'{k:>8}' for k in METRIC_KEYS))
     print('-' * (11 + 11 * len(METRIC_KEYS)))
     for v, r in zip(values, rows):
-        print(f'{v:8.3f} | ' +
-              ' | '.join(f'{_fmt(r.get(k, float("nan"))):>8}'
-                         for k in METRIC_KEYS))
+        print(f'{v:8.3f} | ' + ' | '.join(f'{_fmt(r.get(k, float("nan"))):>8}'
+                                          for k in METRIC_KEYS))
 
 
 def main(argv=None):
@@ -192,6 +191,9 @@ def main(argv=None):
     is_tde = isinstance(head, CausalNormClsHead)
 
     def base_logits(x):
+        """The head's own test logits, before any post-hoc adjustment."""
+        if not hasattr(head, 'test_logits'):  # a stock mmpretrain head
+            return head((x, ))
         try:
             return head.test_logits(x)
         except RuntimeError:  # e.g. NCM without class means
@@ -272,9 +274,9 @@ def main(argv=None):
                         for k in METRIC_KEYS if k in rep})
             print(f'  {labels[name]} = {value:g} '
                   f'({args.select_on} {args.metric} {scores[best]:.2f}) -> '
-                  f'{args.report}: ' + ', '.join(
-                      f'{k} {_fmt(rep.get(k, float("nan"))).strip()}'
-                      for k in METRIC_KEYS))
+                  f'{args.report}: ' +
+                  ', '.join(f'{k} {_fmt(rep.get(k, float("nan"))).strip()}'
+                            for k in METRIC_KEYS))
 
     print(f'\nfeature extraction (backbone + neck, {n_img} images, once): '
           f'{t_feat:.3f} s | sweeps ({n_settings} settings on cached '

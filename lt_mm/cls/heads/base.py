@@ -231,4 +231,3 @@ def head_of(model) -> 'LongTailHeadMixin':
     if head is None:
         raise ValueError(f'{type(model).__name__} has no head.')
     return head
-

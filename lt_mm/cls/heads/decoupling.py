@@ -99,11 +99,12 @@ class CRTClsHead(LTLinearClsHead):
     def __init__(self, num_classes: int, in_channels: int, **kwargs) -> None:
         super().__init__(num_classes, in_channels, **kwargs)
         self.register_buffer(
-            'crt_retrained', torch.zeros((), dtype=torch.long),
+            'crt_retrained',
+            torch.zeros((), dtype=torch.long),
             persistent=True)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
-                              strict, missing_keys, unexpected_keys,
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys,
                               error_msgs) -> None:
         flag = state_dict.get(prefix + 'crt_retrained')
         if flag is None or int(flag) == 0:
@@ -165,8 +166,8 @@ class NCMClsHead(LTLinearClsHead):
         super().__init__(num_classes, in_channels, **kwargs)
         self.feat_type = check_choice('feat_type', feat_type, NCM_FEAT_TYPES)
         self.dist = check_choice('dist', dist, NCM_DISTS)
-        self.register_buffer('centroids',
-                             torch.zeros(num_classes, in_channels))
+        self.register_buffer('centroids', torch.zeros(num_classes,
+                                                      in_channels))
         self.register_buffer('global_mean', torch.zeros(in_channels))
         self.register_buffer('ncm_ready', torch.zeros((), dtype=torch.long))
 
@@ -197,5 +198,5 @@ class NCMClsHead(LTLinearClsHead):
                 "custom_hooks=[dict(type='NCMCentroidHook')] to the config "
                 '(it runs the model over the training set before testing) '
                 'or test a checkpoint that contains them.')
-        return ncm_logits(x, self.centroids, self.global_mean,
-                          self.feat_type, self.dist)
+        return ncm_logits(x, self.centroids, self.global_mean, self.feat_type,
+                          self.dist)
