@@ -50,10 +50,16 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 TOOLBOXES = ('mmseg', 'mmpretrain', 'mmdet')
 RULES = ('auto', 'ade20k', 'pixel', 'ratio', 'shot', 'lvis', 'none')
-DEFAULT_UNIT = {'mmseg': 'pixels', 'mmpretrain': 'images',
-                'mmdet': 'instances'}
-UNITS = {'mmseg': ('pixels', 'images'), 'mmpretrain': ('images', ),
-         'mmdet': ('instances', 'images')}
+DEFAULT_UNIT = {
+    'mmseg': 'pixels',
+    'mmpretrain': 'images',
+    'mmdet': 'instances'
+}
+UNITS = {
+    'mmseg': ('pixels', 'images'),
+    'mmpretrain': ('images', ),
+    'mmdet': ('instances', 'images')
+}
 
 
 def parse_args(argv=None):
@@ -158,8 +164,12 @@ def count_mmseg(datasets: list, progress: bool) -> Tuple[List[str], dict]:
     from lt_mm.seg.datasets import count_seg_pixels
     classes = _classes(datasets[0])
     c = len(classes)
-    acc = dict(pixels=np.zeros(c, np.int64), images=np.zeros(c, np.int64),
-               ignored=0, total=0, num_images=0)
+    acc = dict(
+        pixels=np.zeros(c, np.int64),
+        images=np.zeros(c, np.int64),
+        ignored=0,
+        total=0,
+        num_images=0)
     for ds in datasets:
         if _classes(ds) != classes:
             raise ValueError('the concatenated datasets have different '
@@ -177,8 +187,7 @@ def count_mmseg(datasets: list, progress: bool) -> Tuple[List[str], dict]:
     return classes, acc
 
 
-def count_mmpretrain(datasets: list, progress: bool
-                     ) -> Tuple[List[str], dict]:
+def count_mmpretrain(datasets: list, progress: bool) -> Tuple[List[str], dict]:
     classes = _classes(datasets[0])
     c = len(classes)
     images = np.zeros(c, np.int64)
@@ -324,10 +333,9 @@ def main(argv=None) -> str:
         splits=splits,
         dataset=_ade_name(classes) if toolbox == 'mmseg' else None,
         extra=extra)
-    out = args.out or osp.join(
-        'work_dirs',
-        osp.splitext(osp.basename(args.config))[0],
-        f'class_stats_{args.split}.json')
+    out = args.out or osp.join('work_dirs',
+                               osp.splitext(osp.basename(args.config))[0],
+                               f'class_stats_{args.split}.json')
     stats.save(out)
 
     width = max(len(c) for c in classes)

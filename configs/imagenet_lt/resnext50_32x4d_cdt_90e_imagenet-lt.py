@@ -5,6 +5,8 @@
 # gamma > 0; its iNaturalist grid is [0, 0.1]).
 _base_ = './resnext50_32x4d_stage1_90e_imagenet-lt.py'
 
+train_list = 'data/imagenet_lt/ImageNet_LT_train.txt'
+
 model = dict(
     head=dict(
         type='LTLinearClsHead',
@@ -13,4 +15,4 @@ model = dict(
             type='CDTLoss',
             gamma=0.1,
             start_epoch=45,
-            train_ann_file={{_base_.train_list}})))
+            train_ann_file=train_list)))

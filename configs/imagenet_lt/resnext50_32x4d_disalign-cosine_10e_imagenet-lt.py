@@ -4,14 +4,14 @@
 # Stage-1 checkpoint: --cfg-options load_from=...
 _base_ = './resnext50_32x4d_cosine-stage1_90e_imagenet-lt.py'
 
+train_list = 'data/imagenet_lt/ImageNet_LT_train.txt'
+
 model = dict(
     head=dict(
         type='DisAlignCosineClsHead',
         loss=dict(
-            _delete_=True,
-            type='GRWLoss',
-            rho=1.5,
-            train_ann_file={{_base_.train_list}})))
+            _delete_=True, type='GRWLoss', rho=1.5,
+            train_ann_file=train_list)))
 
 custom_hooks = [dict(type='Stage2FreezeHook')]
 load_from = None  # required: the stage-1 checkpoint

@@ -6,14 +6,14 @@
 # Stage-1 checkpoint: --cfg-options load_from=work_dirs/<stage1>/epoch_90.pth
 _base_ = './resnext50_32x4d_stage1_90e_imagenet-lt.py'
 
+train_list = 'data/imagenet_lt/ImageNet_LT_train.txt'
+
 model = dict(
     head=dict(
         type='DisAlignLinearClsHead',
         loss=dict(
-            _delete_=True,
-            type='GRWLoss',
-            rho=1.2,
-            train_ann_file={{_base_.train_list}})))
+            _delete_=True, type='GRWLoss', rho=1.2,
+            train_ann_file=train_list)))
 
 custom_hooks = [dict(type='Stage2FreezeHook')]
 load_from = None  # required: the stage-1 checkpoint

@@ -4,8 +4,9 @@
 # --report test); 0.5 is a starting point.
 _base_ = './resnext50_32x4d_stage1_90e_imagenet-lt.py'
 
+train_list = 'data/imagenet_lt/ImageNet_LT_train.txt'
+
 model = dict(
     head=dict(
         type='LTLinearClsHead',
-        posthoc=dict(
-            type='nc_tau', tau=0.5, train_ann_file={{_base_.train_list}})))
+        posthoc=dict(type='nc_tau', tau=0.5, train_ann_file=train_list)))

@@ -201,19 +201,20 @@ class LongTailAccuracy(BaseMetric):
 
     def _resolve_splits(self, counts, stats_file, train_ann_file, splits,
                         num_classes, use_file_splits) -> Dict[str, List[int]]:
-        sources = [
-            n for n, v in (('counts', counts), ('stats_file', stats_file),
-                           ('train_ann_file', train_ann_file), ('splits',
-                                                                splits))
-            if v is not None
-        ]
+        given = dict(
+            counts=counts,
+            stats_file=stats_file,
+            train_ann_file=train_ann_file,
+            splits=splits)
+        sources = [n for n, v in given.items() if v is not None]
         if len(sources) != 1:
             raise ValueError(
                 'LongTailAccuracy needs the many/medium/few class groups '
                 'from exactly one of counts=[...], stats_file=PATH, '
                 'train_ann_file=PATH (the training list) or splits=dict('
-                f'many=[...], medium=[...], few=[...]); got {sources or "none"}'
-                '. For plain top-k accuracy use mmpretrain\'s Accuracy.')
+                'many=[...], medium=[...], few=[...]); got '
+                f'{sources or "none"}. For plain top-k accuracy use '
+                "mmpretrain's Accuracy.")
         if splits is not None:
             st = ClassStats(
                 counts=[0] * (num_classes or _num_from_splits(splits)),

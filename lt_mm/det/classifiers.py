@@ -145,10 +145,12 @@ class CosineLinear(CosineClassifier):
 
     @property
     def in_features(self) -> int:
+        """D, as ``nn.Linear``."""
         return self.in_channels
 
     @property
     def out_features(self) -> int:
+        """C + 1, as ``nn.Linear``."""
         return self.num_classes
 
 
@@ -312,14 +314,16 @@ class CausalNormLinear(CausalNormClassifier):
             use_tde_at_test=use_tde_at_test,
             background_exempt=background_exempt)
         self._train_feats: Optional[Tensor] = None
-        self._warned_zero_direction = False
+        self._direction_checked = False
 
     @property
     def in_features(self) -> int:
+        """D, as ``nn.Linear``."""
         return self.in_channels
 
     @property
     def out_features(self) -> int:
+        """C + 1, as ``nn.Linear``."""
         return self.num_classes
 
     def forward(self, x: Tensor) -> Tensor:
@@ -327,14 +331,16 @@ class CausalNormLinear(CausalNormClassifier):
         if self.training:
             self._train_feats = x.detach()
             return super().forward(x)
-        if (not self._warned_zero_direction and self.use_tde_at_test
-                and self.alpha > 0 and not bool(self.head_direction.any())):
-            self._warned_zero_direction = True
-            warnings.warn(
-                'CausalNormLinear: head_direction is all zeros (never '
-                'updated), so TDE equals the plain de-confounded logits. '
-                'Train with CausalNormShared2FCBBoxHead, which updates it '
-                'from the foreground RoIs.')
+        if not self._direction_checked:
+            # checked once (a host sync), on the first test forward
+            self._direction_checked = True
+            if self.use_tde_at_test and self.alpha > 0 and not bool(
+                    self.head_direction.any()):
+                warnings.warn(
+                    'CausalNormLinear: head_direction is all zeros (never '
+                    'updated), so TDE equals the plain de-confounded '
+                    'logits. Train with CausalNormShared2FCBBoxHead, which '
+                    'updates it from the foreground RoIs.')
         return self.predict(x)
 
     def predict(self, x: Tensor, alpha: Optional[float] = None) -> Tensor:

@@ -119,17 +119,19 @@ class DisAlignConvSeg(_ConvSegBase):
                     'calibration.confidence_layer')
     uses_head_cfg = True
 
-    def __init__(self,
-                 in_channels: int,
-                 num_classes: int,
-                 param: str = 'identity',
-                 confidence: str = 'conv',
-                 sigma_init: str = 'normal',
-                 sigma_std: float = 0.01,
-                 alpha_init: Optional[float] = None,
-                 conv_cfg: Optional[dict] = None,
-                 norm_cfg: Optional[dict] = None,
-                 act_cfg: Optional[dict] = dict(type='ReLU')) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        param: str = 'identity',
+        confidence: str = 'conv',
+        sigma_init: str = 'normal',
+        sigma_std: float = 0.01,
+        alpha_init: Optional[float] = None,
+        conv_cfg: Optional[dict] = None,
+        norm_cfg: Optional[dict] = None,
+        act_cfg: Optional[dict] = dict(type='ReLU')
+    ) -> None:
         super().__init__(in_channels, num_classes)
         self.confidence = check_choice('confidence', confidence,
                                        CONFIDENCE_LAYERS)
@@ -245,8 +247,7 @@ class CausalNormConvSeg(CausalNormClassifier):
         self.needs_valid_mask = direction_mask == 'valid'
         # stock conv_seg shape (C, D, 1, 1); core accepts 1x1-conv weights
         self.weight = nn.Parameter(
-            self.weight.data.reshape(self.num_classes, self.in_channels, 1,
-                                     1))
+            self.weight.data.reshape(self.num_classes, self.in_channels, 1, 1))
 
     def init_weights(self) -> None:
         """Reference init U(+-1/sqrt(D)) instead of the head's Normal."""
@@ -269,8 +270,7 @@ class CausalNormConvSeg(CausalNormClassifier):
         _check_feat(x, self.in_channels, 'CausalNormConvSeg')
         if self.training:
             mask = valid if self.direction_mask == 'valid' else None
-            self.update_head_direction(
-                x if feat is None else feat, mask=mask)
+            self.update_head_direction(x if feat is None else feat, mask=mask)
             return super().forward(x)
         return self.predict(x)
 

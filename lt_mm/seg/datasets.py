@@ -38,9 +38,10 @@ class ADE20KLTDataset(ADE20KDataset):
     """
 
     @classmethod
-    def get_label_map(cls,
-                      new_classes: Optional[Sequence] = None
-                      ) -> Optional[Dict[int, int]]:
+    def get_label_map(
+            cls,
+            new_classes: Optional[Sequence] = None
+    ) -> Optional[Dict[int, int]]:
         """mmseg's label map for subsets of ADE20K; None for a new
         vocabulary (labels are used as they are)."""
         if new_classes is not None and not set(new_classes).issubset(

@@ -56,7 +56,9 @@ class LTDecodeHeadMixin:
         *args, **kwargs: the stock head's arguments.
     """
 
-    def __init__(self, *args, classifier: Optional[dict] = None,
+    def __init__(self,
+                 *args,
+                 classifier: Optional[dict] = None,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.classifier_cfg = copy.deepcopy(classifier)
@@ -241,4 +243,3 @@ def LTDecodeHead(classifier: Optional[dict] = None,
     if base is LTDecodeHead:
         raise ValueError('LTDecodeHead cannot wrap itself.')
     return lt_decode_head_class(base)(classifier=classifier, **cfg)
-

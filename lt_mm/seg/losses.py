@@ -83,7 +83,10 @@ class GRWCrossEntropyLoss(nn.Module):
                  loss_name: str = 'loss_ce') -> None:
         super().__init__()
         self.rho = check_range(
-            'rho', rho, 0.0, hint='rho=0 is plain CE, rho=1 inverse-frequency '
+            'rho',
+            rho,
+            0.0,
+            hint='rho=0 is plain CE, rho=1 inverse-frequency '
             'weighting (DisAlign ADE20K: 0.3).')
         self.reduction = check_choice('reduction', reduction, GRW_REDUCTIONS)
         self.avg_non_ignore = bool(avg_non_ignore)
@@ -167,8 +170,8 @@ class GRWCrossEntropyLoss(nn.Module):
         else:
             denom = max(label.numel(), 1)
         return self.loss_weight * total / torch.as_tensor(
-            denom, dtype=total.dtype,
-            device=total.device).clamp_min(torch.finfo(total.dtype).tiny)
+            denom, dtype=total.dtype, device=total.device).clamp_min(
+                torch.finfo(total.dtype).tiny)
 
     def extra_repr(self) -> str:
         return (f'num_classes={self.num_classes}, rho={self.rho}, '

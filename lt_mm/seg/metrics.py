@@ -19,8 +19,8 @@ from mmseg.registry import METRICS
 from prettytable import PrettyTable
 
 from lt_mm.core.checks import as_counts, check_range
-from lt_mm.core.stats import (ClassStats, ade20k_class_stats,
-                              load_class_stats, ratio_splits)
+from lt_mm.core.stats import (ClassStats, ade20k_class_stats, load_class_stats,
+                              ratio_splits)
 
 #: DisAlign's ADE20K thresholds (1 % and 0.1 % of all pixels at C = 150)
 #: expressed as multiples of the uniform share 1 / C.
@@ -132,14 +132,14 @@ class HeadBodyTailIoUMetric(IoUMetric):
         self._groups: Optional[Dict[str, List[int]]] = None
         if splits is not None:
             if not isinstance(splits, dict) or not splits:
-                raise ValueError(
-                    f'splits={splits!r} must be a non-empty dict '
-                    '{group: [class indices]}.')
+                raise ValueError(f'splits={splits!r} must be a non-empty dict '
+                                 '{group: [class indices]}.')
             # validated (disjoint, integer) now, range-checked with C later
-            n_max = 1 + max((max(v) for v in splits.values() if len(v)),
-                            default=0)
+            n_max = 1 + max(
+                (max(v) for v in splits.values() if len(v)), default=0)
             self._splits = ClassStats(
-                counts=[1.0] * max(n_max, 1), unit='pixels',
+                counts=[1.0] * max(n_max, 1),
+                unit='pixels',
                 splits=dict(splits)).splits
         elif stats_file is not None:
             self._stats = load_class_stats(stats_file)
@@ -155,8 +155,10 @@ class HeadBodyTailIoUMetric(IoUMetric):
                 unit='pixels')
         if self._stats is not None and not self._stats.splits:
             # validate the thresholds now
-            pixel_splits(self._stats.counts, head_share=head_share,
-                         tail_share=tail_share)
+            pixel_splits(
+                self._stats.counts,
+                head_share=head_share,
+                tail_share=tail_share)
 
     # ------------------------------------------------------------ groups
     @property
@@ -198,7 +200,8 @@ class HeadBodyTailIoUMetric(IoUMetric):
                     f'HeadBodyTailIoUMetric: the class names in {src} differ '
                     'from the dataset classes; groups are taken by index.')
             splits = self._stats.splits or pixel_splits(
-                self._stats.counts, head_share=self.head_share,
+                self._stats.counts,
+                head_share=self.head_share,
                 tail_share=self.tail_share)
         else:
             ade = ade20k_class_stats()

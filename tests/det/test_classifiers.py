@@ -14,7 +14,8 @@ from mmengine.structures import InstanceData
 from torch.testing import assert_close
 
 import lt_mm.det  # noqa: F401  (registers the modules)
-from lt_mm.core.causal_norm import causal_norm_logits, tde_logits
+from lt_mm.core.causal_norm import (CausalNormClassifier, causal_norm_logits,
+                                    tde_logits)
 
 init_default_scope('mmdet')
 from mmdet.models.task_modules.assigners import AssignResult  # noqa: E402
@@ -195,13 +196,13 @@ def _hand_tde_head():
 # TDE logits           t = [0 + 0,  .8 + 0, .64 + 0]        = [0, .8, .64]
 _P = [math.exp(v) for v in (1.6, 0.8, 2.0)]
 _Q = [math.exp(v) for v in (0.0, 0.8, 0.64)]
-_P_BG = _P[2] / sum(_P)  # 7.389 / 14.568 = 0.50723
-_P_FG = 1 - _P_BG  # 0.49277
+_P_BG = _P[2] / sum(_P)  # 7.389 / 14.568 = 0.50722
+_P_FG = 1 - _P_BG  # 0.49278
 # Eq. 9: final_c = (1 - p_bg) * q_c / (q_0 + q_1), final_bg = p_bg
 _EXPECTED = [
-    _P_FG * _Q[0] / (_Q[0] + _Q[1]),  # 0.49277 * 1 / 3.2255    = 0.15278
-    _P_FG * _Q[1] / (_Q[0] + _Q[1]),  # 0.49277 * 2.2255/3.2255 = 0.33999
-    _P_BG,  # 0.50723
+    _P_FG * _Q[0] / (_Q[0] + _Q[1]),  # 0.49278 * 1 / 3.2255    = 0.15277
+    _P_FG * _Q[1] / (_Q[0] + _Q[1]),  # 0.49278 * 2.2255/3.2255 = 0.34000
+    _P_BG,  # 0.50722
 ]
 
 
@@ -211,13 +212,24 @@ def test_background_exempted_scores_through_predict_by_feat():
     cls_score = head.fc_cls(x)
     # the head emits log-probabilities: exp sums to one
     assert_close(cls_score.exp().sum(), torch.tensor(1.0))
+    # ... identical to lt_mm.core's CausalNormClassifier.predict
+    core = CausalNormClassifier(
+        4,
+        3,
+        num_heads=2,
+        tau=2.0,
+        gamma=0.0,
+        alpha=1.0,
+        background_exempt=True)
+    core.load_state_dict(head.fc_cls.state_dict())
+    assert_close(cls_score, core.eval().predict(x))
     roi = torch.tensor([[0., 4., 4., 20., 20.]])
     bbox_pred = torch.zeros(1, 8)
     meta = dict(img_shape=(32, 32))
     res = head.predict_by_feat((roi, ), (cls_score, ), (bbox_pred, ), [meta],
                                rcnn_test_cfg=None)[0]
     # mmdet's softmax(log P) = P: exactly Eq. 9, no double softmax
-    # (softmax(P) would give [.297, .356, .347])
+    # (a second softmax would give [.275, .332, .393])
     assert_close(res.scores, torch.tensor([_EXPECTED]), atol=1e-6, rtol=0)
     # the ranking of the foreground flips (TDE) while p_bg is kept
     assert res.scores[0, 1] > res.scores[0, 0]

@@ -11,16 +11,18 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmseg.registry import MODELS
 
-from lt_mm.seg import (CausalNormConvSeg, DisAlignConvSeg,
-                       GRWCrossEntropyLoss, LWSConvSeg, TauNormConvSeg)
+from lt_mm.seg import (CausalNormConvSeg, DisAlignConvSeg, GRWCrossEntropyLoss,
+                       LWSConvSeg, TauNormConvSeg)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ADE = sorted(glob.glob(osp.join(REPO, 'configs', 'ade20k', '*.py')))
 QUICK = sorted(
     glob.glob(osp.join(REPO, 'configs', 'quickstart', 'digits_seg_*.py')))
 CLASSIFIER = {
-    'disalign': DisAlignConvSeg, 'tde': CausalNormConvSeg,
-    'taunorm': TauNormConvSeg, 'lws': LWSConvSeg
+    'disalign': DisAlignConvSeg,
+    'tde': CausalNormConvSeg,
+    'taunorm': TauNormConvSeg,
+    'lws': LWSConvSeg
 }
 STAGE2 = ('disalign', 'lws', 'grw')
 # stock mmseg configs (what `mmseg::` resolves to)
@@ -89,8 +91,7 @@ def test_ade20k_configs_build(path):
 
 
 @pytest.mark.parametrize('path', QUICK, ids=osp.basename)
-def test_quickstart_seg_configs_build(path, seg_stats, data_root,
-                                      monkeypatch):
+def test_quickstart_seg_configs_build(path, seg_stats, data_root, monkeypatch):
     monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
     cfg = Config.fromfile(path)
     model = _build(cfg)

@@ -15,18 +15,26 @@ from lt_mm.seg import (CausalNormConvSeg, DisAlignConvSeg, LWSConvSeg,
 
 C = 4
 HEADS = {
-    'FCNHead': (dict(in_channels=8, channels=8, num_convs=1),
-                [torch.randn(2, 8, 5, 5)]),
-    'DepthwiseSeparableASPPHead':
-    (dict(in_channels=8, channels=8, c1_in_channels=4, c1_channels=4,
-          dilations=(1, 2)),
-     [torch.randn(2, 4, 10, 10), torch.randn(2, 8, 5, 5)]),
-    'UPerHead': (dict(in_channels=[4, 8], in_index=[0, 1], channels=8,
-                      pool_scales=(1, 2)),
-                 [torch.randn(2, 4, 10, 10), torch.randn(2, 8, 5, 5)]),
+    'FCNHead': (dict(in_channels=8, channels=8,
+                     num_convs=1), [torch.randn(2, 8, 5, 5)]),
+    'DepthwiseSeparableASPPHead': (dict(
+        in_channels=8,
+        channels=8,
+        c1_in_channels=4,
+        c1_channels=4,
+        dilations=(1,
+                   2)), [torch.randn(2, 4, 10, 10),
+                         torch.randn(2, 8, 5, 5)]),
+    'UPerHead':
+    (dict(in_channels=[4, 8], in_index=[0, 1], channels=8, pool_scales=(1, 2)),
+     [torch.randn(2, 4, 10, 10),
+      torch.randn(2, 8, 5, 5)]),
 }
-STOCK = {'FCNHead': FCNHead, 'DepthwiseSeparableASPPHead':
-         DepthwiseSeparableASPPHead, 'UPerHead': UPerHead}
+STOCK = {
+    'FCNHead': FCNHead,
+    'DepthwiseSeparableASPPHead': DepthwiseSeparableASPPHead,
+    'UPerHead': UPerHead
+}
 
 
 def _build(cfg):
@@ -46,11 +54,16 @@ def test_disalign_wraps_any_head_identity_at_init(name):
     stock = _build(_head_cfg(name))
     # flat form (inheriting a stock config) and head=dict(...) form
     lt = _build(
-        dict(_head_cfg(name), type='LTDecodeHead', head_type=name,
-             classifier=dict(type='DisAlignConvSeg')))
+        dict(
+            _head_cfg(name),
+            type='LTDecodeHead',
+            head_type=name,
+            classifier=dict(type='DisAlignConvSeg')))
     lt2 = _build(
-        dict(type='LTDecodeHead', head=_head_cfg(name),
-             classifier=dict(type='DisAlignConvSeg')))
+        dict(
+            type='LTDecodeHead',
+            head=_head_cfg(name),
+            classifier=dict(type='DisAlignConvSeg')))
     for head in (lt, lt2):
         assert isinstance(head, STOCK[name])
         assert type(head).__name__ == f'LT{name}'
@@ -101,12 +114,14 @@ def test_disalign_conv_seg_hand_computed_and_sigma_before_dropout():
             torch.tensor([1.0, 0.0]).reshape(1, 2, 1, 1))
     s = torch.sigmoid(torch.tensor(1.0))
     dropped = torch.tensor([0.0, 4.0]).reshape(1, 2, 1, 1)
-    assert_close(
-        clf(dropped, feat=x).flatten(), torch.stack([0 * s, 4 + s]))
+    assert_close(clf(dropped, feat=x).flatten(), torch.stack([0 * s, 4 + s]))
     # and the head passes the pre-dropout map: compare with a manual run
     head = _build(
-        dict(_head_cfg('FCNHead', dropout_ratio=0.5), type='LTDecodeHead',
-             head_type='FCNHead', classifier=dict(type='DisAlignConvSeg')))
+        dict(
+            _head_cfg('FCNHead', dropout_ratio=0.5),
+            type='LTDecodeHead',
+            head_type='FCNHead',
+            classifier=dict(type='DisAlignConvSeg')))
     with torch.no_grad():
         head.conv_seg.calibration.logit_scale.fill_(3.0)
         head.conv_seg.calibration.confidence_layer.weight.fill_(0.5)
@@ -127,10 +142,11 @@ def test_disalign_conv_seg_hand_computed_and_sigma_before_dropout():
 def test_disalign_reference_confidence_layer():
     # ConvModule (norm + ReLU) before the sigmoid: sigma in [0.5, 1)
     head = _build(
-        dict(_head_cfg('FCNHead', norm_cfg=dict(type='BN')),
-             type='LTDecodeHead', head_type='FCNHead',
-             classifier=dict(type='DisAlignConvSeg',
-                             confidence='conv_module')))
+        dict(
+            _head_cfg('FCNHead', norm_cfg=dict(type='BN')),
+            type='LTDecodeHead',
+            head_type='FCNHead',
+            classifier=dict(type='DisAlignConvSeg', confidence='conv_module')))
     head.init_weights()
     layer = head.conv_seg.calibration.confidence_layer
     # the head's Normal(std=0.01) init of conv_seg must not reach the BN
@@ -173,9 +189,11 @@ def test_causal_norm_head_direction_and_tde():
     # through a head: the direction is the mean pre-dropout feature of the
     # non-ignored pixels (gt resized to the feature map, nearest)
     head = _build(
-        dict(_head_cfg('FCNHead', norm_cfg=None, dropout_ratio=0.3),
-             type='LTDecodeHead', head_type='FCNHead',
-             classifier=dict(type='CausalNormConvSeg', num_heads=2)))
+        dict(
+            _head_cfg('FCNHead', norm_cfg=None, dropout_ratio=0.3),
+            type='LTDecodeHead',
+            head_type='FCNHead',
+            classifier=dict(type='CausalNormConvSeg', num_heads=2)))
     assert head.stage2_parameter_names() == []
     _, inputs = HEADS['FCNHead']
     gt = torch.randint(0, C, (2, 10, 10))
@@ -197,8 +215,8 @@ def test_tau_norm_and_lws_hand_computed():
     # x = [1, 1] -> eval logits [1.4, 1.0] (bias dropped); training: stock
     clf = TauNormConvSeg(2, 2, tau=1.0)
     with torch.no_grad():
-        clf.weight.copy_(torch.tensor([[3.0, 4.0], [1.0, 0.0]]).reshape(
-            2, 2, 1, 1))
+        clf.weight.copy_(
+            torch.tensor([[3.0, 4.0], [1.0, 0.0]]).reshape(2, 2, 1, 1))
         clf.bias.copy_(torch.tensor([10.0, 20.0]))
     x = torch.ones(1, 2, 1, 1)
     clf.eval()
@@ -215,29 +233,41 @@ def test_tau_norm_and_lws_hand_computed():
     lws.init_weights()
     assert_close(lws(x).flatten(), torch.tensor([17.0, 21.0]))
     head = _build(
-        dict(_head_cfg('FCNHead'), type='LTDecodeHead', head_type='FCNHead',
-             classifier=dict(type='LWSConvSeg')))
+        dict(
+            _head_cfg('FCNHead'),
+            type='LTDecodeHead',
+            head_type='FCNHead',
+            classifier=dict(type='LWSConvSeg')))
     assert head.stage2_parameter_names() == ['conv_seg.lws.scales']
 
 
 def test_head_bad_input():
     with pytest.raises(ValueError, match='150 classes but the decode head'):
         _build(
-            dict(_head_cfg('FCNHead'), type='LTDecodeHead',
-                 head_type='FCNHead', classifier=dict(type='DisAlignConvSeg'),
-                 loss_decode=dict(type='GRWCrossEntropyLoss',
-                                  stats_file='builtin:ade20k')))
+            dict(
+                _head_cfg('FCNHead'),
+                type='LTDecodeHead',
+                head_type='FCNHead',
+                classifier=dict(type='DisAlignConvSeg'),
+                loss_decode=dict(
+                    type='GRWCrossEntropyLoss', stats_file='builtin:ade20k')))
     with pytest.raises(ValueError, match='not registered'):
         _build(
-            dict(_head_cfg('FCNHead'), type='LTDecodeHead',
-                 head_type='FCNHead', classifier=dict(type='NoSuchConvSeg')))
+            dict(
+                _head_cfg('FCNHead'),
+                type='LTDecodeHead',
+                head_type='FCNHead',
+                classifier=dict(type='NoSuchConvSeg')))
     with pytest.raises(ValueError, match='exactly one of'):
         _build(dict(type='LTDecodeHead', classifier=None))
     with pytest.raises(ValueError, match='put them inside head'):
-        _build(dict(type='LTDecodeHead', head=_head_cfg('FCNHead'),
-                    num_classes=3))
+        _build(
+            dict(
+                type='LTDecodeHead', head=_head_cfg('FCNHead'), num_classes=3))
     with pytest.raises(ValueError, match='divides'):
         _build(
-            dict(_head_cfg('FCNHead'), type='LTDecodeHead',
-                 head_type='FCNHead',
-                 classifier=dict(type='CausalNormConvSeg', num_heads=3)))
+            dict(
+                _head_cfg('FCNHead'),
+                type='LTDecodeHead',
+                head_type='FCNHead',
+                classifier=dict(type='CausalNormConvSeg', num_heads=3)))

@@ -32,14 +32,11 @@ def test_grw_pixel_loss_hand_computed():
     assert_close(loss.class_weight, torch.tensor([0.5, 1.5]))
     # default 'mean': over all M = 3 pixels, the ignored one counts 0
     assert_close(
-        loss(logits, labels, ignore_index=255),
-        torch.tensor(3.5 * LN2 / 3))
+        loss(logits, labels, ignore_index=255), torch.tensor(3.5 * LN2 / 3))
     # avg_non_ignore: over the 2 valid pixels
-    loss_ni = GRWCrossEntropyLoss(
-        rho=1.0, counts=[3, 1], avg_non_ignore=True)
+    loss_ni = GRWCrossEntropyLoss(rho=1.0, counts=[3, 1], avg_non_ignore=True)
     assert_close(
-        loss_ni(logits, labels, ignore_index=255),
-        torch.tensor(3.5 * LN2 / 2))
+        loss_ni(logits, labels, ignore_index=255), torch.tensor(3.5 * LN2 / 2))
     # weighted mean (cls/det reference): / (0.5 + 1.5)
     loss_wm = GRWCrossEntropyLoss(
         rho=1.0, counts=[3, 1], reduction='weighted_mean', loss_weight=2.0)
@@ -73,8 +70,8 @@ def test_cdt_pixel_loss_hand_computed():
     # pixel 0: z = [2, 2], y = 1 -> z / a = [2, 1], CE = log(1 + e)
     # pixel 1: z = [0, 4], y = 0 -> z / a = [0, 2], CE = log(1 + e^2)
     # pixel 2: ignored
-    logits = torch.tensor([[2.0, 0.0, 1.0], [2.0, 4.0, 1.0]]).reshape(
-        1, 2, 1, 3)
+    logits = torch.tensor([[2.0, 0.0, 1.0], [2.0, 4.0,
+                                             1.0]]).reshape(1, 2, 1, 3)
     labels = torch.tensor([[[1, 0, 255]]])
     ce = math.log(1 + math.e) + math.log(1 + math.e**2)
     loss = CDTCrossEntropyLoss(gamma=0.5, counts=[4, 1])

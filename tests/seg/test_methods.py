@@ -12,8 +12,8 @@ from lt_mm.engine.checkpoint import safe_torch_load
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 QUICK = osp.join(REPO, 'configs', 'quickstart')
-GROUP_KEYS = ('mIoU_head', 'mIoU_body', 'mIoU_tail', 'mAcc_head',
-              'mAcc_body', 'mAcc_tail')
+GROUP_KEYS = ('mIoU_head', 'mIoU_body', 'mIoU_tail', 'mAcc_head', 'mAcc_body',
+              'mAcc_tail')
 # two iterations, validation (and a checkpoint) at the end
 TINY = [
     'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
@@ -60,8 +60,8 @@ def test_disalign_stage2(seg_stage1, run_tool, tmp_path):
     # every stage-1 tensor (BN statistics included) is unchanged
     s2 = _frozen_unchanged(seg_stage1['checkpoint'], ckpt,
                            'decode_head.conv_seg.calibration.')
-    assert not torch.equal(
-        s2['decode_head.conv_seg.calibration.logit_bias'], torch.zeros(10))
+    assert not torch.equal(s2['decode_head.conv_seg.calibration.logit_bias'],
+                           torch.zeros(10))
 
 
 def test_lws_stage2(seg_stage1, run_tool, tmp_path):
@@ -148,8 +148,7 @@ def test_fcn_r50_disalign_acceptance(data_root, run_tool, tmp_path):
 
     seg = osp.join(data_root, 'seg')
     data = [
-        f'{split}_dataloader.{key}'
-        for split in ('train', 'val', 'test')
+        f'{split}_dataloader.{key}' for split in ('train', 'val', 'test')
         for key in (f'dataset.data_root={seg}', 'num_workers=0',
                     'persistent_workers=False')
     ] + [
@@ -170,6 +169,6 @@ def test_fcn_r50_disalign_acceptance(data_root, run_tool, tmp_path):
     _assert_metrics(proc.stdout)
     ckpt = _ckpt(work)
     _frozen_unchanged(stage1, ckpt, 'decode_head.conv_seg.calibration.')
-    proc = run_tool('test.py', cfg, ckpt, '--work-dir',
-                    str(tmp_path / 'test'), '--cfg-options', *data)
+    proc = run_tool('test.py', cfg, ckpt, '--work-dir', str(tmp_path / 'test'),
+                    '--cfg-options', *data)
     _assert_metrics(proc.stdout)

@@ -42,10 +42,15 @@ def _check(res):
     # aAcc = 5 / 9; mIoU = (0.4 + 1/3 + 0.5 + 1/3) / 4 = 0.391667
     # mAcc = (2/3 + 1 + 0.5 + 1/3) / 4 = 0.625
     expected = {
-        'aAcc': 55.56, 'mIoU': 39.17, 'mAcc': 62.5,
-        'mIoU_head': 40.0, 'mAcc_head': 66.67,          # class 0
-        'mIoU_body': 41.67, 'mAcc_body': 75.0,          # (1/3 + .5) / 2
-        'mIoU_tail': 33.33, 'mAcc_tail': 33.33,         # class 3 (4 is nan)
+        'aAcc': 55.56,
+        'mIoU': 39.17,
+        'mAcc': 62.5,
+        'mIoU_head': 40.0,
+        'mAcc_head': 66.67,  # class 0
+        'mIoU_body': 41.67,
+        'mAcc_body': 75.0,  # (1/3 + .5) / 2
+        'mIoU_tail': 33.33,
+        'mAcc_tail': 33.33,  # class 3 (4 is nan)
     }
     assert set(res) == set(expected)
     for k, v in expected.items():
@@ -56,8 +61,12 @@ def test_pixel_splits_rule():
     assert pixel_splits(COUNTS) == SPLITS
     # with the unlabelled pixels in the denominator (total 200) the shares
     # halve: 0.25 is body, 0.01 / 0.005 stay tail, 0.135 / 0.1 body
-    assert pixel_splits(COUNTS, total=200) == {
-        'head': [], 'body': [0, 1, 2], 'tail': [3, 4]}
+    assert pixel_splits(
+        COUNTS, total=200) == {
+            'head': [],
+            'body': [0, 1, 2],
+            'tail': [3, 4]
+        }
 
 
 def test_groups_from_counts_splits_and_stats_file(tmp_path):
@@ -68,8 +77,8 @@ def test_groups_from_counts_splits_and_stats_file(tmp_path):
     _check(_evaluate(HeadBodyTailIoUMetric(stats_file=path)))
     # a stats file's own splits win over the pixel rule
     path2 = str(tmp_path / 'stats2.json')
-    ClassStats(counts=[1, 1, 1, 1, 1], unit='images',
-               splits=SPLITS).save(path2)
+    ClassStats(
+        counts=[1, 1, 1, 1, 1], unit='images', splits=SPLITS).save(path2)
     _check(_evaluate(HeadBodyTailIoUMetric(stats_file=path2)))
 
 
@@ -78,8 +87,14 @@ def test_ade20k_split_built_in():
     classes = ADE20KDataset.METAINFO['classes']  # spells 'bed ' with a space
     metric.dataset_meta = dict(classes=classes)
     groups = metric.resolve_groups(classes)
-    assert {k: len(v) for k, v in groups.items()} == {
-        'head': 20, 'body': 55, 'tail': 75}
+    assert {
+        k: len(v)
+        for k, v in groups.items()
+    } == {
+        'head': 20,
+        'body': 55,
+        'tail': 75
+    }
     assert groups['head'] == list(range(20))
     assert groups['tail'] == list(range(75, 150))
     # wall (0, head) right, sky (2, head) predicted as tree (4, head),

@@ -83,8 +83,10 @@ def test_seg_bad_labels_and_units(tool, data_root, tmp_path, monkeypatch):
         ])
     with pytest.raises(SystemExit, match='--unit instances'):
         tool.main([SEG_CFG, '--out', out, '--unit', 'instances'])
-    tool.main([SEG_CFG, '--out', out, '--unit', 'images', '--rule', 'none',
-               '--no-progress'])
+    tool.main([
+        SEG_CFG, '--out', out, '--unit', 'images', '--rule', 'none',
+        '--no-progress'
+    ])
     st = _load(out)
     _, images, _, _, _ = _png_counts(
         osp.join(data_root, 'seg', 'annotations', 'training'), 10)
