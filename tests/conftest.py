@@ -25,7 +25,9 @@ def _env(data_root: str) -> Dict[str, str]:
     env = dict(os.environ)
     env['LT_MM_DATA_ROOT'] = data_root
     env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
-    env.setdefault('OMP_NUM_THREADS', '2')
+    # one intra-op thread: robust under load (2 threads can be 5x slower
+    # when other processes compete for the 2 cores)
+    env.setdefault('OMP_NUM_THREADS', '1')
     env['MPLBACKEND'] = 'Agg'
     return env
 

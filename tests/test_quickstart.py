@@ -10,6 +10,7 @@ from tests.conftest import REPO
 
 def _run(args, timeout=1500):
     env = dict(os.environ, MPLBACKEND='Agg', PYTHONPATH=REPO)
+    env.setdefault('OMP_NUM_THREADS', '1')
     proc = subprocess.run([sys.executable, 'tools/quickstart.py', *args],
                           cwd=REPO,
                           env=env,

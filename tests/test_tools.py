@@ -108,6 +108,7 @@ def test_dist_train_two_cpu_processes(cls_stage1, run_tool, tmp_path):
     ]
     env_port['LT_MM_DATA_ROOT'] = run_tool.data_root
     env_port['PYTHONPATH'] = REPO
+    env_port.setdefault('OMP_NUM_THREADS', '1')
     proc = subprocess.run(
         cmd,
         cwd=REPO,

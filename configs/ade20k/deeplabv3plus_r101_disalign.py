@@ -29,6 +29,8 @@ model = dict(
     auxiliary_head=dict(loss_decode=dict(loss_weight=0.0)))
 
 custom_hooks = [dict(type='Stage2FreezeHook')]
+# frozen parameters get no gradient: required under DDP (multi-GPU)
+find_unused_parameters = True
 load_from = 'https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3plus/deeplabv3plus_r101-d8_512x512_160k_ade20k/deeplabv3plus_r101-d8_512x512_160k_ade20k_20200615_123232-38ed86bb.pth'  # noqa: E501
 
 max_iters = 8000

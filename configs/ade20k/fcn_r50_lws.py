@@ -26,6 +26,8 @@ model = dict(
     auxiliary_head=dict(loss_decode=dict(loss_weight=0.0)))
 
 custom_hooks = [dict(type='Stage2FreezeHook')]
+# frozen parameters get no gradient: required under DDP (multi-GPU)
+find_unused_parameters = True
 load_from = 'https://download.openmmlab.com/mmsegmentation/v0.5/fcn/fcn_r50-d8_512x512_160k_ade20k/fcn_r50-d8_512x512_160k_ade20k_20200615_100713-4edbc3b4.pth'  # noqa: E501
 
 max_iters = 8000

@@ -22,6 +22,8 @@ model = dict(
     auxiliary_head=dict(loss_decode=dict(loss_weight=0.0)))
 
 custom_hooks = [dict(type='Stage2FreezeHook')]
+# frozen parameters get no gradient: required under DDP (multi-GPU)
+find_unused_parameters = True
 load_from = None  # the stage-1 checkpoint: --cfg-options load_from=...
 
 optim_wrapper = dict(optimizer=dict(lr=0.01))

@@ -72,6 +72,7 @@ def test_ade20k_configs_build(path):
         assert cfg.load_from.startswith(
             'https://download.openmmlab.com/mmsegmentation/')
         assert cfg.custom_hooks[0].type == 'Stage2FreezeHook'
+        assert cfg.find_unused_parameters is True  # DDP with frozen params
         assert model.auxiliary_head.loss_decode.loss_weight == 0
         assert cfg.train_cfg.max_iters == 8000
         assert isinstance(model.decode_head.loss_decode, GRWCrossEntropyLoss)
