@@ -161,6 +161,7 @@ def _data_infos(dataset) -> list:
 
 # ----------------------------------------------------------------- counting
 def count_mmseg(datasets: list, progress: bool) -> Tuple[List[str], dict]:
+    """Pixels / images per class of mmseg datasets (label PNGs)."""
     from lt_mm.seg.datasets import count_seg_pixels
     classes = _classes(datasets[0])
     c = len(classes)
@@ -188,6 +189,7 @@ def count_mmseg(datasets: list, progress: bool) -> Tuple[List[str], dict]:
 
 
 def count_mmpretrain(datasets: list, progress: bool) -> Tuple[List[str], dict]:
+    """Images per class of mmpretrain datasets (get_gt_labels)."""
     classes = _classes(datasets[0])
     c = len(classes)
     images = np.zeros(c, np.int64)
@@ -209,6 +211,7 @@ def count_mmpretrain(datasets: list, progress: bool) -> Tuple[List[str], dict]:
 
 
 def count_mmdet(datasets: list, progress: bool) -> Tuple[List[str], dict]:
+    """Instances / images per class of mmdet datasets (data_list)."""
     classes = _classes(datasets[0])
     c = len(classes)
     instances = np.zeros(c, np.int64)
@@ -247,6 +250,7 @@ def count_mmdet(datasets: list, progress: bool) -> Tuple[List[str], dict]:
 # ------------------------------------------------------------------- groups
 def make_splits(toolbox: str, rule: str, classes: List[str], res: dict,
                 thr: dict) -> Tuple[str, Dict[str, List[int]]]:
+    """Class groups of ``rule`` (see the module docstring)."""
     from lt_mm.core.stats import (ade20k_class_stats, lvis_splits,
                                   ratio_splits, shot_splits)
     if rule == 'auto':
@@ -285,6 +289,7 @@ def _ade_name(classes: List[str]) -> Optional[str]:
 
 
 def main(argv=None) -> str:
+    """Run the tool; returns the path of the written JSON."""
     args = parse_args(argv)
     from lt_mm.core.stats import ClassStats
     from lt_mm.engine.runner_utils import load_config
