@@ -28,7 +28,7 @@ read with ``stats_file=``. Group rules (``--rule``):
   mmpretrain -> ``shot``; mmdet -> ``lvis``;
 * ``ade20k``: DisAlign Table 16 head/body/tail labels;
 * ``pixel``: head/body/tail by share of the labelled pixels, DisAlign's
-  1 % / 0.1 % rescaled to C classes (``lt_mm.seg.metrics.pixel_splits``;
+  1 % / 0.1 % rescaled to C classes (``lt_mm.core.stats.pixel_splits``;
   thresholds ``head_share``, ``tail_share``);
 * ``ratio``: head/body/tail by share of *all* pixels (unlabelled ones
   included, the paper's definition) with absolute thresholds (``head_thr``,
@@ -272,7 +272,7 @@ def make_splits(toolbox: str, rule: str, classes: List[str], res: dict,
         if 'pixels' not in res:
             raise ValueError(f'--rule {rule} needs pixel counts (mmseg).')
         if rule == 'pixel':
-            from lt_mm.seg.metrics import pixel_splits
+            from lt_mm.core.stats import pixel_splits
             return rule, pixel_splits(res['pixels'], **thr)
         thr.setdefault('total', res['total'])
         return rule, ratio_splits(res['pixels'], **thr)

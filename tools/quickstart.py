@@ -89,10 +89,10 @@ def main(argv=None):
         print(f'[{time.time() - t_start:6.1f}s] {msg}', flush=True)
 
     from lt_mm.quickstart.data import build_task_data
-    from lt_mm.quickstart.report import (classifier_norms, plot_per_class_accuracy,
-                                         plot_sweeps, plot_weight_norms,
-                                         print_table, results_table,
-                                         write_tables)
+    from lt_mm.quickstart.report import (classifier_norms,
+                                         plot_per_class_accuracy, plot_sweeps,
+                                         plot_weight_norms, print_table,
+                                         results_table, write_tables)
     from lt_mm.quickstart.runs import QUICKSTART_CONFIGS, run_task
 
     size = 'fast' if args.fast else 'full'

@@ -12,8 +12,8 @@
 """
 from .causal_norm import (CausalNormClassifier, background_exempt_log_probs,
                           causal_norm_logits, suggest_alpha, tde_logits)
-from .cdt import (CDTCrossEntropy, cdt_logits, cdt_temperatures,
-                  logit_adjust, nc_tau_adjust)
+from .cdt import (CDTCrossEntropy, cdt_logits, cdt_temperatures, logit_adjust,
+                  nc_tau_adjust)
 from .checks import as_counts, check_choice, check_range
 from .decoupling import (CosineClassifier, LearnableWeightScaling,
                          class_centroids, ncm_logits, reinit_classifier,

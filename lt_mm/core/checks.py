@@ -85,5 +85,6 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     """Raise a clear ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ValueError(
-            f'{name}={value!r} is not supported; choose one of {list(choices)}.')
+            f'{name}={value!r} is not supported; choose one of '
+            f'{list(choices)}.')
     return value

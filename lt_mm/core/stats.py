@@ -579,3 +579,50 @@ def ade20k_class_stats() -> ClassStats:
     tail = 75-149.
     """
     return _load_builtin('ade20k')
+
+
+#: DisAlign's ADE20K thresholds (1 % and 0.1 % of all pixels at C = 150)
+#: expressed as multiples of the uniform share 1 / C.
+HEAD_SHARE = 1.5
+TAIL_SHARE = 0.15
+
+
+def pixel_splits(counts: Sequence[float],
+                 total: Optional[float] = None,
+                 head_share: float = HEAD_SHARE,
+                 tail_share: float = TAIL_SHARE) -> Dict[str, List[int]]:
+    """Head/body/tail classes from pixel counts (DisAlign Table 16 rule).
+
+    ``r_c = n_c / total``; head: ``r_c > head_share / C``, tail:
+    ``r_c <= tail_share / C``, body in between (``lt_mm.core.stats.
+    ratio_splits``). With C = 150 the defaults are DisAlign's 1 % and
+    0.1 %; for other C they keep the same relation to the uniform share
+    ``1 / C`` (the paper's absolute thresholds would put every class of a
+    10-class dataset into *head*).
+
+    ``total`` defaults to the *labelled* pixels, ``sum(counts)``: the
+    paper's ratios are fractions of all pixels, unlabelled ones included
+    (ADE20K: 7 % unlabelled), but on data sets where most pixels are
+    unlabelled ("other" / ignore) such ratios say little about the balance
+    between the classes. For ADE20K itself lt_mm uses the paper's own
+    labels (``ade20k_class_stats().splits``).
+
+    Args:
+        counts: pixels per class, shape (C,).
+        total: denominator; default ``sum(counts)``.
+        head_share, tail_share: thresholds as multiples of ``1 / C``.
+
+    Returns:
+        dict: ``{'head': [...], 'body': [...], 'tail': [...]}``.
+    """
+    n = as_counts(counts, allow_zero=True)
+    c = n.numel()
+    head_share = check_range('head_share', head_share, 0.0, c)
+    tail_share = check_range(
+        'tail_share',
+        tail_share,
+        0.0,
+        head_share,
+        hint='tail_share must not exceed head_share.')
+    return ratio_splits(
+        n, head_thr=head_share / c, tail_thr=tail_share / c, total=total)

@@ -26,7 +26,6 @@ from torch import Tensor
 from lt_mm.core.cdt import cdt_logits, cdt_temperatures
 from lt_mm.core.checks import check_choice, check_range
 from lt_mm.core.grw import grw_class_weights, grw_cross_entropy
-
 from .counts import resolve_det_counts
 
 REDUCTIONS = ('none', 'mean', 'sum')

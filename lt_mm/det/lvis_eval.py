@@ -226,9 +226,9 @@ def evaluate_lvis(gt: Union[str, LVIS],
     if iou_type not in IOU_TYPES:
         raise ValueError(f'iou_type={iou_type!r} is not supported; choose '
                          f'one of {list(IOU_TYPES)}.')
-    if isinstance(max_dets, bool) or not isinstance(
-            max_dets,
-        (int, np.integer)) or not (max_dets >= 1 or max_dets == -1):
+    is_int = isinstance(max_dets, (int, np.integer)) and not isinstance(
+        max_dets, bool)
+    if not is_int or not (max_dets >= 1 or max_dets == -1):
         raise ValueError(f'max_dets={max_dets!r} must be a positive integer '
                          '(LVIS uses 300) or -1 for no limit.')
     if isinstance(gt, str):

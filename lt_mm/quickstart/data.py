@@ -12,7 +12,7 @@ import os
 import os.path as osp
 from typing import Dict
 
-from lt_mm.core.stats import ClassStats, lvis_splits, ratio_splits
+from lt_mm.core.stats import ClassStats, lvis_splits, pixel_splits
 from lt_mm.toydata import make_ade20k, make_imagenet_lt, make_lvis
 
 # full quickstart sizes (about a minute of data writing on 2 cores) and the
@@ -77,16 +77,15 @@ def build_task_data(task: str,
         summary = make_ade20k(root, **params)
         # pixel statistics (head / body / tail by pixel ratio) that the
         # head/body/tail metric and the per-pixel methods read
+        # head / body / tail by share of the labelled pixels, the rule
+        # tools/class_stats.py applies to non-ADE20K data (pixel_splits)
         counts = [float(c) for c in summary['pixel_counts']]
-        total = float(sum(counts) + summary['other_pixels'])
         ClassStats(
             counts=counts,
             unit='pixels',
             names=[f'digit_{i}' for i in range(len(counts))],
-            splits=ratio_splits(
-                counts, head_thr=0.03, tail_thr=0.009, total=total),
-            dataset='quickstart digits (ADE20K layout)',
-            extra=dict(total=total, head_thr=0.03, tail_thr=0.009)).save(
+            splits=pixel_splits(counts),
+            dataset='quickstart digits (ADE20K layout)').save(
                 osp.join(root, 'class_stats.json'))
     elif task == 'det':
         summary = make_lvis(root, **params)

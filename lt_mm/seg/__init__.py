@@ -15,7 +15,6 @@ Importing this package also imports :mod:`lt_mm.engine` (Stage2FreezeHook,
 samplers, safe checkpoint loading).
 """
 import lt_mm.engine  # noqa: F401  (root-registry hooks, safe loading)
-
 from .classifiers import (CausalNormConvSeg, DisAlignConvSeg, LWSConvSeg,
                           TauNormConvSeg)
 from .datasets import ADE20KLTDataset, count_seg_pixels, load_seg_label

@@ -25,8 +25,7 @@ from torch import Tensor
 
 from lt_mm.core.cdt import cdt_logits, cdt_temperatures
 from lt_mm.core.checks import check_choice, check_range
-from lt_mm.core.grw import (GRW_REDUCTIONS, grw_class_weights,
-                            grw_cross_entropy)
+from lt_mm.core.grw import GRW_REDUCTIONS, grw_class_weights, grw_cross_entropy
 from lt_mm.core.stats import resolve_counts
 
 

@@ -185,14 +185,13 @@ def _place(sides: List[int],
     return [out[i] for i in range(len(sides))]
 
 
-def make_lvis(
-    root: str,
-    num_classes: int = 8,
-    num_train: int = 24,
-    num_val: int = 8,
-    image_size: int = 64,
-    seed: int = 0,
-    instance_size: Tuple[float, float] = (0.2, 0.5)) -> Dict:
+def make_lvis(root: str,
+              num_classes: int = 8,
+              num_train: int = 24,
+              num_val: int = 8,
+              image_size: int = 64,
+              seed: int = 0,
+              instance_size: Tuple[float, float] = (0.2, 0.5)) -> Dict:
     """Write a tiny long-tailed instance-segmentation set in LVIS v1 format.
 
     Category ``c + 1`` (1-based ids, as in LVIS) is handwritten digit ``c``.

@@ -14,8 +14,7 @@ import pytest
 from lvis import LVIS, LVISEval, LVISResults
 from pycocotools import mask as mask_utils
 
-from lt_mm.det.lvis_eval import (LVIS_METRIC_KEYS, LVISEvalNumpy2,
-                                 evaluate_lvis)
+from lt_mm.det.lvis_eval import LVIS_METRIC_KEYS, LVISEvalNumpy2, evaluate_lvis
 from lt_mm.toydata import make_lvis
 
 

@@ -131,10 +131,10 @@ def test_fcn_r50_disalign_acceptance(data_root, run_tool, tmp_path):
     checkpoint, {'state_dict': ...}. The tiny data use ADE20K's layout
     (labels 1..10 -> the first 10 ADE20K classes).
     """
+    import mmseg
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
-    import mmseg
     stock = Config.fromfile(
         osp.join(
             osp.dirname(mmseg.__file__), '.mim', 'configs', 'fcn',

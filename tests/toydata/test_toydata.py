@@ -281,8 +281,8 @@ def toy_lvis(tmp_path_factory):
 
 def test_lvis_layout_and_loaders(toy_lvis):
     from lvis import LVIS
-    from pycocotools.coco import COCO
     from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
     root = toy_lvis['root']
     all_img_ids, all_ann_ids = [], []
     for split in ('train', 'val'):
