@@ -626,3 +626,27 @@ def pixel_splits(counts: Sequence[float],
         hint='tail_share must not exceed head_share.')
     return ratio_splits(
         n, head_thr=head_share / c, tail_thr=tail_share / c, total=total)
+
+
+def write_stats_cache(stats: ClassStats, path: str) -> bool:
+    """Save ``stats`` to ``path`` atomically, as a cache.
+
+    The file is written under a temporary name and moved into place, so
+    several DDP ranks writing the same cache never leave a torn file. A
+    failure (read-only data folder, ...) only warns: a cache is optional.
+
+    Returns:
+        bool: whether the cache was written.
+    """
+    import warnings
+    tmp = f'{path}.{os.getpid()}.tmp'
+    try:
+        stats.save(tmp)
+        os.replace(tmp, path)
+        return True
+    except OSError as e:
+        warnings.warn(f'could not cache class statistics at {path!r} ({e}); '
+                      'they will be recomputed next time.')
+        if osp.exists(tmp):
+            os.remove(tmp)
+        return False

@@ -31,10 +31,10 @@ import argparse
 import json
 import os
 import os.path as osp
-import warnings
 from typing import List, Optional, Sequence
 
-from lt_mm.core.stats import ClassStats, lvis_splits, resolve_counts
+from lt_mm.core.stats import (ClassStats, lvis_splits, resolve_counts,
+                              write_stats_cache)
 
 #: LVIS category field per ``lt_mm.class_stats/v1`` unit.
 LVIS_COUNT_FIELDS = {'images': 'image_count', 'instances': 'instance_count'}
@@ -83,18 +83,6 @@ def _read_cache(path: str, fingerprint: List[int]) -> Optional[ClassStats]:
             extra.get('fingerprint') != fingerprint:
         return None
     return stats
-
-
-def _write_cache(stats: ClassStats, path: str) -> None:
-    tmp = f'{path}.{os.getpid()}.tmp'
-    try:
-        stats.save(tmp)
-        os.replace(tmp, path)  # atomic: safe with several ranks
-    except OSError as e:
-        warnings.warn(f'could not cache class statistics at {path!r} ({e}); '
-                      'they will be recomputed next time.')
-        if osp.exists(tmp):
-            os.remove(tmp)
 
 
 def lvis_class_stats(ann_file: str,
@@ -169,7 +157,7 @@ def lvis_class_stats(ann_file: str,
             category_ids=cat_ids,
             frequency=freq if all(f is not None for f in freq) else None))
     if cache_file:
-        _write_cache(stats, cache_file)
+        write_stats_cache(stats, cache_file)
     return stats
 
 
