@@ -144,17 +144,21 @@ def test_one_stage_tde_and_cdt(cls_stage1, run_tool, tmp_path):
     ckpt = last_checkpoint(str(tmp_path / 'tde'))
     sd = _state(ckpt)
     assert sd['head.fc.head_direction'].abs().sum() > 0  # updated, saved
+    log = _test(run_tool, 'tde', ckpt, tmp_path / 'tde_test',
+                'model.head.alpha=0.5')()
+    # the sweep runs alone: its timings are compared below
     out = tmp_path / 'sweep.json'
-    log, sweep = _parallel(
-        _test(run_tool, 'tde', ckpt, tmp_path / 'tde_test',
-              'model.head.alpha=0.5'),
-        lambda: run_tool('analysis/sweep_posthoc.py', _cfg('tde'), ckpt,
-                         '--split', 'test', '--out', str(out)))
-    assert set(_metrics(log)) >= {'many', 'medium', 'few'}
+    sweep = run_tool('analysis/sweep_posthoc.py', _cfg('tde'), ckpt, '--split',
+                     'test', '--out', str(out))
+    printed = _metrics(log)
     assert 'TDE (Eq. 8): alpha' in sweep.stdout
     res = json.loads(out.read_text())
     curve = res['curves']['test']['tde_alpha']
     assert curve['values'][0] == 0.0 and len(curve['values']) == 17
+    # the sweep on cached features reproduces tools/test.py at alpha = 0.5
+    row = curve['metrics'][curve['values'].index(0.5)]
+    for k in ('top1', 'balanced', 'many', 'medium', 'few'):
+        assert row[k] == pytest.approx(printed[k], abs=1e-3), k
     assert 'taunorm' in res['skipped']  # a TDE head has no linear fc
     t = res['timing']
     assert t['sweep_s'] < t['feature_extraction_s'], t

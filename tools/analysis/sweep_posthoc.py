@@ -110,6 +110,17 @@ def _loader_cfg(cfg, split):
     return loader
 
 
+def _no_nan(obj):
+    """NaN (a group without test sample) -> null, for strict JSON."""
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_no_nan(v) for v in obj]
+    return obj
+
+
 def _fmt(v):
     return '   nan' if v != v else f'{v:6.2f}'
 
@@ -145,7 +156,11 @@ def main(argv=None):
         f'sweep_posthoc_{time.time()}', scope_name=cfg.default_scope)
     from mmpretrain.registry import METRICS, MODELS
 
-    model = MODELS.build(cfg.model)
+    model_cfg = cfg.model.copy()
+    if cfg.get('data_preprocessor') is not None:
+        # as mmengine's Runner does: the top-level preprocessor (mean/std)
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    model = MODELS.build(model_cfg)
     load_checkpoint(model, args.checkpoint, map_location='cpu')
     model.eval()
     head = model.head
@@ -297,7 +312,7 @@ def main(argv=None):
                 num_images=n_img,
                 num_settings=n_settings))
         with open(args.out, 'w', encoding='utf-8') as f:
-            json.dump(payload, f, indent=1)
+            json.dump(_no_nan(payload), f, indent=1)
         print(f'curves written to {args.out}')
 
 

@@ -220,14 +220,3 @@ class CosineClsHead(LongTailHeadMixin, ClsHead):
         self.fc = CosineClassifier(in_channels, num_classes, scale,
                                    learn_scale)
         self._init_long_tail(posthoc)
-
-
-def head_of(model) -> 'LongTailHeadMixin':
-    """The lt_mm head of an mmpretrain classifier (unwrapping DDP)."""
-    from mmengine.model import is_model_wrapper
-    if is_model_wrapper(model):
-        model = model.module
-    head = getattr(model, 'head', None)
-    if head is None:
-        raise ValueError(f'{type(model).__name__} has no head.')
-    return head
