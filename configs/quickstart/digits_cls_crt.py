@@ -2,7 +2,7 @@
 # backbone is frozen, `head.fc` is re-initialised when the stage-1
 # checkpoint is loaded and re-trained with class-balanced sampling
 # (Decoupling Sec. 5: 10 epochs, class-aware sampler with 4 samples per
-# class; shortened for the toy set).
+# class; the same on the toy set, whose epochs are a few iterations).
 # Stage-1 checkpoint on the command line: --cfg-options load_from=...
 _base_ = './digits_cls_resnet_stage1.py'
 
@@ -17,6 +17,6 @@ load_from = None  # the stage-1 checkpoint, given with --cfg-options
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
-param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True, T_max=4)
-train_cfg = dict(by_epoch=True, max_epochs=4, val_interval=2)
-default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=1))
+param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True, T_max=10)
+train_cfg = dict(by_epoch=True, max_epochs=10, val_interval=5)
+default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=1))

@@ -1,7 +1,8 @@
 # DisAlign stage 2 (Zhang et al., CVPR 2021) on the quickstart digits: the
 # stage-1 classifier `head.fc` is kept frozen and the calibration
 # (alpha = logit_scale, beta = logit_bias, sigma(x) = confidence_layer) is
-# learned with the GRW loss (rho = 1.2, DisAlign Sec. A.1 / Table 1).
+# learned with the GRW loss (rho = 1.2, 10 epochs: DisAlign Sec. A.1 /
+# Table 1).
 # Stage-1 checkpoint on the command line:
 #   python tools/train.py configs/quickstart/digits_cls_disalign.py \
 #       --work-dir work_dirs/digits_cls_disalign \
@@ -25,6 +26,6 @@ load_from = None  # the stage-1 checkpoint, given with --cfg-options
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
-param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True, T_max=4)
-train_cfg = dict(by_epoch=True, max_epochs=4, val_interval=2)
-default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=1))
+param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True, T_max=10)
+train_cfg = dict(by_epoch=True, max_epochs=10, val_interval=5)
+default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=1))

@@ -1,7 +1,7 @@
 # LWS, learnable weight scaling (Kang et al., ICLR 2020, Eq. 4): the
 # stage-1 classifier is frozen and only the per-class scales
 # `head.lws.scales` are learned with class-balanced sampling (Decoupling:
-# 5 epochs; shortened for the toy set).
+# 5 epochs, as here).
 # Stage-1 checkpoint on the command line: --cfg-options load_from=...
 _base_ = './digits_cls_resnet_stage1.py'
 
@@ -16,6 +16,6 @@ load_from = None  # the stage-1 checkpoint, given with --cfg-options
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
-param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True, T_max=3)
-train_cfg = dict(by_epoch=True, max_epochs=3, val_interval=3)
-default_hooks = dict(checkpoint=dict(interval=3, max_keep_ckpts=1))
+param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True, T_max=5)
+train_cfg = dict(by_epoch=True, max_epochs=5, val_interval=5)
+default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=1))
