@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import os.path as osp
-import warnings
 from typing import List, Optional, Sequence, Tuple, Union
 
-from lt_mm.core.stats import ClassStats, resolve_counts, shot_splits
+from lt_mm.core.stats import (ClassStats, resolve_counts, shot_splits,
+                              write_stats_cache)
 
 #: Default many/medium/few thresholds of the ImageNet-LT protocol.
 MANY_THR = 100
@@ -167,7 +166,7 @@ def class_stats_from_list(ann_file: str,
             many_thr=many_thr,
             few_thr=few_thr))
     if cache_file:
-        _write_cache(stats, str(cache_file))
+        write_stats_cache(stats, str(cache_file))
     return stats
 
 
@@ -189,18 +188,6 @@ def _read_cache(path: str, digest: Optional[str], num_classes: Optional[int],
         stats.splits = shot_splits(stats.counts, many_thr, few_thr)
         stats.extra.update(many_thr=many_thr, few_thr=few_thr)
     return stats
-
-
-def _write_cache(stats: ClassStats, path: str) -> None:
-    tmp = f'{path}.{os.getpid()}.tmp'
-    try:
-        stats.save(tmp)
-        os.replace(tmp, path)  # atomic: safe with several ranks
-    except OSError as e:
-        warnings.warn(f'could not cache class statistics at {path!r} ({e}); '
-                      'they will be recomputed next time.')
-        if osp.exists(tmp):
-            os.remove(tmp)
 
 
 def resolve_cls_counts(counts=None,
