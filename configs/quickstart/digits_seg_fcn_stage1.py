@@ -71,8 +71,8 @@ val_evaluator = dict(
     stats_file=data_root + '/class_stats.json')
 test_evaluator = val_evaluator
 
-optim_wrapper = dict(optimizer=dict(lr=0.02))
-max_iters = 600
+optim_wrapper = dict(optimizer=dict(lr=0.03))
+max_iters = 400
 param_scheduler = [
     dict(
         type='PolyLR',

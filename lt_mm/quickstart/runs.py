@@ -9,6 +9,7 @@ stage-1 work dir that already holds a checkpoint is reused.
 from __future__ import annotations
 
 import glob
+import numbers
 import os
 import os.path as osp
 from dataclasses import dataclass, field
@@ -174,7 +175,7 @@ def run_config(config: str,
     return RunResult(
         metrics={k: float(v)
                  for k, v in metrics.items()
-                 if isinstance(v, (int, float))},
+                 if isinstance(v, numbers.Real) or getattr(v, 'ndim', 1) == 0},
         work_dir=work_dir,
         checkpoint=ckpt,
         per_class=per_class,
