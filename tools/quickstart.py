@@ -29,6 +29,7 @@ import os.path as osp
 import runpy
 import sys
 import time
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -63,7 +64,8 @@ def _sweep(config, ckpt, out, log):
     saved = sys.argv
     try:
         sys.argv = ['sweep_posthoc.py'] + argv
-        with contextlib.redirect_stdout(buf):
+        with contextlib.redirect_stdout(buf), warnings.catch_warnings():
+            warnings.simplefilter('ignore')
             runpy.run_path(
                 tool_path('analysis', 'sweep_posthoc.py'),
                 run_name='__main__')

@@ -162,15 +162,22 @@ def plot_sweeps(path: str, sweeps: Dict[str, dict]) -> Optional[str]:
     """
     panels = []
     for label, payload in sweeps.items():
-        for split, by_name in payload.get('curves', {}).items():
-            for name, c in by_name.items():
-                panels.append((f'{label}: {name} [{split}]', c))
+        curves = payload.get('curves', {})
+        # the split the values are reported on (test), not the selection one
+        split = 'test' if 'test' in curves else next(iter(curves), None)
+        for name, c in curves.get(split, {}).items():
+            panels.append((f'{label}: {name} [{split}]', c))
     if not panels:
         return None
     plt = _plt()
-    n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.6), squeeze=False)
-    for ax, (title, c) in zip(axes[0], panels):
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(panels):]:
+        ax.axis('off')
+    for ax, (title, c) in zip(flat, panels):
         xs = c['values']
         for key, style in (('top1', '-'), ('many', ':'), ('medium', '-.'),
                            ('few', '--')):
@@ -180,7 +187,7 @@ def plot_sweeps(path: str, sweeps: Dict[str, dict]) -> Optional[str]:
         ax.set_xlabel('alpha' if 'alpha' in title else 'tau')
         ax.set_ylabel('accuracy (%)')
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    flat[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
