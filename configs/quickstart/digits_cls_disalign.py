@@ -6,7 +6,7 @@
 # Stage-1 checkpoint on the command line:
 #   python tools/train.py configs/quickstart/digits_cls_disalign.py \
 #       --work-dir work_dirs/digits_cls_disalign \
-#       --cfg-options load_from=work_dirs/digits_cls_resnet_stage1/epoch_16.pth
+#       --cfg-options load_from=work_dirs/digits_cls_resnet_stage1/epoch_30.pth
 _base_ = './digits_cls_resnet_stage1.py'
 
 data_root = '{{$LT_MM_DATA_ROOT:data/quickstart}}/cls'

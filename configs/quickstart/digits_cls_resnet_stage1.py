@@ -80,11 +80,11 @@ test_evaluator = val_evaluator
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
 param_scheduler = dict(
-    _delete_=True, type='CosineAnnealingLR', by_epoch=True, T_max=16)
-train_cfg = dict(by_epoch=True, max_epochs=16, val_interval=16)
+    _delete_=True, type='CosineAnnealingLR', by_epoch=True, T_max=30)
+train_cfg = dict(by_epoch=True, max_epochs=30, val_interval=30)
 auto_scale_lr = dict(enable=False, base_batch_size=32)
 
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=16, max_keep_ckpts=1))
+    checkpoint=dict(type='CheckpointHook', interval=30, max_keep_ckpts=1))
 randomness = dict(seed=0, deterministic=False)

@@ -20,12 +20,12 @@ from lt_mm.toydata import make_ade20k, make_imagenet_lt, make_lvis
 SIZES: Dict[str, Dict[str, dict]] = {
     'full': {
         # ImageNet-LT list format, 10 classes, imbalance ratio 50 (counts
-        # 150 ... 3), balanced val (5) and test (20) per class
+        # 100 ... 2), balanced val (5) and test (20) per class
         'cls':
         dict(
             num_classes=10,
             imbalance_ratio=50,
-            max_per_class=150,
+            max_per_class=100,
             val_per_class=5,
             test_per_class=20,
             image_size=32),
