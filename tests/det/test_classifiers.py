@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 from mmengine.config import ConfigDict
-from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 from torch.testing import assert_close
 
@@ -17,7 +16,6 @@ import lt_mm.det  # noqa: F401  (registers the modules)
 from lt_mm.core.causal_norm import (CausalNormClassifier, causal_norm_logits,
                                     tde_logits)
 
-init_default_scope('mmdet')
 from mmdet.models.task_modules.assigners import AssignResult  # noqa: E402
 from mmdet.models.task_modules.samplers import SamplingResult  # noqa: E402
 from mmdet.registry import MODELS  # noqa: E402

@@ -10,7 +10,6 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
 import lt_mm.det  # noqa: F401
 from lt_mm.det.classifiers import (CausalNormLinear, CosineLinear,
@@ -18,7 +17,6 @@ from lt_mm.det.classifiers import (CausalNormLinear, CosineLinear,
                                    TauNormLinear)
 from lt_mm.det.losses import CDTLoss, GRWLoss
 
-init_default_scope('mmdet')
 from mmdet.registry import MODELS  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -8,7 +8,6 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.registry import init_default_scope
 from torch.testing import assert_close
 
 import lt_mm.det  # noqa: F401
@@ -16,7 +15,6 @@ from lt_mm.core.stats import ClassStats
 from lt_mm.det.counts import lvis_class_stats, resolve_det_counts
 from lt_mm.toydata import make_lvis
 
-init_default_scope('mmdet')
 from mmdet.registry import MODELS  # noqa: E402
 
 

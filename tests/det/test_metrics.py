@@ -10,13 +10,11 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from mmengine.registry import init_default_scope
 from pycocotools import mask as mask_utils
 
 import lt_mm.det  # noqa: F401
 from lt_mm.det.lvis_eval import LVIS_METRIC_KEYS
 
-init_default_scope('mmdet')
 from mmdet.registry import METRICS  # noqa: E402
 
 

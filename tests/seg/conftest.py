@@ -37,3 +37,11 @@ def seg_stats(data_root) -> dict:
 def seg_stage1(seg_stats, seg_stage1) -> dict:
     """The session stage-1 checkpoint, trained after the statistics exist."""
     return seg_stage1
+
+
+@pytest.fixture(autouse=True)
+def _mmseg_scope():
+    """Every segmentation test builds in mmseg's scope."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        yield
