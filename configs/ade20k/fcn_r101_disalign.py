@@ -10,42 +10,10 @@
 #   python tools/train.py configs/ade20k/fcn_r101_disalign.py
 #   python tools/test.py configs/ade20k/fcn_r101_disalign.py \
 #       work_dirs/fcn_r101_disalign/iter_8000.pth
-_base_ = 'mmseg::fcn/fcn_r101-d8_4xb4-160k_ade20k-512x512.py'
+# Everything but the backbone depth and the stage-1 checkpoint is inherited
+# from fcn_r50_disalign.py (mmseg's FCN-R101 config differs from FCN-R50 only
+# in depth and ImageNet init, which stage 2 does not use).
+_base_ = './fcn_r50_disalign.py'
 
-custom_imports = dict(imports=['lt_mm.seg'], allow_failed_imports=False)
-
-model = dict(
-    pretrained=None,  # every weight comes from the stage-1 checkpoint
-    decode_head=dict(
-        type='LTDecodeHead',
-        head_type='FCNHead',
-        classifier=dict(type='DisAlignConvSeg'),
-        loss_decode=dict(
-            _delete_=True,
-            type='GRWCrossEntropyLoss',
-            rho=0.3,
-            stats_file='builtin:ade20k',
-            reduction='mean')),
-    auxiliary_head=dict(loss_decode=dict(loss_weight=0.0)))
-
-custom_hooks = [dict(type='Stage2FreezeHook')]
-# frozen parameters get no gradient: required under DDP (multi-GPU)
-find_unused_parameters = True
+model = dict(backbone=dict(depth=101))
 load_from = 'https://download.openmmlab.com/mmsegmentation/v0.5/fcn/fcn_r101-d8_512x512_160k_ade20k/fcn_r101-d8_512x512_160k_ade20k_20200615_105816-fd192bd5.pth'  # noqa: E501
-
-max_iters = 8000
-param_scheduler = [
-    dict(
-        type='PolyLR',
-        eta_min=1e-4,
-        power=0.9,
-        begin=0,
-        end=max_iters,
-        by_epoch=False)
-]
-train_cfg = dict(max_iters=max_iters, val_interval=800)
-default_hooks = dict(checkpoint=dict(interval=800))
-
-# aAcc / mIoU / mAcc + mIoU_head/body/tail, mAcc_head/body/tail (Table 16)
-val_evaluator = dict(type='HeadBodyTailIoUMetric')
-test_evaluator = val_evaluator
