@@ -1,6 +1,5 @@
-# Stage 1 with a cosine classifier (the Baseline* row of DisAlign Table 1;
-# stage 1 of DisAlign*): same recipe as the linear stage 1, cosine head
-# with scale 16 (TDE's value).
+# Stage 1 with a cosine classifier, scale 16 (DisAlign Table 1 "Baseline*";
+# the stage 1 of DisAlign*).
 _base_ = './resnext50_32x4d_stage1_90e_imagenet-lt.py'
 
 model = dict(

@@ -1,9 +1,5 @@
-# DisAlign stage 2 on the linear classifier (DisAlign Table 1 / Table 10,
-# "DisAlign" row, X-50): frozen stage-1 model, learn alpha, beta and
-# sigma(x) with the GRW loss, rho = 1.2, 10 epochs, SGD lr 0.1 (batch 256 =
-# 8 GPUs x 32), cosine, wd 5e-4 (DisAlign Sec. A.1 and the reference
-# config resx50...90e.disalign.10e).
-# Stage-1 checkpoint: --cfg-options load_from=work_dirs/<stage1>/epoch_90.pth
+# DisAlign stage 2, linear classifier (DisAlign, CVPR 2021, Table 1 / Table
+# 10 "DisAlign", X-50): rho = 1.2, 10 epochs (Sec. A.1). Details: README.md.
 _base_ = './resnext50_32x4d_stage1_90e_imagenet-lt.py'
 
 train_list = 'data/imagenet_lt/ImageNet_LT_train.txt'
@@ -16,12 +12,11 @@ model = dict(
             train_ann_file=train_list)))
 
 custom_hooks = [dict(type='Stage2FreezeHook')]
-load_from = None  # required: the stage-1 checkpoint
+load_from = None  # required: --cfg-options load_from=<stage-1 checkpoint>
 
 train_dataloader = dict(batch_size=32)
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
-param_scheduler = dict(T_max=10)
 train_cfg = dict(by_epoch=True, max_epochs=10, val_interval=2)
 auto_scale_lr = dict(base_batch_size=256)
 default_hooks = dict(checkpoint=dict(interval=2))

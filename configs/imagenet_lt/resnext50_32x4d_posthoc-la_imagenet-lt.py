@@ -1,6 +1,5 @@
-# Post-hoc logit adjustment z_c - tau * log N_c, tau = 1 (the "Logit
-# Adjust (post)" row of DisAlign Table 1) on the ImageNet-LT stage-1 model.
-# No training: python tools/test.py CONFIG STAGE1.pth
+# Post-hoc logit adjustment z_c - tau * log N_c, tau = 1 (DisAlign Table 1
+# "Logit Adjust (post)"); test only.
 _base_ = './resnext50_32x4d_stage1_90e_imagenet-lt.py'
 
 train_list = 'data/imagenet_lt/ImageNet_LT_train.txt'

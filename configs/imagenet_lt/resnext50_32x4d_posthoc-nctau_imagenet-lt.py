@@ -1,7 +1,5 @@
-# CDT's post-hoc rule z_c / N_c ** tau (Ye et al., Eq. 5; "ERM + N_c^tau"
-# of CDT Table 3) on the ImageNet-LT stage-1 model. No training; tau is
-# chosen on val (tools/analysis/sweep_posthoc.py --select-on val
-# --report test); 0.5 is a starting point.
+# CDT's post-hoc rule z_c / N_c ** tau (Ye et al., Eq. 5; CDT Table 3
+# "ERM + N_c^tau"); test only, tau chosen on val (README.md).
 _base_ = './resnext50_32x4d_stage1_90e_imagenet-lt.py'
 
 train_list = 'data/imagenet_lt/ImageNet_LT_train.txt'

@@ -1,16 +1,5 @@
-# ImageNet-LT stage 1 ("joint" training, instance-balanced sampling):
-# ResNeXt-50 32x4d from scratch, 90 epochs, batch 512 (8 GPUs x 64), SGD
-# lr 0.2 momentum 0.9 wd 5e-4, cosine to 0, RandomResizedCrop 224 + flip +
-# ColorJitter(0.4, 0.4, 0.4). Hyper-parameters: Decoupling (Kang et al.,
-# ICLR 2020) Sec. 5 "Implementation", the "Joint" rows of Table 2; the same
-# recipe is the stage 1 of TDE Table 2 and DisAlign Table 1.
-#
-# Data: the official ImageNet-LT lists (ImageNet_LT_{train,val,test}.txt,
-# lines "train/n01440764/n01440764_10026.JPEG 0") in data/imagenet_lt with
-# the ImageNet images below it (data/imagenet_lt/train/..., .../val/...).
-# Class counts / many-medium-few splits are computed from the training list
-# (cached as data/imagenet_lt/ImageNet_LT_train_class_stats.json); a stats
-# file from tools/class_stats.py can be given instead (stats_file=...).
+# ImageNet-LT stage 1 ("joint", instance-balanced): ResNeXt-50 32x4d, 90
+# epochs (Decoupling, ICLR 2020, Sec. 5 / Table 2 "Joint"). Data: README.md.
 _base_ = 'mmpretrain::resnext/resnext50-32x4d_8xb32_in1k.py'
 
 custom_imports = dict(imports=['lt_mm.cls'], allow_failed_imports=False)
@@ -47,27 +36,15 @@ train_dataloader = dict(
         pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True))
 val_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
+    train_dataloader,
     dataset=dict(
-        _delete_=True,
-        type='ImageNetLTDataset',
-        data_root=data_root,
+        train_dataloader['dataset'],
         ann_file='ImageNet_LT_val.txt',
-        num_classes=num_classes,
         pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False))
 test_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    dataset=dict(
-        _delete_=True,
-        type='ImageNetLTDataset',
-        data_root=data_root,
-        ann_file='ImageNet_LT_test.txt',
-        num_classes=num_classes,
-        pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False))
+    val_dataloader,
+    dataset=dict(val_dataloader['dataset'], ann_file='ImageNet_LT_test.txt'))
 
 # many (> 100 training images) / medium / few (< 20) top-1, overall top-1/5
 val_evaluator = dict(
@@ -81,12 +58,10 @@ test_evaluator = val_evaluator
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.2, momentum=0.9, weight_decay=5e-4))
+# cosine to 0 over the run: T_max and `end` are left to the runner, which
+# sets them to train_cfg.max_epochs (also under --cfg-options)
 param_scheduler = dict(
-    _delete_=True,
-    type='CosineAnnealingLR',
-    by_epoch=True,
-    T_max=90,
-    eta_min=0.0)
+    _delete_=True, type='CosineAnnealingLR', by_epoch=True, eta_min=0.0)
 train_cfg = dict(by_epoch=True, max_epochs=90, val_interval=5)
 auto_scale_lr = dict(base_batch_size=512)
 default_hooks = dict(

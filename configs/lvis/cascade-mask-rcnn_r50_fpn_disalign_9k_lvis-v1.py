@@ -1,35 +1,11 @@
-# DisAlign on Cascade Mask R-CNN R50-FPN with linear box classifiers, LVIS
-# v1.0 (DisAlign Table 7 / Table 18 report the linear Cascade variant on
-# v0.5, "DisAlign" rows). Stage 2 of cascade-mask-rcnn_r50_fpn_ms-1x_lvis-v1.py
-# with the recipe of cascade-mask-rcnn_r50_fpn_disalign-cosine_9k_lvis-v1.py.
+# DisAlign stage 2, linear Cascade Mask R-CNN R50-FPN, LVIS v1 (v0.5: DisAlign
+# Table 7 / 18 "DisAlign"): the DisAlign* recipe on the ms-1x cascade.
 _base_ = './cascade-mask-rcnn_r50_fpn_disalign-cosine_9k_lvis-v1.py'
-
-data_root = 'data/lvis_v1/'
-num_classes = 1203
 
 model = dict(
     roi_head=dict(bbox_head=[
-        dict(
-            type='Shared2FCBBoxHead',
-            in_channels=256,
-            fc_out_channels=1024,
-            roi_feat_size=7,
-            num_classes=num_classes,
-            bbox_coder=dict(
-                type='DeltaXYWHBBoxCoder',
-                target_means=[0., 0., 0., 0.],
-                target_stds=stds),
-            reg_class_agnostic=True,
-            cls_predictor_cfg=dict(type='DisAlignLinear'),
-            loss_cls=dict(
-                type='GRWLoss',
-                num_classes=num_classes,
-                rho=0.8,
-                stats_file=data_root +
-                'annotations/lvis_v1_train_class_stats_images.json'),
-            loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0))
-        for stds in ([0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1],
-                     [0.033, 0.033, 0.067, 0.067])
+        dict(head, cls_predictor_cfg=dict(type='DisAlignLinear'))
+        for head in _base_.model.roi_head.bbox_head
     ]))
 
 load_from = 'work_dirs/cascade-mask-rcnn_r50_fpn_ms-1x_lvis-v1/epoch_12.pth'

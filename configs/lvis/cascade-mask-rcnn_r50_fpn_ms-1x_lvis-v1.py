@@ -1,9 +1,5 @@
-# Baseline / stage 1: Cascade Mask R-CNN R50-FPN on LVIS v1 (the Cascade
-# R-CNN "Baseline" of DisAlign Table 9 / Table 7 and of TDE Table 4):
-# mmdet's Cascade Mask R-CNN config with the LVIS v1 data settings
-# (multi-scale training, 1x), uniform image sampling (no repeat-factor
-# sampling) and the LVIS test settings (score_thr 1e-4, 300 detections per
-# image). Evaluation: LTLVISMetric (official LVIS protocol, APr / APc / APf).
+# Baseline / stage 1: Cascade Mask R-CNN R50-FPN, LVIS v1 (Cascade "Baseline"
+# of DisAlign Table 9 / 7 and TDE Table 4): mmdet's model, LVIS data (README).
 _base_ = 'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py'
 
 custom_imports = dict(imports=['lt_mm.det'], allow_failed_imports=False)
@@ -15,24 +11,8 @@ num_classes = 1203
 model = dict(
     roi_head=dict(
         bbox_head=[
-            dict(
-                type='Shared2FCBBoxHead',
-                in_channels=256,
-                fc_out_channels=1024,
-                roi_feat_size=7,
-                num_classes=num_classes,
-                bbox_coder=dict(
-                    type='DeltaXYWHBBoxCoder',
-                    target_means=[0., 0., 0., 0.],
-                    target_stds=stds),
-                reg_class_agnostic=True,
-                loss_cls=dict(
-                    type='CrossEntropyLoss',
-                    use_sigmoid=False,
-                    loss_weight=1.0),
-                loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0))
-            for stds in ([0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1],
-                         [0.033, 0.033, 0.067, 0.067])
+            dict(head, num_classes=num_classes)
+            for head in _base_.model.roi_head.bbox_head
         ],
         mask_head=dict(num_classes=num_classes)),
     test_cfg=dict(rcnn=dict(score_thr=0.0001, max_per_img=300)))
@@ -76,3 +56,12 @@ val_evaluator = dict(
     metric=['bbox', 'segm'],
     backend_args=backend_args)
 test_evaluator = val_evaluator
+
+# the stock 1x schedule; the step scheduler's `end` is left to the runner,
+# which sets it to train_cfg.max_epochs (also under --cfg-options)
+param_scheduler = [
+    _base_.param_scheduler[0], {
+        k: v
+        for k, v in _base_.param_scheduler[1].items() if k != 'end'
+    }
+]

@@ -1,8 +1,5 @@
-# DisAlign* stage 2 on LVIS v0.5, Mask R-CNN R50-FPN with the cosine box
-# classifier: DisAlign (Zhang et al., CVPR 2021) Table 8 / Table 17,
-# ResNet-50 "DisAlign*" row (box AP 25.6, APr 13.7, APc 25.6, APf 30.5; mask
-# AP 26.3). Recipe of mask-rcnn_r50_fpn_disalign_4.5k_lvis-v0.5.py; stage 1:
-# mask-rcnn_r50_fpn_cosine_ms-2x_lvis-v0.5.py.
+# DisAlign* stage 2, Mask R-CNN R50-FPN, cosine classifier, LVIS v0.5
+# (DisAlign Table 8 / 17 "DisAlign*"); stage 1: the cosine_ms-2x config.
 _base_ = './mask-rcnn_r50_fpn_disalign_4.5k_lvis-v0.5.py'
 
 model = dict(

@@ -1,12 +1,5 @@
-# Baseline / stage 1 for the LVIS v1 configs of lt_mm: Mask R-CNN R50-FPN
-# (the "Baseline" rows of DisAlign Table 8 and TDE Table 4, here on LVIS v1
-# with mmdet's 1x multi-scale recipe). Unlike mmdet's stock LVIS config it
-# samples images uniformly (no repeat-factor sampling), as the baselines of
-# both papers; mmdet's RFS-trained checkpoint of
-# mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py loads as stage 1
-# as well (same parameter names).
-# Evaluation: LTLVISMetric = official LVIS protocol (federated, 300
-# detections per image) with AP, APr, APc, APf for bbox and segm on numpy 2.
+# Baseline / stage 1: Mask R-CNN R50-FPN, LVIS v1, mmdet's 1x multi-scale
+# recipe, uniform sampling ("Baseline" of DisAlign Table 8, TDE Table 4).
 _base_ = 'mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py'
 
 custom_imports = dict(imports=['lt_mm.det'], allow_failed_imports=False)
@@ -30,3 +23,12 @@ val_evaluator = dict(
     ann_file=data_root + 'annotations/lvis_v1_val.json',
     metric=['bbox', 'segm'])
 test_evaluator = val_evaluator
+
+# the stock schedule; the step scheduler's `end` is left to the runner, which
+# sets it to train_cfg.max_epochs (also under --cfg-options)
+param_scheduler = [
+    _base_.param_scheduler[0], {
+        k: v
+        for k, v in _base_.param_scheduler[1].items() if k != 'end'
+    }
+]

@@ -1,10 +1,5 @@
-# Baseline / stage 1 for the LVIS v0.5 configs of lt_mm: Mask R-CNN R50-FPN,
-# the "Baseline" row of DisAlign Table 8 / Table 17 (box AP 20.8, APr 3.3;
-# mask AP 21.2) and of TDE Table 4 (V0.5), with mmdet's 2x multi-scale recipe
-# (~90k iterations at batch 16, as the DisAlign baselines). Uniform image
-# sampling (no repeat-factor sampling); mmdet's RFS-trained checkpoint of
-# mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-2x_lvis-v0.5.py loads as stage
-# 1 as well. Evaluation: LTLVISMetric (official LVIS protocol, APr/APc/APf).
+# Baseline / stage 1: Mask R-CNN R50-FPN, LVIS v0.5, mmdet's 2x multi-scale
+# recipe, uniform sampling ("Baseline" of DisAlign Table 8 / 17, TDE Table 4).
 _base_ = 'mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-2x_lvis-v0.5.py'
 
 custom_imports = dict(imports=['lt_mm.det'], allow_failed_imports=False)
@@ -28,3 +23,12 @@ val_evaluator = dict(
     ann_file=data_root + 'annotations/lvis_v0.5_val.json',
     metric=['bbox', 'segm'])
 test_evaluator = val_evaluator
+
+# the stock schedule; the step scheduler's `end` is left to the runner, which
+# sets it to train_cfg.max_epochs (also under --cfg-options)
+param_scheduler = [
+    _base_.param_scheduler[0], {
+        k: v
+        for k, v in _base_.param_scheduler[1].items() if k != 'end'
+    }
+]
