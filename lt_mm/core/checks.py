@@ -66,7 +66,17 @@ def check_range(name: str,
                 low_inclusive: bool = True,
                 high_inclusive: bool = True,
                 hint: str = '') -> float:
-    """Raise a clear ``ValueError`` unless ``low <= value <= high``."""
+    """Raise a clear ``ValueError`` unless ``low <= value <= high``.
+
+    ``value`` must be a real number: ``True``/``False`` are refused (Python
+    would read them as 1 and 0, so ``alpha=True`` would silently mean
+    ``alpha=1.0``), as are strings and NaN.
+    """
+    if isinstance(value, bool) or (isinstance(value, torch.Tensor)
+                                   and value.dtype == torch.bool):
+        raise ValueError(
+            f'{name}={value!r} is a bool; expected a number (write 1.0 or '
+            '0.0, not True/False).')
     try:
         v = float(value)
     except (TypeError, ValueError):

@@ -307,7 +307,11 @@ def load_class_stats(path: PathLike,
             create it).
         ValueError: wrong format, C or unit.
     """
-    return ClassStats.load(path).validate(num_classes=num_classes, unit=unit)
+    stats = ClassStats.load(path)
+    try:
+        return stats.validate(num_classes=num_classes, unit=unit)
+    except ValueError as e:
+        raise ValueError(f'stats file {os.fspath(path)}: {e}') from None
 
 
 def resolve_counts(counts: Optional[Union[CountsLike, ClassStats]] = None,

@@ -164,6 +164,28 @@ def test_resolve_counts_sources(tmp_path):
         resolve_counts(stats_file=tmp_path / 'missing.json')
 
 
+def test_stats_file_errors_name_the_file(tmp_path):
+    # issue #10: a wrong-length / wrong-unit statistics file is named
+    path = tmp_path / 'other_dataset.json'
+    _stats().save(path)
+    with pytest.raises(ValueError) as e:
+        load_class_stats(path, num_classes=4)
+    assert f'stats file {path}:' in str(e.value)
+    assert 'have 3 classes' in str(e.value) and 'num_classes=4' in str(e.value)
+    with pytest.raises(ValueError, match=f"{path}: counts are in 'images'"):
+        resolve_counts(stats_file=str(path), unit='pixels')
+
+
+def test_check_range_refuses_bools():
+    # issue #10: alpha=True was read as alpha=1.0
+    from lt_mm.core.checks import check_range
+    assert check_range('alpha', 1, 0.0) == 1.0
+    with pytest.raises(ValueError, match='alpha=True is a bool'):
+        check_range('alpha', True, 0.0)
+    with pytest.raises(ValueError, match='rho=False is a bool'):
+        check_range('rho', False)
+
+
 # --------------------------------------------------------------------------
 # split rules, boundaries by hand
 # --------------------------------------------------------------------------

@@ -69,3 +69,35 @@ def test_ade20k_subset_label_map(data_root):
     # too few classes for the labels: clear error
     with pytest.raises(ValueError, match=r'outside \[0, 1\)'):
         count_seg_pixels(infos, 1, progress=False)
+
+
+def test_label_scan_at_build_feeds_get_cat_ids(data_root, tmp_path):
+    # the build-time label check reads every map once; get_cat_ids (what
+    # the lt_mm samplers use) then comes from that scan, with its cache in
+    # the samplers' format
+    cache = str(tmp_path / 'classes.json')
+    ds = ADE20KLTDataset(
+        data_root=osp.join(data_root, 'seg'),
+        data_prefix=dict(
+            img_path='images/training', seg_map_path='annotations/training'),
+        metainfo=dict(classes=DIGITS),
+        pipeline=[],
+        label_cache=cache)
+    assert len(ds._cat_ids_cache) == len(ds) == 8
+    for i in range(len(ds)):
+        png = np.asarray(Image.open(ds.get_data_info(i)['seg_map_path']))
+        assert ds.get_cat_ids(i) == sorted(
+            int(v) - 1 for v in np.unique(png) if v)
+    import json
+    with open(cache) as f:
+        assert json.load(f)['format'] == 'lt_mm.sample_classes/v1'
+    # 9 classes are too few for labels 0..9: the dataset refuses to build
+    with pytest.raises(ValueError, match=r'outside \[0, 9\)'):
+        ADE20KLTDataset(
+            data_root=osp.join(data_root, 'seg'),
+            data_prefix=dict(
+                img_path='images/training',
+                seg_map_path='annotations/training'),
+            metainfo=dict(classes=DIGITS[:9]),
+            pipeline=[],
+            label_cache=False)
