@@ -11,17 +11,27 @@ and stops at the first empty result set.
 
 :class:`LTLVISMetric` keeps mmdet's result collection and json conversion
 (``process`` / ``results2json``) and routes the evaluation through
-:func:`lt_mm.det.lvis_eval.evaluate_lvis` (the official evaluator with a
-numpy-2-safe ``accumulate``): the official LVIS protocol (Gupta et al.,
+:func:`lt_mm.det.lvis_eval.run_lvis_eval` (``backend='fast'``: the compiled
+faster-coco-eval LVIS mode with the protocol enforced around it, default;
+``backend='official'``: the lvis API's evaluator with a numpy-2-safe
+``accumulate``; same numbers): the official LVIS protocol (Gupta et al.,
 CVPR 2019, Sec. 5) -- federated matching with ``neg_category_ids`` /
 ``not_exhaustive_category_ids``, at most 300 detections per image, IoU
 0.50:0.95, area ranges small / medium / large, rare / common / frequent
 bins. The metric names are mmdet's: ``lvis/bbox_AP``, ``lvis/bbox_AP50``,
 ..., ``lvis/bbox_APr``, ``lvis/bbox_APc``, ``lvis/bbox_APf`` and the same
 for ``segm`` (flat scalars, rounded to 3 decimals like mmdet).
+
+The annotation file is checked when the metric is built
+(:func:`lt_mm.det.lvis_eval.validate_lvis_dataset`: category
+``frequency``, federated image lists, unique ids, annotations naming known
+images and categories), and the dataset's classes when the runner hands
+them over (``dataset_meta``, before the first inference), so a wrong file
+fails in seconds instead of after the whole test set was inferred.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os.path as osp
 import tempfile
@@ -33,7 +43,9 @@ from mmdet.evaluation.metrics import LVISMetric
 from mmdet.registry import METRICS
 from mmengine.logging import MMLogger
 
-from .lvis_eval import LVIS_METRIC_KEYS, LVISEvalNumpy2, evaluate_lvis
+from lt_mm.core.checks import check_choice
+from .lvis_eval import (LVIS_BACKENDS, LVIS_METRIC_KEYS, run_lvis_eval,
+                        validate_lvis_dataset)
 
 SUPPORTED_METRICS = ('bbox', 'segm', 'proposal_fast')
 
@@ -59,7 +71,11 @@ class LTLVISMetric(LVISMetric):
 
     Official LVIS AP (Gupta et al., CVPR 2019, Sec. 5), including APr /
     APc / APf, on numpy 2. Same arguments and metric keys as mmdet's
-    ``LVISMetric`` (``lvis/bbox_APr`` ...), plus ``max_dets``.
+    ``LVISMetric`` (``lvis/bbox_APr`` ...), plus ``max_dets`` and
+    ``backend``. Raises ``ValueError`` at build time for an annotation
+    file the LVIS protocol cannot use (naming the file, the field and the
+    fix), and when ``dataset_meta`` is set with a number of classes other
+    than the file's categories.
 
     Args:
         ann_file: the LVIS val json (required: the federated protocol needs
@@ -72,6 +88,9 @@ class LTLVISMetric(LVISMetric):
         metric_items: subset of ``AP, AP50, AP75, APs, APm, APl, APr, APc,
             APf`` to report (default: all).
         max_dets: detections kept per image (LVIS: 300).
+        backend: ``'fast'`` (default; faster-coco-eval's compiled LVIS mode
+            with the LVIS protocol enforced around it) or ``'official'``
+            (the lvis API's evaluator); see :mod:`lt_mm.det.lvis_eval`.
         **kwargs: the other ``LVISMetric`` arguments (``format_only``,
             ``outfile_prefix``, ``prefix``, ``backend_args`` ...).
     """
@@ -82,6 +101,7 @@ class LTLVISMetric(LVISMetric):
                  classwise: bool = False,
                  metric_items: Optional[Sequence[str]] = None,
                  max_dets: int = 300,
+                 backend: str = 'fast',
                  **kwargs) -> None:
         if ann_file is None:
             raise ValueError(
@@ -106,30 +126,71 @@ class LTLVISMetric(LVISMetric):
             raise ValueError(
                 f'max_dets={max_dets!r} must be a positive integer (the '
                 'LVIS protocol uses 300) or -1 for no limit.')
-        super().__init__(
-            ann_file=ann_file,
-            metric=list(metrics),
-            classwise=classwise,
-            metric_items=metric_items,
-            **kwargs)
+        check_choice('backend', backend, LVIS_BACKENDS)
+        try:
+            super().__init__(
+                ann_file=ann_file,
+                metric=list(metrics),
+                classwise=classwise,
+                metric_items=metric_items,
+                **kwargs)
+        except (KeyError, AssertionError, TypeError, AttributeError,
+                json.JSONDecodeError) as err:
+            raise ValueError(
+                f'LTLVISMetric: cannot read the LVIS annotation file '
+                f'{ann_file} ({type(err).__name__}: {err}); give an LVIS '
+                'json (a dict with images, annotations and categories, e.g. '
+                'lvis_v1_val.json).') from err
+        validate_lvis_dataset(self._lvis_api.dataset, str(ann_file))
+        self.ann_file = ann_file
         self.max_dets = max_dets
+        self.backend = backend
 
-    def _per_category_ap(self, dets: List[dict],
-                         iou_type: str) -> Dict[str, float]:
-        """Per-category AP (area 'all', IoU 0.50:0.95) for ``classwise``."""
-        from lvis import LVISResults
+    @property
+    def dataset_meta(self) -> Optional[dict]:
+        """Meta info of the dataset (set by the runner before evaluation)."""
+        return self._dataset_meta
+
+    @dataset_meta.setter
+    def dataset_meta(self, dataset_meta: Optional[dict]) -> None:
+        """Check the dataset's classes against the annotation file.
+
+        mmdet's LVIS datasets and this metric both map label ``i`` to the
+        ``i``-th category of the json (``LVIS.get_cat_ids()`` order), so the
+        number of classes must equal the number of categories (else labels
+        would name wrong categories, or fail after inference); differing
+        names are logged.
+        """
+        classes = (dataset_meta or {}).get('classes')
+        if classes is not None and self._lvis_api is not None:
+            cats = self._lvis_api.dataset['categories']
+            if len(classes) != len(cats):
+                raise ValueError(
+                    f'LTLVISMetric: the dataset has {len(classes)} classes '
+                    f'but the LVIS annotation file {self.ann_file} has '
+                    f'{len(cats)} categories; label i is the i-th category '
+                    'of the file, so use the same LVIS version (v1: 1203, '
+                    'v0.5: 1230) for the dataset, the model num_classes and '
+                    'the metric ann_file.')
+            diff = [(i, c, cat.get('name'))
+                    for i, (c, cat) in enumerate(zip(classes, cats))
+                    if c != cat.get('name')]
+            if diff:
+                MMLogger.get_current_instance().warning(
+                    f'LTLVISMetric: {len(diff)} dataset class names differ '
+                    f'from the category names of {self.ann_file} (label, '
+                    f'class, category): {diff[:3]}; labels are mapped by '
+                    'position.')
+        self._dataset_meta = copy.deepcopy(dataset_meta)
+
+    def _per_category_ap(self, tables) -> Dict[str, float]:
+        """Per-category AP (area 'all', IoU 0.50:0.95) for ``classwise``:
+        the mean of ``precision[:, :, k, 0]`` over its entries > -1 (NaN
+        for a category without ground truth), as mmdet reports it."""
         out: Dict[str, float] = OrderedDict()
-        if not dets:
-            return out
-        dt = LVISResults(self._lvis_api, dets, max_dets=self.max_dets)
-        ev = LVISEvalNumpy2(self._lvis_api, dt, iou_type=iou_type)
-        ev.params.max_dets = self.max_dets
-        ev.evaluate()
-        ev.accumulate()
-        precision = ev.eval['precision']  # (T, R, K, A)
-        for idx, cat_id in enumerate(ev.params.cat_ids):
+        for idx, cat_id in enumerate(tables.cat_ids):
             name = self._lvis_api.load_cats([cat_id])[0]['name']
-            p = precision[:, :, idx, 0]
+            p = tables.precision[:, :, idx, 0]
             p = p[p > -1]
             out[name] = float(np.mean(p)) if p.size else float('nan')
         return out
@@ -166,7 +227,8 @@ class LTLVISMetric(LVISMetric):
             items = list(self.metric_items or LVIS_METRIC_KEYS)
             for metric in self.metrics:
                 logger.info(f'Evaluating {metric} (LVIS protocol, '
-                            f'max_dets={self.max_dets})...')
+                            f'max_dets={self.max_dets}, backend='
+                            f'{self.backend})...')
                 if metric == 'proposal_fast':
                     ar = self.fast_eval_recall(
                         preds,
@@ -182,16 +244,18 @@ class LTLVISMetric(LVISMetric):
                     logger.warning(
                         f'no {metric} detection in the whole test set; '
                         'every AP is 0.')
-                summary = evaluate_lvis(
+                tables = run_lvis_eval(
                     self._lvis_api,
                     dets,
                     iou_type=metric,
-                    max_dets=self.max_dets)
+                    max_dets=self.max_dets,
+                    backend=self.backend)
+                summary = tables.metrics
                 for key in items:
                     eval_results[f'{metric}_{key}'] = float(
                         f'{summary[key]:.3f}')
                 if self.classwise:
-                    per_cat = self._per_category_ap(dets, metric)
+                    per_cat = self._per_category_ap(tables)
                     for name, ap in per_cat.items():
                         eval_results[f'{metric}_{name}_precision'] = round(
                             ap, 3)

@@ -1,20 +1,26 @@
-"""LVISEvalNumpy2 must reproduce the official lvis 0.5.3 evaluator exactly.
+"""Both LVIS backends must reproduce the official lvis 0.5.3 evaluator.
 
 The official ``lvis.LVISEval.accumulate`` uses ``np.float`` (removed in
 numpy 1.24). The tests run it under a *test-only* shim that sets
 ``np.float = float`` and removes it again, and compare every metric and
-the full precision / recall tables with ours.
+the full precision / recall tables with ``backend='official'``
+(bit-identical) and ``backend='fast'`` (faster-coco-eval's compiled LVIS
+mode with the protocol around it: equal to 1e-12; the compiled
+accumulation rounds differently in the last bit).
 """
 import contextlib
 import copy
 import json
+import logging
 
 import numpy as np
 import pytest
 from lvis import LVIS, LVISEval, LVISResults
 from pycocotools import mask as mask_utils
 
-from lt_mm.det.lvis_eval import LVIS_METRIC_KEYS, LVISEvalNumpy2, evaluate_lvis
+from lt_mm.det.lvis_eval import (LVIS_METRIC_KEYS, LVISEvalNumpy2,
+                                 evaluate_lvis, keep_top_per_image,
+                                 run_lvis_eval)
 from lt_mm.toydata import make_lvis
 
 
@@ -175,7 +181,8 @@ def test_matches_official_evaluator(val_json, dets, iou_type, max_dets):
         assert float(ours.results[key]) == float(value), key
 
     # the convenience function gives the same numbers
-    metrics = evaluate_lvis(val_json, results, iou_type, max_dets=max_dets)
+    metrics = evaluate_lvis(
+        val_json, results, iou_type, max_dets=max_dets, backend='official')
     assert tuple(metrics) == LVIS_METRIC_KEYS
     for key in LVIS_METRIC_KEYS:
         assert isinstance(metrics[key], float)
@@ -299,8 +306,9 @@ def test_federated_rules_hand_computed(tmp_path):
     assert_close(m['APc'], 1.0, rtol=0, atol=1e-12)
     assert_close(m['AP'], (253 / 303 + 1) / 2, rtol=0, atol=1e-12)
     # exact boxes: same at every IoU threshold; all objects are small
-    assert_close(m['AP50'], m['AP'], rtol=0, atol=0)
-    assert_close(m['APs'], m['AP'], rtol=0, atol=0)
+    # (to the last bit with backend='official'; 1 ulp with 'fast')
+    assert_close(m['AP50'], m['AP'], rtol=0, atol=1e-15)
+    assert_close(m['APs'], m['AP'], rtol=0, atol=1e-15)
     assert m['APr'] == m['APm'] == m['APl'] == -1.0
 
     # 2) category 1 verified absent in image 2 -> d4 is a false positive:
@@ -337,9 +345,12 @@ def test_federated_rules_hand_computed(tmp_path):
                                       off.eval['precision'])
         np.testing.assert_array_equal(ours.eval['recall'], off.eval['recall'])
         assert ours.results == off.results, kw
-        metrics = evaluate_lvis(path, TINY_DETS, 'bbox', max_dets=md)
+        metrics = evaluate_lvis(
+            path, TINY_DETS, 'bbox', max_dets=md, backend='official')
+        fast = evaluate_lvis(path, TINY_DETS, 'bbox', max_dets=md)
         for key in LVIS_METRIC_KEYS:
             assert metrics[key] == float(off.results[key]), (kw, key)
+            assert_close(fast[key], metrics[key], atol=1e-12)
     assert ours.eval['recall'][:, 1, 0].tolist() == [0.0] * 10
 
 
@@ -348,9 +359,10 @@ def test_empty_results_give_zero_ap(tmp_path):
     path = _tiny_gt(tmp_path)
     with pytest.raises(IndexError):
         LVISResults(LVIS(path), [])
-    m = evaluate_lvis(path, [], 'segm')
-    assert m['AP'] == m['APf'] == m['APc'] == m['APs'] == 0.0
-    assert m['APr'] == m['APm'] == m['APl'] == -1.0
+    for backend in ('fast', 'official'):
+        m = evaluate_lvis(path, [], 'segm', backend=backend)
+        assert m['AP'] == m['APf'] == m['APc'] == m['APs'] == 0.0
+        assert m['APr'] == m['APm'] == m['APl'] == -1.0
 
 
 def test_bad_inputs(tmp_path):
@@ -365,7 +377,225 @@ def test_bad_inputs(tmp_path):
         evaluate_lvis(path, [dict(TINY_DETS[0], category_id=7)], 'bbox')
     with pytest.raises(ValueError, match='image_id=9'):
         evaluate_lvis(path, [dict(TINY_DETS[0], image_id=9)], 'bbox')
+    for backend in ('fast', 'official'):  # the same checks on both
+        with pytest.raises(ValueError, match=r'results\[1\].*category_id=7'):
+            evaluate_lvis(
+                path,
+                [TINY_DETS[0], dict(TINY_DETS[0], category_id=7)],
+                'bbox',
+                backend=backend)
+        with pytest.raises(ValueError, match='segmentation'):
+            evaluate_lvis(path, TINY_DETS, 'segm', backend=backend)
+    with pytest.raises(ValueError, match='score'):
+        evaluate_lvis(path, [dict(TINY_DETS[0], score=float('nan'))])
+    with pytest.raises(ValueError, match="backend='slow'"):
+        evaluate_lvis(path, TINY_DETS, 'bbox', backend='slow')
+    with pytest.raises(ValueError, match='num_workers'):
+        evaluate_lvis(path, TINY_DETS, 'bbox', num_workers=0)
     with pytest.raises(RuntimeError, match='evaluate'):
         gt = LVIS(path)
         LVISEvalNumpy2(gt, LVISResults(gt, copy.deepcopy(TINY_DETS)),
                        'bbox').accumulate()
+
+
+# ------------------------------------------------------------ fast backend
+def _assert_same_tables(fast, official, atol=1e-12):
+    """Metrics and full precision / recall tables agree to ``atol``."""
+    assert fast.backend == 'fast' and official.backend == 'official'
+    assert fast.cat_ids == official.cat_ids
+    np.testing.assert_allclose(
+        fast.precision, official.precision, rtol=0, atol=atol)
+    np.testing.assert_allclose(fast.recall, official.recall, rtol=0, atol=atol)
+    for key in LVIS_METRIC_KEYS:
+        assert_close(fast.metrics[key], official.metrics[key], atol=atol)
+
+
+@pytest.mark.parametrize('iou_type', ['bbox', 'segm'])
+@pytest.mark.parametrize('max_dets', [300, 3, -1])
+def test_fast_backend_matches_official(val_json, dets, iou_type, max_dets):
+    """Tied scores (one decimal), duplicates, federated false positives,
+    masks without boxes (area from the mask): same tables as the official
+    evaluator; max_dets=3 cuts through ties in every image."""
+    results = dets[0] if iou_type == 'bbox' else dets[1]
+    before = copy.deepcopy(results)
+    gt = LVIS(val_json)
+    gt_before = copy.deepcopy(gt.dataset)
+    fast = run_lvis_eval(gt, results, iou_type, max_dets)
+    assert gt.dataset == gt_before  # the fast backend leaves gt alone
+    assert results == before  # and the results
+    official = run_lvis_eval(
+        val_json, results, iou_type, max_dets, backend='official')
+    assert results == before
+    _assert_same_tables(fast, official)
+    # the official evaluator itself (np.float shim) gives the same tables
+    ref = _official(val_json, results, iou_type, max_dets)
+    np.testing.assert_array_equal(official.precision, ref.eval['precision'])
+    if max_dets == 300:
+        assert all(fast.metrics[k] > 0 for k in LVIS_METRIC_KEYS)
+
+
+def test_fast_backend_after_official_segm_on_same_gt(val_json, dets):
+    """The official segm evaluation converts the gt polygons to RLE in
+    place; the fast one works on either form."""
+    gt = LVIS(val_json)
+    official = run_lvis_eval(gt, dets[1], 'segm', backend='official')
+    fast = run_lvis_eval(gt, dets[1], 'segm', num_workers=2)
+    _assert_same_tables(fast, official)
+
+
+def test_keep_top_per_image_matches_lvis_results():
+    """The official rule: per image, Python's stable sort by score
+    (descending) and the first max_dets; heavy ties (3 score values) and
+    images above and below the limit."""
+    rng = np.random.default_rng(0)
+    n = 500
+    anns = [
+        dict(
+            image_id=int(rng.integers(1, 6)),
+            score=float(rng.integers(0, 3)) / 2,
+            pos=i) for i in range(n)
+    ]
+    for max_dets in (1, 7, 60, 300, 1000):
+        ref = LVISResults.limit_dets_per_image(None, anns, max_dets)
+        keep = keep_top_per_image(
+            np.array([a['image_id'] for a in anns]),
+            np.array([a['score'] for a in anns]), max_dets)
+        assert sorted(a['pos'] for a in ref) == keep.tolist(), max_dets
+    keep = keep_top_per_image(np.array([1, 1]), np.array([0.5, 0.5]), -1)
+    assert keep.tolist() == [0, 1]
+
+
+def test_top_dets_per_image_ties_hand_computed(tmp_path):
+    """Image 1 has GT boxes A=[0,0,20,20] and B=[50,50,20,20] (category 1);
+    d1 hits A (0.9), d2 misses (0.5), d3 hits B (0.5). With max_dets=2
+    the official rule keeps d1 and the first given of the tied d2 / d3:
+
+    * order d1, d2, d3 keeps d1 (TP), d2 (FP): recall .5, precision 1 up
+      to recall .5 -> AP_1 = 51/101 (51 recall thresholds 0.00..0.50);
+    * order d1, d3, d2 keeps d1, d3 (TP, TP) -> AP_1 = 1.
+
+    Category 2 (one GT in image 2, hit by d5) is untouched: AP_2 = 1.
+    Then the cap is per image, not per image and category (as
+    faster-coco-eval's maxDets): see the second case below.
+    """
+    path = _tiny_gt(tmp_path)
+    d1, d2, d3 = (
+        [TINY_DETS[0]] +
+        [dict(TINY_DETS[1], score=0.5),
+         dict(TINY_DETS[3], score=0.5)])
+    d5 = TINY_DETS[4]
+    for dets_, ap1 in (([d1, d2, d3, d5], 51 / 101), ([d1, d3, d2, d5], 1.0)):
+        for backend in ('fast', 'official'):
+            m = evaluate_lvis(path, dets_, 'bbox', max_dets=2, backend=backend)
+            assert_close(m['APf'], ap1, atol=1e-12)
+            assert_close(m['APc'], 1.0, atol=1e-12)
+    # > max_dets in one image and several categories: 3 extra category-2
+    # boxes in image 1 (0.95, verified absent there -> false positives)
+    # push d3 out of the top 3 of image 1, whatever the per-category count
+    doc = json.loads(open(path).read())
+    doc['images'][0]['neg_category_ids'] = [2]
+    neg_path = tmp_path / 'neg.json'
+    neg_path.write_text(json.dumps(doc))
+    extra = [
+        dict(image_id=1, category_id=2, bbox=[80, 0, 10, 10], score=0.95)
+        for _ in range(3)
+    ]
+    # image 1 keeps the 3 category-2 boxes (0.95): category 1 loses d1 as
+    # well -> AP_1 = 0; category 2: FP, FP, FP (0.95) then d5 (TP, image 2)
+    # -> precision 1/4 at recall 1 -> AP_2 = 1/4 (all 101 thresholds)
+    for backend in ('fast', 'official'):
+        m = evaluate_lvis(
+            str(neg_path), [d1, d2, d3, d5] + extra,
+            'bbox',
+            max_dets=3,
+            backend=backend)
+        assert_close(m['APf'], 0.0, atol=1e-12)
+        assert_close(m['APc'], 0.25, atol=1e-12)
+
+
+def test_category_and_image_without_detections(tmp_path, val_json, dets):
+    """No detection of one annotated category (its AP is 0, it still
+    counts) and none in one image: both backends agree; tiny case by
+    hand: without d5, AP_2 = 0 and AP_1 = 253/303 (case 1 above)."""
+    path = _tiny_gt(tmp_path)
+    for backend in ('fast', 'official'):
+        m = evaluate_lvis(path, TINY_DETS[:4], 'bbox', backend=backend)
+        assert_close(m['APc'], 0.0, atol=0)
+        assert_close(m['APf'], 253 / 303, atol=1e-12)
+        assert_close(m['AP'], 253 / 606, atol=1e-12)
+    boxes = dets[0]
+    cat = boxes[0]['category_id']
+    img = boxes[-1]['image_id']
+    results = [
+        r for r in boxes if r['category_id'] != cat and r['image_id'] != img
+    ]
+    fast = run_lvis_eval(val_json, results, 'bbox')
+    official = run_lvis_eval(val_json, results, 'bbox', backend='official')
+    _assert_same_tables(fast, official)
+    k = fast.cat_ids.index(cat)
+    assert (fast.precision[:, :, k, 0] == 0).all()  # evaluated, AP 0
+
+
+def test_ignore_flags_use_official_backend(tmp_path):
+    """faster-coco-eval ignores only crowd GT; a GT marked 'ignore' (which
+    the official evaluator honours) makes the fast backend defer: GT 2
+    ignored -> category 1: d1 TP, d2 FP, d3 matches the ignored GT
+    (ignored): precision 1, 1/2; recall 1 at d1 -> AP_1 = 1."""
+    doc = json.loads(open(_tiny_gt(tmp_path)).read())
+    doc['annotations'][1]['ignore'] = 1
+    path = tmp_path / 'ignore.json'
+    path.write_text(json.dumps(doc))
+    fast = run_lvis_eval(str(path), TINY_DETS, 'bbox')
+    official = run_lvis_eval(str(path), TINY_DETS, 'bbox', backend='official')
+    assert fast.backend == 'official'
+    assert fast.metrics == official.metrics
+    assert_close(fast.metrics['APf'], 1.0, atol=1e-12)
+
+
+def test_official_backend_is_quiet(tmp_path, caplog):
+    """lvis' 'Assuming user provided the results in correct format' warning
+    (one per evaluation) is dropped; other lvis warnings are kept."""
+    path = _tiny_gt(tmp_path)
+    with caplog.at_level(logging.INFO):
+        evaluate_lvis(path, TINY_DETS, 'bbox', backend='official')
+        evaluate_lvis(path, TINY_DETS, 'bbox')
+    assert not [r for r in caplog.records if 'Assuming' in r.getMessage()]
+    logger = logging.getLogger('lvis.results')
+    assert not logger.filters  # the filter is removed again
+    with caplog.at_level(logging.WARNING):
+        logger.warning('Assuming user provided the results in correct format')
+    assert [r for r in caplog.records if 'Assuming' in r.getMessage()]
+
+
+def test_missing_frequency_is_named(tmp_path):
+    doc = json.loads(open(_tiny_gt(tmp_path)).read())
+    del doc['categories'][1]['frequency']
+    path = tmp_path / 'nofreq.json'
+    path.write_text(json.dumps(doc))
+    for backend in ('fast', 'official'):
+        with pytest.raises(ValueError, match=r'nofreq\.json.*frequency'):
+            evaluate_lvis(str(path), TINY_DETS, 'bbox', backend=backend)
+
+
+def test_many_masks_without_boxes(tmp_path):
+    """400 mask-only results in 2 images, cut to the best 150 per image
+    (300 kept: areas from the masks, in chunks, as pycocotools' area() of
+    > 255 RLEs overflows): both backends agree."""
+    rng = np.random.default_rng(1)
+    path = _tiny_gt(tmp_path)
+    results = []
+    for _ in range(400):
+        w, h = rng.integers(5, 40, size=2)
+        x, y = rng.integers(0, 100 - 40, size=2)
+        rle = _box_rle([int(x), int(y), int(w), int(h)], 100, 100)
+        results.append(
+            dict(
+                image_id=int(rng.integers(1, 3)),
+                category_id=int(rng.integers(1, 3)),
+                score=round(float(rng.random()), 1),
+                segmentation=dict(
+                    size=rle['size'], counts=rle['counts'].decode())))
+    fast = run_lvis_eval(path, results, 'segm', max_dets=150)
+    official = run_lvis_eval(
+        path, results, 'segm', max_dets=150, backend='official')
+    _assert_same_tables(fast, official)

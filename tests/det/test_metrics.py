@@ -60,9 +60,15 @@ def val_json(data_root):
     return osp.join(data_root, 'det', 'annotations', 'lvis_v1_val.json')
 
 
-def test_perfect_detections_give_ap_one(val_json):
+@pytest.mark.parametrize('backend', ['fast', 'official'])
+def test_perfect_detections_give_ap_one(val_json, backend):
     metric = METRICS.build(
-        dict(type='LTLVISMetric', ann_file=val_json, metric=['bbox', 'segm']))
+        dict(
+            type='LTLVISMetric',
+            ann_file=val_json,
+            metric=['bbox', 'segm'],
+            backend=backend))
+    assert metric.backend == backend
     samples, _ = _gt_samples(val_json)
     res = _evaluate(metric, samples)
     for iou_type in ('bbox', 'segm'):
@@ -70,6 +76,56 @@ def test_perfect_detections_give_ap_one(val_json):
             assert f'lvis/{iou_type}_{key}' in res
         for key in ('AP', 'AP50', 'AP75', 'APr', 'APc', 'APf'):
             assert res[f'lvis/{iou_type}_{key}'] == 1.0, (iou_type, key)
+
+
+def test_backends_agree_on_imperfect_detections(val_json):
+    """Boxes shifted by 0..5 px, scores on a 0.1 grid (ties), a spurious
+    copy of every detection in the next category: both backends give the
+    same rounded metrics and per-category APs, and no lvis 'Assuming user
+    provided the results in correct format' warning is printed."""
+    samples, doc = _gt_samples(val_json)
+    rng = np.random.default_rng(0)
+    num_classes = len(doc['categories'])
+    noisy = []
+    for s in samples:
+        p = s['pred_instances']
+        n = len(p['labels'])
+        shift = torch.from_numpy(rng.integers(0, 6, size=(n, 4))).float()
+        bboxes = torch.cat([p['bboxes'] + shift, p['bboxes']])
+        labels = torch.cat([p['labels'], (p['labels'] + 1) % num_classes])
+        scores = torch.from_numpy(rng.integers(1, 10, size=2 * n) / 10).float()
+        noisy.append(
+            dict(
+                s,
+                pred_instances=dict(
+                    bboxes=bboxes, labels=labels, scores=scores)))
+    out = {}
+    for backend in ('fast', 'official'):
+        metric = METRICS.build(
+            dict(
+                type='LTLVISMetric',
+                ann_file=val_json,
+                metric='bbox',
+                classwise=True,
+                backend=backend))
+        out[backend] = _evaluate(metric, noisy)
+    assert out['fast'] == out['official']
+    assert 0 < out['fast']['lvis/bbox_AP'] < 1
+
+
+def test_no_assuming_format_warning(val_json, capfd, caplog):
+    samples, _ = _gt_samples(val_json)
+    for backend in ('fast', 'official'):
+        metric = METRICS.build(
+            dict(
+                type='LTLVISMetric',
+                ann_file=val_json,
+                metric='bbox',
+                backend=backend))
+        _evaluate(metric, samples)
+    out = capfd.readouterr()
+    text = out.out + out.err + caplog.text
+    assert 'Assuming user provided' not in text
 
 
 def test_rare_group_without_detections(val_json):
@@ -137,3 +193,6 @@ def test_bad_metric_arguments(val_json):
             dict(type='LTLVISMetric', ann_file=val_json, metric_items=['APx']))
     with pytest.raises(ValueError, match='max_dets'):
         METRICS.build(dict(type='LTLVISMetric', ann_file=val_json, max_dets=0))
+    with pytest.raises(ValueError, match="backend='cpp'"):
+        METRICS.build(
+            dict(type='LTLVISMetric', ann_file=val_json, backend='cpp'))
