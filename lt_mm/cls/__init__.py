@@ -17,6 +17,7 @@ class-balanced / square-root / progressively-balanced samplers.
 import lt_mm.engine  # noqa: F401  (root registries, safe checkpoints)
 from .counts import class_stats_from_list, read_list_file, resolve_cls_counts
 from .datasets import ImageNetLTDataset
+from .feature_cache import CachedFeatureEpochBasedTrainLoop  # noqa: F401
 from .heads import (CausalNormClsHead, CosineClsHead, CRTClsHead,
                     DisAlignCosineClsHead, DisAlignLinearClsHead,
                     LTLinearClsHead, LWSClsHead, NCMClsHead, TauNormClsHead)

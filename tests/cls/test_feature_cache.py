@@ -1,0 +1,230 @@
+"""Stage 2 on cached features (lt_mm.cls.feature_cache) through the real
+Runner on the tiny ImageNet-LT-format data, from the session stage-1
+checkpoint.
+
+* With a deterministic training pipeline and the same seed, cached
+  DisAlign / LWS stage 2 equals the standard stage 2: float32 cache up to
+  float summation order, float16 cache within the rounding bound below.
+* tools/train.py with configs/quickstart/digits_cls_disalign_cached.py
+  writes a normal checkpoint: every stage-1 tensor bit-identical, the
+  DisAlign parameters trained, tools/test.py tests it unchanged.
+* Refusals: something outside the head trains, a head that needs more than
+  the pooled feature, batch augmentation, BatchNorm with batch statistics,
+  bad cache options.
+"""
+import os.path as osp
+import re
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.model import is_model_wrapper
+
+from lt_mm.cls.feature_cache import (CachedFeatureEpochBasedTrainLoop,
+                                     FeatureCache, check_cache_options,
+                                     use_cached_features)
+from lt_mm.engine.checkpoint import safe_torch_load
+from lt_mm.engine.runner_utils import build_runner, load_config
+from lt_mm.quickstart.runs import _options_to_dict
+from ..conftest import QUICKSTART, last_checkpoint
+
+# float32 cache vs. the standard loop: the same per-sample convolutions in
+# other batch compositions / orders, so at most float32 summation-order
+# differences survive two epochs of SGD (measured: 0).
+FP32_TOL = dict(rtol=1e-5, atol=1e-5)
+# float16 cache: every feature is rounded with relative error <= 2**-11
+# (4.9e-4). The head parameters are a smooth function of the features and
+# move by > 5e-2 in these 2 epochs (checked below), so a difference of the
+# order of the feature rounding is the first-order bound (measured ~1e-6):
+# atol = 2**-11. A wrong sampler order or loss changes them by > 1e-2.
+FP16_TOL = dict(rtol=0.0, atol=2.0**-11)
+
+
+def _unwrap(model):
+    return model.module if is_model_wrapper(model) else model
+
+
+def _cfg(stage1, method, work_dir, seed=0, deterministic=True, **cache):
+    opts = list(stage1['options']) + [
+        'train_cfg.max_epochs=2', 'train_cfg.val_interval=10',
+        'default_hooks.checkpoint.interval=2', f'randomness.seed={seed}'
+    ]
+    cfg = load_config(
+        osp.join(QUICKSTART, f'digits_cls_{method}.py'),
+        _options_to_dict(opts), str(work_dir))
+    cfg.load_from = stage1['checkpoint']
+    cfg.log_level = 'WARNING'
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if deterministic:  # the test pipeline: no RandomCrop
+        cfg.train_dataloader.dataset.pipeline = \
+            cfg.test_dataloader.dataset.pipeline
+    if cache:
+        use_cached_features(cfg, **cache)
+    return cfg
+
+
+def _train(cfg):
+    runner = build_runner(cfg, 'none')
+    runner.train()
+    return runner
+
+
+def _head_state(runner):
+    return {
+        k: v.detach().clone()
+        for k, v in _unwrap(runner.model).state_dict().items()
+        if k.startswith('head.') and torch.is_floating_point(v)
+    }
+
+
+def _assert_heads_close(a, b, tol, trained):
+    assert set(a) == set(b)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], **tol, msg=k)
+    # the comparison is meaningful: the stage-2 parameters really moved
+    moved = max(float((a[k] - b0).abs().max()) for k, b0 in trained.items())
+    assert moved > 10 * tol['atol'], moved
+
+
+@pytest.fixture
+def data_env(data_root, monkeypatch):
+    monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
+    return data_root
+
+
+def test_cached_equals_standard_stage2(cls_stage1, data_env, tmp_path):
+    s1 = safe_torch_load(cls_stage1['checkpoint'])['state_dict']
+    # DisAlign (DefaultSampler, shuffled) and LWS (ClassBalancedSampler):
+    # the cached loop visits the configured sampler's index order
+    for method, init in (('disalign', {
+            'head.disalign.logit_bias': torch.zeros(10),
+            'head.disalign.logit_scale': torch.ones(10)
+    }), ('lws', {
+            'head.lws.scales': torch.ones(10)
+    })):
+        std = _train(_cfg(cls_stage1, method, tmp_path / f'{method}_std'))
+        ref = _head_state(std)
+        c32 = _train(
+            _cfg(
+                cls_stage1, method, tmp_path / f'{method}_32',
+                dtype='float32'))
+        loop = c32.train_loop
+        assert isinstance(loop, CachedFeatureEpochBasedTrainLoop)
+        assert loop._iter == std.train_loop._iter > 0
+        _assert_heads_close(_head_state(c32), ref, FP32_TOL, init)
+        # the frozen part of the trained model is stage 1, bit for bit
+        state = _unwrap(c32.model).state_dict()
+        for k, v in s1.items():
+            if not k.startswith('head.'):
+                assert torch.equal(v, state[k]), k
+        if method != 'disalign':
+            continue
+        cache_dir = tmp_path / 'shared_cache'
+        c16 = _train(
+            _cfg(
+                cls_stage1,
+                method,
+                tmp_path / 'd16',
+                dtype='float16',
+                dir=str(cache_dir)))
+        assert not c16.train_loop.cache_reused
+        _assert_heads_close(_head_state(c16), ref, FP16_TOL, init)
+        # the cache holds the float16 rounding of the float32 features
+        f16 = FeatureCache(c16.train_loop.cache.root)
+        f32 = FeatureCache(loop.cache.root)
+        assert f16.feats.dtype == np.float16
+        np.testing.assert_array_equal(f16.labels, f32.labels)
+        x32 = np.asarray(f32.feats, dtype=np.float32)
+        rel = np.abs(np.asarray(f16.feats, np.float32) - x32) / np.maximum(
+            np.abs(x32), 6.1e-5)  # float16's smallest normal
+        assert rel.max() <= 2.0**-11 + 1e-6
+        # logits of the two trained heads on the same features agree
+        x = torch.from_numpy(x32[0])
+        heads = [_unwrap(r.model).head.eval() for r in (std, c16)]
+        with torch.no_grad():
+            za, zb = heads[0]((x, )), heads[1]((x, ))
+        # z' = z + s(x)(a z + b), s = sigmoid(w.x + c): |dz'| <= |da||z| +
+        # |db| + |ds||a z + b| with |ds| <= (|dw|_inf |x|_1 + |dc|) / 4; the
+        # parameter differences measured here (~1e-6) keep it below 1e-4
+        torch.testing.assert_close(za, zb, rtol=0.0, atol=1e-3)
+        # a second run with the same fingerprint reuses the cache
+        again = _train(
+            _cfg(
+                cls_stage1,
+                method,
+                tmp_path / 'd16b',
+                dtype='float16',
+                dir=str(cache_dir)))
+        assert again.train_loop.cache_reused
+        _assert_heads_close(
+            _head_state(again), _head_state(c16), dict(rtol=0.0, atol=1e-6),
+            init)
+
+
+def test_cached_config_trains_and_tests_with_tools(cls_stage1, run_tool,
+                                                   tmp_path):
+    cfg = osp.join(QUICKSTART, 'digits_cls_disalign_cached.py')
+    work = tmp_path / 'train'
+    proc = run_tool('train.py', cfg, '--work-dir', str(work), '--cfg-options',
+                    *cls_stage1['options'], 'train_cfg.max_epochs=1',
+                    'train_cfg.val_interval=1',
+                    f'load_from={cls_stage1["checkpoint"]}')
+    assert 'Stage2FreezeHook: training' in proc.stdout
+    assert 'built the feature cache' in proc.stdout
+    assert re.search(r'Epoch\(val\).*accuracy/top1', proc.stdout)
+    ckpt = last_checkpoint(str(work))
+    s1 = safe_torch_load(cls_stage1['checkpoint'])['state_dict']
+    s2 = safe_torch_load(ckpt)['state_dict']
+    for k, v in s1.items():  # BN statistics included
+        assert torch.equal(v, s2[k]), k
+    assert not torch.equal(s2['head.disalign.logit_bias'], torch.zeros(10))
+    assert set(s2) - set(s1) >= {
+        'head.disalign.logit_scale', 'head.disalign.logit_bias',
+        'head.disalign.confidence_layer.weight'
+    }
+    assert len(list((work / 'feature_cache').glob('*/feats.npy'))) == 1
+    out = run_tool('test.py', cfg, ckpt, '--work-dir',
+                   str(tmp_path / 'test')).stdout
+    assert re.search(
+        r'Epoch\(test\).*accuracy/top1: \d+\.\d+.*'
+        r'accuracy/few: \d+\.\d+', out), out[-2000:]
+
+
+def test_refusals(cls_stage1, data_env, tmp_path):
+    # something outside the head would train (no Stage2FreezeHook)
+    cfg = _cfg(cls_stage1, 'disalign', tmp_path / 'a', dtype='float32')
+    cfg.custom_hooks = []
+    with pytest.raises(
+            ValueError, match=r"outside the head \(e.g. "
+            r"'backbone\."):
+        _train(cfg)
+    # BatchNorm of the frozen part with batch statistics
+    cfg = _cfg(cls_stage1, 'disalign', tmp_path / 'b', dtype='float32')
+    cfg.custom_hooks = [dict(type='Stage2FreezeHook', freeze_bn_stats=False)]
+    with pytest.raises(ValueError, match='BatchNorm layers'):
+        _train(cfg)
+    # a head that needs more than the pooled feature
+    cfg = _cfg(cls_stage1, 'disalign', tmp_path / 'c', dtype='float32')
+    cfg.model.head = dict(
+        type='StackedLinearClsHead',
+        num_classes=10,
+        in_channels=128,
+        mid_channels=[16])
+    cfg.custom_hooks = [dict(type='Stage2FreezeHook', trainable=['head'])]
+    with pytest.raises(ValueError, match='pre_logits transforms'):
+        _train(cfg)
+    # batch augmentation mixes images before the frozen backbone
+    cfg = _cfg(cls_stage1, 'disalign', tmp_path / 'd', dtype='float32')
+    cfg.data_preprocessor.batch_augments = dict(
+        augments=dict(type='Mixup', alpha=0.2))
+    with pytest.raises(ValueError, match='batch augmentation'):
+        _train(cfg)
+    for bad, msg in ((dict(views=0), 'views'), (dict(dtype='int8'), 'dtype'),
+                     (dict(pipeline='test', views=2),
+                      'deterministic'), (dict(size=3), 'unknown keys')):
+        with pytest.raises(ValueError, match=msg):
+            check_cache_options(bad)
+    with pytest.raises(ValueError, match='epoch-based'):
+        use_cached_features(
+            Config(dict(train_cfg=dict(by_epoch=False, max_iters=4))))
