@@ -14,7 +14,13 @@
 
 * Eq. 9 -- background-exempted inference for detectors: the background
   keeps its de-confounded probability ``p_bg`` and the foreground classes
-  share ``1 - p_bg`` in proportion to the TDE probabilities ``q``.
+  share ``1 - p_bg`` in proportion to the TDE probabilities ``q``; computed
+  exactly in log space (no epsilon, :func:`background_exempt_log_probs`).
+
+Inference cost: one matmul (or 1x1 convolution) gives both the plain and
+the TDE logits (``TDE = plain - alpha (tau / K) cos @ U``), and in eval
+mode the normalised weights are cached (:class:`lt_mm.core.decoupling.
+WeightCache`).
 
 Zero-norm feature chunks (possible for per-pixel post-ReLU features) are
 normalised with a small ``eps`` clamp (like ``F.normalize``) instead of
@@ -29,9 +35,11 @@ from typing import Optional, Tuple
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 from .checks import check_choice, check_range
+from .decoupling import WeightCache, cache_enabled
 
 DIRECTION_UPDATES = ('reference', 'ema')
 _EPS = 1e-12
@@ -56,8 +64,12 @@ def _to_last(feats: Tensor) -> Tensor:
                      f'{tuple(feats.shape)}.')
 
 
-def _from_last(out: Tensor, spatial: bool) -> Tensor:
-    return out.movedim(-1, 1) if spatial else out
+def _check_feats(feats: Tensor) -> int:
+    """Feature dimension D of (N, D) or (N, D, H, W) features."""
+    if feats.dim() not in (2, 4):
+        raise ValueError(f'feats must be (N, D) or (N, D, H, W), got shape '
+                         f'{tuple(feats.shape)}.')
+    return feats.shape[1]
 
 
 def _weight_2d(weight: Tensor, dim: int) -> Tensor:
@@ -76,10 +88,88 @@ def _split_normalize(x: Tensor, k: int) -> Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(_EPS)
 
 
-def _causal_weight(weight: Tensor, k: int, gamma: float) -> Tensor:
-    """(C, D) -> (C, K, D/K) with ``w_ck / (||w_ck|| + gamma)``."""
-    w = weight.reshape(weight.shape[0], k, weight.shape[1] // k)
-    return w / (w.norm(dim=-1, keepdim=True) + gamma).clamp_min(_EPS)
+def _normalize_heads(feats: Tensor, k: int) -> Tensor:
+    """``x_k / ||x_k||`` per head on dim 1, same shape as ``feats``.
+
+    (N, D) or (N, D, H, W); the chunks are contiguous groups of D/K
+    channels (the channel layout of Eq. 7).
+    """
+    n, dim = feats.shape[:2]
+    x = feats.reshape((n, k, dim // k) + tuple(feats.shape[2:]))
+    x = x / x.norm(dim=2, keepdim=True).clamp_min(_EPS)
+    return x.reshape(feats.shape)
+
+
+def _linear(x: Tensor, w: Tensor) -> Tensor:
+    """(N, D) @ (C, D)^T, or a 1x1 convolution of (N, D, H, W)."""
+    if x.dim() == 2:
+        return x @ w.t()
+    return F.conv2d(x, w[:, :, None, None])
+
+
+def causal_weight(weight: Tensor, num_heads: int, gamma: float) -> Tensor:
+    """Normalised causal-norm weights ``w_ck / (||w_ck|| + gamma)``.
+
+    TDE paper Eq. 7 (the weight factor).
+
+    Args:
+        weight: (C, D) or (C, D, 1, 1).
+        num_heads: K, divides D.
+        gamma: ``>= 0``.
+
+    Returns:
+        Tensor: (C, D), every head chunk of every row normalised.
+    """
+    w = weight.flatten(1) if weight.dim() == 4 else weight
+    c, dim = w.shape
+    w = w.reshape(c, num_heads, dim // num_heads)
+    w = w / (w.norm(dim=-1, keepdim=True) + gamma).clamp_min(_EPS)
+    return w.reshape(c, dim)
+
+
+def direction_projections(w_bar: Tensor, head_direction: Tensor,
+                          num_heads: int) -> Tuple[Tensor, Tensor]:
+    """Unit head directions and their projections on the weights (Eq. 8).
+
+    Args:
+        w_bar: (C, D) from :func:`causal_weight`.
+        head_direction: (D,) moving-average feature ``d``.
+        num_heads: K.
+
+    Returns:
+        tuple: ``d_hat`` (K, D/K) with ``d_hat_k = d_k / ||d_k||`` (zero for
+        a zero chunk) and ``U`` (K, C) with ``U_kc = <d_hat_k, w_ck_bar>``.
+    """
+    c, dim = w_bar.shape
+    k = num_heads
+    d_hat = _split_normalize(head_direction.reshape(dim).to(w_bar.dtype), k)
+    u = torch.einsum('kd,ckd->kc', d_hat, w_bar.reshape(c, k, dim // k))
+    return d_hat, u
+
+
+def _head_cos(xb: Tensor, d_hat: Tensor) -> Tensor:
+    """``cos(x_k, d_k) = <x_k_bar, d_hat_k>``: (N, K[, H, W])."""
+    n, dim = xb.shape[:2]
+    k = d_hat.shape[0]
+    spatial = tuple(xb.shape[2:])
+    x = xb.reshape((n, k, dim // k) + spatial)
+    d = d_hat.reshape((1, k, dim // k) + (1, ) * len(spatial))
+    return (x * d).sum(dim=2)
+
+
+def _tde_from_plain(plain: Tensor, cos: Tensor, u: Tensor,
+                    coef: float) -> Tensor:
+    """``plain - coef * sum_k cos_k U_kc`` (Eq. 8 rewritten).
+
+    ``coef = alpha * tau / K``; shapes (N, C[, H, W]), (N, K[, H, W]),
+    (K, C).
+    """
+    if coef == 0:
+        return plain
+    if cos.dim() == 2:
+        return torch.addmm(plain, cos, u.to(plain.dtype), alpha=-coef)
+    corr = F.conv2d(cos, u.t().to(plain.dtype)[:, :, None, None])
+    return plain.add(corr, alpha=-coef)
 
 
 def _validate(tau: float, gamma: float) -> Tuple[float, float]:
@@ -95,7 +185,9 @@ def causal_norm_logits(feats: Tensor,
                        gamma: float = 1 / 32) -> Tensor:
     """De-confounded causal-norm logits (TDE paper Eq. 7).
 
-    ``y_c = (tau / K) * sum_k <x_k / ||x_k||, w_ck / (||w_ck|| + gamma)>``.
+    ``y_c = (tau / K) * sum_k <x_k / ||x_k||, w_ck / (||w_ck|| + gamma)>``,
+    computed as one matmul (or 1x1 convolution) of the head-normalised
+    features with the (C, D) normalised weights.
 
     Args:
         feats: (N, D) or per-pixel (N, D, H, W).
@@ -109,12 +201,11 @@ def causal_norm_logits(feats: Tensor,
         Tensor: (N, C) or (N, C, H, W).
     """
     tau, gamma = _validate(tau, gamma)
-    x = _to_last(feats)
-    k = _check_heads(x.shape[-1], num_heads)
-    w = _causal_weight(_weight_2d(weight, x.shape[-1]), k, gamma)
-    xb = _split_normalize(x, k)
-    out = torch.einsum('...kd,ckd->...c', xb, w.to(xb.dtype)) * (tau / k)
-    return _from_last(out, feats.dim() == 4)
+    dim = _check_feats(feats)
+    k = _check_heads(dim, num_heads)
+    w = causal_weight(_weight_2d(weight, dim), k, gamma).to(feats.dtype)
+    xb = _normalize_heads(feats, k)
+    return _linear(xb, w) * (tau / k)
 
 
 def tde_logits(feats: Tensor,
@@ -128,7 +219,9 @@ def tde_logits(feats: Tensor,
 
     ``TDE_c = (tau / K) sum_k <x_k_bar - alpha * cos(x_k, d_k) * d_hat_k,
     w_ck_bar>`` where ``d`` is the moving-average feature (head direction).
-    ``alpha = 0`` gives :func:`causal_norm_logits`.
+    ``alpha = 0`` gives :func:`causal_norm_logits`. Computed as
+    ``y_c - alpha (tau / K) sum_k cos_k <d_hat_k, w_ck_bar>`` (the same
+    sum, distributed): one matmul with the weights plus a (K, C) term.
 
     Args:
         feats: (N, D) or (N, D, H, W).
@@ -142,45 +235,57 @@ def tde_logits(feats: Tensor,
     """
     tau, gamma = _validate(tau, gamma)
     alpha = check_range('alpha', alpha, 0.0)
-    x = _to_last(feats)
-    dim = x.shape[-1]
+    dim = _check_feats(feats)
     k = _check_heads(dim, num_heads)
     if head_direction.numel() != dim:
         raise ValueError(
             f'head_direction has {head_direction.numel()} entries; '
             f'expected D={dim}.')
-    w = _causal_weight(_weight_2d(weight, dim), k, gamma)
-    xb = _split_normalize(x, k)
-    d_hat = _split_normalize(head_direction.reshape(dim).to(xb.dtype), k)
-    cos = (xb * d_hat).sum(dim=-1, keepdim=True)  # (..., K, 1)
-    x_eff = xb - alpha * cos * d_hat
-    out = torch.einsum('...kd,ckd->...c', x_eff, w.to(xb.dtype)) * (tau / k)
-    return _from_last(out, feats.dim() == 4)
+    w = causal_weight(_weight_2d(weight, dim), k, gamma).to(feats.dtype)
+    d_hat, u = direction_projections(w, head_direction, k)
+    xb = _normalize_heads(feats, k)
+    plain = _linear(xb, w) * (tau / k)
+    if alpha == 0:
+        return plain
+    return _tde_from_plain(plain, _head_cos(xb, d_hat), u, alpha * tau / k)
 
 
 def background_exempt_log_probs(logits: Tensor,
                                 tde_logits: Tensor,
-                                eps: float = 1e-10) -> Tensor:
+                                eps: float = 0.0) -> Tensor:
     """Background-exempted TDE inference (TDE paper Eq. 9), as log-probs.
 
-    With ``p = softmax(logits)`` and ``q = softmax(tde_logits)`` over the
-    ``C + 1`` columns (background LAST, mmdet convention), as in the
-    reference detection code::
+    With ``p = softmax(logits)`` (de-confounded) and ``q =
+    softmax(tde_logits)`` over the ``C + 1`` columns (background LAST,
+    mmdet convention), Eq. 9 is::
 
         final_bg = p_bg
-        final_c  = (sum_fg p) / (sum_fg q + eps) * (q_c + eps)
+        final_c  = (1 - p_bg) * q_c / (1 - q_bg)   (c foreground)
 
-    which is Eq. 9, ``(1 - p_0) q_c / (1 - q_0)``, up to ``eps``. The rows of
-    ``final`` sum to 1 only up to ``C * eps``; they are renormalised to sum
-    to exactly 1 (a relative change of order ``C * eps``) so that
-    ``softmax(output) == exp(output) == final``: a later softmax in the
-    detector's test path therefore returns the exempted probabilities (no
-    double-softmax distortion). Computed in log space for stability.
+    computed exactly in log space (``eps=0``, default)::
+
+        g          = logsumexp(logits_fg) - logits_bg
+        log P_fg   = log(1 - p_bg) = logsigmoid(g)
+        log p_bg   = logsigmoid(-g)
+        log final_c  = log P_fg + log_softmax(tde_logits_fg)_c
+        log final_bg = log p_bg
+
+    ``q_c / (1 - q_bg)`` is the softmax over the foreground TDE logits
+    alone, and ``logsigmoid`` is accurate for ``p_bg`` near 0 and near 1
+    (no ``1 - p`` cancellation), so every entry has a small *relative*
+    error even when the background dominates (``p_bg > 1 - 1e-12``). The
+    rows sum to one up to rounding, so ``softmax(output) == exp(output)``
+    (a later softmax in mmdet's ``predict_by_feat`` returns Eq. 9).
+
+    ``eps > 0`` reproduces the reference code's smoothed form
+    ``P_fg / (Q_fg + eps) * (q_c + eps)`` (renormalised); its error grows
+    like ``C_fg * eps / Q_fg`` when the TDE background dominates, so it is
+    only meant for comparisons with the reference.
 
     Args:
         logits: de-confounded logits (N, C+1) or (N, C+1, H, W).
         tde_logits: TDE logits, same shape.
-        eps: the reference's smoothing constant.
+        eps: 0 for exact Eq. 9; the reference uses 1e-10.
 
     Returns:
         Tensor: ``log(final)``, same shape as ``logits``.
@@ -193,6 +298,28 @@ def background_exempt_log_probs(logits: Tensor,
             '(N, C+1, H, W) with at least one foreground and the background '
             'column (last).')
     check_range('eps', eps, 0.0)
+    if eps > 0:
+        return _reference_exempt(logits, tde_logits, eps)
+    num_fg = logits.shape[1] - 1
+    plain_fg = logits.narrow(1, 0, num_fg)
+    gap = torch.logsumexp(plain_fg, dim=1, keepdim=True)
+    gap = gap - logits.narrow(1, num_fg, 1)
+    tde_fg = tde_logits.narrow(1, 0, num_fg)
+    shift = F.logsigmoid(gap) - torch.logsumexp(tde_fg, dim=1, keepdim=True)
+    log_p_bg = F.logsigmoid(-gap)
+    if torch.is_grad_enabled() and (logits.requires_grad
+                                    or tde_logits.requires_grad):
+        return torch.cat([tde_fg + shift, log_p_bg], dim=1)
+    # inference: write both parts into one buffer (no concatenation)
+    out = torch.empty_like(tde_logits)
+    torch.add(tde_fg, shift, out=out.narrow(1, 0, num_fg))
+    out.narrow(1, num_fg, 1).copy_(log_p_bg)
+    return out
+
+
+def _reference_exempt(logits: Tensor, tde_logits: Tensor,
+                      eps: float) -> Tensor:
+    """The reference code's eps-smoothed Eq. 9, renormalised, log space."""
     logp = torch.log_softmax(logits, dim=1)
     q = torch.softmax(tde_logits, dim=1)
     log_p_bg = logp[:, -1:]
@@ -334,6 +461,7 @@ class CausalNormClassifier(nn.Module):
             torch.empty(self.num_classes, self.in_channels))
         self.register_buffer(
             'head_direction', torch.zeros(self.in_channels), persistent=True)
+        self._weight_cache = WeightCache()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -341,10 +469,39 @@ class CausalNormClassifier(nn.Module):
         bound = 1.0 / math.sqrt(self.in_channels)
         nn.init.uniform_(self.weight, -bound, bound)
 
+    def train(self, mode: bool = True) -> 'CausalNormClassifier':
+        """Switch mode and drop the cached normalised weights."""
+        self._weight_cache.clear()
+        return super().train(mode)
+
+    def _check_input(self, feats: Tensor) -> None:
+        dim = _check_feats(feats)
+        if dim != self.in_channels:
+            raise ValueError(f'feats have D={dim}; expected '
+                             f'in_channels={self.in_channels}.')
+
+    def _scaled_weight(self, dtype: torch.dtype) -> Tensor:
+        """``(tau / K) * w_bar`` (C, D) in ``dtype``; cached in eval."""
+        scale = self.tau / self.num_heads
+
+        def compute() -> Tensor:
+            w = causal_weight(self.weight, self.num_heads, self.gamma)
+            return w.to(dtype) * scale
+
+        if not cache_enabled(self, (self.weight, )):
+            return compute()
+        return self._weight_cache.get(
+            'weight', (self.weight, ),
+            (dtype, self.num_heads, self.tau, self.gamma), compute)
+
     def forward(self, feats: Tensor) -> Tensor:
         """Causal-norm logits (Eq. 7): (N, D[, H, W]) -> (N, C[, H, W])."""
-        return causal_norm_logits(feats, self.weight, self.num_heads, self.tau,
-                                  self.gamma)
+        if self.training or not cache_enabled(self, (self.weight, )):
+            return causal_norm_logits(feats, self.weight, self.num_heads,
+                                      self.tau, self.gamma)
+        self._check_input(feats)
+        xb = _normalize_heads(feats, self.num_heads)
+        return _linear(xb, self._scaled_weight(feats.dtype))
 
     @torch.no_grad()
     def update_head_direction(self,
@@ -402,12 +559,71 @@ class CausalNormClassifier(nn.Module):
         """
         if alpha is None:
             alpha = self.alpha if self.use_tde_at_test else 0.0
-        tde = tde_logits(feats, self.weight, self.head_direction, alpha,
-                         self.num_heads, self.tau, self.gamma)
+        else:
+            alpha = check_range('alpha', alpha, 0.0)
+        plain, tde = self.plain_and_tde_logits(feats, alpha)
         if not self.background_exempt:
             return tde
-        plain = self.forward(feats)
         return background_exempt_log_probs(plain, tde)
+
+    def plain_and_tde_logits(self, feats: Tensor,
+                             alpha: float) -> Tuple[Tensor, Tensor]:
+        """Causal-norm (Eq. 7) and TDE (Eq. 8) logits from ONE matmul.
+
+        Eq. 8 is linear in ``x_k_bar``: ``TDE_c = <x_bar, W~_c>`` with the
+        projection of the head direction removed from the weights,
+        ``W~_ck = (tau / K) (w_ck_bar - alpha <d_hat_k, w_ck_bar> d_hat_k)``
+        (cached in eval mode, recomputed when ``weight``,
+        ``head_direction`` or ``alpha`` change), so the TDE logits cost
+        one matmul / 1x1 convolution, like the stock classifier. The plain
+        logits, needed by Eq. 9 only, follow as ``TDE + alpha (tau / K)
+        cos @ U`` with ``cos_k = <x_k_bar, d_hat_k>`` (an (N, K) product)
+        and ``U_kc = <d_hat_k, w_ck_bar>``.
+
+        Args:
+            feats: (N, D) or (N, D, H, W).
+            alpha: TDE strength, ``>= 0``.
+
+        Returns:
+            tuple: ``(plain, tde)``, each (N, C[, H, W]) (the same tensor
+            when ``alpha = 0``); ``plain`` is None when
+            ``background_exempt=False`` (not needed).
+        """
+        self._check_input(feats)
+        k = self.num_heads
+        xb = _normalize_heads(feats, k)
+        if alpha == 0:
+            plain = _linear(xb, self._scaled_weight(feats.dtype))
+            return plain, plain
+        w_tde, d_block, u = self._tde_terms(feats.dtype, float(alpha))
+        tde = _linear(xb, w_tde)
+        if not self.background_exempt:
+            return None, tde
+        cos = _linear(xb, d_block)
+        plain = _tde_from_plain(tde, cos, u, -alpha * self.tau / k)
+        return plain, tde
+
+    def _tde_terms(self, dtype: torch.dtype,
+                   alpha: float) -> Tuple[Tensor, Tensor, Tensor]:
+        """``W~`` (C, D), the block matrix of ``d_hat`` (K, D) and ``U``
+        (K, C) of :meth:`plain_and_tde_logits`; cached in eval."""
+        sources = (self.weight, self.head_direction)
+        k, scale = self.num_heads, self.tau / self.num_heads
+
+        def compute() -> Tuple[Tensor, Tensor, Tensor]:
+            w = causal_weight(self.weight, k, self.gamma).to(dtype)
+            d_hat, u = direction_projections(w, self.head_direction, k)
+            c, dim = w.shape
+            proj = u.t()[:, :, None] * d_hat[None]  # (C, K, D/K)
+            w_tde = (w - alpha * proj.reshape(c, dim)) * scale
+            d_block = torch.block_diag(*d_hat)  # (K, D)
+            return w_tde, d_block, u
+
+        if not cache_enabled(self, sources):
+            return compute()
+        return self._weight_cache.get('tde', sources,
+                                      (dtype, alpha, k, self.tau, self.gamma),
+                                      compute)
 
     def extra_repr(self) -> str:
         return (f'in_channels={self.in_channels}, '

@@ -10,12 +10,14 @@
 * LWS, Eq. 4: ``w_i_tilde = f_i * w_i`` with learnable ``f_i``
   (:class:`LearnableWeightScaling`);
 * a cosine classifier (:class:`CosineClassifier`), the normalised
-  classifier used by several long-tail baselines.
+  classifier used by several long-tail baselines;
+* :class:`WeightCache` -- the normalised weights of a frozen classifier,
+  computed once in eval mode and recomputed when the weights change.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Callable, Hashable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -46,9 +48,86 @@ def _linear(feats: Tensor, weight: Tensor) -> Tensor:
     if feats.dim() == 2:
         return feats @ weight.t()
     if feats.dim() == 4:
-        return torch.einsum('ndhw,cd->nchw', feats, weight)
+        # a 1x1 convolution (much faster than einsum on NCHW maps)
+        return F.conv2d(feats, weight[:, :, None, None])
     raise ValueError(f'feats must be (N, D) or (N, D, H, W), got shape '
                      f'{tuple(feats.shape)}.')
+
+
+class WeightCache:
+    """A tensor derived from parameters, kept while they are unchanged.
+
+    Post-hoc classifiers (tau-norm Eq. 3, cosine, causal-norm Eq. 7)
+    re-normalise *frozen* weights at every test forward; this cache keeps
+    the result. An entry is valid while every source tensor has the same
+    storage (``data_ptr``), version counter (``_version``, bumped by every
+    in-place update: optimizer steps, ``load_state_dict``, ``copy_``),
+    dtype, device and shape, and the ``extra`` key (hyper-parameters such as
+    tau) is equal. A reference to the sources is kept, so their memory
+    cannot be reused by another tensor while the entry lives.
+
+    Use it only when no gradient is needed (:func:`cache_enabled`): the
+    cached value is computed once and carries no autograd graph.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict = {}
+
+    @staticmethod
+    def _key(sources: Sequence[Tensor], extra: Hashable) -> Optional[tuple]:
+        try:
+            return tuple(
+                (t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape))
+                for t in sources) + (extra, )
+        except RuntimeError:  # inference tensors have no version counter
+            return None
+
+    def get(self, name: str, sources: Sequence[Tensor], extra: Hashable,
+            fn: Callable[[], Tensor]) -> Tensor:
+        """Return ``fn()``, recomputed only when the sources changed.
+
+        Args:
+            name: slot name (one entry per name).
+            sources: the tensors ``fn`` reads (e.g. ``(weight, )``).
+            extra: hashable hyper-parameters ``fn`` depends on.
+            fn: computes the value.
+        """
+        key = self._key(sources, extra)
+        entry = self._entries.get(name)
+        if key is not None and entry is not None and entry[0] == key:
+            return entry[1]
+        value = fn()
+        if key is not None:
+            refs = tuple(t.detach() for t in sources)
+            self._entries[name] = (key, value, refs)
+        return value
+
+    def clear(self) -> None:
+        """Drop every entry (e.g. on ``train()``)."""
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __deepcopy__(self, memo) -> 'WeightCache':
+        return WeightCache()  # never copy cached tensors
+
+    def __getstate__(self) -> dict:
+        return {'_entries': {}}  # never pickle cached tensors
+
+
+def cache_enabled(module: nn.Module, sources: Sequence[Tensor]) -> bool:
+    """Whether ``module`` may use cached normalised weights now.
+
+    True in eval mode when no gradient can flow to ``sources`` (under
+    ``torch.no_grad()`` / ``inference_mode`` or with frozen weights), so
+    the cached tensors give exactly the uncached outputs.
+    """
+    if module.training:
+        return False
+    if torch.is_grad_enabled() and any(t.requires_grad for t in sources):
+        return False
+    return True
 
 
 def _check_dim(feats: Tensor, dim: int, what: str = 'weight') -> None:
@@ -331,6 +410,7 @@ class CosineClassifier(nn.Module):
             self.scale = nn.Parameter(torch.tensor(scale))
         else:
             self.scale = scale
+        self._weight_cache = WeightCache()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -338,12 +418,37 @@ class CosineClassifier(nn.Module):
         bound = 1.0 / math.sqrt(self.in_channels)
         nn.init.uniform_(self.weight, -bound, bound)
 
+    def train(self, mode: bool = True) -> 'CosineClassifier':
+        """Switch mode and drop the cached normalised weights."""
+        self._weight_cache.clear()
+        return super().train(mode)
+
+    def _scaled_weight(self, dtype: torch.dtype) -> Tensor:
+        """``s * w / ||w||`` (C, D): the scale folded into the weights."""
+        scale = self.scale
+        sources = [self.weight]
+        if isinstance(scale, Tensor):
+            sources.append(scale)
+        key = (dtype, None if isinstance(scale, Tensor) else float(scale))
+
+        def compute() -> Tensor:
+            w = F.normalize(self.weight, dim=1, eps=_EPS).to(dtype)
+            return w * scale.to(dtype) if isinstance(scale, Tensor) \
+                else w * scale
+
+        if not cache_enabled(self, sources):
+            return compute()
+        return self._weight_cache.get('scaled_weight', sources, key, compute)
+
     def forward(self, feats: Tensor) -> Tensor:
         """(N, D) -> (N, C); (N, D, H, W) -> (N, C, H, W)."""
         _check_dim(feats, self.in_channels)
         x = F.normalize(feats, dim=1, eps=_EPS)
-        w = F.normalize(self.weight, dim=1, eps=_EPS).to(x.dtype)
-        return self.scale * _linear(x, w)
+        if not cache_enabled(self, (self.weight, )):
+            # training path, as written in the paper: s * <x_hat, w_hat>
+            w = F.normalize(self.weight, dim=1, eps=_EPS).to(x.dtype)
+            return self.scale * _linear(x, w)
+        return _linear(x, self._scaled_weight(x.dtype))
 
     def extra_repr(self) -> str:
         return (f'in_channels={self.in_channels}, '

@@ -89,17 +89,16 @@ def disalign_calibrate(logits: Tensor,
             raise ValueError(
                 f'{name} has shape {tuple(vec.shape)} but the logits have '
                 f'{num_cols} columns: expected ({num_cal},){extra}.')
-    if exclude_background:
-        fg, bg = logits[:, :-1], logits[:, -1:]
-    else:
-        fg, bg = logits, None
     a = alpha - 1 if param == 'identity' else alpha
-    a = _class_view(a, fg.dim())
-    b = _class_view(beta, fg.dim())
-    out = fg + sigma * (a * fg + b)
-    if bg is not None:
-        out = torch.cat([out, bg], dim=1)
-    return out
+    b = beta
+    if exclude_background:
+        # the background column gets a = 0, b = 0: z + sigma * (0 * z + 0)
+        # = z exactly, without slicing / concatenating the (N, C+1) logits
+        a = torch.cat([a, a.new_zeros(1)])
+        b = torch.cat([b, b.new_zeros(1)])
+    a = _class_view(a, logits.dim())
+    b = _class_view(b, logits.dim())
+    return logits + sigma * (a * logits + b)
 
 
 class DisAlignCalibration(nn.Module):

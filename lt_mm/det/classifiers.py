@@ -30,11 +30,10 @@ import torch.nn.functional as F
 from mmdet.registry import MODELS
 from torch import Tensor
 
-from lt_mm.core.causal_norm import (CausalNormClassifier,
-                                    background_exempt_log_probs,
-                                    causal_norm_logits, tde_logits)
+from lt_mm.core.causal_norm import CausalNormClassifier
 from lt_mm.core.checks import check_range
-from lt_mm.core.decoupling import CosineClassifier, tau_normalize
+from lt_mm.core.decoupling import (CosineClassifier, WeightCache,
+                                   cache_enabled)
 from lt_mm.core.disalign import DisAlignCalibration
 
 
@@ -226,11 +225,23 @@ class TauNormLinear(nn.Linear):
         self.tau = check_range(
             'tau', tau, 0.0, hint='Decoupling sweeps tau in [0, 2].')
         self.keep_fg_bias = bool(keep_fg_bias)
+        self._weight_cache = WeightCache()
+
+    def train(self, mode: bool = True) -> 'TauNormLinear':
+        """Switch mode and drop the cached normalised weights."""
+        self._weight_cache.clear()
+        return super().train(mode)
+
+    def _row_scales(self) -> Tensor:
+        """(C + 1,) row factors: ``||w_j|| ** -tau`` (fg), 1 (bg)."""
+        norms = self.weight[:-1].flatten(1).norm(dim=1).clamp_min(1e-12)
+        return torch.cat([norms.pow(-self.tau), norms.new_ones(1)])
 
     def normalized_weight(self) -> Tensor:
-        """(C + 1, D) weights with tau-normalised foreground rows."""
-        fg = tau_normalize(self.weight[:-1], self.tau)
-        return torch.cat([fg, self.weight[-1:]], dim=0)
+        """(C + 1, D) weights with tau-normalised foreground rows
+        (Decoupling Eq. 3; ``w_j / ||w_j|| ** tau``, background row kept).
+        """
+        return self.weight * self._row_scales()[:, None]
 
     def normalized_bias(self) -> Optional[Tensor]:
         """(C + 1,) bias used at test time (foreground zeroed unless
@@ -239,15 +250,24 @@ class TauNormLinear(nn.Linear):
             return None
         if self.keep_fg_bias:
             return self.bias
-        return torch.cat(
-            [self.bias.new_zeros(self.bias.numel() - 1), self.bias[-1:]])
+        mask = torch.zeros_like(self.bias)
+        mask[-1] = 1.0
+        return self.bias * mask
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, D) -> (N, C + 1): plain linear in training, tau-norm in
-        eval."""
+        eval (normalised weights cached while the weights are unchanged).
+        """
         if self.training:
             return super().forward(x)
-        return F.linear(x, self.normalized_weight(), self.normalized_bias())
+        sources = [self.weight] + ([] if self.bias is None else [self.bias])
+        if not cache_enabled(self, sources):
+            return F.linear(x, self.normalized_weight(),
+                            self.normalized_bias())
+        w, b = self._weight_cache.get(
+            'tau_norm', sources, (float(self.tau), self.keep_fg_bias), lambda:
+            (self.normalized_weight(), self.normalized_bias()))
+        return F.linear(x, w, b)
 
     def extra_repr(self) -> str:
         return (super().extra_repr() +
@@ -341,32 +361,9 @@ class CausalNormLinear(CausalNormClassifier):
                     'updated), so TDE equals the plain de-confounded '
                     'logits. Train with CausalNormShared2FCBBoxHead, which '
                     'updates it from the foreground RoIs.')
+        # one matmul for the TDE and plain logits, cached normalised
+        # weights and the exact Eq. 9 (CausalNormClassifier.predict)
         return self.predict(x)
-
-    def predict(self, x: Tensor, alpha: Optional[float] = None) -> Tensor:
-        """Test-time output: TDE logits (Eq. 8) or, with
-        ``background_exempt``, the Eq. 9 log-probabilities.
-
-        Same result as ``CausalNormClassifier.predict`` (overridden because
-        its plain-logit step calls ``forward``, the test path here).
-
-        Args:
-            x: (N, D) box features.
-            alpha: TDE strength; None = ``alpha`` (0 when
-                ``use_tde_at_test=False``).
-
-        Returns:
-            Tensor: (N, C + 1).
-        """
-        if alpha is None:
-            alpha = self.alpha if self.use_tde_at_test else 0.0
-        tde = tde_logits(x, self.weight, self.head_direction, alpha,
-                         self.num_heads, self.tau, self.gamma)
-        if not self.background_exempt:
-            return tde
-        plain = causal_norm_logits(x, self.weight, self.num_heads, self.tau,
-                                   self.gamma)
-        return background_exempt_log_probs(plain, tde)
 
     def update_head_direction_from_labels(self, labels: Tensor) -> Tensor:
         """Update ``d`` with the foreground RoIs of the last training

@@ -29,13 +29,16 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmseg.registry import MODELS
 from torch import Tensor
 
 from lt_mm.core.causal_norm import CausalNormClassifier
 from lt_mm.core.checks import check_choice, check_range
-from lt_mm.core.decoupling import LearnableWeightScaling, tau_norm_logits
+from lt_mm.core.decoupling import (LearnableWeightScaling, WeightCache,
+                                   cache_enabled, tau_norm_logits,
+                                   tau_normalize)
 from lt_mm.core.disalign import DisAlignCalibration
 
 CONFIDENCE_LAYERS = ('conv', 'conv_module')
@@ -304,19 +307,35 @@ class TauNormConvSeg(_ConvSegBase):
         self.tau = check_range('tau', tau, 0.0)
         self.keep_bias = bool(keep_bias)
         self.apply_in_train = bool(apply_in_train)
+        self._weight_cache = WeightCache()
+
+    def train(self, mode: bool = True) -> 'TauNormConvSeg':
+        """Switch mode and drop the cached normalised weights."""
+        self._weight_cache.clear()
+        return super().train(mode)
 
     def forward(self,
                 x: Tensor,
                 feat: Optional[Tensor] = None,
                 valid: Optional[Tensor] = None) -> Tensor:
-        """(N, D, H, W) -> (N, C, H, W) (Decoupling Eq. 3 in eval mode)."""
+        """(N, D, H, W) -> (N, C, H, W) (Decoupling Eq. 3 in eval mode).
+
+        In eval mode the tau-normalised weights are cached (recomputed when
+        ``weight`` or ``tau`` change) and applied as one 1x1 convolution.
+        """
         _check_feat(x, self.in_channels, 'TauNormConvSeg')
         if self.training and not self.apply_in_train:
             return self.logits(x)
-        out = tau_norm_logits(x, self.weight, self.tau)
-        if self.keep_bias:
-            out = out + self.bias.to(out.dtype).reshape(1, -1, 1, 1)
-        return out
+        bias = self.bias.to(x.dtype) if self.keep_bias else None
+        if not cache_enabled(self, (self.weight, )):
+            out = tau_norm_logits(x, self.weight, self.tau)
+            if bias is not None:
+                out = out + bias.reshape(1, -1, 1, 1)
+            return out
+        w = self._weight_cache.get(
+            'tau_norm', (self.weight, ), (float(self.tau), x.dtype),
+            lambda: tau_normalize(self.weight, self.tau).to(x.dtype))
+        return F.conv2d(x, w, bias)
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f', tau={self.tau}, '
@@ -353,5 +372,9 @@ class LWSConvSeg(_ConvSegBase):
                 valid: Optional[Tensor] = None) -> Tensor:
         """(N, D, H, W) -> (N, C, H, W): ``(W x + b) * f`` (Eq. 4)."""
         _check_feat(x, self.in_channels, 'LWSConvSeg')
-        z = nn.functional.conv2d(x, self.weight)
+        if self.lws.scale_bias and self.bias is not None:
+            # (W x + b) * f with the bias added inside the convolution
+            z = F.conv2d(x, self.weight, self.bias)
+            return self.lws(z)
+        z = F.conv2d(x, self.weight)
         return self.lws(z, self.bias)

@@ -283,3 +283,70 @@ def test_cdt_loss_epoch_from_message_hub():
     # -> CE = log(1 + e^(2 - 1))
     hub.update_info('epoch', 2)
     assert_close(loss(logits, y), torch.tensor(math.log(1 + math.exp(1))))
+
+
+# ------------------------------------- cached normalised weights (#13)
+@pytest.mark.parametrize('cfg', [
+    dict(type='TauNormClsHead', tau=0.7),
+    dict(type='CosineClsHead', learn_scale=True),
+    dict(type='DisAlignCosineClsHead'),
+    dict(type='CausalNormClsHead', alpha=1.0),
+])
+def test_cached_weights_equal_uncached_and_follow_updates(cfg):
+    torch.manual_seed(0)
+    head = _build(num_classes=3, in_channels=4, **cfg)
+    x = torch.randn(5, 4)
+    head.train()
+    head((torch.rand(6, 4), ))  # TDE: a non-zero head direction
+
+    def both():
+        head.eval()
+        with torch.no_grad():  # eval + no_grad: the cached path
+            cached = head((x, ))
+            assert_close(head((x, )), cached)  # served from the cache
+        uncached = head((x, )).detach()  # grad enabled: no cache
+        assert_close(cached, uncached)
+        return cached
+
+    before = both()
+    # an optimizer step on every parameter invalidates the cache
+    head.train()
+    out = head((torch.rand(6, 4), ))
+    (out * torch.randn_like(out)).sum().backward()
+    torch.optim.SGD(head.parameters(), lr=0.5).step()
+    after = both()
+    assert not torch.allclose(after, before)
+    # load_state_dict (in-place copies) too
+    fresh = _build(num_classes=3, in_channels=4, **cfg)
+    fresh.load_state_dict(head.state_dict())
+    fresh.eval()
+    with torch.no_grad():
+        fresh((x, ))
+        fresh.load_state_dict(
+            _build(num_classes=3, in_channels=4, **cfg).state_dict())
+        other = fresh((x, ))
+    fresh.load_state_dict(head.state_dict())
+    with torch.no_grad():
+        assert_close(fresh((x, )), after)
+    assert not torch.allclose(other, after)
+
+
+def test_tde_head_checks_the_direction_without_per_batch_sync():
+    head = _build(type='CausalNormClsHead', num_classes=2, in_channels=2)
+    head.train()
+    head((torch.rand(3, 2), ))
+    head.eval()
+    x = torch.rand(2, 2)
+    with torch.no_grad():
+        head((x, ))
+        key = head._checked_direction
+        d = head.fc.head_direction
+        assert key == (d.data_ptr(), d._version)
+        head((x, ))  # unchanged buffer: no new check
+        assert head._checked_direction == key
+    head.train()
+    head((torch.rand(3, 2), ))  # the direction moves: checked again
+    head.eval()
+    with torch.no_grad():
+        head((x, ))
+    assert head._checked_direction != key

@@ -196,3 +196,48 @@ def test_cosine_classifier():
     assert ml.scale.grad is not None
     with pytest.raises(ValueError, match='scale'):
         CosineClassifier(2, 2, scale=0.0)
+
+
+# ------------------------------------------ fast paths (issue #13)
+def test_tau_norm_spatial_is_a_1x1_convolution():
+    torch.manual_seed(0)
+    feats = torch.randn(2, 5, 3, 4, dtype=torch.float64)
+    weight = torch.randn(3, 5, dtype=torch.float64)
+    # literal per-pixel sum: y_c(p) = sum_d w~_cd x_d(p)
+    ref = torch.einsum('ndhw,cd->nchw', feats, tau_normalize(weight, 0.5))
+    out = tau_norm_logits(feats, weight.reshape(3, 5, 1, 1), 0.5)
+    assert_close(out, ref)
+    assert out.is_contiguous()
+
+
+def test_cosine_classifier_cache_equals_uncached_and_invalidates():
+    torch.manual_seed(0)
+    m = CosineClassifier(4, 3, scale=2.0, learn_scale=True)
+    x = torch.randn(5, 4)
+
+    def manual():
+        w = m.weight / m.weight.norm(dim=1, keepdim=True)
+        xn = x / x.norm(dim=1, keepdim=True)
+        return m.scale.detach() * xn @ w.detach().t()
+
+    m.eval()
+    with torch.no_grad():
+        assert_close(m(x), manual())
+        assert len(m._weight_cache) == 1
+        assert_close(m(x), manual())  # served from the cache
+    # an optimizer step on weight and scale: recomputed
+    m.train()
+    assert len(m._weight_cache) == 0
+    m(x).sum().backward()
+    torch.optim.SGD(m.parameters(), lr=1.0).step()
+    m.eval()
+    with torch.no_grad():
+        m(x)
+        m.scale.add_(1.0)  # in-place edit of the scale only
+        assert_close(m(x), manual())
+        m.load_state_dict({
+            'weight': torch.eye(3, 4),
+            'scale': torch.tensor(3.0)
+        })
+        # rows e_0..e_2: y_c = 3 * x_c / ||x||
+        assert_close(m(x), 3 * x[:, :3] / x.norm(dim=1, keepdim=True))

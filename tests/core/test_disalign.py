@@ -184,3 +184,22 @@ def test_bad_inputs():
         disalign_calibrate(Z, SIGMA, torch.ones(4), BETA)
     with pytest.raises(ValueError, match='sigma'):
         disalign_calibrate(Z, torch.ones(2, 3), ALPHA, BETA)
+
+
+def test_exclude_background_without_slicing_equals_fg_only_calibration():
+    # the fast path pads alpha - 1 and beta with 0 for the background
+    # column; it must equal calibrating the C fg columns alone and
+    # appending the untouched background column (old slice + cat form)
+    torch.manual_seed(0)
+    for shape, sig_shape in (((6, 5), (6, 1)), ((2, 5, 3, 4), (2, 1, 3, 4))):
+        z = torch.randn(shape, dtype=torch.float64)
+        sigma = torch.rand(sig_shape, dtype=torch.float64)
+        alpha = torch.rand(4, dtype=torch.float64, requires_grad=True)
+        beta = torch.randn(4, dtype=torch.float64, requires_grad=True)
+        out = disalign_calibrate(
+            z, sigma, alpha, beta, exclude_background=True)
+        fg = disalign_calibrate(z[:, :4], sigma, alpha, beta)
+        assert_close(out[:, :4], fg)
+        assert torch.equal(out[:, 4], z[:, 4])
+        out[:, :4].sum().backward()
+        assert alpha.grad is not None and beta.grad.abs().sum() > 0

@@ -323,3 +323,85 @@ def test_bad_classifier_arguments_fail_at_build_time():
                 fc_out_channels=4,
                 num_classes=2,
                 cls_predictor_cfg=dict(type='Linear')))
+
+
+# ------------------------------------- cached normalised weights (#13)
+@pytest.mark.parametrize('cfg', [
+    dict(type='TauNormLinear', tau=0.7),
+    dict(type='TauNormLinear', tau=1.0, keep_fg_bias=True),
+    dict(type='CosineLinear'),
+    dict(type='DisAlignCosineLinear'),
+    dict(type='CausalNormLinear', alpha=1.0),
+    dict(type='CausalNormLinear', alpha=1.0, background_exempt=False),
+])
+def test_box_classifier_cache_equals_uncached_and_follows_updates(cfg):
+    torch.manual_seed(0)
+
+    def make():
+        return _build(dict(cfg, in_features=4, out_features=3))
+
+    layer = make()
+    x = torch.randn(5, 4)
+    if cfg['type'] == 'CausalNormLinear':
+        layer.update_head_direction(torch.rand(6, 4))
+
+    def both():
+        layer.eval()
+        with torch.no_grad():
+            cached = layer(x)
+            assert_close(layer(x), cached)
+        uncached = layer(x).detach()  # grad enabled: nothing cached
+        assert_close(cached, uncached)
+        return cached
+
+    before = both()
+    layer.train()
+    out = layer(x)
+    (out * torch.randn_like(out)).sum().backward()
+    torch.optim.SGD(layer.parameters(), lr=0.5).step()
+    after = both()
+    assert not torch.allclose(after, before)
+    fresh = make()
+    fresh.load_state_dict(layer.state_dict())
+    fresh.eval()
+    with torch.no_grad():
+        assert_close(fresh(x), after)
+        fresh.load_state_dict(make().state_dict())
+        assert not torch.allclose(fresh(x), after)
+
+
+def test_tde_box_scores_are_eq9_after_mmdet_softmax_1203_classes():
+    # the whole path: CausalNormLinear -> log P -> mmdet's softmax in
+    # predict_by_feat; compared with Eq. 9 written literally in float64
+    # ((1 - p_bg) q_c / (1 - q_bg), 1 - p_bg as the sum of the fg p_c)
+    torch.manual_seed(0)
+    layer = _build(
+        dict(
+            type='CausalNormLinear',
+            in_features=8,
+            out_features=1204,
+            tau=40.0))
+    layer.update_head_direction(torch.rand(16, 8))
+    with torch.no_grad():
+        # fg rows point away from the (positive) features, the background
+        # row along them: gaps up to ~40 between bg and the best fg logit
+        layer.weight.copy_(torch.randn(1204, 8) - 1.0)
+        layer.weight[-1] = 1.0
+    x = torch.rand(50, 8)
+    layer.eval()
+    with torch.no_grad():
+        scores = torch.softmax(layer(x), dim=-1).double()
+    w = layer.weight.detach().double()
+    d = layer.head_direction.double()
+    plain = causal_norm_logits(x.double(), w, 2, tau=40.0)
+    tde = tde_logits(x.double(), w, d, 1.5, 2, tau=40.0)
+    p, q = plain.softmax(1), tde.softmax(1)
+    ref = torch.cat([
+        p[:, :-1].sum(1, keepdim=True) * q[:, :-1] /
+        q[:, :-1].sum(1, keepdim=True), p[:, -1:]
+    ], 1)
+    assert (ref[:, -1] > 1 - 1e-6).any()  # background-dominated RoIs
+    assert (scores - ref).abs().max() <= 1e-5  # acceptance (float32)
+    # relative: also the tiny foreground scores of those RoIs (the float32
+    # logits of magnitude ~40 carry ~1e-6 relative rounding themselves)
+    assert ((scores - ref).abs() / ref).max() <= 1e-4

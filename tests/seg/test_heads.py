@@ -271,3 +271,56 @@ def test_head_bad_input():
                 type='LTDecodeHead',
                 head_type='FCNHead',
                 classifier=dict(type='CausalNormConvSeg', num_heads=3)))
+
+
+# ------------------------------------- cached normalised weights (#13)
+@pytest.mark.parametrize('make', [
+    lambda: TauNormConvSeg(4, 3, tau=0.7),
+    lambda: TauNormConvSeg(4, 3, tau=1.0, keep_bias=True),
+    lambda: CausalNormConvSeg(4, 3, alpha=1.0),
+])
+def test_conv_seg_cache_equals_uncached_and_follows_updates(make):
+    torch.manual_seed(0)
+    clf = make()
+    x = torch.rand(2, 4, 3, 5)
+    clf.train()
+    clf(torch.rand(1, 4, 2, 2), feat=None, valid=None)  # TDE: d != 0
+
+    def both():
+        clf.eval()
+        with torch.no_grad():
+            cached = clf(x)
+            assert_close(clf(x), cached)
+        uncached = clf(x).detach()  # grad enabled: nothing cached
+        assert_close(cached, uncached)
+        return cached
+
+    before = both()
+    clf.train()
+    out = clf(x)
+    (out * torch.randn_like(out)).sum().backward()
+    torch.optim.SGD(clf.parameters(), lr=0.5).step()
+    after = both()
+    assert not torch.allclose(after, before)
+    fresh = make()
+    fresh.load_state_dict(clf.state_dict())
+    fresh.eval()
+    with torch.no_grad():
+        assert_close(fresh(x), after)
+        fresh.load_state_dict(make().state_dict())
+        assert not torch.allclose(fresh(x), after)
+
+
+def test_tau_norm_conv_seg_cached_path_hand_computed():
+    # rows [3, 4] -> [0.6, 0.8], [1, 0] -> [1, 0]; x = [1, 2] per pixel:
+    # [0.6 + 1.6, 1.0] = [2.2, 1.0]; keep_bias adds [10, 20]
+    clf = TauNormConvSeg(2, 2, tau=1.0, keep_bias=True).eval()
+    with torch.no_grad():
+        clf.weight.copy_(
+            torch.tensor([[3.0, 4.0], [1.0, 0.0]]).reshape(2, 2, 1, 1))
+        clf.bias.copy_(torch.tensor([10.0, 20.0]))
+        x = torch.tensor([1.0, 2.0]).reshape(1, 2, 1, 1).expand(1, 2, 2, 3)
+        out = clf(x)
+    assert_close(
+        out,
+        torch.tensor([12.2, 21.0]).reshape(1, 2, 1, 1).expand(1, 2, 2, 3))

@@ -19,7 +19,7 @@ features.
 from __future__ import annotations
 
 import copy
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Hashable, Optional, Sequence, Tuple
 
 import torch
 from mmpretrain.models.heads import ClsHead, LinearClsHead
@@ -28,7 +28,8 @@ from torch import Tensor
 
 from lt_mm.core.cdt import logit_adjust, nc_tau_adjust
 from lt_mm.core.checks import check_choice, check_range
-from lt_mm.core.decoupling import CosineClassifier
+from lt_mm.core.decoupling import (CosineClassifier, WeightCache,
+                                   cache_enabled)
 from ..counts import resolve_cls_counts
 
 POSTHOC_TYPES = ('nc_tau', 'logit_adjust')
@@ -86,6 +87,29 @@ class LongTailHeadMixin:
             'prior_counts',
             torch.tensor(counts, dtype=torch.float64),
             persistent=True)
+
+    # -- cached normalised weights (eval mode) -----------------------------
+    def _cached(self, name: str, sources: Sequence[Tensor], extra: Hashable,
+                fn: Callable[[], Tensor]) -> Tensor:
+        """``fn()``, cached in eval mode while ``sources`` are unchanged.
+
+        See :class:`lt_mm.core.decoupling.WeightCache`: the entry is
+        recomputed when a source changes (optimizer step,
+        ``load_state_dict``, in-place edit) and dropped on ``train()``.
+        """
+        if not cache_enabled(self, sources):
+            return fn()
+        cache = self.__dict__.get('_lt_weight_cache')
+        if cache is None:
+            cache = self.__dict__['_lt_weight_cache'] = WeightCache()
+        return cache.get(name, sources, extra, fn)
+
+    def train(self, mode: bool = True):
+        """Switch mode and drop the cached normalised weights."""
+        cache = self.__dict__.get('_lt_weight_cache')
+        if cache is not None:
+            cache.clear()
+        return super().train(mode)
 
     # -- the three steps ----------------------------------------------------
     def classifier_logits(self, x: Tensor) -> Tensor:

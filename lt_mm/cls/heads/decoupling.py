@@ -23,9 +23,10 @@ from torch import Tensor
 
 from lt_mm.core.checks import check_choice, check_range
 from lt_mm.core.decoupling import (NCM_DISTS, NCM_FEAT_TYPES,
-                                   LearnableWeightScaling, class_centroids,
-                                   ncm_logits, reinit_classifier,
-                                   tau_norm_logits)
+                                   LearnableWeightScaling, cache_enabled,
+                                   class_centroids, ncm_logits,
+                                   reinit_classifier, tau_norm_logits,
+                                   tau_normalize)
 from .base import LTLinearClsHead
 
 
@@ -54,9 +55,21 @@ class TauNormClsHead(LTLinearClsHead):
         self.tau = check_range('tau', tau, 0.0)
 
     def test_logits(self, x: Tensor, tau: Optional[float] = None) -> Tensor:
-        """(N, D) -> (N, C) tau-normalised logits (Eq. 3)."""
-        return tau_norm_logits(x, self.fc.weight,
-                               self.tau if tau is None else tau)
+        """(N, D) -> (N, C) tau-normalised logits (Eq. 3).
+
+        In eval mode the normalised weights are computed once and cached
+        (recomputed when ``fc.weight`` or ``tau`` change).
+        """
+        tau = self.tau if tau is None else tau
+        if not cache_enabled(self, (self.fc.weight, )):
+            return tau_norm_logits(x, self.fc.weight, tau)
+        if x.dim() != 2 or x.shape[1] != self.in_channels:
+            raise ValueError(f'features have shape {tuple(x.shape)}; '
+                             f'expected (N, {self.in_channels}).')
+        w = self._cached(
+            'tau_norm', (self.fc.weight, ), (float(tau), x.dtype),
+            lambda: tau_normalize(self.fc.weight, tau).to(x.dtype))
+        return x @ w.t()
 
 
 @MODELS.register_module()

@@ -71,6 +71,7 @@ class CausalNormClsHead(LongTailHeadMixin, ClsHead):
             direction_update=direction_update,
             use_tde_at_test=use_tde_at_test)
         self._warned_zero = False
+        self._checked_direction: Optional[tuple] = None
         self._init_long_tail(posthoc)
 
     @property
@@ -92,12 +93,27 @@ class CausalNormClsHead(LongTailHeadMixin, ClsHead):
     def test_logits(self, x: Tensor, alpha: Optional[float] = None) -> Tensor:
         """TDE logits (Eq. 8), (N, D) -> (N, C); ``alpha`` overrides
         :attr:`alpha`."""
-        if not self._warned_zero and alpha != 0 and \
-                not bool(torch.any(self.fc.head_direction != 0)):
+        self._check_direction(alpha)
+        return self.fc.predict(x, alpha)
+
+    def _check_direction(self, alpha: Optional[float]) -> None:
+        """Warn once if ``d`` is zero. The (host-syncing) check runs only
+        when the buffer changed since the last check (its storage or
+        version counter), i.e. not on every inference batch."""
+        if self._warned_zero or alpha == 0:
+            return
+        d = self.fc.head_direction
+        try:
+            key = (d.data_ptr(), d._version)
+        except RuntimeError:  # inference tensor: no version counter
+            key = None
+        if key is not None and key == self._checked_direction:
+            return
+        self._checked_direction = key
+        if not bool(torch.any(d != 0)):
             self._warned_zero = True
             MMLogger.get_current_instance().warning(
                 'CausalNormClsHead: head_direction is zero (the model was '
                 'never trained or the checkpoint lacks '
                 'head.fc.head_direction): TDE equals the causal-norm '
                 'logits.')
-        return self.fc.predict(x, alpha)
