@@ -103,7 +103,10 @@ class CDTLoss(nn.Module):
     ``L = CE(z / a, y)`` with ``a_c = (N_max / N_c) ** gamma``; inference
     uses the raw logits. Temperatures are on from ``start_epoch`` (0-based;
     the DRW-style deferred variant), read from the ``MessageHub`` epoch at
-    each forward; outside a runner the epoch is 0.
+    each forward; outside a runner the epoch is 0. CDT needs a schedule
+    that fits the few-shot training images (see
+    :class:`lt_mm.core.cdt.CDTCrossEntropy`); with a shorter one it lowers
+    few-shot accuracy.
 
     Args:
         gamma: ``>= 0`` (CDT uses 0.1-0.3; 0 is plain CE).

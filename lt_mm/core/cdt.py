@@ -93,6 +93,15 @@ class CDTCrossEntropy(nn.Module):
     The temperatures are the non-persistent buffer ``temperatures`` (C,),
     derived from ``counts`` at construction.
 
+    When it helps: CDT compensates for the *over-fitting* of the minor
+    classes (Sec. 3: about 100 % training accuracy on them, lower test
+    accuracy). The gradient is ``dL/dz_c = (softmax(z / a)_c - y_c) / a_c``,
+    so the tail logits also learn more slowly; on a schedule too short to
+    fit the few-shot training images CDT lowers few-shot accuracy, on a
+    schedule that fits them it raises it (quickstart data:
+    ``tools/analysis/cdt_experiment.py``, which also prints the training
+    accuracy of the few-shot classes).
+
     Args:
         counts: per-class training counts (C,), foreground only for
             detection.

@@ -117,3 +117,24 @@ def test_post_hoc_background_and_pixels():
     assert_close(out[0, :, 0, 1], torch.tensor([4 - math.log(4), 4.0]))
     with pytest.raises(ValueError, match='tau'):
         logit_adjust(zm, [4, 1], -1.0)
+
+
+def test_cdt_gradient_is_scaled_by_inverse_temperature():
+    # Direction and placement of Eq. 3: the loss sees z_c / a_c, so
+    # dL/dz_c = (softmax(z / a)_c - y_c) / a_c: the tail logits (a_c > 1)
+    # get smaller gradients, in both directions. counts [4, 1], gamma 1
+    # -> a = [1, 4]; z = [2, 4], y = 1 -> z / a = [2, 1],
+    # softmax = [e / (e + 1), 1 / (e + 1)] = [0.7310586, 0.2689414]
+    # grad = [0.7310586 / 1, (0.2689414 - 1) / 4] = [0.7310586, -0.1827646]
+    z = torch.tensor([[2.0, 4.0]], requires_grad=True)
+    loss = CDTCrossEntropy([4, 1], 1.0)
+    assert_close(loss.temperatures, torch.tensor([1.0, 4.0]))
+    loss(z, torch.tensor([1])).backward()
+    e = math.e
+    assert_close(z.grad, torch.tensor([[e / (e + 1), (1 / (e + 1) - 1) / 4]]))
+    assert_close(z.grad, torch.tensor([[0.7310586, -0.1827646]]))
+    # plain CE (gamma = 0) on the same logits: softmax([2, 4]) - [0, 1]
+    # = [0.1192029, -0.1192029]
+    z0 = torch.tensor([[2.0, 4.0]], requires_grad=True)
+    CDTCrossEntropy([4, 1], 0.0)(z0, torch.tensor([1])).backward()
+    assert_close(z0.grad, torch.tensor([[0.1192029, -0.1192029]]))
