@@ -46,6 +46,11 @@ def main():
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
         raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist.')
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    from lt_mm.engine.preflight import check_config
+    try:
+        check_config(cfg, mode='test')
+    except ValueError as exc:
+        raise SystemExit(f'lt_mm: {exc}')
     cfg.load_from = args.checkpoint
     cfg.resume = False
     if args.show_dir:

@@ -7,7 +7,10 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from lt_mm.engine.runner_utils import build_runner, load_config  # noqa: E402
+from lt_mm.engine.runner_utils import (
+    apply_resume,  # noqa: E402
+    build_runner,
+    load_config)
 
 
 def parse_args():
@@ -21,7 +24,8 @@ def parse_args():
         type=str,
         const='auto',
         help='resume from the given checkpoint, or from the latest '
-        'checkpoint in the work dir when no path is given')
+        'complete checkpoint in the work dir when no path is given (when '
+        'the work dir holds none, a new run starts from load_from)')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -48,6 +52,12 @@ def parse_args():
 def main():
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    # data paths, label ranges and class counts, before anything is built
+    from lt_mm.engine.preflight import check_config
+    try:
+        check_config(cfg, mode='train')
+    except ValueError as exc:
+        raise SystemExit(f'lt_mm: {exc}')
 
     if args.amp:
         from lt_mm.engine.dist import cuda_usable
@@ -61,13 +71,8 @@ def main():
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
-
+    # resume rules and stage-2 guards, before the Runner writes anything
+    apply_resume(cfg, args.resume)
     runner = build_runner(cfg, args.launcher)
     runner.train()
 

@@ -4,18 +4,51 @@ Used by every two-stage method of every toolbox: DisAlign (α, β, σ), LWS
 (scales), cRT (the re-initialised classifier) and the detector / segmentor
 variants. Registered in mmengine's root ``HOOKS`` so that every scope finds
 it.
+
+How stage 2 protects stage 1 (the rules, checked before the first training
+iteration; :func:`check_stage2_work_dir` also runs in ``tools/train.py``
+before the Runner creates anything in the work dir):
+
+* a fresh stage 2 needs ``load_from`` (the stage-1 checkpoint);
+* the work dir must not be the folder of ``load_from`` and must not hold a
+  checkpoint that is not a stage-2 checkpoint (a checkpoint is "stage 2"
+  when its ``meta`` carries ``lt_mm_stage2``, written by this hook, or its
+  saved config uses ``Stage2FreezeHook``): stage 1's checkpoints are never
+  resumed from, overwritten or deleted by ``max_keep_ckpts``;
+* a resumed stage 2 resumes only from a stage-2 checkpoint of the same
+  method (its state dict holds every stage-2 parameter with the right
+  shape); with no checkpoint to resume from it refuses (``tools/train.py
+  --resume`` then starts from ``load_from`` instead);
+* after the checkpoint is read, every parameter that stage 2 keeps frozen
+  (and the BatchNorm statistics) must be in it with the model's shape
+  (``strict_stage1=True``; ``False`` turns the refusal into a warning).
+  The stage-2 parameters the checkpoint lacks are expected: they are
+  reported in one info line instead of mmengine's mismatch warning.
 """
 from __future__ import annotations
 
 import fnmatch
 import os.path as osp
-from typing import Iterable, List, Optional, Sequence
+import re
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+from mmengine.runner import BaseLoop
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from .checkpoint import (checkpoint_is_complete, list_checkpoints,
+                         read_checkpoint_meta)
+
+#: ``meta`` key of the checkpoints a stage-2 run writes
+STAGE2_META_KEY = 'lt_mm_stage2'
+
+
+class Stage2GuardError(ValueError):
+    """A stage-2 run would harm stage 1 or train on the wrong weights."""
 
 
 def collect_stage2_parameter_names(model: nn.Module) -> List[str]:
@@ -41,6 +74,86 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
     return False
 
 
+def is_stage2_config(cfg: Any) -> bool:
+    """Whether ``cfg.custom_hooks`` holds a :class:`Stage2FreezeHook`."""
+    for h in cfg.get('custom_hooks', None) or []:
+        t = h.get('type') if isinstance(h, dict) else type(h)
+        if t in ('Stage2FreezeHook', 'mmengine.Stage2FreezeHook') or (
+                isinstance(t, type) and issubclass(t, Stage2FreezeHook)):
+            return True
+    return False
+
+
+def is_stage2_checkpoint_meta(meta: Dict[str, Any]) -> bool:
+    """Whether a checkpoint's ``meta`` shows a stage-2 run wrote it."""
+    if meta.get(STAGE2_META_KEY):
+        return True
+    return 'Stage2FreezeHook' in str(meta.get('cfg', ''))
+
+
+def _stage2_meta_or_none(path: str) -> Optional[bool]:
+    """True / False for a complete checkpoint, None when unreadable."""
+    if not checkpoint_is_complete(path):
+        return None
+    try:
+        return is_stage2_checkpoint_meta(read_checkpoint_meta(path))
+    except Exception:  # unreadable: the resume logic reports it
+        return None
+
+
+def _same_dir(a: str, b: str) -> bool:
+    try:
+        return osp.samefile(a, b)
+    except OSError:
+        return osp.abspath(a) == osp.abspath(b)
+
+
+def check_stage2_work_dir(work_dir: str,
+                          load_from: Optional[str],
+                          resume: bool,
+                          resume_from: Optional[str] = None) -> None:
+    """Refuse a stage-2 run that would touch stage-1 checkpoints.
+
+    Args:
+        work_dir: the run's work dir (need not exist).
+        load_from: the configured checkpoint (stage 1 for a fresh run).
+        resume: whether the run resumes.
+        resume_from: the checkpoint it resumes from (when resuming).
+
+    Raises:
+        Stage2GuardError: naming the folder and the offending checkpoint.
+    """
+    if not resume and load_from and '://' not in load_from and \
+            osp.isfile(load_from) and osp.isdir(work_dir) and _same_dir(
+                osp.dirname(osp.abspath(load_from)), work_dir):
+        raise Stage2GuardError(
+            f'Stage2FreezeHook: work_dir {work_dir!r} is the folder of the '
+            f'stage-1 checkpoint {load_from!r}; stage 2 would overwrite '
+            'stage-1 checkpoints. Use another --work-dir.')
+    if resume and resume_from and '://' not in resume_from and \
+            osp.isfile(resume_from):
+        flag = _stage2_meta_or_none(resume_from)
+        if flag is False:
+            raise Stage2GuardError(
+                f'Stage2FreezeHook: refusing to resume stage 2 from '
+                f'{resume_from!r}: it is not a stage-2 checkpoint (its '
+                'config has no Stage2FreezeHook, e.g. a stage-1 '
+                'checkpoint). Start stage 2 with load_from='
+                f'{resume_from} (no --resume) and a new --work-dir.')
+    if osp.isdir(work_dir):
+        for path in reversed(list_checkpoints(work_dir)):
+            if _stage2_meta_or_none(path) is False:
+                what = 'resume from it, ' if resume else ''
+                raise Stage2GuardError(
+                    f'Stage2FreezeHook: work_dir {work_dir!r} holds '
+                    f'{path!r}, which is not a stage-2 checkpoint (its '
+                    'config has no Stage2FreezeHook: stage 1?). Stage 2 '
+                    f'there would {what}overwrite or delete '
+                    '(max_keep_ckpts) stage-1 checkpoints. Use a new '
+                    '--work-dir for stage 2 and load_from=<stage-1 '
+                    'checkpoint>.')
+
+
 @HOOKS.register_module()
 class Stage2FreezeHook(Hook):
     """Freeze all parameters except the stage-2 ones, before training.
@@ -58,12 +171,17 @@ class Stage2FreezeHook(Hook):
             False: a stage-2 run that trains the backbone is almost always a
             config mistake.
         require_load_from (bool): stage 2 starts from a stage-1 checkpoint,
-            so ``load_from`` (or ``--resume``) must be set.
+            so ``load_from`` (or a stage-2 checkpoint to resume) must exist.
+        strict_stage1 (bool): refuse a checkpoint that lacks a frozen
+            parameter (or BatchNorm statistic) of the model or holds one of
+            another shape (default True). False logs a warning instead, for
+            users who knowingly start stage 2 from a partial checkpoint.
 
-    Raises before training when nothing would train, when a backbone
-    parameter would train, when no stage-1 checkpoint is given, and when the
-    work dir is the stage-1 checkpoint's folder (stage 2 would overwrite
-    stage-1 checkpoints).
+    Raises (:class:`Stage2GuardError`, a ``ValueError``) before the first
+    training iteration when nothing would train, when a backbone parameter
+    would train, when no stage-1 checkpoint is given, when the work dir
+    holds stage-1 checkpoints, when a resume finds no stage-2 checkpoint,
+    and when the loaded checkpoint does not fit the frozen model.
     """
 
     priority = 'VERY_HIGH'
@@ -72,31 +190,56 @@ class Stage2FreezeHook(Hook):
                  trainable: Optional[Iterable[str]] = None,
                  freeze_bn_stats: bool = True,
                  allow_backbone: bool = False,
-                 require_load_from: bool = True) -> None:
+                 require_load_from: bool = True,
+                 strict_stage1: bool = True) -> None:
         self.trainable = list(trainable) if trainable is not None else None
         self.freeze_bn_stats = freeze_bn_stats
         self.allow_backbone = allow_backbone
         self.require_load_from = require_load_from
+        self.strict_stage1 = bool(strict_stage1)
         self._frozen_bn: List[nn.Module] = []
+        self._trained_names: Set[str] = set()
+        self._source: Optional[str] = None
+        self._training = False
+        self._resuming = False
 
     # ------------------------------------------------------------------
     def _check_checkpoint(self, runner) -> None:
+        """The work-dir / load_from / resume rules (module docstring)."""
         load_from = runner._load_from
-        if self.require_load_from and not load_from and not runner._resume:
-            raise ValueError(
+        resume = bool(runner._resume)
+        self._resuming = resume
+        self._source = load_from
+        if not self._training:  # test / val: only the loaded weights count
+            return
+        resume_from = None
+        if resume:
+            if load_from is None:
+                from mmengine.runner.checkpoint import find_latest_checkpoint
+                resume_from = find_latest_checkpoint(runner.work_dir)
+                if resume_from is None and self.require_load_from:
+                    raise Stage2GuardError(
+                        'Stage2FreezeHook: resume=True but work_dir '
+                        f'{runner.work_dir!r} has no checkpoint to resume '
+                        '(no last_checkpoint file), and load_from is not '
+                        'set: stage 2 would train from randomly '
+                        'initialised weights. For a fresh stage 2 set '
+                        'load_from=<stage-1 checkpoint> and resume=False '
+                        '(tools/train.py --resume does this when the work '
+                        'dir holds no checkpoint).')
+            else:
+                resume_from = load_from
+            self._source = resume_from
+        elif self.require_load_from and not load_from:
+            raise Stage2GuardError(
                 'Stage2FreezeHook: this is a stage-2 config but load_from is '
                 'not set. Point load_from at the stage-1 checkpoint, e.g. '
                 "--cfg-options load_from=work_dirs/stage1/epoch_90.pth.")
-        if load_from and osp.isfile(load_from) and osp.isdir(
-                runner.work_dir) and osp.samefile(
-                    osp.dirname(osp.abspath(load_from)), runner.work_dir) \
-                and not runner._resume:
-            raise ValueError(
-                f'Stage2FreezeHook: work_dir {runner.work_dir!r} is the '
-                f'folder of the stage-1 checkpoint {load_from!r}; stage 2 '
-                'would overwrite stage-1 checkpoints. Use another --work-dir.')
+        check_stage2_work_dir(runner.work_dir, load_from, resume, resume_from)
 
     def before_run(self, runner) -> None:
+        self._training = isinstance(
+            getattr(runner, '_train_loop', None), BaseLoop)
         self._check_checkpoint(runner)
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
@@ -120,6 +263,7 @@ class Stage2FreezeHook(Hook):
             raise ValueError(
                 f'Stage2FreezeHook: the patterns {patterns} match no '
                 'parameter of the model, so nothing would train.')
+        self._trained_names = {n for n, _ in trained}
         backbone = [n for n, _ in trained if n.startswith('backbone.')]
         if backbone and not self.allow_backbone:
             raise ValueError(
@@ -136,8 +280,9 @@ class Stage2FreezeHook(Hook):
         self._frozen_bn = []
         if self.freeze_bn_stats:
             for m in model.modules():
-                if isinstance(m, _BatchNorm) and not any(
-                        p.requires_grad for p in m.parameters()):
+                if isinstance(m,
+                              _BatchNorm) and not any(p.requires_grad
+                                                      for p in m.parameters()):
                     self._frozen_bn.append(m)
         n_train = sum(n for _, n in trained)
         runner.logger.info(
@@ -146,10 +291,225 @@ class Stage2FreezeHook(Hook):
             f'{len(self._frozen_bn)} BatchNorm layers with frozen stats:\n  ' +
             '\n  '.join(f'{n} ({k})' for n, k in trained))
 
-    def before_train_iter(self, runner, batch_idx: int,
+    # ------------------------------------------------------------------
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Check the checkpoint against the frozen model (before mmengine
+        copies it in) and report the expected new stage-2 parameters.
+
+        Missing stage-2 parameters and lt_mm buffers are filled with the
+        model's initial values, so mmengine's "missing keys" warning only
+        appears for keys that matter.
+        """
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        if not self._trained_names:
+            patterns = self.trainable or collect_stage2_parameter_names(model)
+            self._trained_names = {
+                n
+                for n, _ in model.named_parameters() if _matches(n, patterns)
+            }
+        state = checkpoint.get('state_dict', checkpoint) if isinstance(
+            checkpoint, dict) else None
+        source = self._source or runner._load_from or '<checkpoint>'
+        if not isinstance(state, dict):
+            raise Stage2GuardError(
+                f'Stage2FreezeHook: {source!r} holds no state_dict.')
+        keys = {re.sub(r'^module\.', '', k): k for k in state}
+        params = {n for n, _ in model.named_parameters()}
+        bn_stats = set()
+        for mname, m in model.named_modules():
+            if isinstance(m, _BatchNorm):
+                for b in ('running_mean', 'running_var'):
+                    bn_stats.add(f'{mname}.{b}' if mname else b)
+        missing, mismatched, new = [], [], []
+        model_state = model.state_dict()
+        for name, tensor in model_state.items():
+            if name in keys:
+                value = state[keys[name]]
+                shape = tuple(getattr(value, 'shape', ()))
+                if hasattr(value, 'shape') and shape != tuple(tensor.shape):
+                    mismatched.append(f'{name}: checkpoint {shape} vs '
+                                      f'model {tuple(tensor.shape)}')
+                continue
+            if name.endswith('num_batches_tracked'):
+                state[name] = tensor.detach().clone()  # mmengine ignores it
+            elif name in self._trained_names:
+                new.append(name)
+            elif name in params or name in bn_stats:
+                missing.append(name)
+            else:  # an lt_mm buffer (class statistics from the config)
+                new.append(name)
+        # stage 2 resumed from its own checkpoint: the stage-2 parameters
+        # must be there (else: another method's or a stage-1 checkpoint)
+        lacking = [n for n in new if n in self._trained_names] \
+            if self._resuming and self._training else []
+        problems = []
+        if lacking:
+            problems.append(
+                f'it is not a stage-2 checkpoint of this config: it lacks '
+                f'{len(lacking)} stage-2 parameter(s) ({_head(lacking)})')
+        if missing:
+            problems.append(
+                f'{len(missing)} tensor(s) that stage 2 keeps frozen are '
+                f'missing ({_head(missing)})')
+        if mismatched:
+            problems.append(f'{len(mismatched)} tensor(s) have another shape '
+                            f'({_head(mismatched)})')
+        if problems:
+            msg = (f'Stage2FreezeHook: the checkpoint {source!r} does not '
+                   'fit this stage-2 model: ' + '; '.join(problems) +
+                   '. Frozen parameters would stay randomly initialised. '
+                   'Point load_from at the stage-1 checkpoint of this '
+                   'model (same architecture and classes)')
+            if self.strict_stage1 or lacking:
+                raise Stage2GuardError(
+                    msg + ', or set strict_stage1=False in the '
+                    'Stage2FreezeHook config if this is intended.')
+            print_log(msg + ' (strict_stage1=False: continuing).', 'current',
+                      30)
+        if new:
+            for name in new:
+                state[name] = model_state[name].detach().clone()
+            if not self._resuming:
+                print_log(
+                    f'stage 2: initialised {len(new)} new parameters: ' +
+                    ', '.join(new), 'current')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Mark the checkpoint as written by a stage-2 run."""
+        meta = checkpoint.setdefault('meta', {})
+        meta[STAGE2_META_KEY] = dict(trainable=sorted(self._trained_names))
+
+    def before_train_iter(self,
+                          runner,
+                          batch_idx: int,
                           data_batch=None) -> None:
         # the train loop calls model.train() at each epoch start; put the
         # frozen BN layers back in eval mode so their statistics stay fixed
         for m in self._frozen_bn:
             if m.training:
                 m.eval()
+
+
+def _head(items: List[str], n: int = 6) -> str:
+    more = f', ... (+{len(items) - n})' if len(items) > n else ''
+    return ', '.join(items[:n]) + more
+
+
+# ----------------------------------------------------------- exact resume
+#: ``meta`` key of the random states saved with every checkpoint
+RNG_META_KEY = 'lt_mm_rng_state'
+
+
+def get_rng_state() -> Dict[str, Any]:
+    """The python, numpy and torch (CPU, CUDA) random states as plain
+    types and tensors (what ``weights_only`` unpickling accepts)."""
+    import random
+
+    import numpy as np
+    import torch
+    np_state = np.random.get_state()
+    state = dict(
+        python=random.getstate(),
+        numpy=[
+            np_state[0], np_state[1].tolist(),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4])
+        ],
+        torch=torch.get_rng_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    """Inverse of :func:`get_rng_state`."""
+    import random
+
+    import numpy as np
+    import torch
+    py = state['python']
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state['numpy']
+    np.random.set_state((n[0], np.asarray(n[1],
+                                          dtype=np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(state['torch'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+class _RestoreRNGAfterSkip:
+    """Wraps the iteration-based loop's data iterator: after the ``skip``
+    batches mmengine replays on resume, restore the saved random states
+    just before the first new batch is fetched (where the straight run
+    fetched it from exactly those states)."""
+
+    def __init__(self, iterator: Any, skip: int, state: Dict[str,
+                                                             Any]) -> None:
+        self._iterator = iterator
+        self._skip = int(skip)
+        self._state: Optional[Dict[str, Any]] = state
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._skip > 0:
+            self._skip -= 1
+        elif self._state is not None:
+            set_rng_state(self._state)
+            self._state = None
+        return next(self._iterator)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._iterator, name)
+
+
+@HOOKS.register_module()
+class ResumeRNGHook(Hook):
+    """Make ``--resume`` continue with the random state of the straight run.
+
+    mmengine 0.10.7 re-seeds a resumed run and replays (iteration-based
+    loop) the consumed batches, but does not save the random number
+    generators: the torch generator that dropout (e.g. the decode heads'
+    ``dropout_ratio=0.1``) and random augmentations draw from continues
+    from the fresh seed instead of where the interrupted run stopped, so a
+    resumed run drifts from the straight one. This hook saves the python,
+    numpy and torch states in every checkpoint (``meta['lt_mm_rng_state']``)
+    and, on resume, restores them where the straight run was when the
+    checkpoint was written: before the first new batch is fetched
+    (iteration-based loop, after mmengine's replay) or at the start of the
+    next epoch (epoch-based loop). Single-process runs only (each DDP rank
+    has its own generators; only rank 0's are saved).
+    ``lt_mm.engine.runner_utils.build_runner`` registers it for training.
+    """
+
+    priority = 'VERY_LOW'
+
+    def __init__(self) -> None:
+        self._pending: Optional[Dict[str, Any]] = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint.setdefault('meta', {})[RNG_META_KEY] = get_rng_state()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        from mmengine.dist import get_world_size
+        from mmengine.runner import IterBasedTrainLoop
+        meta = checkpoint.get('meta', {}) if isinstance(checkpoint,
+                                                        dict) else {}
+        state = meta.get(RNG_META_KEY) if isinstance(meta, dict) else None
+        loop = getattr(runner, '_train_loop', None)
+        if (state is None or not runner._resume or get_world_size() > 1
+                or not isinstance(loop, BaseLoop)):
+            return
+        if isinstance(loop, IterBasedTrainLoop):
+            loop.dataloader_iterator = _RestoreRNGAfterSkip(
+                loop.dataloader_iterator, int(meta.get('iter', 0)), state)
+        else:
+            self._pending = state
+
+    def before_train(self, runner) -> None:
+        if self._pending is not None:
+            set_rng_state(self._pending)
+            self._pending = None

@@ -8,7 +8,9 @@ from typing import Optional
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from .checkpoint import install_safe_checkpoint_loading
+from .checkpoint import (CheckpointReadError, checkpoint_is_complete,
+                         install_safe_checkpoint_loading,
+                         last_complete_checkpoint, list_checkpoints)
 from .dist import setup_distributed
 
 
@@ -38,18 +40,121 @@ def load_config(path: str,
     return cfg
 
 
+def find_resume_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``--resume`` (auto) continues from.
+
+    mmengine's choice (the ``last_checkpoint`` file) when that file is
+    complete; otherwise the newest complete checkpoint of the work dir,
+    with a warning. None when the work dir holds no checkpoint at all.
+
+    Raises:
+        CheckpointReadError: checkpoints exist but none is complete.
+    """
+    from mmengine.logging import print_log
+    from mmengine.runner.checkpoint import find_latest_checkpoint
+    if not osp.isdir(work_dir):
+        return None
+    latest = find_latest_checkpoint(work_dir)
+    if latest is not None and checkpoint_is_complete(latest):
+        return latest
+    if latest is None and not list_checkpoints(work_dir):
+        return None
+    fallback = last_complete_checkpoint(
+        work_dir, exclude=(latest, ) if latest else ())
+    what = (f'the last checkpoint {latest!r} (named by '
+            f'{osp.join(work_dir, "last_checkpoint")!r}) is '
+            + ('missing' if not osp.isfile(latest) else
+               'truncated or unreadable')) if latest else \
+        f'{work_dir!r} has no last_checkpoint file'
+    if fallback is None:
+        raise CheckpointReadError(
+            f'Cannot resume: {what}, and no other complete checkpoint is in '
+            f'{work_dir!r}. Start again without --resume (or with '
+            'load_from=...).')
+    print_log(
+        f'--resume: {what}; resuming from the newest complete '
+        f'checkpoint {fallback!r} instead.', 'current', 30)
+    return fallback
+
+
+def apply_resume(cfg: Config, resume: Optional[str]) -> None:
+    """Apply ``tools/train.py --resume [PATH]`` to ``cfg`` and run the
+    stage-2 work-dir checks before anything is written.
+
+    * ``--resume`` (auto): resume from :func:`find_resume_checkpoint`; when
+      the work dir holds no checkpoint, start from the config's
+      ``load_from`` (a fresh run: for stage 2 the stage-1 checkpoint) or
+      from scratch when there is none (stage 2 then refuses);
+    * ``--resume PATH``: resume from PATH (a truncated PATH is refused
+      naming the last complete checkpoint of its folder);
+    * stage-2 configs (``Stage2FreezeHook``): see
+      :func:`lt_mm.engine.hooks.check_stage2_work_dir`.
+    """
+    from mmengine.logging import print_log
+
+    from .hooks import Stage2GuardError, check_stage2_work_dir, \
+        is_stage2_config
+    stage2 = is_stage2_config(cfg)
+    work_dir = cfg.work_dir
+    if resume == 'auto':
+        found = find_resume_checkpoint(work_dir)
+        if found is not None:
+            cfg.resume, cfg.load_from = True, found
+        elif cfg.get('load_from', None):
+            print_log(
+                f'--resume: no checkpoint in {work_dir!r}; starting a new '
+                f'run from load_from={cfg.load_from!r}.', 'current')
+            cfg.resume = False
+        else:
+            if stage2:
+                raise Stage2GuardError(
+                    f'--resume: no checkpoint in {work_dir!r} to resume '
+                    'and load_from is not set: stage 2 would train from '
+                    'randomly initialised weights. Give the stage-1 '
+                    'checkpoint: --cfg-options load_from=...')
+            cfg.resume, cfg.load_from = True, None
+    elif resume is not None:
+        if '://' not in resume:
+            if not osp.isfile(resume):
+                raise FileNotFoundError(
+                    f'--resume {resume!r}: no such checkpoint.')
+            if not checkpoint_is_complete(resume):
+                other = last_complete_checkpoint(
+                    osp.dirname(osp.abspath(resume)), exclude=(resume, ))
+                hint = (f' The last complete checkpoint in its folder is '
+                        f'{other!r}: --resume {other}.') if other else ''
+                raise CheckpointReadError(
+                    f'Cannot resume from {resume!r}: the file is truncated '
+                    f'or corrupt.{hint}')
+        cfg.resume, cfg.load_from = True, resume
+    else:
+        cfg.resume = bool(cfg.get('resume', False))
+    if stage2:
+        resume_from = cfg.load_from if cfg.resume else None
+        check_stage2_work_dir(work_dir, cfg.get('load_from', None),
+                              bool(cfg.resume), resume_from)
+
+
 def build_runner(cfg: Config, launcher: str = 'none') -> Runner:
     """Build the Runner for ``cfg`` with lt_mm's compatibility layer.
 
     - checkpoints load with ``weights_only=True`` and mmengine's allowlist;
+    - training runs get :class:`~lt_mm.engine.hooks.ResumeRNGHook` (a
+      resumed run continues with the random state of the straight run);
     - ``--launcher pytorch`` works on CPU-only machines (gloo).
     """
     install_safe_checkpoint_loading()
     setup_distributed(cfg, launcher)
     if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
-    from mmengine.registry import RUNNERS
-    return RUNNERS.build(cfg)
+        runner = Runner.from_cfg(cfg)
+    else:
+        from mmengine.registry import RUNNERS
+        runner = RUNNERS.build(cfg)
+    # exact resume: random states travel in the checkpoints
+    if cfg.get('train_cfg', None) and not any(
+            type(h).__name__ == 'ResumeRNGHook' for h in runner.hooks):
+        runner.register_hook(dict(type='ResumeRNGHook'))
+    return runner
 
 
 def enable_visualization(cfg: Config, show_dir: str) -> None:

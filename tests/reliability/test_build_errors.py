@@ -17,6 +17,7 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 import lt_mm.cls  # noqa: F401
 import lt_mm.seg  # noqa: F401
@@ -37,6 +38,14 @@ LVIS_CFG = osp.join(REPO, 'configs', 'lvis',
                     'mask-rcnn_r50_fpn_ms-1x_lvis-v1.py')
 CLS_QS = osp.join(QUICKSTART, 'digits_cls_resnet_stage1.py')
 SEG_QS = osp.join(QUICKSTART, 'digits_seg_fcn_stage1.py')
+
+
+@pytest.fixture(autouse=True)
+def _mmpretrain_scope():
+    """Heads build their stock loss through mmpretrain's registry, whatever
+    scope an earlier in-process Runner left current."""
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield
 
 
 def _preflight_error(path, tmp_path, monkeypatch, options=None, **kw):
