@@ -5,6 +5,8 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -55,3 +57,66 @@ def test_quickstart_fast(tmp_path):
                  'NCM'])
     assert 'reusing' in out2
     assert (os.stat(ckpt).st_mtime_ns, os.stat(ckpt).st_size) == before
+
+
+def test_aggregate_mean_std_by_hand():
+    from lt_mm.quickstart.report import aggregate_markdown, aggregate_tables
+    row = dict(method='baseline (joint)', kind='stage 1')
+    per_seed = {
+        0: {'seg': [dict(row, mIoU=10.0, head=60.0, body=0.0, tail=None,
+                         seconds=4.0)]},
+        1: {'seg': [dict(row, mIoU=12.0, head=64.0, body=3.0, tail=None,
+                         seconds=6.0)]},
+        2: {'seg': [dict(row, mIoU=17.0, head=62.0, body=6.0, tail=None,
+                         seconds=5.0)]},
+    }
+    agg = aggregate_tables(per_seed)['seg'][0]
+    # mIoU: mean (10 + 12 + 17) / 3 = 13; sample variance
+    # ((-3)^2 + (-1)^2 + 4^2) / (3 - 1) = 13, std sqrt(13) = 3.6056
+    assert agg['mIoU']['mean'] == 13.0
+    assert abs(agg['mIoU']['std'] - 13**0.5) < 1e-12
+    # head: mean 62, ((-2)^2 + 2^2 + 0) / 2 = 4 -> std 2
+    assert agg['head']['mean'] == 62.0 and agg['head']['std'] == 2.0
+    # body: mean 3, (9 + 0 + 9) / 2 = 9 -> std 3
+    assert agg['body']['mean'] == 3.0 and agg['body']['std'] == 3.0
+    assert agg['tail'] is None and agg['n'] == 3 and agg['seconds'] == 5.0
+    md = aggregate_markdown('seg', [agg], 3)
+    assert '| baseline (joint) | stage 1 | 13.0 ± 3.6 | 62.0 ± 2.0 | ' \
+        '3.0 ± 3.0 | n/a | 5 |' in md
+
+
+def test_seed_list():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'lt_mm_quickstart_tool', osp.join(REPO, 'tools', 'quickstart.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.seed_list([3]) == [0, 1, 2]
+    assert tool.seed_list([0, 1, 2]) == [0, 1, 2]
+    assert tool.seed_list([4, 7]) == [4, 7]
+    with pytest.raises(SystemExit, match='repeat'):
+        tool.seed_list([1, 1])
+    with pytest.raises(SystemExit, match='>= 1'):
+        tool.seed_list([0])
+
+
+def test_quickstart_seeds_fast(tmp_path):
+    # two seeds of one cheap method: per-seed folders, mean ± std table
+    work = str(tmp_path / 'qs')
+    out = _run(['--fast', '--work-dir', work, '--tasks', 'seg', '--methods',
+                'DisAlign', '--seeds', '2'])
+    assert 'mean ± std over 2 seeds' in out
+    assert 'quickstart (2 seeds) finished in' in out
+    with open(osp.join(work, 'results.json')) as f:
+        res = json.load(f)
+    assert res['seeds'] == [0, 1]
+    assert set(res['per_seed']) == {'0', '1'}
+    rows = res['aggregate']['seg']
+    assert [r['method'] for r in rows] == ['baseline (joint)', 'DisAlign']
+    for r in rows:
+        assert r['n'] == 2 and len(r['mIoU']['values']) == 2
+    for seed in (0, 1):
+        assert osp.isfile(osp.join(work, f'seed_{seed}', 'results.md'))
+    with open(osp.join(work, 'results.md')) as f:
+        md = f.read()
+    assert '## seed 0' in md and '## seed 1' in md and ' ± ' in md

@@ -21,7 +21,11 @@ Everything lands under ``--work-dir`` (default ``work_dirs/quickstart``);
 a stage-1 checkpoint already there is reused, never overwritten.
 
     python tools/quickstart.py [--work-dir DIR] [--tasks cls seg det]
-                               [--fast] [--seed 0]
+                               [--fast] [--seed 0 | --seeds 3]
+
+``--seeds 3`` (or ``--seeds 0 1 2``) repeats everything -- data, stage 1,
+every method -- per seed under ``WORK_DIR/seed_<s>`` and reports the mean
+and the standard deviation of every column over the seeds.
 """
 import argparse
 import os
@@ -48,6 +52,14 @@ def parse_args(argv=None):
         action='store_true',
         help='tiny data and schedules (seconds per run; used by the tests)')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument(
+        '--seeds',
+        nargs='+',
+        type=int,
+        help='evidence over several seeds: "--seeds 3" runs seeds 0 1 2, '
+        '"--seeds 4 7" runs seeds 4 and 7; every seed builds its own data '
+        'and models under WORK_DIR/seed_<s> and results.md / results.json '
+        'give mean ± std per column')
     return p.parse_args(argv)
 
 
@@ -79,16 +91,15 @@ def _sweep(config, ckpt, out, log):
         return json.load(f)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def run_seed(args, seed, work_dir, log):
+    """Data, stage 1, every method and the plots for one seed.
+
+    Writes ``work_dir/results.md`` / ``results.json``; returns the tables
+    ({task: rows}) and the paths of the plots.
+    """
     t_start = time.time()
-    work_dir = osp.abspath(args.work_dir)
     data_root = osp.join(work_dir, 'data')
     os.environ['LT_MM_DATA_ROOT'] = data_root
-    os.environ.setdefault('MPLBACKEND', 'Agg')
-
-    def log(msg):
-        print(f'[{time.time() - t_start:6.1f}s] {msg}', flush=True)
 
     from lt_mm.quickstart.data import build_task_data
     from lt_mm.quickstart.report import (classifier_norms,
@@ -100,9 +111,10 @@ def main(argv=None):
     size = 'fast' if args.fast else 'full'
     summaries = {}
     for task in args.tasks:
-        log(f'data: building the {task} set from sklearn digits ({size})')
+        log(f'data: building the {task} set from sklearn digits ({size}, '
+            f'seed {seed})')
         summaries[task] = build_task_data(
-            task, osp.join(data_root, task), size=size, seed=args.seed)
+            task, osp.join(data_root, task), size=size, seed=seed)
 
     tables, plots, all_results = {}, [], {}
     for task in args.tasks:
@@ -111,7 +123,7 @@ def main(argv=None):
             work_dir,
             fast=args.fast,
             methods=args.methods,
-            seed=args.seed,
+            seed=seed,
             log=log)
         all_results[task] = results
         tables[task] = results_table(task, results)
@@ -149,19 +161,85 @@ def main(argv=None):
     extra = {
         'elapsed_seconds': round(elapsed, 1),
         'mode': size,
-        'seed': args.seed,
-        'metrics': 'percent; cls: top-1 on the balanced test split, '
-        'many/medium/few by training images; seg: IoU; det: LVIS AP (bbox)',
+        'seed': seed,
+        'metrics': METRICS_NOTE,
+    }
+    write_tables(
+        osp.join(work_dir, 'results.md'), osp.join(work_dir, 'results.json'),
+        tables, extra)
+    return tables, plots
+
+
+METRICS_NOTE = ('percent; cls: top-1 on the balanced test split, '
+                'many/medium/few by training images; seg: IoU, head/body/'
+                'tail by training pixel share; det: LVIS AP (bbox)')
+
+
+def seed_list(seeds):
+    """``--seeds K`` -> 0 .. K-1; ``--seeds a b c`` -> those seeds."""
+    if len(seeds) == 1:
+        if seeds[0] < 1:
+            raise SystemExit(f'--seeds {seeds[0]}: give a number of seeds '
+                             '>= 1 or several seeds (e.g. --seeds 0 1 2).')
+        return list(range(seeds[0]))
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f'--seeds {seeds}: seeds repeat.')
+    return list(seeds)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    t_start = time.time()
+    work_dir = osp.abspath(args.work_dir)
+    os.environ.setdefault('MPLBACKEND', 'Agg')
+
+    def log(msg):
+        print(f'[{time.time() - t_start:6.1f}s] {msg}', flush=True)
+
+    if args.seeds is None:
+        tables, plots = run_seed(args, args.seed, work_dir, log)
+        md = osp.join(work_dir, 'results.md')
+        js = osp.join(work_dir, 'results.json')
+        print(f'\nresults: {md}\n         {js}')
+        for p in plots:
+            print(f'plot:    {p}')
+        elapsed = time.time() - t_start
+        print(f'quickstart finished in {elapsed:.0f} s '
+              f'({elapsed / 60:.1f} min)')
+        return tables
+
+    from lt_mm.quickstart.report import (aggregate_tables,
+                                         print_aggregate_table,
+                                         write_aggregate)
+    seeds = seed_list(args.seeds)
+    per_seed, seconds = {}, {}
+    for seed in seeds:
+        t0 = time.time()
+        log(f'=== seed {seed} ({seeds.index(seed) + 1} of {len(seeds)}) ===')
+        per_seed[seed], _ = run_seed(args, seed,
+                                     osp.join(work_dir, f'seed_{seed}'), log)
+        seconds[seed] = round(time.time() - t0, 1)
+        log(f'=== seed {seed} done in {seconds[seed]:.0f} s ===')
+    agg = aggregate_tables(per_seed)
+    for task, rows in agg.items():
+        print_aggregate_table(task, rows, len(seeds))
+    elapsed = time.time() - t_start
+    extra = {
+        'elapsed_seconds': round(elapsed, 1),
+        'seconds_per_seed': seconds,
+        'mode': 'fast' if args.fast else 'full',
+        'seeds': seeds,
+        'statistic': 'mean ± sample standard deviation (n - 1) over seeds; '
+        'each seed builds its own data and trains its own models',
+        'metrics': METRICS_NOTE,
     }
     md = osp.join(work_dir, 'results.md')
     js = osp.join(work_dir, 'results.json')
-    write_tables(md, js, tables, extra)
+    write_aggregate(md, js, agg, per_seed, extra)
     print(f'\nresults: {md}\n         {js}')
-    for p in plots:
-        print(f'plot:    {p}')
-    print(f'quickstart finished in {elapsed:.0f} s '
+    print(f'quickstart ({len(seeds)} seeds) finished in {elapsed:.0f} s '
           f'({elapsed / 60:.1f} min)')
-    return tables
+    return agg
 
 
 if __name__ == '__main__':

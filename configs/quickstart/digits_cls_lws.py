@@ -16,6 +16,7 @@ load_from = None  # the stage-1 checkpoint, given with --cfg-options
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
-param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True, T_max=5)
+# cosine over train_cfg.max_epochs (no T_max / end: see the stage-1 config)
+param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True)
 train_cfg = dict(by_epoch=True, max_epochs=5, val_interval=5)
 default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=1))

@@ -5,7 +5,9 @@
 # "joint" stage-1 model of Decoupling Table 2 / DisAlign Table 3 at toy scale.
 _base_ = 'mmpretrain::resnet/resnet18_8xb16_cifar10.py'
 
-custom_imports = dict(imports=['lt_mm.cls'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['lt_mm.cls'],
+    allow_failed_imports=False)
 
 data_root = '{{$LT_MM_DATA_ROOT:data/quickstart}}/cls'
 num_classes = 10
@@ -79,12 +81,14 @@ test_evaluator = val_evaluator
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
-param_scheduler = dict(
-    _delete_=True, type='CosineAnnealingLR', by_epoch=True, T_max=30)
+# schedule length from train_cfg (mmengine's default `end`); a --resume
+# with a longer train_cfg follows the longer schedule (ResumeScheduleHook)
+param_scheduler = dict(_delete_=True, type='CosineAnnealingLR', by_epoch=True)
 train_cfg = dict(by_epoch=True, max_epochs=30, val_interval=30)
 auto_scale_lr = dict(enable=False, base_batch_size=32)
 
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=30, max_keep_ckpts=1))
+    checkpoint=dict(type='CheckpointHook', interval=30, max_keep_ckpts=1),
+    resume_schedule=dict(type='ResumeScheduleHook'))
 randomness = dict(seed=0, deterministic=False)

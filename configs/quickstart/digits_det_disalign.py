@@ -38,8 +38,7 @@ param_scheduler = [
     dict(
         type='MultiStepLR',
         begin=0,
-        end=max_epochs,
-        by_epoch=True,
+        by_epoch=True,  # end: train_cfg.max_epochs
         milestones=[5],
         gamma=0.1)
 ]

@@ -5,7 +5,9 @@
 # stock LVIS Mask R-CNN that DisAlign (Table 17) and TDE calibrate/train.
 _base_ = 'mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py'
 
-custom_imports = dict(imports=['lt_mm.det'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['lt_mm.det'],
+    allow_failed_imports=False)
 
 data_root = '{{$LT_MM_DATA_ROOT:data/quickstart}}/det/'
 num_classes = 8
@@ -99,12 +101,13 @@ test_evaluator = val_evaluator
 optim_wrapper = dict(optimizer=dict(lr=0.02, weight_decay=1e-4))
 max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+# schedule length from train_cfg (mmengine's default `end`); a --resume
+# with a longer train_cfg follows the longer schedule (ResumeScheduleHook)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
     dict(
         type='MultiStepLR',
         begin=0,
-        end=max_epochs,
         by_epoch=True,
         milestones=[9, 11],
         gamma=0.1)
@@ -112,6 +115,7 @@ param_scheduler = [
 auto_scale_lr = dict(enable=False)
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1),
+    resume_schedule=dict(type='ResumeScheduleHook'))
 env_cfg = dict(cudnn_benchmark=False)
 randomness = dict(seed=0, deterministic=False)

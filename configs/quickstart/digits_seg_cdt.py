@@ -11,5 +11,6 @@ model = dict(
             _delete_=True,
             type='CDTCrossEntropyLoss',
             gamma=0.2,  # CDT reference for CIFAR-LT; toy imbalance ~ 40
+            avg_non_ignore=True,  # as the stage-1 loss
             stats_file='{{$LT_MM_DATA_ROOT:data/quickstart}}/seg/'
             'class_stats.json')))

@@ -28,6 +28,7 @@ from .hooks import (
     Stage2FreezeHook,  # noqa: E402
     Stage2GuardError,
     collect_stage2_parameter_names)
+from .schedule import ResumeScheduleHook  # noqa: E402
 from .samplers import (
     ClassBalancedSampler,  # noqa: E402
     ProgressivelyBalancedSampler,
@@ -40,6 +41,7 @@ __all__ = [
     'install_safe_checkpoint_loading', 'load_checkpoint_safely',
     'safe_torch_load', 'CPUDistributedDataParallel', 'setup_distributed',
     'Stage2FreezeHook', 'Stage2GuardError', 'ResumeRNGHook',
+    'ResumeScheduleHook',
     'collect_stage2_parameter_names', 'ClassBalancedSampler',
     'SquareRootSampler', 'ProgressivelyBalancedSampler'
 ]

@@ -140,7 +140,9 @@ def build_runner(cfg: Config, launcher: str = 'none') -> Runner:
 
     - checkpoints load with ``weights_only=True`` and mmengine's allowlist;
     - training runs get :class:`~lt_mm.engine.hooks.ResumeRNGHook` (a
-      resumed run continues with the random state of the straight run);
+      resumed run continues with the random state of the straight run) and
+      :class:`~lt_mm.engine.schedule.ResumeScheduleHook` (a run resumed
+      with a longer ``train_cfg`` follows the longer schedule);
     - ``--launcher pytorch`` works on CPU-only machines (gloo).
     """
     install_safe_checkpoint_loading()
@@ -150,10 +152,13 @@ def build_runner(cfg: Config, launcher: str = 'none') -> Runner:
     else:
         from mmengine.registry import RUNNERS
         runner = RUNNERS.build(cfg)
-    # exact resume: random states travel in the checkpoints
-    if cfg.get('train_cfg', None) and not any(
-            type(h).__name__ == 'ResumeRNGHook' for h in runner.hooks):
-        runner.register_hook(dict(type='ResumeRNGHook'))
+    # exact resume: random states travel in the checkpoints; a longer
+    # train_cfg re-times the resumed schedulers
+    if cfg.get('train_cfg', None):
+        present = {type(h).__name__ for h in runner.hooks}
+        for hook in ('ResumeRNGHook', 'ResumeScheduleHook'):
+            if hook not in present:
+                runner.register_hook(dict(type=hook))
     return runner
 
 

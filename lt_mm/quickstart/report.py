@@ -201,3 +201,127 @@ def stage1_counts(data_summary: dict) -> List[float]:
 def tool_path(*parts: str) -> str:
     from .runs import REPO
     return osp.join(REPO, 'tools', *parts)
+
+
+# ------------------------------------------------------- several seeds
+def _mean_std(values: List[float]) -> tuple:
+    """Mean and sample standard deviation (n - 1; 0 for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    var = sum((v - mean)**2 for v in values) / (n - 1)
+    return mean, math.sqrt(var)
+
+
+def aggregate_tables(
+        per_seed: Dict[int, Dict[str, List[dict]]]) -> Dict[str, List[dict]]:
+    """Mean and std over seeds of every column of every task's table.
+
+    Args:
+        per_seed: ``{seed: {task: rows}}`` with rows from
+            :func:`results_table`.
+
+    Returns:
+        dict: ``{task: rows}``; each row has ``method``, ``kind``, ``n``
+        (seeds with a value) and per column ``{'mean', 'std', 'values'}``
+        (None where no seed has a value), ``seconds`` the mean time.
+    """
+    out: Dict[str, List[dict]] = {}
+    seeds = list(per_seed)
+    tasks: List[str] = []
+    for s in seeds:
+        tasks += [t for t in per_seed[s] if t not in tasks]
+    for task in tasks:
+        titles = [t for t, _ in TASKS[task].columns]
+        names: List[str] = []
+        kinds: Dict[str, str] = {}
+        for s in seeds:
+            for r in per_seed[s].get(task, []):
+                if r['method'] not in names:
+                    names.append(r['method'])
+                    kinds[r['method']] = r['kind']
+        rows = []
+        for name in names:
+            found = [
+                r for s in seeds for r in per_seed[s].get(task, [])
+                if r['method'] == name
+            ]
+            row = dict(method=name, kind=kinds[name], n=len(found))
+            for t in titles:
+                vals = [
+                    r[t] for r in found
+                    if r.get(t) is not None and not math.isnan(r[t])
+                ]
+                if vals:
+                    mean, std = _mean_std(vals)
+                    row[t] = dict(mean=mean, std=std, values=vals)
+                else:
+                    row[t] = None
+            row['seconds'] = round(
+                sum(r['seconds'] for r in found) / max(len(found), 1), 1)
+            rows.append(row)
+        out[task] = rows
+    return out
+
+
+def _fmt_ms(cell: Optional[dict]) -> str:
+    if cell is None:
+        return 'n/a'
+    return f'{cell["mean"]:.1f} ± {cell["std"]:.1f}'
+
+
+def aggregate_markdown(task: str, rows: List[dict], num_seeds: int) -> str:
+    """Markdown table of :func:`aggregate_tables` rows (mean ± std)."""
+    spec = TASKS[task]
+    titles = [t for t, _ in spec.columns]
+    head = '| method | kind | ' + ' | '.join(titles) + ' | time (s) |'
+    sep = '|' + '---|' * (len(titles) + 3)
+    lines = [
+        f'### {spec.name} (mean ± std over {num_seeds} seeds)', '', head, sep
+    ]
+    for r in rows:
+        vals = ' | '.join(_fmt_ms(r[t]) for t in titles)
+        lines.append(f'| {r["method"]} | {r["kind"]} | {vals} | '
+                     f'{r["seconds"]:.0f} |')
+    return '\n'.join(lines) + '\n'
+
+
+def print_aggregate_table(task: str, rows: List[dict],
+                          num_seeds: int) -> None:
+    """Print :func:`aggregate_tables` rows as a fixed-width table."""
+    spec = TASKS[task]
+    titles = [t for t, _ in spec.columns]
+    print(f'\n{spec.name} -- mean ± std over {num_seeds} seeds')
+    print(f'{"method":<18}{"kind":<11}' + ''.join(f'{t:>14}' for t in titles))
+    for r in rows:
+        print(f'{r["method"]:<18}{r["kind"]:<11}' +
+              ''.join(f'{_fmt_ms(r[t]):>14}' for t in titles))
+
+
+def write_aggregate(path_md: str, path_json: str,
+                    agg: Dict[str, List[dict]],
+                    per_seed: Dict[int, Dict[str, List[dict]]],
+                    extra: dict) -> None:
+    """results.md (mean ± std, then every seed) and results.json."""
+    n = len(per_seed)
+    with open(path_md, 'w') as f:
+        f.write(f'# lt_mm quickstart results ({n} seeds)\n\n')
+        for k, v in extra.items():
+            f.write(f'- {k}: {v}\n')
+        f.write('\n')
+        for task, rows in agg.items():
+            f.write(aggregate_markdown(task, rows, n) + '\n')
+        for seed, tables in per_seed.items():
+            f.write(f'## seed {seed}\n\n')
+            for task, rows in tables.items():
+                f.write(markdown_table(task, rows) + '\n')
+    with open(path_json, 'w') as f:
+        json.dump(
+            dict(
+                aggregate=agg,
+                per_seed={str(k): v
+                          for k, v in per_seed.items()},
+                **extra),
+            f,
+            indent=1)

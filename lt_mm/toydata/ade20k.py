@@ -111,7 +111,10 @@ def make_ade20k(root: str,
                 num_val: int = 6,
                 image_size: int = 64,
                 seed: int = 0,
-                imbalance_ratio: float = 10.0) -> Dict:
+                imbalance_ratio: float = 10.0,
+                head_side: float = HEAD_SIDE,
+                tail_side: float = TAIL_SIDE,
+                head_density: float = HEAD_DENSITY) -> Dict:
     """Write a tiny long-tailed segmentation set in ADE20K layout.
 
     Every canvas is a random dark texture ("other", PNG value 0) with
@@ -119,11 +122,13 @@ def make_ade20k(root: str,
     Digit class ``c`` (0-based, PNG value ``c + 1``) follows a long-tailed
     profile in both frequency and size:
 
-    * instances per split: ``max(1, round(N * 1.2 * r ** (-c / (C - 1))))``
-      with ``N`` the number of images and ``r = imbalance_ratio``
+    * instances per split: ``max(1, round(N * d * r ** (-c / (C - 1))))``
+      with ``N`` the number of images, ``d = head_density`` (default 1.2)
+      and ``r = imbalance_ratio``
       (exponential profile, Cui et al., CVPR 2019, Sec. 5);
-    * box side: from ``0.4 * image_size`` (class 0) linearly down to
-      ``0.18 * image_size`` (class ``C - 1``).
+    * box side: from ``head_side * image_size`` (class 0, default 0.4)
+      linearly down to ``tail_side * image_size`` (class ``C - 1``,
+      default 0.18).
 
     So class 0 (label 1 in the PNG, label 0 after ``reduce_zero_label``) is
     frequent and large and class ``C - 1`` rare and small; every class
@@ -149,6 +154,12 @@ def make_ade20k(root: str,
         seed: seed of ``numpy.random.default_rng``; equal arguments give
             byte-identical files.
         imbalance_ratio: head / tail instance-count ratio, >= 1.
+        head_side: box side of class 0 as a fraction of ``image_size``, in
+            (0, 1].
+        tail_side: box side of class ``C - 1``, in (0, ``head_side``].
+        head_density: expected instances of class 0 per image, > 0 (the
+            other classes follow the profile; boxes that do not fit shrink,
+            see :func:`pack_instances`).
 
     Returns:
         dict: ``root``, ``classes`` (C names), ``train_images``,
@@ -175,6 +186,15 @@ def make_ade20k(root: str,
         raise ValueError(f'imbalance_ratio={imbalance_ratio!r} must be >= 1; '
                          'class 0 is the head class.')
 
+    head_density = check_positive('head_density', head_density)
+    head_side = check_positive('head_side', head_side)
+    tail_side = check_positive('tail_side', tail_side)
+    if head_side > 1 or tail_side > head_side:
+        raise ValueError(
+            f'head_side={head_side!r}, tail_side={tail_side!r}: need '
+            '0 < tail_side <= head_side <= 1 (fractions of image_size; '
+            'class 0 is the head class).')
+
     rng = np.random.default_rng(seed)
     raw, labels = raw_digits()
     train_pool, val_pool = [], []
@@ -185,8 +205,8 @@ def make_ade20k(root: str,
         val_pool.append(idx[half:])
 
     frac = np.arange(num_classes) / (num_classes - 1)
-    sides = np.rint(image_size * (HEAD_SIDE -
-                                  (HEAD_SIDE - TAIL_SIDE) * frac)).astype(int)
+    sides = np.rint(image_size * (head_side -
+                                  (head_side - tail_side) * frac)).astype(int)
     out: Dict = {
         'root': osp.abspath(root),
         'classes': [f'digit_{c}' for c in range(num_classes)]
@@ -197,7 +217,7 @@ def make_ade20k(root: str,
         n_inst = np.maximum(
             1,
             np.rint(
-                exponential_profile(num_classes, n_img * HEAD_DENSITY,
+                exponential_profile(num_classes, n_img * head_density,
                                     ratio))).astype(int)
         instances = [(c, int(sides[c])) for c in range(num_classes)
                      for _ in range(n_inst[c])]

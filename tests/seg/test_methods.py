@@ -172,3 +172,79 @@ def test_fcn_r50_disalign_acceptance(data_root, run_tool, tmp_path):
     proc = run_tool('test.py', cfg, ckpt, '--work-dir', str(tmp_path / 'test'),
                     '--cfg-options', *data)
     _assert_metrics(proc.stdout)
+
+
+# DisAlign stage 2 must actually calibrate (issue #11): with the old recipe
+# (lr 0.01, weight decay on alpha / beta / sigma, GRW averaged over all
+# pixels although ~80 % are ignored) 20 iterations moved alpha and beta by
+# ~1e-3 and sigma(x) stayed at 0.5, and no prediction changed.
+MOVES_ITERS = 20
+# measured with the fixed recipe (lr 0.1, no weight decay, labelled-pixel
+# mean) after 20 iterations on the session stage 1: max |alpha - 1| 0.017,
+# max |beta| 0.29, confidence-layer bias 0.023, 10 % of the val pixels
+# change their label. The old recipe moves each ~50x less (lr / 10, loss
+# / ~5): 3e-4, 6e-3, 5e-4 -- below every threshold.
+ALPHA_MOVE = 0.005
+BETA_MOVE = 0.05
+SIGMA_BIAS_MOVE = 0.01
+CHANGED_FRACTION = 0.02
+
+
+def _val_images(data_root):
+    return sorted(
+        glob.glob(osp.join(data_root, 'seg', 'images', 'validation', '*.jpg')))
+
+
+def _predict(config, checkpoint, images, sigma_out=None):
+    """argmax maps (one (H, W) tensor per image); optionally sigma(x)."""
+    from mmseg.apis import inference_model, init_model
+    model = init_model(config, checkpoint, device='cpu')
+    handle = None
+    if sigma_out is not None:
+        layer = model.decode_head.conv_seg.calibration.confidence_layer
+        handle = layer.register_forward_hook(
+            lambda m, i, o: sigma_out.append(torch.sigmoid(o).flatten()))
+    try:
+        return [
+            inference_model(model, img).pred_sem_seg.data[0]
+            for img in images
+        ]
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
+def test_disalign_stage2_moves_alpha_beta_sigma_and_predictions(
+        seg_stage1, run_tool, data_root, tmp_path, monkeypatch):
+    work = str(tmp_path / 'disalign_moves')
+    cfg = osp.join(QUICK, 'digits_seg_disalign.py')
+    n = MOVES_ITERS
+    run_tool('train.py', cfg, '--work-dir', work, '--cfg-options',
+             f'train_cfg.max_iters={n}', f'train_cfg.val_interval={n}',
+             f'default_hooks.checkpoint.interval={n}',
+             f'load_from={seg_stage1["checkpoint"]}')
+    ckpt = _ckpt(work)
+    s2 = _state(ckpt)
+    alpha = s2['decode_head.conv_seg.calibration.logit_scale']
+    beta = s2['decode_head.conv_seg.calibration.logit_bias']
+    # initial values: alpha = 1, beta = 0 (param='identity', Eq. 5) and
+    # sigma(x) = sigmoid(w x + b) with b = 0 (sigma_init='normal')
+    assert (alpha - 1).abs().max() > ALPHA_MOVE, alpha
+    assert beta.abs().max() > BETA_MOVE, beta
+    conf_bias = s2['decode_head.conv_seg.calibration.confidence_layer.bias']
+    assert conf_bias.abs().max() > SIGMA_BIAS_MOVE, conf_bias
+
+    monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
+    images = _val_images(data_root)
+    assert images
+    sigma = []
+    calibrated = _predict(cfg, ckpt, images, sigma_out=sigma)
+    plain = _predict(seg_stage1['config'], seg_stage1['checkpoint'], images)
+    # sigma(x) is computed per pixel, in (0, 1), and not constant
+    sigma = torch.cat(sigma)
+    assert sigma.numel() > 0 and 0 < sigma.min() and sigma.max() < 1
+    assert sigma.std() > 0
+    # the calibration changes predictions (the stage-1 model's otherwise)
+    changed = sum(int((a != b).sum()) for a, b in zip(calibrated, plain))
+    total = sum(a.numel() for a in plain)
+    assert changed / total > CHANGED_FRACTION, (changed, total)
