@@ -250,9 +250,14 @@ def count_mmdet(datasets: list, progress: bool) -> Tuple[List[str], dict]:
 # ------------------------------------------------------------------- groups
 def make_splits(toolbox: str, rule: str, classes: List[str], res: dict,
                 thr: dict) -> Tuple[str, Dict[str, List[int]]]:
-    """Class groups of ``rule`` (see the module docstring)."""
-    from lt_mm.core.stats import (ade20k_class_stats, lvis_splits,
-                                  ratio_splits, shot_splits)
+    """Class groups of ``rule`` (see the module docstring).
+
+    ``auto``, ``ade20k`` and ``none`` are resolved here; the counting rules
+    (``pixel``, ``ratio``, ``shot``, ``lvis``) are those of
+    :func:`lt_mm.core.stats.compute_splits`, on the pixel counts
+    (``pixel``, ``ratio``) or the image counts (``shot``, ``lvis``).
+    """
+    from lt_mm.core.stats import ade20k_class_stats, compute_splits
     if rule == 'auto':
         if toolbox == 'mmseg':
             from lt_mm.seg.metrics import _same_names
@@ -271,14 +276,12 @@ def make_splits(toolbox: str, rule: str, classes: List[str], res: dict,
     if rule in ('pixel', 'ratio'):
         if 'pixels' not in res:
             raise ValueError(f'--rule {rule} needs pixel counts (mmseg).')
-        if rule == 'pixel':
-            from lt_mm.core.stats import pixel_splits
-            return rule, pixel_splits(res['pixels'], **thr)
-        thr.setdefault('total', res['total'])
-        return rule, ratio_splits(res['pixels'], **thr)
-    if rule == 'shot':
-        return rule, shot_splits(res['images'], **thr)
-    return rule, lvis_splits(image_counts=res['images'], **thr)
+        if rule == 'ratio':
+            # the paper's ratios are shares of all pixels, unlabelled ones
+            # included
+            thr.setdefault('total', res['total'])
+        return rule, compute_splits(res['pixels'], rule, **thr)
+    return rule, compute_splits(res['images'], rule, **thr)
 
 
 def _ade_name(classes: List[str]) -> Optional[str]:

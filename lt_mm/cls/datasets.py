@@ -153,10 +153,6 @@ class ImageNetLTDataset(CustomDataset):
             many_thr=many_thr,
             few_thr=few_thr)
 
-    def get_class_counts(self) -> List[int]:
-        """Training images per class, (C,) (the ``n_j`` of the papers)."""
-        return [int(c) for c in self.class_stats().counts]
-
 
 def first_label_at_least(ann_file: str, num_classes: int) -> Tuple[int, int]:
     """``(line number, label)`` of the first line of an ImageNet-LT list

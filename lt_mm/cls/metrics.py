@@ -120,13 +120,6 @@ def long_tail_accuracy(scores_or_topk: Tensor,
     return out
 
 
-def build_splits(counts: Sequence[float],
-                 many_thr: float = MANY_THR,
-                 few_thr: float = FEW_THR) -> Dict[str, List[int]]:
-    """Many/medium/few groups of :func:`lt_mm.core.stats.shot_splits`."""
-    return shot_splits(counts, many_thr, few_thr)
-
-
 @METRICS.register_module()
 class LongTailAccuracy(BaseMetric):
     """Top-1/top-5, balanced and many/medium/few accuracy (Liu et al. 2019).
@@ -231,7 +224,7 @@ class LongTailAccuracy(BaseMetric):
             self.counts = list(st.counts)
             if use_file_splits and all(k in st.splits for k in SPLIT_NAMES):
                 return {k: list(st.splits[k]) for k in SPLIT_NAMES}
-            return build_splits(st.counts, self.many_thr, self.few_thr)
+            return shot_splits(st.counts, self.many_thr, self.few_thr)
         self.counts = resolve_cls_counts(
             counts,
             None,
@@ -240,7 +233,7 @@ class LongTailAccuracy(BaseMetric):
             allow_zero=True,
             what='LongTailAccuracy')
         self.num_classes = len(self.counts)
-        return build_splits(self.counts, self.many_thr, self.few_thr)
+        return shot_splits(self.counts, self.many_thr, self.few_thr)
 
     # ------------------------------------------------------------------
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:

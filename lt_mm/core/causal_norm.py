@@ -38,11 +38,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._utils import EPS, weight_2d
 from .checks import check_choice, check_range
 from .decoupling import WeightCache, cache_enabled
 
 DIRECTION_UPDATES = ('reference', 'ema')
-_EPS = 1e-12
 
 
 def _check_heads(dim: int, num_heads: int) -> int:
@@ -72,20 +72,10 @@ def _check_feats(feats: Tensor) -> int:
     return feats.shape[1]
 
 
-def _weight_2d(weight: Tensor, dim: int) -> Tensor:
-    if weight.dim() == 4 and weight.shape[2:] == (1, 1):
-        weight = weight.flatten(1)
-    if weight.dim() != 2 or weight.shape[1] != dim:
-        raise ValueError(
-            f'weight has shape {tuple(weight.shape)}; expected (C, {dim}) '
-            f'(or (C, {dim}, 1, 1)) for features of dimension {dim}.')
-    return weight
-
-
 def _split_normalize(x: Tensor, k: int) -> Tensor:
     """(..., D) -> (..., K, D/K) with every chunk L2-normalised."""
     x = x.reshape(x.shape[:-1] + (k, x.shape[-1] // k))
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(EPS)
 
 
 def _normalize_heads(feats: Tensor, k: int) -> Tensor:
@@ -96,7 +86,7 @@ def _normalize_heads(feats: Tensor, k: int) -> Tensor:
     """
     n, dim = feats.shape[:2]
     x = feats.reshape((n, k, dim // k) + tuple(feats.shape[2:]))
-    x = x / x.norm(dim=2, keepdim=True).clamp_min(_EPS)
+    x = x / x.norm(dim=2, keepdim=True).clamp_min(EPS)
     return x.reshape(feats.shape)
 
 
@@ -123,7 +113,7 @@ def causal_weight(weight: Tensor, num_heads: int, gamma: float) -> Tensor:
     w = weight.flatten(1) if weight.dim() == 4 else weight
     c, dim = w.shape
     w = w.reshape(c, num_heads, dim // num_heads)
-    w = w / (w.norm(dim=-1, keepdim=True) + gamma).clamp_min(_EPS)
+    w = w / (w.norm(dim=-1, keepdim=True) + gamma).clamp_min(EPS)
     return w.reshape(c, dim)
 
 
@@ -203,7 +193,7 @@ def causal_norm_logits(feats: Tensor,
     tau, gamma = _validate(tau, gamma)
     dim = _check_feats(feats)
     k = _check_heads(dim, num_heads)
-    w = causal_weight(_weight_2d(weight, dim), k, gamma).to(feats.dtype)
+    w = causal_weight(weight_2d(weight, dim), k, gamma).to(feats.dtype)
     xb = _normalize_heads(feats, k)
     return _linear(xb, w) * (tau / k)
 
@@ -241,7 +231,7 @@ def tde_logits(feats: Tensor,
         raise ValueError(
             f'head_direction has {head_direction.numel()} entries; '
             f'expected D={dim}.')
-    w = causal_weight(_weight_2d(weight, dim), k, gamma).to(feats.dtype)
+    w = causal_weight(weight_2d(weight, dim), k, gamma).to(feats.dtype)
     d_hat, u = direction_projections(w, head_direction, k)
     xb = _normalize_heads(feats, k)
     plain = _linear(xb, w) * (tau / k)

@@ -24,22 +24,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._utils import EPS, weight_2d
 from .checks import check_choice, check_range
 
 NCM_FEAT_TYPES = ('un', 'l2n', 'cl2n')
 NCM_DISTS = ('l2', 'cos')
-_EPS = 1e-12
-
-
-def _weight_2d(weight: Tensor) -> Tensor:
-    """(C, D) or 1x1-conv (C, D, 1, 1) -> (C, D)."""
-    if weight.dim() == 4 and weight.shape[2:] == (1, 1):
-        return weight.flatten(1)
-    if weight.dim() != 2:
-        raise ValueError(
-            f'weight has shape {tuple(weight.shape)}; expected (C, D) or a '
-            '1x1 convolution weight (C, D, 1, 1).')
-    return weight
 
 
 def _linear(feats: Tensor, weight: Tensor) -> Tensor:
@@ -152,7 +141,7 @@ def tau_normalize(weight: Tensor, tau: float) -> Tensor:
         Tensor: normalised weights, same shape as ``weight``.
     """
     tau = check_range('tau', tau, 0.0)
-    norms = weight.flatten(1).norm(dim=1).clamp_min(_EPS)
+    norms = weight.flatten(1).norm(dim=1).clamp_min(EPS)
     scale = norms.pow(-tau)
     return weight * scale.reshape((-1, ) + (1, ) * (weight.dim() - 1))
 
@@ -170,7 +159,7 @@ def tau_norm_logits(feats: Tensor, weight: Tensor, tau: float) -> Tensor:
     Returns:
         Tensor: (N, C) or (N, C, H, W).
     """
-    w = _weight_2d(tau_normalize(weight, tau))
+    w = weight_2d(tau_normalize(weight, tau))
     _check_dim(feats, w.shape[1])
     return _linear(feats, w.to(feats.dtype))
 
@@ -269,7 +258,7 @@ def _ncm_transform(x: Tensor, feat_type: str,
             raise ValueError("feat_type='cl2n' needs global_mean (the mean "
                              'training feature from class_centroids).')
         x = x - global_mean.to(x.dtype).reshape(1, -1)
-    return x / x.norm(dim=1, keepdim=True).clamp_min(_EPS)
+    return x / x.norm(dim=1, keepdim=True).clamp_min(EPS)
 
 
 def class_centroids(
@@ -370,8 +359,8 @@ def ncm_logits(feats: Tensor,
         sq = x2 + c2 - 2.0 * x @ c.t()
         out = -sq.clamp_min(0.0)
     else:
-        xn = F.normalize(x, dim=1, eps=_EPS)
-        out = xn @ F.normalize(c, dim=1, eps=_EPS).t()
+        xn = F.normalize(x, dim=1, eps=EPS)
+        out = xn @ F.normalize(c, dim=1, eps=EPS).t()
     if feats.dim() == 4:
         n, _, h, w = feats.shape
         out = out.reshape(n, h, w, -1).movedim(-1, 1)
@@ -432,7 +421,7 @@ class CosineClassifier(nn.Module):
         key = (dtype, None if isinstance(scale, Tensor) else float(scale))
 
         def compute() -> Tensor:
-            w = F.normalize(self.weight, dim=1, eps=_EPS).to(dtype)
+            w = F.normalize(self.weight, dim=1, eps=EPS).to(dtype)
             return w * scale.to(dtype) if isinstance(scale, Tensor) \
                 else w * scale
 
@@ -443,10 +432,10 @@ class CosineClassifier(nn.Module):
     def forward(self, feats: Tensor) -> Tensor:
         """(N, D) -> (N, C); (N, D, H, W) -> (N, C, H, W)."""
         _check_dim(feats, self.in_channels)
-        x = F.normalize(feats, dim=1, eps=_EPS)
+        x = F.normalize(feats, dim=1, eps=EPS)
         if not cache_enabled(self, (self.weight, )):
             # training path, as written in the paper: s * <x_hat, w_hat>
-            w = F.normalize(self.weight, dim=1, eps=_EPS).to(x.dtype)
+            w = F.normalize(self.weight, dim=1, eps=EPS).to(x.dtype)
             return self.scale * _linear(x, w)
         return _linear(x, self._scaled_weight(x.dtype))
 

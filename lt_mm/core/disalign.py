@@ -31,16 +31,11 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ._utils import class_view
 from .checks import check_choice, check_range
 
 DISALIGN_PARAMS = ('identity', 'shifted')
 SIGMA_INITS = ('normal', 'constant')
-
-
-def _class_view(vec: Tensor, ndim: int) -> Tensor:
-    """Reshape a per-class vector (C,) to broadcast on dim 1 of an
-    ``ndim``-dimensional tensor: (1, C) or (1, C, 1, 1)."""
-    return vec.reshape((1, -1) + (1, ) * (ndim - 2))
 
 
 def disalign_calibrate(logits: Tensor,
@@ -96,8 +91,8 @@ def disalign_calibrate(logits: Tensor,
         # = z exactly, without slicing / concatenating the (N, C+1) logits
         a = torch.cat([a, a.new_zeros(1)])
         b = torch.cat([b, b.new_zeros(1)])
-    a = _class_view(a, logits.dim())
-    b = _class_view(b, logits.dim())
+    a = class_view(a, logits.dim())
+    b = class_view(b, logits.dim())
     return logits + sigma * (a * logits + b)
 
 

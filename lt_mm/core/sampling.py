@@ -23,13 +23,11 @@ exactly ``p_j``.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence
 
 import torch
 
-from .checks import as_counts, check_range
-
-CountsLike = Union[Sequence[float], torch.Tensor]
+from .checks import CountsLike, as_counts, check_range
 
 
 def class_sampling_probs(counts: CountsLike, q: float) -> torch.Tensor:

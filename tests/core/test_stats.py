@@ -321,6 +321,32 @@ def test_compute_splits_dispatch():
     }
 
 
+def test_compute_splits_pixel_rule():
+    # pixel rule on C = 4 classes: head r > 1.5 / 4 = 0.375, tail
+    # r <= 0.15 / 4 = 0.0375, r = n / sum(n) with sum = 100:
+    # 0.60 head, 0.30 body, 0.08 body, 0.02 tail
+    counts = [60, 30, 8, 2]
+    expected = {'head': [0], 'body': [1, 2], 'tail': [3]}
+    assert compute_splits(counts, 'pixel') == expected
+    assert compute_splits(ClassStats(counts, unit='pixels'),
+                          'pixel') == expected
+    # image counts with the pixels in extra: the pixels decide
+    im = ClassStats([1, 1, 1, 1],
+                    unit='images',
+                    extra={'pixel_counts': counts})
+    assert compute_splits(im, 'pixel') == expected
+    # head_share=2 -> head r > 2 / 4 = 0.5: 0.60 only; tail_share=0.4 ->
+    # tail r <= 0.4 / 4 = 0.1: 0.08 and 0.02; body: 0.30
+    assert compute_splits(
+        counts, 'pixel', head_share=2.0, tail_share=0.4) == {
+            'head': [0],
+            'body': [1],
+            'tail': [2, 3]
+        }
+    with pytest.raises(ValueError, match="no 'pixel_counts'"):
+        compute_splits(ClassStats([1, 2], unit='images'), 'pixel')
+
+
 # --------------------------------------------------------------------------
 # ADE20K (DisAlign Table 16)
 # --------------------------------------------------------------------------

@@ -159,3 +159,43 @@ def test_mmdet_instance_and_image_counts(tool, data_root, tmp_path):
         'common': [i for i in range(len(cats)) if 10 < imgs[i] <= 100],
         'frequent': [i for i in range(len(cats)) if imgs[i] > 100],
     }
+
+
+def test_make_splits_rules(tool):
+    # counting rules are lt_mm.core.stats.compute_splits on the pixel
+    # (pixel, ratio) or image (shot, lvis) counts; 4 classes
+    res = dict(
+        pixels=np.array([60, 30, 8, 2]),
+        images=np.array([150, 50, 5, 0]),
+        total=200)
+    classes = ['a', 'b', 'c', 'd']
+    # pixel: r = n / 100 = .6 .3 .08 .02 vs 1.5 / 4 = .375, .15 / 4 = .0375
+    assert tool.make_splits('mmseg', 'pixel', classes, res, {}) == ('pixel', {
+        'head': [0],
+        'body': [1, 2],
+        'tail': [3]
+    })
+    # ratio: r = n / total = .3 .15 .04 .01 vs 1 % (head, strictly above)
+    # and 0.1 % (tail): 0.01 is not > 0.01 -> body
+    assert tool.make_splits('mmseg', 'ratio', classes, res, {}) == ('ratio', {
+        'head': [0, 1, 2],
+        'body': [3],
+        'tail': []
+    })
+    # shot on images: 150 > 100 many, 50 medium, 5 and 0 < 20 few
+    assert tool.make_splits('mmpretrain', 'auto', classes, res,
+                            {}) == ('shot', {
+                                'many': [0],
+                                'medium': [1],
+                                'few': [2, 3]
+                            })
+    # lvis on images: 5, 0 <= 10 rare; 50 <= 100 common; 150 frequent
+    assert tool.make_splits('mmdet', 'auto', classes, res, {}) == ('lvis', {
+        'rare': [2, 3],
+        'common': [1],
+        'frequent': [0]
+    })
+    assert tool.make_splits('mmdet', 'none', classes, res, {}) == ('none', {})
+    with pytest.raises(ValueError, match='--rule ratio needs pixel counts'):
+        tool.make_splits('mmpretrain', 'ratio', classes,
+                         dict(images=res['images']), {})

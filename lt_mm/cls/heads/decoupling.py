@@ -99,14 +99,20 @@ class LWSClsHead(LTLinearClsHead):
 class CRTClsHead(LTLinearClsHead):
     """Classifier re-training, cRT (Decoupling Sec. 4).
 
-    When a checkpoint without a re-trained classifier is loaded (a stage-1
-    checkpoint: the persistent buffer ``crt_retrained`` is missing or 0),
-    ``fc`` is re-initialised (:func:`lt_mm.core.decoupling.
-    reinit_classifier`, PyTorch's default init as the reference) instead of
-    taking the stage-1 weights; the first training step sets
-    ``crt_retrained = 1`` so that stage-2 checkpoints load their re-trained
-    ``fc``. Stage 2 trains ``fc.*`` with class-balanced sampling
-    (10 epochs on ImageNet-LT).
+    cRT keeps the stage-1 features and trains the classifier again from a
+    fresh initialisation. The head keeps the stock ``fc`` so that stock
+    checkpoints load; a persistent buffer ``crt_retrained`` (0 or 1) says
+    whether the ``fc`` of a checkpoint is already the re-trained one:
+
+    * loading a checkpoint whose ``crt_retrained`` is missing or 0 (a stage-1
+      checkpoint) re-initialises ``fc`` (:func:`lt_mm.core.decoupling.
+      reinit_classifier`, PyTorch's default init as the reference) instead
+      of taking the stage-1 weights -- see :meth:`_load_from_state_dict`;
+    * the first training step sets ``crt_retrained = 1``, so stage-2
+      checkpoints (resume, test) load their re-trained ``fc``.
+
+    Stage 2 trains ``fc.*`` with class-balanced sampling (10 epochs on
+    ImageNet-LT).
     """
 
     def __init__(self, num_classes: int, in_channels: int, **kwargs) -> None:
@@ -119,22 +125,49 @@ class CRTClsHead(LTLinearClsHead):
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
                               missing_keys, unexpected_keys,
                               error_msgs) -> None:
-        flag = state_dict.get(prefix + 'crt_retrained')
-        if flag is None or int(flag) == 0:
-            reinit_classifier(self.fc)
-            for name, p in self.fc.named_parameters():
-                key = f'{prefix}fc.{name}'
-                if key in state_dict:
-                    state_dict[key] = p.detach().clone()
-            MMLogger.get_current_instance().info(
-                'CRTClsHead: the checkpoint has no re-trained classifier '
-                '(stage-1 weights): fc is re-initialised for cRT.')
-            if flag is None:  # a stage-1 checkpoint: not a missing key
-                state_dict[prefix + 'crt_retrained'] = \
-                    self.crt_retrained.detach().clone()
+        """Load, replacing a stage-1 ``fc`` by a fresh one (see below).
+
+        The re-initialisation is done here, while the checkpoint is read,
+        and not in ``init_weights`` or a hook, because:
+
+        * mmengine calls ``init_weights()`` *before* loading ``load_from``,
+          so a re-initialisation there would be overwritten by the stage-1
+          ``head.fc`` of the checkpoint;
+        * whether ``fc`` must be re-initialised depends on the checkpoint
+          (its ``crt_retrained`` flag): a stage-1 checkpoint must not give
+          its classifier, a stage-2 checkpoint (``resume``, ``tools/test.py``)
+          must; only the loader sees the checkpoint, and so the head behaves
+          the same under mmengine's ``load_checkpoint``, the runner and
+          ``torch.nn.Module.load_state_dict``.
+        """
+        self._reinit_fc_if_stage1(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
                                       strict, missing_keys, unexpected_keys,
                                       error_msgs)
+
+    def _reinit_fc_if_stage1(self, state_dict: dict, prefix: str) -> None:
+        """Re-initialise ``fc`` when ``state_dict`` is a stage-1 checkpoint.
+
+        The fresh ``fc`` values replace the checkpoint's ``fc.*`` entries of
+        ``state_dict`` (the loaders' own copy), so the keys stay present
+        (no "missing keys" warning) and the stage-1 weights are not copied
+        in; a missing ``crt_retrained`` is filled with 0 for the same
+        reason.
+        """
+        flag = state_dict.get(prefix + 'crt_retrained')
+        if flag is not None and int(flag) != 0:
+            return  # a re-trained (stage-2) classifier: load it as is
+        reinit_classifier(self.fc)
+        for name, p in self.fc.named_parameters():
+            key = f'{prefix}fc.{name}'
+            if key in state_dict:
+                state_dict[key] = p.detach().clone()
+        MMLogger.get_current_instance().info(
+            'CRTClsHead: the checkpoint has no re-trained classifier '
+            '(stage-1 weights): fc is re-initialised for cRT.')
+        if flag is None:  # a stage-1 checkpoint: not a missing key
+            state_dict[prefix + 'crt_retrained'] = \
+                self.crt_retrained.detach().clone()
 
     def train_logits(self, x: Tensor) -> Tensor:
         """(N, D) -> (N, C); marks the classifier as re-trained."""
