@@ -4,6 +4,8 @@
   rare/common/frequent splits (ADE20K's Table-16 ratios ship as data);
 * :mod:`.disalign` - DisAlign calibration (Eq. 4-6);
 * :mod:`.grw` - generalized re-weighting loss (DisAlign Eq. 8-11);
+* :mod:`.reduction` - the reductions of GRW and CDT, their common
+  ``nn.Module`` base and the one shared toolbox wrapper;
 * :mod:`.causal_norm` - causal-norm classifier and TDE inference;
 * :mod:`.decoupling` - tau-norm, LWS, cRT, NCM, cosine classifier;
 * :mod:`.cdt` - class-dependent temperatures and post-hoc prior rules;
@@ -20,6 +22,8 @@ from .decoupling import (CosineClassifier, LearnableWeightScaling,
                          tau_norm_logits, tau_normalize)
 from .disalign import DisAlignCalibration, disalign_calibrate
 from .grw import GRWCrossEntropy, grw_class_weights, grw_cross_entropy
+from .reduction import (LongTailCrossEntropy, reduced_cross_entropy,
+                        toolbox_loss, toolbox_losses, with_defaults)
 from .sampling import (class_aware_indices, class_sampling_probs,
                        class_weighted_indices, progressive_class_probs)
 from .stats import (ClassStats, ade20k_class_stats, compute_splits,
@@ -34,8 +38,9 @@ __all__ = [
     'LearnableWeightScaling', 'class_centroids', 'ncm_logits',
     'reinit_classifier', 'tau_norm_logits', 'tau_normalize',
     'DisAlignCalibration', 'disalign_calibrate', 'GRWCrossEntropy',
-    'grw_class_weights', 'grw_cross_entropy', 'class_aware_indices',
-    'class_sampling_probs', 'class_weighted_indices',
+    'grw_class_weights', 'grw_cross_entropy', 'LongTailCrossEntropy',
+    'reduced_cross_entropy', 'toolbox_loss', 'toolbox_losses', 'with_defaults',
+    'class_aware_indices', 'class_sampling_probs', 'class_weighted_indices',
     'progressive_class_probs', 'ClassStats', 'ade20k_class_stats',
     'compute_splits', 'load_class_stats', 'lvis_splits', 'ratio_splits',
     'resolve_counts', 'shot_splits'

@@ -20,13 +20,12 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
-from .checks import CountsLike, as_counts, check_choice, check_range
+from .checks import CountsLike, as_counts, check_range
+from .reduction import REDUCTIONS, LongTailCrossEntropy, toolbox_loss
 
-CDT_REDUCTIONS = ('mean', 'sum', 'none')
+CDT_REDUCTIONS = REDUCTIONS
 
 
 def _class_view(vec: Tensor, ndim: int) -> Tensor:
@@ -81,17 +80,24 @@ def cdt_logits(logits: Tensor,
     return logits / _class_view(a, logits.dim())
 
 
-class CDTCrossEntropy(nn.Module):
+@toolbox_loss(
+    'CDTLoss',
+    cls=dict(gamma=0.2),
+    seg=dict(gamma=0.1),
+    det=dict(gamma=0.1, unit='instances'))
+class CDTCrossEntropy(LongTailCrossEntropy):
     """Cross-entropy with class-dependent temperatures (CDT Eq. 3).
 
-    ``loss = CE(z / a, y)``. The attribute ``epoch`` is meant to be set from
-    outside (e.g. by a training hook); while ``epoch < start_epoch`` all
+    ``loss = CE(z / a, y)``. While ``current_epoch() < start_epoch`` all
     temperatures are 1 (plain CE), the deferred (DRW-style) variant used by
     the reference and suggested in the paper (ERM for the first half). With
-    ``start_epoch=0`` CDT is always on.
+    ``start_epoch=0`` CDT is always on. Core reads the epoch from the
+    attribute ``epoch`` (set it from a training loop); the toolbox losses
+    read mmengine's ``MessageHub`` (``'epoch'``; it stays 0 under an
+    iteration-based loop, so use ``start_epoch=0`` there).
 
     The temperatures are the non-persistent buffer ``temperatures`` (C,),
-    derived from ``counts`` at construction.
+    derived from the counts at construction.
 
     When it helps: CDT compensates for the *over-fitting* of the minor
     classes (Sec. 3: about 100 % training accuracy on them, lower test
@@ -104,40 +110,55 @@ class CDTCrossEntropy(nn.Module):
 
     Args:
         counts: per-class training counts (C,), foreground only for
-            detection.
-        gamma: ``>= 0``.
-        background: logits carry a last background column (temperature 1).
-        start_epoch: first epoch (0-based, compared with ``epoch``) with
-            temperatures on.
-        ignore_index: label to ignore.
-        reduction: ``'mean'`` (over non-ignored elements; 0 if all are
-            ignored), ``'sum'`` or ``'none'``.
-        loss_weight: multiplier of the returned loss.
+            detection, or None with ``stats_file``/``train_ann_file``.
+        gamma: ``>= 0`` (0 = plain CE).
+        start_epoch: first epoch (0-based) with temperatures on.
+        reduction: ``'mean'`` (default: over the non-ignored elements,
+            ``avg_non_ignore=True``, 0 if all are ignored), ``'sum'``,
+            ``'none'`` or ``'weighted_mean'``.
+        other arguments: see
+            :class:`lt_mm.core.reduction.LongTailCrossEntropy`.
     """
 
     def __init__(self,
-                 counts: CountsLike,
+                 counts: Optional[CountsLike],
                  gamma: float,
-                 background: bool = False,
+                 *,
                  start_epoch: int = 0,
-                 ignore_index: int = -100,
+                 stats_file: Optional[str] = None,
+                 train_ann_file: Optional[str] = None,
+                 num_classes: Optional[int] = None,
+                 unit: str = 'images',
+                 background: bool = False,
                  reduction: str = 'mean',
-                 loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.gamma = check_range('gamma', gamma, 0.0)
-        self.start_epoch = int(check_range('start_epoch', start_epoch, 0))
-        self.background = bool(background)
-        self.ignore_index = int(ignore_index)
-        self.reduction = check_choice('reduction', reduction, CDT_REDUCTIONS)
-        self.loss_weight = check_range('loss_weight', loss_weight)
-        self.epoch = 0
-        self.register_buffer(
-            'temperatures', cdt_temperatures(counts, gamma), persistent=False)
+                 ignore_index: Optional[int] = None,
+                 avg_non_ignore: bool = True,
+                 loss_weight: float = 1.0,
+                 loss_name: str = 'loss_ce') -> None:
+        gamma = check_range('gamma', gamma, 0.0)
+        start_epoch = int(check_range('start_epoch', start_epoch, 0))
+        super().__init__(
+            counts,
+            stats_file=stats_file,
+            train_ann_file=train_ann_file,
+            num_classes=num_classes,
+            unit=unit,
+            background=background,
+            reduction=reduction,
+            ignore_index=ignore_index,
+            avg_non_ignore=avg_non_ignore,
+            loss_weight=loss_weight,
+            loss_name=loss_name)
+        self.gamma = gamma
+        self.start_epoch = start_epoch
+        with torch.device('cpu'):
+            temps = cdt_temperatures(self.counts, gamma)
+        self.register_buffer('temperatures', temps, persistent=False)
 
     @property
     def active(self) -> bool:
         """Whether the temperatures are applied at the current epoch."""
-        return self.epoch >= self.start_epoch
+        return self.current_epoch() >= self.start_epoch
 
     def current_temperatures(self) -> Tensor:
         """Temperatures in use now (ones before ``start_epoch``), (C,)."""
@@ -145,40 +166,13 @@ class CDTCrossEntropy(nn.Module):
             return self.temperatures
         return torch.ones_like(self.temperatures)
 
-    def forward(self,
-                logits: Tensor,
-                labels: Tensor,
-                reduction: Optional[str] = None) -> Tensor:
-        """Compute the CDT loss.
-
-        Args:
-            logits: (N, C') or (N, C', H, W).
-            labels: (N,) or (N, H, W).
-            reduction: override of the constructor's ``reduction``.
-
-        Returns:
-            Tensor: the loss times ``loss_weight``.
-        """
-        reduction = check_choice('reduction', reduction or self.reduction,
-                                 CDT_REDUCTIONS)
-        scaled = cdt_logits(logits, self.current_temperatures(),
-                            self.background)
-        loss = F.cross_entropy(
-            scaled.float(),
-            labels.long(),
-            ignore_index=self.ignore_index,
-            reduction='none')
-        if reduction == 'mean':
-            valid = (labels != self.ignore_index).sum()
-            loss = loss.sum() / valid.to(loss.dtype).clamp_min(1.0)
-        elif reduction == 'sum':
-            loss = loss.sum()
-        return loss * self.loss_weight
+    def scaled_logits(self, logits: Tensor) -> Tensor:
+        """``z / a`` (CDT Eq. 3), background column untouched."""
+        return cdt_logits(logits, self.current_temperatures(), self.background)
 
     def extra_repr(self) -> str:
-        return (f'num_classes={self.temperatures.numel()}, '
-                f'gamma={self.gamma}, background={self.background}, '
-                f'start_epoch={self.start_epoch}')
+        return (f'gamma={self.gamma}, start_epoch={self.start_epoch}, ' +
+                super().extra_repr())
 
 
 def _check_counts(logits: Tensor, counts: CountsLike,

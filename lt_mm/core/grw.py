@@ -23,13 +23,13 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
-from .checks import CountsLike, as_counts, check_choice, check_range
+from .checks import CountsLike, as_counts, check_range
+from .reduction import (REDUCTIONS, LongTailCrossEntropy,
+                        reduced_cross_entropy, toolbox_loss)
 
-GRW_REDUCTIONS = ('weighted_mean', 'mean', 'sum', 'none')
+GRW_REDUCTIONS = REDUCTIONS
 
 
 def grw_class_weights(counts: CountsLike,
@@ -70,13 +70,16 @@ def grw_cross_entropy(logits: Tensor,
                       labels: Tensor,
                       class_weight: Tensor,
                       reduction: str = 'weighted_mean',
-                      ignore_index: int = -100,
-                      avg_non_ignore: bool = False) -> Tensor:
+                      ignore_index: Optional[int] = None,
+                      avg_non_ignore: bool = False,
+                      weight: Optional[Tensor] = None,
+                      avg_factor: Optional[float] = None) -> Tensor:
     """Class-weighted cross-entropy of GRW (DisAlign Eq. 9-11).
 
-    Elements whose label equals ``ignore_index`` are removed *before* the
-    weights are gathered, so an ignore label such as 255 never indexes
-    ``class_weight``.
+    :func:`lt_mm.core.reduction.reduced_cross_entropy` with the GRW weights
+    (see there for the reductions). Elements whose label equals
+    ``ignore_index`` are removed *before* the weights are gathered, so an
+    ignore label such as 255 never indexes ``class_weight``.
 
     Args:
         logits: (N, C) or per-pixel (N, C, H, W).
@@ -85,141 +88,93 @@ def grw_cross_entropy(logits: Tensor,
         class_weight: (C,) weights, e.g. from :func:`grw_class_weights`.
         reduction: with ``CE_i`` the per-element cross-entropy and
             ``w_i = class_weight[y_i]`` over the non-ignored elements:
-
-            * ``'weighted_mean'``: ``sum_i w_i CE_i / sum_i w_i``
-              (reference classification/detection; ``F.cross_entropy``
-              with ``weight=`` and ``reduction='mean'``);
-            * ``'mean'``: ``sum_i w_i CE_i / M`` with M the number of all
-              elements, ignored ones counted as 0 (mmseg semantics), or,
-              with ``avg_non_ignore=True``, the number of non-ignored ones
-              (reference segmentation);
-            * ``'sum'``: ``sum_i w_i CE_i``;
-            * ``'none'``: ``w_i CE_i`` per element with 0 at ignored
-              elements, shape of ``labels``.
-
-            When every element is ignored, the reduced loss is 0.
-        ignore_index: label value to ignore.
+            ``'weighted_mean'`` ``sum_i w_i CE_i / sum_i w_i`` (reference
+            classification/detection); ``'mean'`` ``sum_i w_i CE_i / M``,
+            M = all elements (mmseg semantics) or the non-ignored ones with
+            ``avg_non_ignore=True``; ``'sum'``; ``'none'`` (0 at ignored
+            elements). 0 when every element is ignored.
+        ignore_index: label value to ignore; None ignores nothing.
         avg_non_ignore: see ``'mean'``.
+        weight: optional element weights ``v_i`` (shape of ``labels``).
+        avg_factor: optional denominator of ``'mean'``.
 
     Returns:
         Tensor: the loss (float32 scalar, or ``labels``-shaped for
         ``'none'``).
     """
-    check_choice('reduction', reduction, GRW_REDUCTIONS)
-    if logits.dim() < 2:
-        raise ValueError(f'logits must be (N, C) or (N, C, H, W), got '
-                         f'shape {tuple(logits.shape)}.')
-    num_classes = logits.shape[1]
-    expected = logits.shape[:1] + logits.shape[2:]
-    if labels.shape != expected:
-        raise ValueError(
-            f'labels have shape {tuple(labels.shape)} but logits have '
-            f'shape {tuple(logits.shape)}: expected labels of shape '
-            f'{tuple(expected)}.')
-    if class_weight.dim() != 1 or class_weight.numel() != num_classes:
-        raise ValueError(
-            f'class_weight has shape {tuple(class_weight.shape)} but the '
-            f'logits have {num_classes} classes. For detection build the '
-            'weights with background=True so the background column '
-            '(last) gets weight 1.')
-    flat_logits = logits.movedim(1, -1).reshape(-1, num_classes)
-    flat_labels = labels.reshape(-1).long()
-    valid = flat_labels != ignore_index
-    # Remove ignored elements first: never index class_weight with them.
-    vlogits = flat_logits[valid]
-    vlabels = flat_labels[valid]
-    ce = F.cross_entropy(vlogits.float(), vlabels, reduction='none')
-    w = class_weight.to(device=ce.device, dtype=ce.dtype)[vlabels]
-    wce = w * ce
-    if reduction == 'none':
-        out = ce.new_zeros(flat_labels.shape).masked_scatter(valid, wce)
-        return out.reshape(labels.shape)
-    total = wce.sum()
-    if reduction == 'sum':
-        return total
-    if reduction == 'weighted_mean':
-        # tiny clamp: exact whenever a weight is present, 0 if none is.
-        return total / w.sum().clamp_min(torch.finfo(w.dtype).tiny)
-    # 'mean' (mmseg semantics)
-    if avg_non_ignore:
-        denom = valid.sum().to(total.dtype).clamp_min(1.0)
-    else:
-        denom = float(max(flat_labels.numel(), 1))
-    return total / denom
+    if class_weight is None:
+        raise ValueError('grw_cross_entropy needs class_weight (C,), e.g. '
+                         'from grw_class_weights(counts, rho).')
+    return reduced_cross_entropy(
+        logits,
+        labels,
+        class_weight,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        weight=weight,
+        avg_factor=avg_factor,
+        avg_non_ignore=avg_non_ignore)
 
 
-class GRWCrossEntropy(nn.Module):
+@toolbox_loss(
+    'GRWLoss', cls=dict(rho=1.2), seg=dict(rho=0.3), det=dict(rho=0.8))
+class GRWCrossEntropy(LongTailCrossEntropy):
     """Generalized re-weighting cross-entropy (DisAlign Eq. 8-11).
 
     The class weights of :func:`grw_class_weights` are stored in the
-    non-persistent buffer ``class_weight``: they are derived from
-    ``counts`` and ``rho`` at construction and are deliberately not saved to
-    (or restored from) checkpoints.
+    non-persistent buffer ``class_weight`` ((C,), or (C + 1,) with
+    ``background``): they are derived from the counts and ``rho`` at
+    construction and are deliberately not saved to (or restored from)
+    checkpoints. The toolbox losses (``lt_mm.cls/det`` ``GRWLoss``,
+    ``lt_mm.seg`` ``GRWCrossEntropyLoss``) are this class with the
+    toolbox's count readers and defaults.
 
     Args:
         counts: per-class training counts, shape (C,) (foreground only for
-            detection).
-        rho: re-weighting exponent, ``>= 0``.
-        background: logits have a last background column with weight 1.0.
+            detection), or None with ``stats_file``/``train_ann_file``.
+        rho: re-weighting exponent, ``>= 0`` (0 = plain CE; reference: 1.2
+            ImageNet-LT, 0.8 LVIS, 0.2-0.3 ADE20K).
         reduction: ``'weighted_mean'`` (cls/det reference), ``'mean'``
             (seg reference, mmseg semantics), ``'sum'`` or ``'none'``.
-        ignore_index: label to ignore (e.g. 255 for segmentation).
-        avg_non_ignore: for ``'mean'``: divide by the number of non-ignored
-            elements instead of all elements.
-        loss_weight: multiplier of the returned loss.
+        other arguments: see
+            :class:`lt_mm.core.reduction.LongTailCrossEntropy`.
     """
 
     def __init__(self,
-                 counts: CountsLike,
+                 counts: Optional[CountsLike],
                  rho: float,
+                 *,
+                 stats_file: Optional[str] = None,
+                 train_ann_file: Optional[str] = None,
+                 num_classes: Optional[int] = None,
+                 unit: str = 'images',
                  background: bool = False,
                  reduction: str = 'weighted_mean',
-                 ignore_index: int = -100,
+                 ignore_index: Optional[int] = None,
                  avg_non_ignore: bool = False,
-                 loss_weight: float = 1.0) -> None:
-        super().__init__()
-        check_choice('reduction', reduction, GRW_REDUCTIONS)
-        self.rho = check_range('rho', rho, 0.0)
-        self.background = bool(background)
-        self.reduction = reduction
-        self.ignore_index = int(ignore_index)
-        self.avg_non_ignore = bool(avg_non_ignore)
-        self.loss_weight = check_range('loss_weight', loss_weight)
-        self.register_buffer(
-            'class_weight',
-            grw_class_weights(counts, rho, background=background),
-            persistent=False)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of logit columns expected (C, or C + 1 with bg)."""
-        return self.class_weight.numel()
-
-    def forward(self,
-                logits: Tensor,
-                labels: Tensor,
-                reduction: Optional[str] = None) -> Tensor:
-        """Compute the GRW loss.
-
-        Args:
-            logits: (N, C') or (N, C', H, W), C' = :attr:`num_classes`.
-            labels: (N,) or (N, H, W).
-            reduction: override of the constructor's ``reduction``.
-
-        Returns:
-            Tensor: the loss times ``loss_weight``.
-        """
-        loss = grw_cross_entropy(
-            logits,
-            labels,
-            self.class_weight,
-            reduction=reduction or self.reduction,
-            ignore_index=self.ignore_index,
-            avg_non_ignore=self.avg_non_ignore)
-        return loss * self.loss_weight
+                 loss_weight: float = 1.0,
+                 loss_name: str = 'loss_ce') -> None:
+        rho = check_range(
+            'rho',
+            rho,
+            0.0,
+            hint='rho=0 is plain CE, rho=1 inverse-frequency weighting.')
+        super().__init__(
+            counts,
+            stats_file=stats_file,
+            train_ann_file=train_ann_file,
+            num_classes=num_classes,
+            unit=unit,
+            background=background,
+            reduction=reduction,
+            ignore_index=ignore_index,
+            avg_non_ignore=avg_non_ignore,
+            loss_weight=loss_weight,
+            loss_name=loss_name)
+        self.rho = rho
+        with torch.device('cpu'):
+            cw = grw_class_weights(self.counts, rho, background=background)
+        self.register_buffer('class_weight', cw, persistent=False)
 
     def extra_repr(self) -> str:
-        return (f'num_classes={self.num_classes}, rho={self.rho}, '
-                f'background={self.background}, '
-                f'reduction={self.reduction!r}, '
-                f'ignore_index={self.ignore_index}')
+        return f'rho={self.rho}, ' + super().extra_repr()

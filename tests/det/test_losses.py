@@ -145,3 +145,44 @@ def _stats(tmp_path, n):
     with open(path) as f:
         assert json.load(f)['unit'] == 'images'
     return path
+
+
+def test_one_signature_across_toolboxes():
+    import inspect
+
+    from lt_mm import cls, det, seg
+    grw = [cls.GRWLoss, seg.GRWCrossEntropyLoss, det.GRWLoss]
+    cdt = [cls.CDTLoss, seg.CDTCrossEntropyLoss, det.CDTLoss]
+    for family in (grw, cdt):
+        sigs = [inspect.signature(c).parameters for c in family]
+        assert list(sigs[0]) == list(sigs[1]) == list(sigs[2])
+        # toolbox defaults: cls/det ignore nothing, mmseg ignores 255
+        assert [s['ignore_index'].default for s in sigs] == [None, 255, None]
+        assert [s['num_classes'].default for s in sigs] == [None] * 3
+        assert 'start_epoch' in sigs[0] or family is grw
+    # detection: num_classes is optional (checked when given)
+    loss = MODELS.build(dict(type='GRWLoss', rho=1.0, counts=[3, 1]))
+    assert loss.num_classes == 2 and loss.num_columns == 3
+    assert_close(loss.class_weight, torch.tensor([0.5, 1.5, 1.0]))
+
+
+def test_det_cdt_start_epoch_and_count_unit_alias(tmp_path):
+    from mmengine.logging import MessageHub
+    path = osp.join(str(tmp_path), 'inst.json')
+    ClassStats(counts=[4, 1], unit='instances').save(path)
+    with pytest.warns(DeprecationWarning, match='unit='):
+        loss = MODELS.build(
+            dict(
+                type='CDTLoss',
+                gamma=0.5,
+                stats_file=path,
+                count_unit='instances',
+                start_epoch=1))
+    # a = [1, 2], bg 1; logits [2, 4, 1] label 1
+    logits = torch.tensor([[2.0, 4.0, 1.0]])
+    labels = torch.tensor([1])
+    hub = MessageHub.get_instance('test_det_cdt_start_epoch')
+    hub.update_info('epoch', 0)  # before start_epoch: plain CE
+    assert_close(loss(logits, labels), torch.tensor(_ce([2., 4., 1.], 1)))
+    hub.update_info('epoch', 1)  # scaled logits [2, 2, 1]
+    assert_close(loss(logits, labels), torch.tensor(_ce([2., 2., 1.], 1)))

@@ -114,3 +114,20 @@ def test_losses_bad_input(tmp_path):
         CDTCrossEntropyLoss(gamma=-1, counts=[3, 1])
     with pytest.raises(ValueError, match='zero count'):
         GRWCrossEntropyLoss(counts=[3, 0])
+
+
+def test_one_name_registered_and_picklable():
+    import pickle
+
+    from mmseg.registry import MODELS
+    # mmseg knows the losses as GRWLoss / CDTLoss (one name across the
+    # toolboxes) and by their first names
+    for new, old in ((GRWCrossEntropyLoss, 'GRWLoss'), (CDTCrossEntropyLoss,
+                                                        'CDTLoss')):
+        assert MODELS.get(old) is new
+        assert MODELS.get(old.replace('Loss', 'CrossEntropyLoss')) is new
+    loss = MODELS.build(dict(type='GRWLoss', rho=1.0, counts=[3, 1]))
+    assert (loss.reduction, loss.ignore_index, loss.rho) == ('mean', 255, 1.0)
+    copy = pickle.loads(pickle.dumps(loss))
+    assert type(copy) is GRWCrossEntropyLoss
+    assert_close(copy.class_weight, torch.tensor([0.5, 1.5]))
