@@ -32,8 +32,7 @@ from torch import Tensor
 
 from lt_mm.core.causal_norm import CausalNormClassifier
 from lt_mm.core.checks import check_range
-from lt_mm.core.decoupling import (CosineClassifier, WeightCache,
-                                   cache_enabled)
+from lt_mm.core.decoupling import CosineClassifier, WeightCache, cache_enabled
 from lt_mm.core.disalign import DisAlignCalibration
 
 

@@ -24,8 +24,8 @@ reduction_override=...)``; the label weights are the element weights.
 """
 from __future__ import annotations
 
-from mmengine.logging import MessageHub
 from mmdet.registry import MODELS
+from mmengine.logging import MessageHub
 
 from lt_mm.core.reduction import toolbox_losses
 from .counts import resolve_det_counts

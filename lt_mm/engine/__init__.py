@@ -15,24 +15,16 @@ warnings.filterwarnings(
     message=r'pkg_resources is deprecated as an API',
     category=UserWarning)
 
-from .checkpoint import (
-    MMENGINE_SAFE_GLOBALS,  # noqa: E402
-    CheckpointReadError,
-    UnsafeCheckpointError,
-    install_safe_checkpoint_loading,
-    load_checkpoint_safely,
-    safe_torch_load)
+from .checkpoint import (MMENGINE_SAFE_GLOBALS,  # noqa: E402
+                         CheckpointReadError, UnsafeCheckpointError,
+                         install_safe_checkpoint_loading,
+                         load_checkpoint_safely, safe_torch_load)
 from .dist import CPUDistributedDataParallel, setup_distributed  # noqa: E402
-from .hooks import (
-    ResumeRNGHook,
-    Stage2FreezeHook,  # noqa: E402
-    Stage2GuardError,
-    collect_stage2_parameter_names)
+from .hooks import (ResumeRNGHook, Stage2FreezeHook,  # noqa: E402
+                    Stage2GuardError, collect_stage2_parameter_names)
+from .samplers import (ClassBalancedSampler,  # noqa: E402
+                       ProgressivelyBalancedSampler, SquareRootSampler)
 from .schedule import ResumeScheduleHook  # noqa: E402
-from .samplers import (
-    ClassBalancedSampler,  # noqa: E402
-    ProgressivelyBalancedSampler,
-    SquareRootSampler)
 
 install_safe_checkpoint_loading()
 

@@ -164,8 +164,8 @@ def list_checkpoints(folder: str) -> List[str]:
     return sorted(files, key=lambda f: (osp.getmtime(f), _step_of(f)))
 
 
-def last_complete_checkpoint(
-    folder: str, exclude: Tuple[str, ...] = ()) -> Optional[str]:
+def last_complete_checkpoint(folder: str,
+                             exclude: Tuple[str, ...] = ()) -> Optional[str]:
     """The newest complete checkpoint (:func:`checkpoint_is_complete`) in
     ``folder`` other than ``exclude``; ``best_*`` files only when nothing
     else is complete. None when there is none."""

@@ -284,8 +284,9 @@ def _check_classes(cfg: Any, leaves: List[Tuple[str, Any]],
         if ds_c is None:
             continue
         for mkey, c in model_c:
-            if mkey.startswith(
-                ('model.decode_head', 'model.auxiliary_head')) and c != ds_c:
+            seg_head = mkey.startswith(
+                ('model.decode_head', 'model.auxiliary_head'))
+            if seg_head and c != ds_c:
                 raise ConfigCheckError(
                     f'{key} has {ds_c} classes (metainfo classes) but '
                     f'{mkey}={c}; they must agree.')

@@ -92,8 +92,8 @@ def apply_resume(cfg: Config, resume: Optional[str]) -> None:
     """
     from mmengine.logging import print_log
 
-    from .hooks import Stage2GuardError, check_stage2_work_dir, \
-        is_stage2_config
+    from .hooks import (Stage2GuardError, check_stage2_work_dir,
+                        is_stage2_config)
     stage2 = is_stage2_config(cfg)
     work_dir = cfg.work_dir
     if resume == 'auto':

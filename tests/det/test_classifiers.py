@@ -8,6 +8,9 @@ import math
 
 import pytest
 import torch
+from mmdet.models.task_modules.assigners import AssignResult  # noqa: E402
+from mmdet.models.task_modules.samplers import SamplingResult  # noqa: E402
+from mmdet.registry import MODELS  # noqa: E402
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch.testing import assert_close
@@ -15,10 +18,6 @@ from torch.testing import assert_close
 import lt_mm.det  # noqa: F401  (registers the modules)
 from lt_mm.core.causal_norm import (CausalNormClassifier, causal_norm_logits,
                                     tde_logits)
-
-from mmdet.models.task_modules.assigners import AssignResult  # noqa: E402
-from mmdet.models.task_modules.samplers import SamplingResult  # noqa: E402
-from mmdet.registry import MODELS  # noqa: E402
 
 
 def _build(cfg):

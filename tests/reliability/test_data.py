@@ -85,7 +85,7 @@ def test_list_label_ge_num_classes_at_build(tmp_path):
 
 def test_list_label_vs_classes_file_at_build(tmp_path):
     # classes.txt names 2 classes; line 2 has label 2
-    ann = _imagenet_lt(str(tmp_path), [0, 2, 1])
+    _imagenet_lt(str(tmp_path), [0, 2, 1])
     (tmp_path / 'classes.txt').write_text('cat\ndog\n')
     with pytest.raises(ValueError, match=r'train\.txt:2: label 2'):
         ImageNetLTDataset(

@@ -26,8 +26,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import HOOKS, MODELS
 from mmengine.runner import Runner
 
-import lt_mm.engine  # noqa: F401  (safe checkpoint loading for resume)
-import lt_mm.engine  # noqa: F401  (registers the hook)
+import lt_mm.engine  # noqa: F401  (safe loading; registers the hook)
 from tests.conftest import QUICKSTART
 
 LR0 = 0.1

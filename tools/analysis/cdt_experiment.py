@@ -295,9 +295,10 @@ class LtmmHead(nn.Module):
     def __init__(self, in_dim: int, counts: Sequence[int],
                  gamma: Optional[float], start_epoch: int) -> None:
         super().__init__()
-        import lt_mm.cls  # noqa: F401  (registers the head and the loss)
         from mmengine.logging import MessageHub
         from mmpretrain.registry import MODELS
+
+        import lt_mm.cls  # noqa: F401  (registers the head and the loss)
         if gamma is None:
             loss = dict(type='CrossEntropyLoss', loss_weight=1.0)
         else:

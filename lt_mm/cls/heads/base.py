@@ -28,8 +28,7 @@ from torch import Tensor
 
 from lt_mm.core.cdt import logit_adjust, nc_tau_adjust
 from lt_mm.core.checks import check_choice, check_range
-from lt_mm.core.decoupling import (CosineClassifier, WeightCache,
-                                   cache_enabled)
+from lt_mm.core.decoupling import CosineClassifier, WeightCache, cache_enabled
 from ..counts import resolve_cls_counts
 
 POSTHOC_TYPES = ('nc_tau', 'logit_adjust')
