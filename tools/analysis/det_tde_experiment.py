@@ -113,22 +113,13 @@ def build_cfg(config: str,
     return cfg
 
 
-def _checkpoint(work_dir: str) -> Optional[str]:
-    marker = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(marker):
-        with open(marker) as f:
-            path = f.read().strip()
-        if osp.isfile(path):
-            return path
-    return None
-
-
 def get_runner(cfg, log: Callable[[str], None] = _log):
     """Train (unless a checkpoint exists in the work dir) and return a
     Runner ready for ``runner.test()`` plus the training seconds."""
     from lt_mm.engine.runner_utils import build_runner
+    from lt_mm.quickstart.runs import find_checkpoint
     os.makedirs(cfg.work_dir, exist_ok=True)
-    ckpt = _checkpoint(cfg.work_dir)
+    ckpt = find_checkpoint(cfg.work_dir)
     start = time.time()
     if ckpt is None:
         log(f'training {osp.relpath(cfg.work_dir)} ...')
