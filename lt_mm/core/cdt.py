@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .checks import CountsLike, as_counts, check_range
+from .checks import CountsLike, as_counts, check_choice, check_range
 from .reduction import REDUCTIONS, LongTailCrossEntropy, toolbox_loss
 
 CDT_REDUCTIONS = REDUCTIONS
@@ -247,3 +247,73 @@ def logit_adjust(logits: Tensor,
     shift = (tau * n.log()).to(device=fg.device, dtype=fg.dtype)
     out = fg - _class_view(shift, fg.dim())
     return _apply_fg(logits, out, exclude_background)
+
+
+#: the post-hoc prior rules of :func:`posthoc_adjust`
+POSTHOC_RULES = ('nc_tau', 'logit_adjust')
+#: keys of a ``posthoc=dict(...)`` option (every toolbox); the count
+#: sources are resolved by the adapter's count reader
+POSTHOC_KEYS = ('type', 'tau', 'counts', 'stats_file', 'train_ann_file')
+
+
+def posthoc_adjust(logits: Tensor,
+                   counts: CountsLike,
+                   rule: str,
+                   tau: float,
+                   exclude_background: bool = False) -> Tensor:
+    """Post-hoc prior adjustment by name: CDT Eq. 5 or logit adjustment.
+
+    Args:
+        logits: (N, C') or (N, C', H, W).
+        counts: (C,) training counts (foreground only when
+            ``exclude_background``).
+        rule: ``'nc_tau'`` (:func:`nc_tau_adjust`, ``z_c / N_c ** tau``) or
+            ``'logit_adjust'`` (:func:`logit_adjust`,
+            ``z_c - tau * log N_c``).
+        tau: ``>= 0``.
+        exclude_background: leave the last (background) column untouched.
+
+    Returns:
+        Tensor: same shape as ``logits``.
+    """
+    rule = check_choice('posthoc type', rule, POSTHOC_RULES)
+    fn = nc_tau_adjust if rule == 'nc_tau' else logit_adjust
+    return fn(logits, counts, tau, exclude_background=exclude_background)
+
+
+def parse_posthoc(posthoc: Optional[dict], what: str) -> Optional[dict]:
+    """Validate a ``posthoc=dict(type, tau, <count source>)`` option.
+
+    The one format of every toolbox (cls head, seg decode head, det box
+    classifier)::
+
+        posthoc=dict(type='nc_tau' | 'logit_adjust', tau=1.0,
+                     counts=[...] | stats_file=PATH | train_ann_file=PATH)
+
+    Args:
+        posthoc: the option, or None (no adjustment).
+        what: the component, named in the errors.
+
+    Returns:
+        dict or None: ``dict(type, tau, sources)`` with ``sources`` the
+        count-source keys given (``counts``, ``stats_file``,
+        ``train_ann_file``) for the adapter's count reader.
+    """
+    if posthoc is None:
+        return None
+    if not isinstance(posthoc, dict) or 'type' not in posthoc:
+        raise ValueError(
+            f'{what}: posthoc={posthoc!r} must be a dict like '
+            "dict(type='nc_tau'|'logit_adjust', tau=1.0, "
+            'stats_file=PATH | train_ann_file=PATH | counts=[...]).')
+    unknown = sorted(set(posthoc) - set(POSTHOC_KEYS))
+    if unknown:
+        raise ValueError(f'{what}: posthoc has unknown keys {unknown}; '
+                         f'allowed: {list(POSTHOC_KEYS)}.')
+    rule = check_choice('posthoc type', posthoc['type'], POSTHOC_RULES)
+    tau = check_range('posthoc tau', posthoc.get('tau', 1.0), 0.0)
+    sources = {
+        k: posthoc[k]
+        for k in ('counts', 'stats_file', 'train_ann_file') if k in posthoc
+    }
+    return dict(type=rule, tau=tau, sources=sources)

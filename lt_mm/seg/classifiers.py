@@ -25,7 +25,7 @@ feature maps.
 from __future__ import annotations
 
 import copy
-from typing import Optional, Tuple
+from typing import List, Optional
 
 import torch
 import torch.nn as nn
@@ -55,14 +55,11 @@ class _ConvSegBase(nn.Conv2d):
     """A 1x1 ``conv_seg`` (stock names and shapes) with the lt_mm interface.
 
     Attributes:
-        stage2_names: parameter names (relative to this module) that a
-            stage-2 run trains; empty for one-stage or post-hoc classifiers.
         needs_valid_mask: whether ``forward`` wants the ``valid`` mask.
         uses_head_cfg: whether the head passes its ``conv_cfg``,
             ``norm_cfg`` and ``act_cfg`` when building the classifier.
     """
 
-    stage2_names: Tuple[str, ...] = ()
     needs_valid_mask = False
     uses_head_cfg = False
 
@@ -71,6 +68,12 @@ class _ConvSegBase(nn.Conv2d):
         check_range('num_classes', num_classes, 1)
         super().__init__(int(in_channels), int(num_classes), kernel_size=1)
         self.num_classes = int(num_classes)
+
+    def stage2_parameter_names(self) -> List[str]:
+        """Parameters (relative names) a stage-2 run trains; none for
+        one-stage and post-hoc classifiers (read through the head by
+        :class:`lt_mm.engine.Stage2FreezeHook`)."""
+        return []
 
     def logits(self, x: Tensor) -> Tensor:
         """Stock 1x1 convolution ``W x + b``: (N, D, H, W) -> (N, C, H, W).
@@ -98,7 +101,7 @@ class DisAlignConvSeg(_ConvSegBase):
     Parameters: ``weight`` (C, D, 1, 1), ``bias`` (C,) -- the stock
     ``conv_seg`` (frozen in stage 2); ``calibration.logit_scale`` (alpha),
     ``calibration.logit_bias`` (beta), ``calibration.confidence_layer.*``
-    (trained in stage 2, see :attr:`stage2_names`).
+    (trained in stage 2, see :meth:`stage2_parameter_names`).
 
     Args:
         in_channels: D, the head's ``channels``.
@@ -118,8 +121,6 @@ class DisAlignConvSeg(_ConvSegBase):
             ``'conv_module'``.
     """
 
-    stage2_names = ('calibration.logit_scale', 'calibration.logit_bias',
-                    'calibration.confidence_layer')
     uses_head_cfg = True
 
     def __init__(
@@ -168,6 +169,13 @@ class DisAlignConvSeg(_ConvSegBase):
         """
         fresh = self._new_calibration().to(self.weight.device)
         self.calibration.load_state_dict(fresh.state_dict())
+
+    def stage2_parameter_names(self) -> List[str]:
+        """alpha, beta and the confidence layer (DisAlign stage 2)."""
+        return [
+            'calibration.logit_scale', 'calibration.logit_bias',
+            'calibration.confidence_layer'
+        ]
 
     def forward(self,
                 x: Tensor,
@@ -220,7 +228,6 @@ class CausalNormConvSeg(CausalNormClassifier):
     """
 
     needs_valid_mask = True
-    stage2_names: Tuple[str, ...] = ()
     uses_head_cfg = False
 
     def __init__(self,
@@ -355,11 +362,13 @@ class LWSConvSeg(_ConvSegBase):
         num_classes: C.
     """
 
-    stage2_names = ('lws.scales', )
-
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__(in_channels, num_classes)
         self.lws = LearnableWeightScaling(self.num_classes, scale_bias=True)
+
+    def stage2_parameter_names(self) -> List[str]:
+        """The per-class scales (Decoupling LWS)."""
+        return ['lws.scales']
 
     def init_weights(self) -> None:
         """Scales start at one (the identity)."""

@@ -157,7 +157,7 @@ class LTDecodeHeadMixin:
         Read by :class:`lt_mm.engine.Stage2FreezeHook`; empty for one-stage
         (TDE), post-hoc (tau-norm) and stock classifiers.
         """
-        names = getattr(self.conv_seg, 'stage2_names', ())
+        names = getattr(self.conv_seg, 'stage2_parameter_names', list)()
         return [f'conv_seg.{n}' for n in names]
 
 

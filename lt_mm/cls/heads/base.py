@@ -26,13 +26,10 @@ from mmpretrain.models.heads import ClsHead, LinearClsHead
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
-from lt_mm.core.cdt import logit_adjust, nc_tau_adjust
-from lt_mm.core.checks import check_choice, check_range
+from lt_mm.core.cdt import parse_posthoc, posthoc_adjust
 from lt_mm.core.decoupling import CosineClassifier, WeightCache, cache_enabled
 from ..counts import resolve_cls_counts
 
-POSTHOC_TYPES = ('nc_tau', 'logit_adjust')
-_POSTHOC_KEYS = ('type', 'tau', 'counts', 'stats_file', 'train_ann_file')
 
 
 class LongTailHeadMixin:
@@ -61,25 +58,17 @@ class LongTailHeadMixin:
                 f'num_classes={self.num_classes}; use the statistics of the '
                 'dataset the model is trained on.')
         self.posthoc: Optional[dict] = None
-        if posthoc is None:
+        parsed = parse_posthoc(posthoc, type(self).__name__)
+        if parsed is None:
             return
-        if not isinstance(posthoc, dict) or 'type' not in posthoc:
-            raise ValueError(
-                f'posthoc={posthoc!r} must be a dict like '
-                "dict(type='nc_tau'|'logit_adjust', tau=1.0, "
-                'stats_file=PATH | train_ann_file=PATH | counts=[...]).')
-        unknown = sorted(set(posthoc) - set(_POSTHOC_KEYS))
-        if unknown:
-            raise ValueError(f'posthoc has unknown keys {unknown}; allowed: '
-                             f'{list(_POSTHOC_KEYS)}.')
-        kind = check_choice('posthoc type', posthoc['type'], POSTHOC_TYPES)
-        tau = check_range('posthoc tau', posthoc.get('tau', 1.0), 0.0)
+        src = parsed['sources']
         counts = resolve_cls_counts(
-            posthoc.get('counts'),
-            posthoc.get('stats_file'),
-            posthoc.get('train_ann_file'),
+            src.get('counts'),
+            src.get('stats_file'),
+            src.get('train_ann_file'),
             self.num_classes,
-            what=f'{type(self).__name__} posthoc={kind!r}')
+            what=f'{type(self).__name__} posthoc={parsed["type"]!r}')
+        kind, tau = parsed['type'], parsed['tau']
         self.posthoc = dict(type=kind, tau=tau)
         # counts travel in the checkpoint (the inference statistics)
         self.register_buffer(
@@ -153,8 +142,7 @@ class LongTailHeadMixin:
             raise ValueError(
                 f'posthoc {kind!r} needs class counts: configure '
                 "posthoc=dict(type=..., train_ann_file=...|stats_file=...).")
-        fn = nc_tau_adjust if kind == 'nc_tau' else logit_adjust
-        return fn(logits, counts, tau)
+        return posthoc_adjust(logits, counts, kind, tau)
 
     # -- mmpretrain interface -------------------------------------------------
     def forward(self, feats: Tuple[Tensor, ...]) -> Tensor:
