@@ -14,9 +14,8 @@
 """
 from .causal_norm import (CausalNormClassifier, background_exempt_log_probs,
                           causal_norm_logits, suggest_alpha, tde_logits)
-from .cdt import (POSTHOC_RULES, CDTCrossEntropy, cdt_logits,
-                  cdt_temperatures, logit_adjust, nc_tau_adjust, parse_posthoc,
-                  posthoc_adjust)
+from .cdt import (POSTHOC_RULES, CDTCrossEntropy, cdt_logits, cdt_temperatures,
+                  logit_adjust, nc_tau_adjust, parse_posthoc, posthoc_adjust)
 from .checks import as_counts, check_choice, check_range
 from .decoupling import (CosineClassifier, LearnableWeightScaling,
                          class_centroids, ncm_logits, reinit_classifier,
@@ -35,8 +34,8 @@ __all__ = [
     'CausalNormClassifier', 'background_exempt_log_probs',
     'causal_norm_logits', 'suggest_alpha', 'tde_logits', 'CDTCrossEntropy',
     'cdt_logits', 'cdt_temperatures', 'logit_adjust', 'nc_tau_adjust',
-    'POSTHOC_RULES', 'parse_posthoc', 'posthoc_adjust',
-    'as_counts', 'check_choice', 'check_range', 'CosineClassifier',
+    'POSTHOC_RULES', 'parse_posthoc', 'posthoc_adjust', 'as_counts',
+    'check_choice', 'check_range', 'CosineClassifier',
     'LearnableWeightScaling', 'class_centroids', 'ncm_logits',
     'reinit_classifier', 'tau_norm_logits', 'tau_normalize',
     'DisAlignCalibration', 'disalign_calibrate', 'GRWCrossEntropy',

@@ -30,6 +30,7 @@ plain causal-norm logits.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional, Tuple
 
 import torch
@@ -43,6 +44,11 @@ from .checks import check_choice, check_range
 from .decoupling import WeightCache, cache_enabled
 
 DIRECTION_UPDATES = ('reference', 'ema')
+#: the causal-norm / TDE options every adapter passes through unchanged
+#: (cls head, seg ``conv_seg``, det ``fc_cls``); each adapter only sets
+#: its task's defaults (``alpha``, ``momentum``, ``background_exempt``)
+CAUSAL_NORM_ARGS = ('num_heads', 'tau', 'gamma', 'alpha', 'momentum',
+                    'direction_update', 'use_tde_at_test', 'background_exempt')
 
 
 def _check_heads(dim: int, num_heads: int) -> int:
@@ -452,6 +458,8 @@ class CausalNormClassifier(nn.Module):
         self.register_buffer(
             'head_direction', torch.zeros(self.in_channels), persistent=True)
         self._weight_cache = WeightCache()
+        self._checked_direction: Optional[tuple] = None
+        self._warned_zero_direction = False
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -551,10 +559,44 @@ class CausalNormClassifier(nn.Module):
             alpha = self.alpha if self.use_tde_at_test else 0.0
         else:
             alpha = check_range('alpha', alpha, 0.0)
+        if alpha > 0:
+            self.check_head_direction()
         plain, tde = self.plain_and_tde_logits(feats, alpha)
         if not self.background_exempt:
             return tde
         return background_exempt_log_probs(plain, tde)
+
+    def check_head_direction(self) -> bool:
+        """Warn once when the head direction ``d`` is all zeros.
+
+        A zero ``d`` means the model was never trained with this
+        classifier (or the checkpoint lacks ``head_direction``): TDE then
+        equals the plain causal-norm logits. The (host-syncing) check runs
+        again only when the buffer changed (its storage or version
+        counter), so not on every inference batch.
+
+        Returns:
+            bool: whether ``d`` is non-zero (True without a new check).
+        """
+        if self._warned_zero_direction:
+            return False
+        d = self.head_direction
+        try:
+            key = (d.data_ptr(), d._version)
+        except RuntimeError:  # inference tensor: no version counter
+            key = (d.data_ptr(), 'inference')
+        if key == self._checked_direction:
+            return True
+        self._checked_direction = key
+        if bool(torch.any(d != 0)):
+            return True
+        self._warned_zero_direction = True
+        warnings.warn(
+            f'{type(self).__name__}: head_direction is all zeros (never '
+            'updated, or the checkpoint lacks it), so TDE equals the plain '
+            'causal-norm logits. Train with this classifier so that the '
+            'moving-average direction is learned (TDE Assumption 1).')
+        return False
 
     def plain_and_tde_logits(self, feats: Tensor,
                              alpha: float) -> Tuple[Tensor, Tensor]:

@@ -22,14 +22,12 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .checks import CountsLike, as_counts, check_choice, check_range
+from ._utils import class_view
+from .checks import (CountsLike, as_counts, check_choice, check_range,
+                     renamed_arg)
 from .reduction import REDUCTIONS, LongTailCrossEntropy, toolbox_loss
 
 CDT_REDUCTIONS = REDUCTIONS
-
-
-def _class_view(vec: Tensor, ndim: int) -> Tensor:
-    return vec.reshape((1, -1) + (1, ) * (ndim - 2))
 
 
 def cdt_temperatures(counts: CountsLike, gamma: float) -> Tensor:
@@ -77,7 +75,7 @@ def cdt_logits(logits: Tensor,
             f'{temperatures.numel()} temperatures (background={background}) '
             f'do not match logits with {logits.shape[1]} columns. For '
             'detection pass foreground counts and background=True.')
-    return logits / _class_view(a, logits.dim())
+    return logits / class_view(a, logits.dim())
 
 
 @toolbox_loss(
@@ -176,18 +174,17 @@ class CDTCrossEntropy(LongTailCrossEntropy):
 
 
 def _check_counts(logits: Tensor, counts: CountsLike,
-                  exclude_background: bool) -> Tensor:
+                  background: bool) -> Tensor:
     """Validated float64 counts for the calibrated columns of logits."""
     if logits.dim() < 2:
         raise ValueError(f'logits must be (N, C) or (N, C, H, W), got '
                          f'shape {tuple(logits.shape)}.')
-    num_cal = logits.shape[1] - (1 if exclude_background else 0)
+    num_cal = logits.shape[1] - (1 if background else 0)
     return as_counts(counts, num_classes=num_cal, allow_zero=False)
 
 
-def _apply_fg(logits: Tensor, new_fg: Tensor,
-              exclude_background: bool) -> Tensor:
-    if exclude_background:
+def _apply_fg(logits: Tensor, new_fg: Tensor, background: bool) -> Tensor:
+    if background:
         return torch.cat([new_fg, logits[:, -1:]], dim=1)
     return new_fg
 
@@ -195,7 +192,8 @@ def _apply_fg(logits: Tensor, new_fg: Tensor,
 def nc_tau_adjust(logits: Tensor,
                   counts: CountsLike,
                   tau: float,
-                  exclude_background: bool = False) -> Tensor:
+                  background: bool = False,
+                  exclude_background: Optional[bool] = None) -> Tensor:
     """Post-hoc class-size normalisation (CDT Eq. 5): ``z_c / N_c ** tau``.
 
     Divides the *decision values* by ``N_c ** tau``. Unlike
@@ -205,26 +203,30 @@ def nc_tau_adjust(logits: Tensor,
     Args:
         logits: (N, C') or (N, C', H, W).
         counts: (C,) training counts, ``C = C' - 1`` when
-            ``exclude_background`` (foreground only).
+            ``background`` (foreground only).
         tau: ``>= 0``.
-        exclude_background: leave the last (background) column untouched.
+        background: the last column is the background: left untouched.
+        exclude_background: deprecated name of ``background``.
 
     Returns:
         Tensor: same shape as ``logits``.
     """
+    background = renamed_arg(background, exclude_background, 'background',
+                             'exclude_background', 'nc_tau_adjust')
     tau = check_range('tau', tau, 0.0)
-    n = _check_counts(logits, counts, exclude_background)
-    fg = logits[:, :-1] if exclude_background else logits
+    n = _check_counts(logits, counts, background)
+    fg = logits[:, :-1] if background else logits
     # factor computed in float64 (N_c ** tau can overflow float16)
     inv = n.pow(-tau).to(device=fg.device, dtype=fg.dtype)
-    out = fg * _class_view(inv, fg.dim())
-    return _apply_fg(logits, out, exclude_background)
+    out = fg * class_view(inv, fg.dim())
+    return _apply_fg(logits, out, background)
 
 
 def logit_adjust(logits: Tensor,
                  counts: CountsLike,
                  tau: float,
-                 exclude_background: bool = False) -> Tensor:
+                 background: bool = False,
+                 exclude_background: Optional[bool] = None) -> Tensor:
     """Post-hoc logit adjustment: ``z_c - tau * log N_c``.
 
     Equivalent to dividing the softmax *probabilities* by ``N_c ** tau``
@@ -234,19 +236,22 @@ def logit_adjust(logits: Tensor,
     Args:
         logits: (N, C') or (N, C', H, W).
         counts: (C,) training counts (foreground only when
-            ``exclude_background``).
+            ``background``).
         tau: ``>= 0``.
-        exclude_background: leave the last (background) column untouched.
+        background: the last column is the background: left untouched.
+        exclude_background: deprecated name of ``background``.
 
     Returns:
         Tensor: same shape as ``logits``.
     """
+    background = renamed_arg(background, exclude_background, 'background',
+                             'exclude_background', 'logit_adjust')
     tau = check_range('tau', tau, 0.0)
-    n = _check_counts(logits, counts, exclude_background)
-    fg = logits[:, :-1] if exclude_background else logits
+    n = _check_counts(logits, counts, background)
+    fg = logits[:, :-1] if background else logits
     shift = (tau * n.log()).to(device=fg.device, dtype=fg.dtype)
-    out = fg - _class_view(shift, fg.dim())
-    return _apply_fg(logits, out, exclude_background)
+    out = fg - class_view(shift, fg.dim())
+    return _apply_fg(logits, out, background)
 
 
 #: the post-hoc prior rules of :func:`posthoc_adjust`
@@ -260,25 +265,29 @@ def posthoc_adjust(logits: Tensor,
                    counts: CountsLike,
                    rule: str,
                    tau: float,
-                   exclude_background: bool = False) -> Tensor:
+                   background: bool = False,
+                   exclude_background: Optional[bool] = None) -> Tensor:
     """Post-hoc prior adjustment by name: CDT Eq. 5 or logit adjustment.
 
     Args:
         logits: (N, C') or (N, C', H, W).
         counts: (C,) training counts (foreground only when
-            ``exclude_background``).
+            ``background``).
         rule: ``'nc_tau'`` (:func:`nc_tau_adjust`, ``z_c / N_c ** tau``) or
             ``'logit_adjust'`` (:func:`logit_adjust`,
             ``z_c - tau * log N_c``).
         tau: ``>= 0``.
-        exclude_background: leave the last (background) column untouched.
+        background: the last column is the background: left untouched.
+        exclude_background: deprecated name of ``background``.
 
     Returns:
         Tensor: same shape as ``logits``.
     """
+    background = renamed_arg(background, exclude_background, 'background',
+                             'exclude_background', 'posthoc_adjust')
     rule = check_choice('posthoc type', rule, POSTHOC_RULES)
     fn = nc_tau_adjust if rule == 'nc_tau' else logit_adjust
-    return fn(logits, counts, tau, exclude_background=exclude_background)
+    return fn(logits, counts, tau, background=background)
 
 
 def parse_posthoc(posthoc: Optional[dict], what: str) -> Optional[dict]:

@@ -8,6 +8,7 @@ where a module or a config is *built*, never inside a forward pass.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional, Sequence, Union
 
 import torch
@@ -94,7 +95,65 @@ def check_range(name: str,
 def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     """Raise a clear ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:
-        raise ValueError(
-            f'{name}={value!r} is not supported; choose one of '
-            f'{list(choices)}.')
+        raise ValueError(f'{name}={value!r} is not supported; choose one of '
+                         f'{list(choices)}.')
     return value
+
+
+def pop_args(kwargs: dict,
+             names: Sequence[str],
+             defaults: Optional[dict] = None) -> dict:
+    """Move the options ``names`` of a core module out of ``kwargs``.
+
+    Adapters whose constructor also forwards ``**kwargs`` to an OpenMMLab
+    base class (e.g. mmpretrain's ``ClsHead``) use it to pass a core
+    module's options through without repeating its argument list.
+
+    Args:
+        kwargs: the adapter's keyword arguments (modified in place).
+        names: the core module's option names.
+        defaults: the adapter's own defaults for some of them.
+
+    Returns:
+        dict: ``defaults`` updated with the options found in ``kwargs``.
+    """
+    out = dict(defaults or {})
+    for name in names:
+        if name in kwargs:
+            out[name] = kwargs.pop(name)
+    return out
+
+
+def renamed_arg(value,
+                old_value,
+                name: str,
+                old_name: str,
+                where: str,
+                default=False):
+    """Resolve an argument renamed for one vocabulary (docs/vocabulary.md).
+
+    The old keyword still works for one release and warns with
+    ``DeprecationWarning``; giving both is an error.
+
+    Args:
+        value: the value passed under the new ``name``.
+        old_value: the value passed under ``old_name`` (None = not given).
+        name, old_name: the new and the old keyword.
+        where: the function or class, named in the messages.
+        default: the new argument's default (``value`` equal to it counts
+            as not given).
+
+    Returns:
+        the value to use.
+    """
+    if old_value is None:
+        return value
+    if value != default and value != old_value:
+        raise ValueError(f'{where}: got {name}={value!r} and the old name '
+                         f'{old_name}={old_value!r}; use {name} only.')
+    warnings.warn(
+        f'{where}: {old_name} is renamed {name} (one name for the idea '
+        'in every toolbox, docs/vocabulary.md).',
+        DeprecationWarning,
+        stacklevel=3)
+    return old_value

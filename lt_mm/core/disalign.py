@@ -18,7 +18,7 @@ Both forms are computed as ``z + sigma * (a * z + beta)`` with
 initialisation holds bit-exactly.
 
 For detection (mmdet convention) the logits have ``C + 1`` columns with the
-background LAST; with ``exclude_background=True`` only the ``C`` foreground
+background LAST; with ``background=True`` only the ``C`` foreground
 columns are calibrated and the background column passes through, as in the
 reference detection heads.
 """
@@ -32,10 +32,14 @@ import torch.nn as nn
 from torch import Tensor
 
 from ._utils import class_view
-from .checks import check_choice, check_range
+from .checks import check_choice, check_range, renamed_arg
 
 DISALIGN_PARAMS = ('identity', 'shifted')
 SIGMA_INITS = ('normal', 'constant')
+#: the calibration options every adapter passes through unchanged (cls
+#: head, seg ``conv_seg``, det ``fc_cls``)
+DISALIGN_ARGS = ('param', 'sigma_init', 'alpha_init', 'sigma_std',
+                 'sigma_const')
 
 
 def disalign_calibrate(logits: Tensor,
@@ -43,13 +47,14 @@ def disalign_calibrate(logits: Tensor,
                        alpha: Tensor,
                        beta: Tensor,
                        param: str = 'identity',
-                       exclude_background: bool = False) -> Tensor:
+                       background: bool = False,
+                       exclude_background: Optional[bool] = None) -> Tensor:
     """Apply the DisAlign calibration function (DisAlign Eq. 4-6).
 
     Args:
         logits: original (frozen-classifier) logits ``z``, shape (N, C') or
             per-pixel (N, C', H, W). ``C' = C`` or, with
-            ``exclude_background=True``, ``C' = C + 1`` (background last).
+            ``background=True``, ``C' = C + 1`` (background last).
         sigma: confidence ``sigma(x)`` in (0, 1), shape (N, 1) (or (N,)) for
             vector logits and (N, 1, H, W) for per-pixel logits.
         alpha: per-class magnitude, shape (C,).
@@ -58,11 +63,15 @@ def disalign_calibrate(logits: Tensor,
             ``z_hat = sigma * (alpha * z + beta) + (1 - sigma) * z``;
             ``'shifted'`` = Eq. 6 / Table 2,
             ``z_hat = (1 + sigma * alpha) * z + sigma * beta``.
-        exclude_background: leave the last column untouched (detection).
+        background: the last column is the background and is left
+            untouched (detection).
+        exclude_background: deprecated name of ``background``.
 
     Returns:
         Tensor: calibrated logits, same shape as ``logits``.
     """
+    background = renamed_arg(background, exclude_background, 'background',
+                             'exclude_background', 'disalign_calibrate')
     check_choice('param', param, DISALIGN_PARAMS)
     if logits.dim() < 2:
         raise ValueError(f'logits must be (N, C) or (N, C, H, W), got shape '
@@ -75,18 +84,17 @@ def disalign_calibrate(logits: Tensor,
             f'{tuple(logits.shape)}: expected sigma of shape (N, 1) for '
             '(N, C) logits or (N, 1, H, W) for (N, C, H, W) logits.')
     num_cols = logits.shape[1]
-    num_cal = num_cols - 1 if exclude_background else num_cols
+    num_cal = num_cols - 1 if background else num_cols
     for name, vec in (('alpha', alpha), ('beta', beta)):
         if vec.dim() != 1 or vec.numel() != num_cal:
-            extra = (' (exclude_background=True: the last column is the '
-                     'background and is not calibrated)'
-                     if exclude_background else '')
+            extra = (' (background=True: the last column is the '
+                     'background and is not calibrated)' if background else '')
             raise ValueError(
                 f'{name} has shape {tuple(vec.shape)} but the logits have '
                 f'{num_cols} columns: expected ({num_cal},){extra}.')
     a = alpha - 1 if param == 'identity' else alpha
     b = beta
-    if exclude_background:
+    if background:
         # the background column gets a = 0, b = 0: z + sigma * (0 * z + 0)
         # = z exactly, without slicing / concatenating the (N, C+1) logits
         a = torch.cat([a, a.new_zeros(1)])
@@ -131,12 +139,12 @@ class DisAlignCalibration(nn.Module):
       = ``sigma_const`` everywhere, bias PyTorch default U(+-1/sqrt(D)).
 
     Args:
-        num_classes: number of calibrated classes C (foreground classes only
-            when ``exclude_background=True``).
         in_channels: feature dimension D of the classifier input.
+        num_classes: number of calibrated classes C (foreground classes only
+            when ``background=True``).
         param: ``'identity'`` (Eq. 5) or ``'shifted'`` (Eq. 6).
-        exclude_background: logits carry an extra last background column
-            that passes through unchanged (mmdet convention).
+        background: logits carry an extra last background column that
+            passes through unchanged (mmdet convention).
         spatial: features/logits are per-pixel maps (N, D, H, W) and
             (N, C, H, W); the confidence layer is a 1x1 convolution.
         sigma_init: ``'normal'`` or ``'constant'`` (see above).
@@ -147,20 +155,24 @@ class DisAlignCalibration(nn.Module):
         confidence_layer: optional custom module mapping features to one
             channel (e.g. a conv + norm block of a segmentation head); it
             replaces the default layer and ``sigma_init`` is not applied.
+        exclude_background: deprecated name of ``background``.
     """
 
     def __init__(self,
-                 num_classes: int,
                  in_channels: int,
+                 num_classes: int,
                  param: str = 'identity',
-                 exclude_background: bool = False,
+                 background: bool = False,
                  spatial: bool = False,
                  sigma_init: str = 'normal',
                  alpha_init: Optional[float] = None,
                  sigma_std: float = 0.01,
                  sigma_const: float = 0.1,
-                 confidence_layer: Optional[nn.Module] = None) -> None:
+                 confidence_layer: Optional[nn.Module] = None,
+                 exclude_background: Optional[bool] = None) -> None:
         super().__init__()
+        background = renamed_arg(background, exclude_background, 'background',
+                                 'exclude_background', 'DisAlignCalibration')
         check_range('num_classes', num_classes, 1)
         check_range('in_channels', in_channels, 1)
         check_choice('param', param, DISALIGN_PARAMS)
@@ -172,7 +184,7 @@ class DisAlignCalibration(nn.Module):
         self.num_classes = int(num_classes)
         self.in_channels = int(in_channels)
         self.param = param
-        self.exclude_background = bool(exclude_background)
+        self.background = bool(background)
         self.spatial = bool(spatial)
         self.sigma_init = sigma_init
         self.logit_scale = nn.Parameter(
@@ -217,7 +229,7 @@ class DisAlignCalibration(nn.Module):
 
         Args:
             logits: frozen-classifier logits (N, C') or (N, C', H, W) with
-                ``C' = num_classes (+1 if exclude_background)``.
+                ``C' = num_classes (+1 if background)``.
             feats: the classifier's input features, (N, D) or
                 (N, D, H, W) matching the spatial size of ``logits``.
 
@@ -237,10 +249,10 @@ class DisAlignCalibration(nn.Module):
             self.logit_scale.to(logits.dtype),
             self.logit_bias.to(logits.dtype),
             param=self.param,
-            exclude_background=self.exclude_background)
+            background=self.background)
 
     def extra_repr(self) -> str:
-        return (f'num_classes={self.num_classes}, '
-                f'in_channels={self.in_channels}, param={self.param!r}, '
-                f'exclude_background={self.exclude_background}, '
+        return (f'in_channels={self.in_channels}, '
+                f'num_classes={self.num_classes}, param={self.param!r}, '
+                f'background={self.background}, '
                 f'spatial={self.spatial}')

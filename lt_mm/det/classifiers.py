@@ -21,7 +21,6 @@ tau-normalised and causal-norm / TDE classifiers).
 """
 from __future__ import annotations
 
-import warnings
 from typing import List, Optional
 
 import torch
@@ -49,16 +48,9 @@ class _DisAlignMixin:
     """Shared DisAlign calibration of the foreground columns."""
 
     def _build_calibration(self, in_features: int, out_features: int,
-                           param: str, sigma_init: str, sigma_std: float,
-                           alpha_init: Optional[float]) -> None:
+                           options: dict) -> None:
         self.calibration = DisAlignCalibration(
-            num_classes=out_features - 1,
-            in_channels=in_features,
-            param=param,
-            exclude_background=True,
-            sigma_init=sigma_init,
-            alpha_init=alpha_init,
-            sigma_std=sigma_std)
+            in_features, out_features - 1, background=True, **options)
 
     def stage2_parameter_names(self) -> List[str]:
         """Stage-2 parameters: alpha, beta and the confidence layer."""
@@ -85,12 +77,12 @@ class DisAlignLinear(_DisAlignMixin, nn.Linear):
         in_features: D, set by the box head.
         out_features: C + 1, set by the box head.
         bias: keep the linear bias (mmdet's default ``Linear`` has one).
-        param: ``'identity'`` (Eq. 5, the detection reference) or
-            ``'shifted'`` (Eq. 6).
-        sigma_init: ``'normal'`` (reference detection head: N(0, 0.01)
-            weight, zero bias) or ``'constant'``.
-        sigma_std: std of the normal init.
-        alpha_init: initial alpha; None = identity value of ``param``.
+        **options: the calibration options of
+            :class:`lt_mm.core.disalign.DisAlignCalibration` (``param``:
+            ``'identity'``, Eq. 5, the detection reference, or
+            ``'shifted'``, Eq. 6; ``sigma_init``: ``'normal'``, the
+            reference detection head's N(0, 0.01) weight and zero bias, or
+            ``'constant'``; ``sigma_std``, ``alpha_init``, ``sigma_const``).
 
     Shapes: ``x`` (N, D) -> (N, C + 1).
     """
@@ -99,14 +91,10 @@ class DisAlignLinear(_DisAlignMixin, nn.Linear):
                  in_features: int,
                  out_features: int,
                  bias: bool = True,
-                 param: str = 'identity',
-                 sigma_init: str = 'normal',
-                 sigma_std: float = 0.01,
-                 alpha_init: Optional[float] = None) -> None:
+                 **options) -> None:
         out_features = _check_out_features(out_features, 'DisAlignLinear')
         nn.Linear.__init__(self, in_features, out_features, bias=bias)
-        self._build_calibration(in_features, out_features, param, sigma_init,
-                                sigma_std, alpha_init)
+        self._build_calibration(in_features, out_features, options)
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, D) -> calibrated logits (N, C + 1)."""
@@ -164,7 +152,7 @@ class DisAlignCosineLinear(_DisAlignMixin, CosineLinear):
     Args:
         in_features, out_features, scale, learn_scale: as
             :class:`CosineLinear`.
-        param, sigma_init, sigma_std, alpha_init: as :class:`DisAlignLinear`.
+        **options: the calibration options, as :class:`DisAlignLinear`.
 
     Shapes: ``x`` (N, D) -> (N, C + 1).
     """
@@ -174,13 +162,9 @@ class DisAlignCosineLinear(_DisAlignMixin, CosineLinear):
                  out_features: int,
                  scale: float = 20.0,
                  learn_scale: bool = True,
-                 param: str = 'identity',
-                 sigma_init: str = 'normal',
-                 sigma_std: float = 0.01,
-                 alpha_init: Optional[float] = None) -> None:
+                 **options) -> None:
         super().__init__(in_features, out_features, scale, learn_scale)
-        self._build_calibration(in_features, self.num_classes, param,
-                                sigma_init, sigma_std, alpha_init)
+        self._build_calibration(in_features, self.num_classes, options)
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, D) -> calibrated logits (N, C + 1)."""
@@ -296,15 +280,14 @@ class CausalNormLinear(CausalNormClassifier):
     Args:
         in_features: D (divisible by ``num_heads``).
         out_features: C + 1.
-        num_heads: K (reference 2).
-        tau: 16; gamma: 1/32; alpha: 1.5 (TDE detection setting, >= 0).
+        alpha: 1.5 (TDE detection setting, >= 0).
         momentum: mu of the head-direction average (reference detection
             code: 0.9998).
-        direction_update: ``'reference'`` (``d <- mu d + mean``) or
-            ``'ema'``.
-        use_tde_at_test: False gives the de-confounded logits at test
-            (``alpha = 0``).
         background_exempt: Eq. 9 at test (detection).
+        **kwargs: the other options of
+            :class:`lt_mm.core.causal_norm.CausalNormClassifier`
+            (``num_heads`` 2, ``tau`` 16, ``gamma`` 1/32,
+            ``direction_update``, ``use_tde_at_test``).
 
     Shapes: ``x`` (N, D) -> (N, C + 1).
     """
@@ -312,28 +295,19 @@ class CausalNormLinear(CausalNormClassifier):
     def __init__(self,
                  in_features: int,
                  out_features: int,
-                 num_heads: int = 2,
-                 tau: float = 16.0,
-                 gamma: float = 1 / 32,
                  alpha: float = 1.5,
                  momentum: float = 0.9998,
-                 direction_update: str = 'reference',
-                 use_tde_at_test: bool = True,
-                 background_exempt: bool = True) -> None:
+                 background_exempt: bool = True,
+                 **kwargs) -> None:
         out_features = _check_out_features(out_features, 'CausalNormLinear')
         super().__init__(
             in_features,
             out_features,
-            num_heads=num_heads,
-            tau=tau,
-            gamma=gamma,
             alpha=alpha,
             momentum=momentum,
-            direction_update=direction_update,
-            use_tde_at_test=use_tde_at_test,
-            background_exempt=background_exempt)
+            background_exempt=background_exempt,
+            **kwargs)
         self._train_feats: Optional[Tensor] = None
-        self._direction_checked = False
 
     @property
     def in_features(self) -> int:
@@ -350,16 +324,6 @@ class CausalNormLinear(CausalNormClassifier):
         if self.training:
             self._train_feats = x.detach()
             return super().forward(x)
-        if not self._direction_checked:
-            # checked once (a host sync), on the first test forward
-            self._direction_checked = True
-            if self.use_tde_at_test and self.alpha > 0 and not bool(
-                    self.head_direction.any()):
-                warnings.warn(
-                    'CausalNormLinear: head_direction is all zeros (never '
-                    'updated), so TDE equals the plain de-confounded '
-                    'logits. Train with CausalNormShared2FCBBoxHead, which '
-                    'updates it from the foreground RoIs.')
         # one matmul for the TDE and plain logits, cached normalised
         # weights and the exact Eq. 9 (CausalNormClassifier.predict)
         return self.predict(x)

@@ -106,47 +106,36 @@ class DisAlignConvSeg(_ConvSegBase):
     Args:
         in_channels: D, the head's ``channels``.
         num_classes: C.
-        param: ``'identity'`` (Eq. 5) or ``'shifted'`` (Eq. 6).
         confidence: ``'conv'`` -- a 1x1 ``nn.Conv2d(D, 1)``, weight
             ~ N(0, ``sigma_std``), bias 0, so ``sigma ~ 0.5`` at start (as the
             reference detection heads); ``'conv_module'`` -- the reference
             segmentation head's mmcv ``ConvModule(D, 1, 1)`` with the head's
             norm and activation (ReLU) before the sigmoid, which limits
             ``sigma`` to [0.5, 1).
-        sigma_init: ``'normal'`` or ``'constant'`` (``confidence='conv'``).
-        sigma_std: std of the ``'normal'`` init.
-        alpha_init: initial alpha; None = identity value of ``param``.
         conv_cfg, norm_cfg, act_cfg: the head's settings (passed by
             :class:`~lt_mm.seg.heads.LTDecodeHead`), used by
             ``'conv_module'``.
+        **options: the calibration options of
+            :class:`lt_mm.core.disalign.DisAlignCalibration` (``param``:
+            ``'identity'``, Eq. 5, or ``'shifted'``, Eq. 6; ``sigma_init``
+            ``'normal'`` or ``'constant'`` (with ``confidence='conv'``);
+            ``sigma_std``, ``alpha_init``, ``sigma_const``).
     """
 
     uses_head_cfg = True
 
-    def __init__(
-        self,
-        in_channels: int,
-        num_classes: int,
-        param: str = 'identity',
-        confidence: str = 'conv',
-        sigma_init: str = 'normal',
-        sigma_std: float = 0.01,
-        alpha_init: Optional[float] = None,
-        conv_cfg: Optional[dict] = None,
-        norm_cfg: Optional[dict] = None,
-        act_cfg: Optional[dict] = dict(type='ReLU')
-    ) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 num_classes: int,
+                 confidence: str = 'conv',
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: Optional[dict] = None,
+                 act_cfg: Optional[dict] = dict(type='ReLU'),
+                 **options) -> None:
         super().__init__(in_channels, num_classes)
         self.confidence = check_choice('confidence', confidence,
                                        CONFIDENCE_LAYERS)
-        self._calib_args = dict(
-            num_classes=self.num_classes,
-            in_channels=self.in_channels,
-            param=param,
-            spatial=True,
-            sigma_init=sigma_init,
-            sigma_std=sigma_std,
-            alpha_init=alpha_init)
+        self._calib_args = dict(spatial=True, **options)
         self._layer_args = dict(
             conv_cfg=copy.deepcopy(conv_cfg),
             norm_cfg=copy.deepcopy(norm_cfg),
@@ -157,7 +146,11 @@ class DisAlignConvSeg(_ConvSegBase):
         layer = None
         if self.confidence == 'conv_module':
             layer = ConvModule(self.in_channels, 1, 1, **self._layer_args)
-        return DisAlignCalibration(confidence_layer=layer, **self._calib_args)
+        return DisAlignCalibration(
+            self.in_channels,
+            self.num_classes,
+            confidence_layer=layer,
+            **self._calib_args)
 
     def init_weights(self) -> None:
         """Restore the calibration's own initialisation.
@@ -215,16 +208,16 @@ class CausalNormConvSeg(CausalNormClassifier):
         in_channels: D, the head's ``channels``; must be divisible by
             ``num_heads``.
         num_classes: C.
-        num_heads, tau, gamma: K, scale and baseline energy (reference: 2,
-            16, 1/32).
         alpha: TDE strength at test. There is no published value for
             segmentation (ImageNet-LT 3.0, LVIS 1.5); choose it on val or
             with ``lt_mm.core.causal_norm.suggest_alpha`` (mean
             ``alpha * cos = 1``).
-        momentum, direction_update: head-direction update (reference 0.9,
-            ``d <- mu d + m``).
-        use_tde_at_test: False gives plain causal-norm logits at test.
         direction_mask: ``'valid'`` or ``'all'`` (see above).
+        **kwargs: the other options of
+            :class:`lt_mm.core.causal_norm.CausalNormClassifier`
+            (``num_heads``, ``tau``, ``gamma`` -- reference 2, 16, 1/32;
+            ``momentum``, ``direction_update`` -- reference 0.9,
+            ``d <- mu d + m``; ``use_tde_at_test``).
     """
 
     needs_valid_mask = True
@@ -233,25 +226,15 @@ class CausalNormConvSeg(CausalNormClassifier):
     def __init__(self,
                  in_channels: int,
                  num_classes: int,
-                 num_heads: int = 2,
-                 tau: float = 16.0,
-                 gamma: float = 1 / 32,
                  alpha: float = 1.5,
-                 momentum: float = 0.9,
-                 direction_update: str = 'reference',
-                 use_tde_at_test: bool = True,
-                 direction_mask: str = 'valid') -> None:
-        super().__init__(
-            in_channels,
-            num_classes,
-            num_heads=num_heads,
-            tau=tau,
-            gamma=gamma,
-            alpha=alpha,
-            momentum=momentum,
-            direction_update=direction_update,
-            use_tde_at_test=use_tde_at_test,
-            background_exempt=False)
+                 direction_mask: str = 'valid',
+                 **kwargs) -> None:
+        super().__init__(in_channels, num_classes, alpha=alpha, **kwargs)
+        if self.background_exempt:
+            raise ValueError(
+                'CausalNormConvSeg: background_exempt (TDE Eq. 9) is the '
+                'detectors\' background rule; segmentation has no '
+                'background column.')
         self.direction_mask = check_choice('direction_mask', direction_mask,
                                            ('valid', 'all'))
         self.needs_valid_mask = direction_mask == 'valid'

@@ -98,8 +98,8 @@ def test_cached_equals_standard_stage2(cls_stage1, data_env, tmp_path):
     # DisAlign (DefaultSampler, shuffled) and LWS (ClassBalancedSampler):
     # the cached loop visits the configured sampler's index order
     for method, init in (('disalign', {
-            'head.disalign.logit_bias': torch.zeros(10),
-            'head.disalign.logit_scale': torch.ones(10)
+            'head.calibration.logit_bias': torch.zeros(10),
+            'head.calibration.logit_scale': torch.ones(10)
     }), ('lws', {
             'head.lws.scales': torch.ones(10)
     })):
@@ -178,10 +178,10 @@ def test_cached_config_trains_and_tests_with_tools(cls_stage1, run_tool,
     s2 = safe_torch_load(ckpt)['state_dict']
     for k, v in s1.items():  # BN statistics included
         assert torch.equal(v, s2[k]), k
-    assert not torch.equal(s2['head.disalign.logit_bias'], torch.zeros(10))
+    assert not torch.equal(s2['head.calibration.logit_bias'], torch.zeros(10))
     assert set(s2) - set(s1) >= {
-        'head.disalign.logit_scale', 'head.disalign.logit_bias',
-        'head.disalign.confidence_layer.weight'
+        'head.calibration.logit_scale', 'head.calibration.logit_bias',
+        'head.calibration.confidence_layer.weight'
     }
     assert len(list((work / 'feature_cache').glob('*/feats.npy'))) == 1
     out = run_tool('test.py', cfg, ckpt, '--work-dir',

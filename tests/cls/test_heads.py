@@ -42,11 +42,11 @@ def test_disalign_linear_hand_computed():
         head.fc.weight.copy_(
             torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
         head.fc.bias.copy_(torch.tensor([0.0, 0.5, -1.0]))
-        head.disalign.confidence_layer.weight.copy_(
+        head.calibration.confidence_layer.weight.copy_(
             torch.tensor([[0.5, -0.25]]))
-        head.disalign.confidence_layer.bias.zero_()
-        head.disalign.logit_scale.copy_(torch.tensor([2.0, 1.0, 0.5]))
-        head.disalign.logit_bias.copy_(torch.tensor([0.0, 1.0, -2.0]))
+        head.calibration.confidence_layer.bias.zero_()
+        head.calibration.logit_scale.copy_(torch.tensor([2.0, 1.0, 0.5]))
+        head.calibration.logit_bias.copy_(torch.tensor([0.0, 1.0, -2.0]))
     x = torch.tensor([[1.0, 2.0]])
     # z = W x + b = [1, 2.5, 2]; sigma = sigmoid(0.5 - 0.5) = 0.5
     # Eq. 5: z + sigma ((alpha - 1) z + beta)
@@ -57,8 +57,8 @@ def test_disalign_linear_hand_computed():
     head.train()
     assert_close(head((x, )), expected)  # the loss sees calibrated logits
     assert head.stage2_parameter_names() == [
-        'disalign.logit_scale', 'disalign.logit_bias',
-        'disalign.confidence_layer'
+        'calibration.logit_scale', 'calibration.logit_bias',
+        'calibration.confidence_layer'
     ]
 
 
@@ -71,10 +71,10 @@ def test_disalign_identity_at_init_and_init_cfg_kept():
         sigma_const=0.1)
     head.init_weights()
     # init_cfg Normal(layer='Linear') must not overwrite sigma's init
-    assert torch.all(head.disalign.confidence_layer.weight == 0.1)
+    assert torch.all(head.calibration.confidence_layer.weight == 0.1)
     assert {n
             for n, _ in head.named_parameters()
-            } >= {'fc.weight', 'fc.bias', 'disalign.logit_scale'}
+            } >= {'fc.weight', 'fc.bias', 'calibration.logit_scale'}
     x = torch.randn(5, 3)
     assert torch.equal(_eval(head, x), head.fc(x))
 
@@ -84,8 +84,8 @@ def test_disalign_cosine_head():
         type='DisAlignCosineClsHead', num_classes=2, in_channels=2, scale=2.0)
     with torch.no_grad():
         head.fc.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 3.0]]))
-        head.disalign.confidence_layer.weight.zero_()
-        head.disalign.logit_bias.copy_(torch.tensor([1.0, -1.0]))
+        head.calibration.confidence_layer.weight.zero_()
+        head.calibration.logit_bias.copy_(torch.tensor([1.0, -1.0]))
     x = torch.tensor([[3.0, 4.0]])
     # cosine logits: 2 * [3/5, 4/5] = [1.2, 1.6]; sigma = sigmoid(0) = .5
     # alpha = 1: + 0.5 * beta -> [1.7, 1.1]
@@ -339,14 +339,26 @@ def test_tde_head_checks_the_direction_without_per_batch_sync():
     x = torch.rand(2, 2)
     with torch.no_grad():
         head((x, ))
-        key = head._checked_direction
+        key = head.fc._checked_direction
         d = head.fc.head_direction
         assert key == (d.data_ptr(), d._version)
         head((x, ))  # unchanged buffer: no new check
-        assert head._checked_direction == key
+        assert head.fc._checked_direction == key
     head.train()
     head((torch.rand(3, 2), ))  # the direction moves: checked again
     head.eval()
     with torch.no_grad():
         head((x, ))
-    assert head._checked_direction != key
+    assert head.fc._checked_direction != key
+
+
+def test_disalign_checkpoint_with_the_old_submodule_name_loads():
+    head = _build(type='DisAlignLinearClsHead', num_classes=3, in_channels=4)
+    state = {
+        k.replace('calibration.', 'disalign.'): torch.full_like(v, 0.25)
+        for k, v in head.state_dict().items()
+    }
+    assert 'disalign.logit_scale' in state
+    res = head.load_state_dict(state, strict=True)
+    assert not res.missing_keys and not res.unexpected_keys
+    assert torch.all(head.calibration.logit_scale == 0.25)

@@ -93,9 +93,9 @@ def test_stage2_methods_freeze_and_test(cls_stage1, run_tool, tmp_path):
         for k, v in s1.items():
             assert torch.equal(v, s2[k]) != (k in retrained), (method, k)
         if method == 'disalign':
-            assert not torch.equal(s2['head.disalign.logit_bias'],
+            assert not torch.equal(s2['head.calibration.logit_bias'],
                                    torch.zeros(10))
-            assert not torch.equal(s2['head.disalign.logit_scale'],
+            assert not torch.equal(s2['head.calibration.logit_scale'],
                                    torch.ones(10))
         elif method == 'lws':
             assert not torch.equal(s2['head.lws.scales'], torch.ones(10))

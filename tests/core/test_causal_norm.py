@@ -2,6 +2,7 @@
 import math
 import os
 import socket
+import warnings
 
 import pytest
 import torch
@@ -462,3 +463,27 @@ def test_cached_weights_equal_uncached_and_invalidate():
         assert_close(m2.predict(feats), _uncached(m2, feats))
         m2.alpha = 0.5
         assert_close(m2.predict(feats), _uncached(m2, feats))
+
+
+def test_zero_head_direction_warns_once_and_rechecks_only_on_change():
+    m = CausalNormClassifier(4, 3, num_heads=2, alpha=1.0).eval()
+    x = torch.randn(2, 4)
+    with pytest.warns(UserWarning, match='head_direction is all zeros'):
+        m.predict(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        m.predict(x)  # warned once only
+        m.predict(x, alpha=0.0)  # alpha 0: no check at all
+    m2 = CausalNormClassifier(4, 3, num_heads=2, alpha=1.0).eval()
+    with torch.no_grad():
+        m2.head_direction.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        m2.predict(x)
+    key = m2._checked_direction
+    m2.predict(x)
+    assert m2._checked_direction == key  # unchanged buffer: no new check
+    with torch.no_grad():
+        m2.head_direction.mul_(2.0)
+    m2.predict(x)
+    assert m2._checked_direction != key

@@ -102,9 +102,9 @@ def test_nc_tau_and_logit_adjust_differ():
 def test_post_hoc_background_and_pixels():
     counts = [100, 1]
     z = torch.tensor([[-1.0, -2.0, 5.0]])
-    nc = nc_tau_adjust(z, counts, 0.5, exclude_background=True)
+    nc = nc_tau_adjust(z, counts, 0.5, background=True)
     assert_close(nc, torch.tensor([[-0.1, -2.0, 5.0]]))
-    la = logit_adjust(z, counts, 0.5, exclude_background=True)
+    la = logit_adjust(z, counts, 0.5, background=True)
     assert_close(la, torch.tensor([[-1 - 0.5 * math.log(100), -2.0, 5.0]]))
     with pytest.raises(ValueError, match='num_classes'):
         nc_tau_adjust(z, counts, 0.5)

@@ -41,7 +41,8 @@ def _set_half_sigma(module):
 @pytest.mark.parametrize('spatial', [False, True])
 def test_identity_at_init(param, spatial):
     torch.manual_seed(0)
-    m = DisAlignCalibration(3, 4, param=param, spatial=spatial)
+    m = DisAlignCalibration(
+        in_channels=4, num_classes=3, param=param, spatial=spatial)
     if spatial:
         logits, feats = torch.randn(2, 3, 2, 2), torch.randn(2, 4, 2, 2)
     else:
@@ -56,7 +57,8 @@ def test_identity_at_init(param, spatial):
 
 def test_shifted_reference_alpha_init_is_not_identity():
     # Reference classification init alpha = 1 -> (1 + sigma) * z.
-    m = DisAlignCalibration(3, 4, param='shifted', alpha_init=1.0)
+    m = DisAlignCalibration(
+        in_channels=4, num_classes=3, param='shifted', alpha_init=1.0)
     _set_half_sigma(m)
     out = m(Z, torch.randn(2, 4))
     assert_close(out, 1.5 * Z)
@@ -75,7 +77,7 @@ def test_calibrate_hand_example(param, expected):
 @pytest.mark.parametrize('param,expected', [('identity', EXP_IDENTITY),
                                             ('shifted', EXP_SHIFTED)])
 def test_module_hand_example(param, expected):
-    m = DisAlignCalibration(3, 2, param=param)
+    m = DisAlignCalibration(in_channels=2, num_classes=3, param=param)
     with torch.no_grad():
         m.logit_scale.copy_(ALPHA)
         m.logit_bias.copy_(BETA)
@@ -91,10 +93,10 @@ def test_module_hand_example(param, expected):
 
 def test_background_column_untouched():
     z = torch.cat([Z, torch.tensor([[7.0], [-3.0]])], dim=1)  # (2, C+1)
-    out = disalign_calibrate(z, SIGMA, ALPHA, BETA, exclude_background=True)
+    out = disalign_calibrate(z, SIGMA, ALPHA, BETA, background=True)
     assert_close(out[:, :3], EXP_IDENTITY)
     assert torch.equal(out[:, 3], z[:, 3])
-    m = DisAlignCalibration(3, 4, exclude_background=True)
+    m = DisAlignCalibration(in_channels=4, num_classes=3, background=True)
     with torch.no_grad():
         m.logit_scale.fill_(3.0)
         m.logit_bias.fill_(-1.0)
@@ -104,7 +106,7 @@ def test_background_column_untouched():
     # alpha of length C + 1 is refused: the bg is not calibrated
     with pytest.raises(ValueError, match='background'):
         disalign_calibrate(
-            z, SIGMA, torch.ones(4), torch.zeros(4), exclude_background=True)
+            z, SIGMA, torch.ones(4), torch.zeros(4), background=True)
 
 
 def test_gradients_only_reach_calibration_params():
@@ -112,7 +114,7 @@ def test_gradients_only_reach_calibration_params():
     fc = nn.Linear(4, 3)
     for p in fc.parameters():
         p.requires_grad_(False)
-    m = DisAlignCalibration(3, 4)
+    m = DisAlignCalibration(in_channels=4, num_classes=3)
     x = torch.randn(6, 4)
     y = torch.tensor([0, 1, 2, 0, 1, 2])
     F.cross_entropy(m(fc(x), x), y).backward()
@@ -138,7 +140,7 @@ def test_gradients_only_reach_calibration_params():
 
 
 def test_spatial_broadcast():
-    m = DisAlignCalibration(3, 4, spatial=True)
+    m = DisAlignCalibration(in_channels=4, num_classes=3, spatial=True)
     assert isinstance(m.confidence_layer, nn.Conv2d)
     with torch.no_grad():
         m.logit_scale.copy_(ALPHA)
@@ -165,19 +167,20 @@ def test_spatial_broadcast():
 
 def test_sigma_init_modes():
     torch.manual_seed(0)
-    m = DisAlignCalibration(3, 8, sigma_init='constant')
+    m = DisAlignCalibration(
+        in_channels=8, num_classes=3, sigma_init='constant')
     assert_close(m.confidence_layer.weight.data, torch.full((1, 8), 0.1))
-    m = DisAlignCalibration(3, 8, sigma_init='normal')
+    m = DisAlignCalibration(in_channels=8, num_classes=3, sigma_init='normal')
     assert_close(m.confidence_layer.bias.data, torch.zeros(1))
     assert m.confidence_layer.weight.abs().max() < 0.1
 
 
 def test_bad_inputs():
     with pytest.raises(ValueError, match='param'):
-        DisAlignCalibration(3, 4, param='paper')
+        DisAlignCalibration(in_channels=4, num_classes=3, param='paper')
     with pytest.raises(ValueError, match='sigma_init'):
-        DisAlignCalibration(3, 4, sigma_init='zeros')
-    m = DisAlignCalibration(3, 4)
+        DisAlignCalibration(in_channels=4, num_classes=3, sigma_init='zeros')
+    m = DisAlignCalibration(in_channels=4, num_classes=3)
     with pytest.raises(ValueError, match='feats'):
         m(Z, torch.randn(2, 5))
     with pytest.raises(ValueError, match='alpha'):
@@ -196,10 +199,27 @@ def test_exclude_background_without_slicing_equals_fg_only_calibration():
         sigma = torch.rand(sig_shape, dtype=torch.float64)
         alpha = torch.rand(4, dtype=torch.float64, requires_grad=True)
         beta = torch.randn(4, dtype=torch.float64, requires_grad=True)
-        out = disalign_calibrate(
-            z, sigma, alpha, beta, exclude_background=True)
+        out = disalign_calibrate(z, sigma, alpha, beta, background=True)
         fg = disalign_calibrate(z[:, :4], sigma, alpha, beta)
         assert_close(out[:, :4], fg)
         assert torch.equal(out[:, 4], z[:, 4])
         out[:, :4].sum().backward()
         assert alpha.grad is not None and beta.grad.abs().sum() > 0
+
+
+def test_exclude_background_is_a_deprecated_alias_of_background():
+    z = torch.tensor([[1.0, -2.0, 3.0, 5.0]])
+    sigma = torch.tensor([[0.5]])
+    alpha, beta = torch.tensor([2.0, 1.0, 0.5]), torch.tensor([1.0, 0., 0.])
+    with pytest.warns(DeprecationWarning, match='renamed background'):
+        old = disalign_calibrate(
+            z, sigma, alpha, beta, exclude_background=True)
+    # background column 5 untouched; fg: z + 0.5 ((a - 1) z + b)
+    # 1 + 0.5 (1 + 1) = 2; -2 + 0 = -2; 3 + 0.5 (-0.5 * 3) = 2.25
+    torch.testing.assert_close(old, torch.tensor([[2.0, -2.0, 2.25, 5.0]]))
+    with pytest.warns(DeprecationWarning):
+        m = DisAlignCalibration(4, 3, exclude_background=True)
+    assert m.background
+    with pytest.raises(ValueError, match='use background only'):
+        disalign_calibrate(
+            z, sigma, alpha, beta, background=True, exclude_background=False)

@@ -165,7 +165,7 @@ def test_resume_in_fresh_work_dir_starts_from_load_from(
     log = _log(runner)
     assert 'do not match exactly' not in log and 'missing keys' not in log
     assert 'stage 2: initialised' in log and \
-        'head.disalign.logit_scale' in log
+        'head.calibration.logit_scale' in log
     s1 = safe_torch_load(cls_stage1['checkpoint'])['state_dict']
     s2 = safe_torch_load(_pth(work)[-1])['state_dict']
     for key in ('backbone.conv1.weight', 'head.fc.weight'):

@@ -31,7 +31,6 @@ from lt_mm.core.decoupling import CosineClassifier, WeightCache, cache_enabled
 from ..counts import resolve_cls_counts
 
 
-
 class LongTailHeadMixin:
     """Train/test logits split and post-hoc prior adjustment.
 
