@@ -17,9 +17,10 @@ background gets temperature 1 / is left untouched.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
+import torch.nn as nn
 from torch import Tensor
 
 from ._utils import class_view
@@ -326,3 +327,86 @@ def parse_posthoc(posthoc: Optional[dict], what: str) -> Optional[dict]:
         for k in ('counts', 'stats_file', 'train_ann_file') if k in posthoc
     }
     return dict(type=rule, tau=tau, sources=sources)
+
+
+class PosthocAdjust(nn.Module):
+    """A configured post-hoc prior rule (CDT Eq. 5 or logit adjustment).
+
+    The one implementation behind every toolbox's ``posthoc=dict(...)``
+    option (cls head, seg decode head, det box classifier). The training
+    counts are the persistent buffer ``counts``, so the inference
+    statistics travel in the checkpoint; a checkpoint without them (a
+    stage-1 model evaluated post hoc) keeps the configured counts.
+
+    Args:
+        counts: (C,) training counts (foreground only when
+            ``background``).
+        rule: ``'nc_tau'`` or ``'logit_adjust'``.
+        tau: ``>= 0``.
+        background: the logits carry a last background column, left
+            untouched.
+
+    Shapes: (N, C') or (N, C', H, W) -> same.
+    """
+
+    def __init__(self,
+                 counts: CountsLike,
+                 rule: str = 'logit_adjust',
+                 tau: float = 1.0,
+                 background: bool = False) -> None:
+        super().__init__()
+        self.rule = check_choice('posthoc type', rule, POSTHOC_RULES)
+        self.tau = check_range('posthoc tau', tau, 0.0)
+        self.background = bool(background)
+        self.register_buffer(
+            'counts', as_counts(counts, allow_zero=False), persistent=True)
+
+    def forward(self,
+                logits: Tensor,
+                rule: Optional[str] = None,
+                tau: Optional[float] = None,
+                counts: Optional[CountsLike] = None) -> Tensor:
+        """Adjusted logits (:func:`posthoc_adjust`); ``rule``, ``tau`` and
+        ``counts`` override the configured ones (e.g. in a sweep)."""
+        return posthoc_adjust(logits,
+                              self.counts if counts is None else counts, rule
+                              or self.rule, self.tau if tau is None else tau,
+                              self.background)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args,
+                              **kwargs) -> None:
+        # no counts in the checkpoint: keep the configured ones
+        state_dict.setdefault(prefix + 'counts', self.counts.detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return (f'rule={self.rule!r}, tau={self.tau}, '
+                f'num_classes={self.counts.numel()}, '
+                f'background={self.background}')
+
+
+def build_posthoc(posthoc: Optional[dict],
+                  read_counts: Callable[..., CountsLike],
+                  what: str,
+                  background: bool = False) -> Optional[PosthocAdjust]:
+    """Build the :class:`PosthocAdjust` of a ``posthoc=dict(...)`` option.
+
+    Args:
+        posthoc: the option (see :func:`parse_posthoc`) or None.
+        read_counts: the adapter's count reader, called with the count
+            sources given (``counts=``, ``stats_file=``,
+            ``train_ann_file=``); it returns the (C,) counts.
+        what: the component, named in the errors.
+        background: the logits carry a last background column.
+
+    Returns:
+        PosthocAdjust or None (no option).
+    """
+    parsed = parse_posthoc(posthoc, what)
+    if parsed is None:
+        return None
+    try:
+        counts = read_counts(**parsed['sources'])
+    except ValueError as err:
+        raise ValueError(f'{what} posthoc={parsed["type"]!r}: {err}') from None
+    return PosthocAdjust(counts, parsed['type'], parsed['tau'], background)

@@ -200,7 +200,7 @@ def test_posthoc_nc_tau_and_logit_adjust(tmp_path):
     _set_fc(head, W, torch.tensor([1.0, 1.0]))
     # z = [8, 3]; CDT Eq. 5: z / N^tau = [8 / 4, 3 / 1] = [2, 3]
     assert_close(_eval(head, X), torch.tensor([[2.0, 3.0]]))
-    assert 'prior_counts' in head.state_dict()
+    assert 'posthoc.counts' in head.state_dict()
     head.train()
     assert_close(head((X, )), torch.tensor([[8.0, 3.0]]))  # not in training
     path = tmp_path / 'stats.json'

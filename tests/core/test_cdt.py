@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from lt_mm.core.cdt import (CDTCrossEntropy, cdt_logits, cdt_temperatures,
-                            logit_adjust, nc_tau_adjust)
+from lt_mm.core.cdt import (CDTCrossEntropy, PosthocAdjust, build_posthoc,
+                            cdt_logits, cdt_temperatures, logit_adjust,
+                            nc_tau_adjust)
 
 COUNTS = [100, 25, 4]
 
@@ -138,3 +139,48 @@ def test_cdt_gradient_is_scaled_by_inverse_temperature():
     z0 = torch.tensor([[2.0, 4.0]], requires_grad=True)
     CDTCrossEntropy([4, 1], 0.0)(z0, torch.tensor([1])).backward()
     assert_close(z0.grad, torch.tensor([[0.1192029, -0.1192029]]))
+
+
+def test_posthoc_adjust_module_hand_computed_and_checkpoint_counts():
+    counts = [100.0, 10.0, 1.0]
+    m = PosthocAdjust(counts, 'logit_adjust', tau=1.0, background=True)
+    z = torch.tensor([[1.0, 1.0, 1.0, 7.0]])
+    # z_c - log N_c on the 3 foreground columns; background 7 untouched
+    expected = torch.tensor(
+        [[1.0 - math.log(100.0), 1.0 - math.log(10.0), 1.0, 7.0]])
+    torch.testing.assert_close(m(z), expected)
+    # nc_tau override: z / N ** 0.5 = [0.1, 1/sqrt(10), 1]
+    torch.testing.assert_close(
+        m(z, rule='nc_tau', tau=0.5), torch.tensor([[0.1, 10**-0.5, 1.0,
+                                                     7.0]]))
+    # a checkpoint without counts keeps the configured ones ...
+    fresh = PosthocAdjust([1.0, 2.0, 3.0], 'nc_tau')
+    fresh.load_state_dict({}, strict=True)
+    assert fresh.counts.tolist() == [1.0, 2.0, 3.0]
+    # ... and a checkpoint's counts win (the inference statistics)
+    fresh.load_state_dict({'counts': torch.tensor([4.0, 5.0, 6.0])})
+    assert fresh.counts.tolist() == [4.0, 5.0, 6.0]
+
+
+def test_build_posthoc_names_the_component_and_the_source():
+    assert build_posthoc(None, lambda **k: [1.0], 'Head') is None
+    m = build_posthoc(
+        dict(type='nc_tau', tau=0.3, counts=[3.0, 1.0]),
+        lambda counts=None: counts,
+        'Head')
+    assert m.rule == 'nc_tau' and m.tau == 0.3
+    assert m.counts.tolist() == [3.0, 1.0]
+
+    def bad_reader(stats_file=None):
+        raise ValueError(f'{stats_file} does not exist')
+
+    with pytest.raises(
+            ValueError,
+            match=r"Head posthoc='logit_adjust': "
+            r'x\.json does not exist'):
+        build_posthoc(
+            dict(type='logit_adjust', stats_file='x.json'), bad_reader, 'Head')
+    with pytest.raises(ValueError, match='unknown keys'):
+        build_posthoc(dict(type='nc_tau', temperature=1.0), bad_reader, 'H')
+    with pytest.raises(ValueError, match='posthoc type'):
+        build_posthoc(dict(type='la', counts=[1.0]), bad_reader, 'H')

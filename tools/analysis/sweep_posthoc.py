@@ -176,8 +176,8 @@ def main(argv=None):
     counts = None
     if args.stats_file:
         counts = load_class_stats(args.stats_file, num_classes).counts
-    elif getattr(head, 'prior_counts', None) is not None:
-        counts = head.prior_counts.tolist()
+    elif getattr(head, 'posthoc', None) is not None:
+        counts = head.posthoc.counts.tolist()
     elif metric.counts is not None:
         counts = metric.counts
 

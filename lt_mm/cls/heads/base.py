@@ -21,12 +21,11 @@ from __future__ import annotations
 import copy
 from typing import Callable, Dict, Hashable, Optional, Sequence, Tuple
 
-import torch
 from mmpretrain.models.heads import ClsHead, LinearClsHead
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
-from lt_mm.core.cdt import parse_posthoc, posthoc_adjust
+from lt_mm.core.cdt import PosthocAdjust, build_posthoc, posthoc_adjust
 from lt_mm.core.decoupling import CosineClassifier, WeightCache, cache_enabled
 from ..counts import resolve_cls_counts
 
@@ -44,8 +43,8 @@ class LongTailHeadMixin:
     _keep_init: Tuple[str, ...] = ()
     #: buffers that keep their configured / initial value, without a
     #: missing-key warning, when a checkpoint lacks them (a stage-1
-    #: checkpoint has no post-hoc counts or class means)
-    _optional_buffers: Tuple[str, ...] = ('prior_counts', )
+    #: checkpoint has no class means)
+    _optional_buffers: Tuple[str, ...] = ()
 
     def _init_long_tail(self, posthoc: Optional[dict]) -> None:
         loss_classes = getattr(self.loss_module, 'num_classes', None)
@@ -56,24 +55,20 @@ class LongTailHeadMixin:
                 f'counts for {loss_classes} classes but the head has '
                 f'num_classes={self.num_classes}; use the statistics of the '
                 'dataset the model is trained on.')
-        self.posthoc: Optional[dict] = None
-        parsed = parse_posthoc(posthoc, type(self).__name__)
-        if parsed is None:
-            return
-        src = parsed['sources']
-        counts = resolve_cls_counts(
-            src.get('counts'),
-            src.get('stats_file'),
-            src.get('train_ann_file'),
-            self.num_classes,
-            what=f'{type(self).__name__} posthoc={parsed["type"]!r}')
-        kind, tau = parsed['type'], parsed['tau']
-        self.posthoc = dict(type=kind, tau=tau)
-        # counts travel in the checkpoint (the inference statistics)
-        self.register_buffer(
-            'prior_counts',
-            torch.tensor(counts, dtype=torch.float64),
-            persistent=True)
+        what = f'{type(self).__name__}'
+
+        def read_counts(counts=None, stats_file=None, train_ann_file=None):
+            return resolve_cls_counts(
+                counts,
+                stats_file,
+                train_ann_file,
+                self.num_classes,
+                what=what)
+
+        # the counts are the buffer posthoc.counts: they travel in the
+        # checkpoint (the inference statistics)
+        self.posthoc: Optional[PosthocAdjust] = build_posthoc(
+            posthoc, read_counts, what)
 
     # -- cached normalised weights (eval mode) -----------------------------
     def _cached(self, name: str, sources: Sequence[Tensor], extra: Hashable,
@@ -125,23 +120,21 @@ class LongTailHeadMixin:
                 (``z - tau * log N``); default: the configured one (none:
                 ``logits`` are returned unchanged).
             tau: default: the configured one.
-            counts: (C,) counts; default: the ``prior_counts`` buffer.
+            counts: (C,) counts; default: the ``posthoc.counts`` buffer.
 
         Returns:
             Tensor: (N, C).
         """
-        cfg = self.posthoc or {}
-        kind = kind or cfg.get('type')
+        if self.posthoc is not None:
+            return self.posthoc(logits, kind, tau, counts)
         if kind is None:
             return logits
-        tau = cfg.get('tau', 1.0) if tau is None else tau
-        if counts is None:
-            counts = getattr(self, 'prior_counts', None)
         if counts is None:
             raise ValueError(
                 f'posthoc {kind!r} needs class counts: configure '
                 "posthoc=dict(type=..., train_ann_file=...|stats_file=...).")
-        return posthoc_adjust(logits, counts, kind, tau)
+        return posthoc_adjust(logits, counts, kind,
+                              1.0 if tau is None else tau)
 
     # -- mmpretrain interface -------------------------------------------------
     def forward(self, feats: Tuple[Tensor, ...]) -> Tensor:
@@ -154,6 +147,10 @@ class LongTailHeadMixin:
 
     def _load_from_state_dict(self, state_dict, prefix, *args,
                               **kwargs) -> None:
+        if prefix + 'prior_counts' in state_dict:  # the earlier name
+            state_dict[prefix +
+                       'posthoc.counts'] = state_dict.pop(prefix +
+                                                          'prior_counts')
         for name in self._optional_buffers:
             buf = self._buffers.get(name)
             if buf is not None and prefix + name not in state_dict:

@@ -200,8 +200,7 @@ class NCMClsHead(LTLinearClsHead):
         **kwargs: :class:`~lt_mm.cls.heads.LTLinearClsHead` arguments.
     """
 
-    _optional_buffers = ('prior_counts', 'centroids', 'global_mean',
-                         'ncm_ready')
+    _optional_buffers = ('centroids', 'global_mean', 'ncm_ready')
 
     def __init__(self,
                  num_classes: int,
