@@ -36,16 +36,18 @@ PAPER = [p for p in CONFIGS if '/quickstart/' not in p]
 # stage-2 configs (a frozen stage-1 model): method names in the file name
 STAGE2 = {
     'imagenet_lt': ('_crt_', '_lws_', '_disalign-'),
-    'ade20k': ('_disalign', '_lws', '_grw'),
-    'lvis': ('_disalign', ),
+    'ade20k': ('_disalign', '_lws', '_grw', '_crt'),
+    'lvis': ('_disalign', '_lws', '_crt'),
     'quickstart': ('_crt', '_lws', '_disalign'),
 }
 # the last commit before the config-bases refactor
 PINNED = 'a4da117'
 # resolved keys the refactor changed on purpose (dotted, list items [i]):
 # the schedulers' `end` / `T_max` (left to the runner) and the top-level
-# helper variables max_iters / max_epochs that no longer feed them
-INTENDED = ('end', 'T_max')
+# helper variables max_iters / max_epochs that no longer feed them; the
+# losses' / post-hoc priors' `train_ann_file` (issue #12 item 2: counts
+# without a source come from train_dataloader.dataset, the same list)
+INTENDED = ('end', 'T_max', 'train_ann_file')
 HELPERS = ('max_iters', 'max_epochs')
 
 

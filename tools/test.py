@@ -49,6 +49,10 @@ def main():
     from lt_mm.engine.preflight import check_config
     try:
         check_config(cfg, mode='test')
+        # the same counts as training (a checkpoint's inference statistics,
+        # e.g. the posthoc counts, replace them when it is loaded)
+        from lt_mm.engine.counts import fill_class_counts
+        fill_class_counts(cfg)
     except ValueError as exc:
         raise SystemExit(f'lt_mm: {exc}')
     cfg.load_from = args.checkpoint

@@ -54,6 +54,9 @@ def main():
     from lt_mm.engine.preflight import check_config
     try:
         check_config(cfg, mode='train')
+        # class counts without a source: from train_dataloader.dataset
+        from lt_mm.engine.counts import fill_class_counts
+        fill_class_counts(cfg)
     except ValueError as exc:
         raise SystemExit(f'lt_mm: {exc}')
 

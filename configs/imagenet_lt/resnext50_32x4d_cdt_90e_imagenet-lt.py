@@ -2,14 +2,8 @@
 # ImageNet-LT table: gamma / start follow its iNaturalist Table 3 (README.md).
 _base_ = './resnext50_32x4d_stage1_90e_imagenet-lt.py'
 
-train_list = 'data/imagenet_lt/ImageNet_LT_train.txt'
-
 model = dict(
     head=dict(
         type='LTLinearClsHead',
         loss=dict(
-            _delete_=True,
-            type='CDTLoss',
-            gamma=0.1,
-            start_epoch=45,
-            train_ann_file=train_list)))
+            _delete_=True, type='CDTLoss', gamma=0.1, start_epoch=45)))

@@ -2,14 +2,10 @@
 # 10 "DisAlign", X-50): rho = 1.2, 10 epochs (Sec. A.1). Details: README.md.
 _base_ = './resnext50_32x4d_stage1_90e_imagenet-lt.py'
 
-train_list = 'data/imagenet_lt/ImageNet_LT_train.txt'
-
 model = dict(
     head=dict(
         type='DisAlignLinearClsHead',
-        loss=dict(
-            _delete_=True, type='GRWLoss', rho=1.2,
-            train_ann_file=train_list)))
+        loss=dict(_delete_=True, type='GRWLoss', rho=1.2)))
 
 custom_hooks = [dict(type='Stage2FreezeHook')]
 load_from = None  # required: --cfg-options load_from=<stage-1 checkpoint>

@@ -2,9 +2,7 @@
 # "ERM + N_c^tau"); test only, tau chosen on val (README.md).
 _base_ = './resnext50_32x4d_stage1_90e_imagenet-lt.py'
 
-train_list = 'data/imagenet_lt/ImageNet_LT_train.txt'
-
 model = dict(
     head=dict(
         type='LTLinearClsHead',
-        posthoc=dict(type='nc_tau', tau=0.5, train_ann_file=train_list)))
+        posthoc=dict(type='nc_tau', tau=0.5)))

@@ -18,7 +18,6 @@
 # of the gain over the 30-epoch joint baseline is the longer schedule.
 _base_ = './digits_cls_resnet_stage1.py'
 
-data_root = '{{$LT_MM_DATA_ROOT:data/quickstart}}/cls'
 max_epochs = 60
 
 model = dict(
@@ -28,8 +27,7 @@ model = dict(
             _delete_=True,
             type='CDTLoss',
             gamma=0.2,
-            start_epoch=0,
-            train_ann_file=data_root + '/ImageNet_LT_train.txt')))
+            start_epoch=0)))
 
 # cosine over the whole train_cfg schedule (mmengine sets its `end` to
 # max_epochs; T_max follows), as in the stage-1 config

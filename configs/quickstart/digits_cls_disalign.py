@@ -9,16 +9,11 @@
 #       --cfg-options load_from=work_dirs/digits_cls_resnet_stage1/epoch_30.pth
 _base_ = './digits_cls_resnet_stage1.py'
 
-data_root = '{{$LT_MM_DATA_ROOT:data/quickstart}}/cls'
-
 model = dict(
     head=dict(
         type='DisAlignLinearClsHead',
-        loss=dict(
-            _delete_=True,
-            type='GRWLoss',
-            rho=1.2,
-            train_ann_file=data_root + '/ImageNet_LT_train.txt')))
+        # class counts: from train_dataloader.dataset (lt_mm.engine.counts)
+        loss=dict(_delete_=True, type='GRWLoss', rho=1.2)))
 
 # freeze everything but the DisAlign parameters; needs load_from
 custom_hooks = [dict(type='Stage2FreezeHook')]

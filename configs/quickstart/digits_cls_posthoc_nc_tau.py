@@ -6,12 +6,8 @@
 # STAGE1.pth --select-on val --report test.
 _base_ = './digits_cls_resnet_stage1.py'
 
-data_root = '{{$LT_MM_DATA_ROOT:data/quickstart}}/cls'
-
 model = dict(
     head=dict(
         type='LTLinearClsHead',
-        posthoc=dict(
-            type='nc_tau',
-            tau=0.5,
-            train_ann_file=data_root + '/ImageNet_LT_train.txt')))
+        # class counts: from train_dataloader.dataset (lt_mm.engine.counts)
+        posthoc=dict(type='nc_tau', tau=0.5)))

@@ -22,8 +22,8 @@ model = dict(
                 type='GRWLoss',
                 num_classes=num_classes,
                 rho=0.8,
-                # LVIS category image counts of the training json
-                train_ann_file=data_root + 'annotations/lvis_v1_train.json',
+                # class counts: LVIS category image counts of
+                # train_dataloader.dataset (lt_mm.engine.counts)
                 loss_weight=1.0))))
 
 # the stage-1 checkpoint (default work dir of tools/train.py for the stage-1

@@ -15,18 +15,16 @@ metric at the training list itself when no statistics file exists yet.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os.path as osp
 from typing import List, Optional, Sequence, Tuple, Union
 
-from lt_mm.core.stats import (ClassStats, resolve_counts, shot_splits,
-                              write_stats_cache)
+from lt_mm.core.stats import ClassStats, cached_class_stats
+from lt_mm.core.stats import default_cache_file as _default_cache_file
+from lt_mm.core.stats import resolve_counts, shot_splits
 
 #: Default many/medium/few thresholds of the ImageNet-LT protocol.
 MANY_THR = 100
 FEW_THR = 20
-_CACHE_SUFFIX = '_class_stats.json'
 
 
 def read_list_file(ann_file: str) -> List[Tuple[str, int]]:
@@ -78,18 +76,10 @@ def read_list_file(ann_file: str) -> List[Tuple[str, int]]:
     return out
 
 
-def _sha1(path: str) -> str:
-    h = hashlib.sha1()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def default_cache_file(ann_file: str) -> str:
-    """``<dir>/<list name>_class_stats.json`` next to the list file."""
-    stem = osp.splitext(ann_file)[0]
-    return stem + _CACHE_SUFFIX
+def default_cache_file(ann_file: str, unit: str = 'images') -> str:
+    """``<dir>/<list stem>_class_stats_images.json`` next to the list
+    (:func:`lt_mm.core.stats.default_cache_file`)."""
+    return _default_cache_file(ann_file, unit)
 
 
 def _label_counts(labels: Sequence[int], num_classes: Optional[int],
@@ -119,75 +109,93 @@ def class_stats_from_list(ann_file: str,
     the many/medium/few groups of :func:`lt_mm.core.stats.shot_splits`
     (Liu et al. 2019: many ``n_j > many_thr``, few ``n_j < few_thr``).
 
-    The result is cached as a ``lt_mm.class_stats/v1`` JSON file
-    (default: next to the list, ``<list stem>_class_stats.json``) together
-    with the SHA-1 of the list, so the counts are computed once and
-    recomputed only when the list changes (other thresholds only recompute
-    the splits). A folder without write permission only disables
-    the cache (with a warning).
+    The counts go through lt_mm's one counts cache
+    (:func:`lt_mm.core.stats.cached_class_stats`: default next to the
+    list, ``<list stem>_class_stats_images.json``, keyed by the SHA-1 of
+    the list's content), so they are computed once and recomputed only
+    when the list changes (the splits follow the thresholds of each call).
+    A folder without write permission only disables the cache (with a
+    warning).
 
     Args:
         ann_file: the training list.
         num_classes: C; default = largest label + 1.
         names: optional C class names.
         cache_file: cache path; ``None`` = default path, ``False`` = no
-            cache.
+            cache (lt_mm's one "off" value).
         many_thr: many-shot threshold of the stored splits.
         few_thr: few-shot threshold of the stored splits.
 
     Returns:
-        ClassStats: counts (C,), splits, ``extra['source']`` and
-        ``extra['sha1']``.
+        ClassStats: counts (C,), splits, ``extra['source']`` and (cached)
+        ``extra['cache']`` / ``extra['sha1']``.
     """
-    digest = _sha1(ann_file) if osp.isfile(ann_file) else None
-    if digest is None:
+    if not osp.isfile(ann_file):
         read_list_file(ann_file)  # raises FileNotFoundError
-    if cache_file is None:
-        cache_file = default_cache_file(ann_file)
-    if cache_file:
-        cached = _read_cache(
-            str(cache_file), digest, num_classes, many_thr, few_thr)
-        if cached is not None:
-            if names is not None and cached.names is None:
-                cached.names = list(names)
-                cached.validate()
-            return cached
-    labels = [y for _, y in read_list_file(ann_file)]
-    counts = _label_counts(labels, num_classes, ann_file)
-    stats = ClassStats(
-        counts=counts,
-        unit='images',
-        names=None if names is None else list(names),
-        splits=shot_splits(counts, many_thr, few_thr),
-        dataset=osp.basename(ann_file),
-        extra=dict(
-            source=osp.abspath(ann_file),
-            sha1=digest,
-            many_thr=many_thr,
-            few_thr=few_thr))
-    if cache_file:
-        write_stats_cache(stats, str(cache_file))
-    return stats
 
+    def compute() -> ClassStats:
+        labels = [y for _, y in read_list_file(ann_file)]
+        counts = _label_counts(labels, num_classes, ann_file)
+        return ClassStats(
+            counts=counts,
+            unit='images',
+            names=None if names is None else list(names),
+            splits=shot_splits(counts, many_thr, few_thr),
+            dataset=osp.basename(ann_file),
+            extra=dict(
+                source=osp.abspath(ann_file),
+                many_thr=many_thr,
+                few_thr=few_thr))
 
-def _read_cache(path: str, digest: Optional[str], num_classes: Optional[int],
-                many_thr: float, few_thr: float) -> Optional[ClassStats]:
-    if not osp.isfile(path):
-        return None
-    try:
-        stats = ClassStats.load(path)
-    except (ValueError, OSError, json.JSONDecodeError):
-        return None
+    stats = cached_class_stats(
+        ann_file,
+        dict(reader='cls.list', num_classes=num_classes),
+        compute,
+        cache_file,
+        default=default_cache_file(ann_file))
+    if names is not None and stats.names is None:
+        stats.names = list(names)
     ex = stats.extra
-    if ex.get('sha1') != digest or stats.unit != 'images':
-        return None
-    if num_classes is not None and stats.num_classes != num_classes:
-        return None
     if ex.get('many_thr') != many_thr or ex.get('few_thr') != few_thr:
         # the counts are valid; only the split thresholds differ
         stats.splits = shot_splits(stats.counts, many_thr, few_thr)
-        stats.extra.update(many_thr=many_thr, few_thr=few_thr)
-    return stats
+        ex.update(many_thr=many_thr, few_thr=few_thr)
+    return stats.validate()
+
+
+def read_cls_counts(dataset: Union[str, dict],
+                    unit: Optional[str] = 'images',
+                    num_classes: Optional[int] = None,
+                    cache_file: Union[str, bool, None] = None) -> ClassStats:
+    """The classification counts reader (``resolve_counts(dataset=...)``).
+
+    Args:
+        dataset: an ImageNet-LT style list, or a dataset config dict whose
+            ``data_root`` + ``ann_file`` is one (``ImageNetLTDataset``,
+            ``CustomDataset``, ``ImageNet`` with a list file).
+        unit: must be ``'images'`` (or None).
+        num_classes: C; default = largest label + 1.
+        cache_file: see :func:`lt_mm.core.stats.cached_class_stats`.
+
+    Returns:
+        ClassStats: images per class (C,).
+    """
+    if unit not in (None, 'images'):
+        raise ValueError(f"unit={unit!r}; classification counts are images "
+                         "(unit='images').")
+    if isinstance(dataset, dict):
+        ann = dataset.get('ann_file') or ''
+        if not ann:
+            raise ValueError(
+                f'{dataset.get("type")} without ann_file: lt_mm counts '
+                'classification datasets from their list file; give '
+                'stats_file=PATH (python tools/class_stats.py CONFIG --out '
+                'PATH) or counts=[...].')
+        root = dataset.get('data_root') or ''
+        path = ann if osp.isabs(ann) or not root else osp.join(root, ann)
+    else:
+        path = str(dataset)
+    return class_stats_from_list(path, num_classes, cache_file=cache_file)
 
 
 def resolve_cls_counts(counts=None,
@@ -226,19 +234,14 @@ def resolve_cls_counts(counts=None,
             'stats_file=PATH (a lt_mm.class_stats/v1 JSON file, created with '
             'python tools/class_stats.py CONFIG --out PATH) or '
             'train_ann_file=PATH (the ImageNet-LT style training list).')
-    if train_ann_file is not None:
-        stats = class_stats_from_list(train_ann_file, num_classes)
-        if num_classes is not None and stats.num_classes != num_classes:
-            raise ValueError(
-                f'{what}: {train_ann_file} has {stats.num_classes} classes '
-                f'but num_classes={num_classes}.')
-        counts = stats.counts
     try:
         return resolve_counts(
             counts,
             stats_file,
             num_classes,
             unit='images',
-            allow_zero=allow_zero)
+            allow_zero=allow_zero,
+            dataset=train_ann_file,
+            reader=read_cls_counts)
     except ValueError as e:
         raise ValueError(f'{what}: {e}') from None

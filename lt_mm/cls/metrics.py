@@ -157,6 +157,9 @@ class LongTailAccuracy(BaseMetric):
     """
 
     default_prefix: Optional[str] = 'accuracy'
+    #: with none of these keys in its config, lt_mm.engine.counts fills
+    #: ``counts`` from the config's training dataset
+    class_count_sources = ('counts', 'stats_file', 'train_ann_file', 'splits')
 
     def __init__(self,
                  topk: Union[int, Sequence[int]] = (1, 5),

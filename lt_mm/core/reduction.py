@@ -214,6 +214,11 @@ class LongTailCrossEntropy(nn.Module):
             ``loss_``); unused by mmpretrain and mmdet.
     """
 
+    #: count-source keys of the config dict; with none of them given,
+    #: :func:`lt_mm.engine.counts.fill_class_counts` fills ``counts`` from
+    #: the config's training dataset (the declaration it looks for)
+    class_count_sources = ('counts', 'stats_file', 'train_ann_file')
+
     def __init__(self,
                  counts: Optional[CountsLike],
                  *,

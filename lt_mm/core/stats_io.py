@@ -30,13 +30,14 @@ Framework-free (no OpenMMLab import).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import numbers
 import os
 import os.path as osp
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
 
@@ -51,6 +52,8 @@ _UNIT_WORDS = {
 }
 _HOW_TO_CREATE = ('python tools/class_stats.py CONFIG --out PATH '
                   '(add --unit images|instances|pixels)')
+#: Tag of the one counts cache of every reader (:func:`cached_class_stats`).
+CACHE_FORMAT = 'lt_mm.counts_cache/v1'
 #: Statistics shipped with lt_mm, usable as ``stats_file='builtin:<name>'``.
 BUILTIN_STATS = {'ade20k': 'ade20k_stats.json'}
 
@@ -364,3 +367,92 @@ def write_stats_cache(stats: ClassStats, path: str) -> bool:
         if osp.exists(tmp):
             os.remove(tmp)
         return False
+
+
+def default_cache_file(source: PathLike, unit: str) -> str:
+    """``<source stem>_class_stats_<unit>.json`` next to ``source`` (a file
+    or a folder), the default cache of every counts reader."""
+    stem = osp.splitext(os.fspath(source).rstrip('/\\'))[0]
+    return f'{stem}_class_stats_{unit}.json'
+
+
+def fingerprint_files(paths: Any,
+                      params: Optional[Dict[str, Any]] = None) -> str:
+    """SHA-1 of the *content* of ``paths`` (in order) and of ``params``.
+
+    The one cache key of every counts reader: a cache is valid while the
+    annotation files hold the same bytes (a copy, a ``touch`` or a moved
+    folder keep it; any edit invalidates it) and the reader settings
+    (``params``: unit, num_classes, ``reduce_zero_label``, ...) are equal.
+
+    Args:
+        paths: annotation files (a str or a sequence of str).
+        params: JSON-serialisable reader settings.
+
+    Returns:
+        str: 40 hex digits.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    h = hashlib.sha1()
+    h.update(json.dumps(params or {}, sort_keys=True).encode())
+    for path in paths:
+        h.update(b'\0file\0')
+        with open(os.fspath(path), 'rb') as f:
+            for chunk in iter(lambda: f.read(1 << 20), b''):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def cached_class_stats(paths: Any, params: Dict[str, Any],
+                       compute: Callable[[], ClassStats],
+                       cache_file: Union[PathLike, bool, None],
+                       default: PathLike) -> ClassStats:
+    """The counts of a reader, through the one counts cache.
+
+    Every annotation reader (classification lists, LVIS/COCO json,
+    segmentation label maps) caches its :class:`ClassStats` this way: a
+    ``lt_mm.class_stats/v1`` file with ``extra['cache'] =``
+    :data:`CACHE_FORMAT` and ``extra['sha1'] =`` the
+    :func:`fingerprint_files` of the annotation files and reader settings
+    (so a cache is also a valid ``stats_file``). A cache of other files or
+    settings is recomputed and overwritten; an unwritable folder only warns.
+
+    Args:
+        paths: the annotation files the counts are read from.
+        params: the reader settings that change the counts.
+        compute: reads the annotations (called on a cache miss).
+        cache_file: ``None`` = ``default``; ``False`` = no cache (the one
+            "off" value; ``''`` is accepted as a deprecated alias);
+            a path = that file.
+        default: the reader's default cache path
+            (:func:`default_cache_file`).
+
+    Returns:
+        ClassStats: the counts (with ``extra['cache']`` / ``['sha1']``
+        unless ``cache_file=False``).
+    """
+    if isinstance(cache_file, str) and cache_file == '':
+        import warnings
+        warnings.warn(
+            "cache_file='' is deprecated; use cache_file=False (no cache).",
+            DeprecationWarning)
+        cache_file = False
+    if cache_file is True:
+        cache_file = None
+    if cache_file is False:
+        return compute()
+    path = os.fspath(default if cache_file is None else cache_file)
+    key = dict(cache=CACHE_FORMAT, sha1=fingerprint_files(paths, params))
+    if osp.isfile(path):
+        try:
+            cached = ClassStats.load(path)
+        except (ValueError, OSError):
+            cached = None
+        if cached is not None and all(
+                cached.extra.get(k) == v for k, v in key.items()):
+            return cached
+    stats = compute()
+    stats.extra.update(key)
+    write_stats_cache(stats, path)
+    return stats

@@ -29,27 +29,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
-from lt_mm.core.stats import (ClassStats, lvis_splits, resolve_counts,
-                              write_stats_cache)
+from lt_mm.core.stats import ClassStats, cached_class_stats
+from lt_mm.core.stats import default_cache_file as _default_cache_file
+from lt_mm.core.stats import lvis_splits, resolve_counts
 
 #: LVIS category field per ``lt_mm.class_stats/v1`` unit.
 LVIS_COUNT_FIELDS = {'images': 'image_count', 'instances': 'instance_count'}
-_CACHE_TAG = 'lt_mm.det.lvis_counts/v1'
 
 
 def default_cache_file(ann_file: str, unit: str) -> str:
-    """``<dir>/<json stem>_class_stats_<unit>.json`` next to ``ann_file``."""
-    stem = osp.splitext(ann_file)[0]
-    return f'{stem}_class_stats_{unit}.json'
-
-
-def _fingerprint(path: str) -> List[int]:
-    st = os.stat(path)
-    return [int(st.st_size), int(st.st_mtime_ns)]
+    """``<dir>/<json stem>_class_stats_<unit>.json`` next to ``ann_file``
+    (:func:`lt_mm.core.stats.default_cache_file`)."""
+    return _default_cache_file(ann_file, unit)
 
 
 def _counts_from_annotations(doc: dict, cat_ids: Sequence[int],
@@ -71,23 +65,10 @@ def _counts_from_annotations(doc: dict, cat_ids: Sequence[int],
     return counts
 
 
-def _read_cache(path: str, fingerprint: List[int]) -> Optional[ClassStats]:
-    if not osp.isfile(path):
-        return None
-    try:
-        stats = ClassStats.load(path)
-    except (ValueError, OSError):
-        return None
-    extra = stats.extra
-    if extra.get('cache') != _CACHE_TAG or \
-            extra.get('fingerprint') != fingerprint:
-        return None
-    return stats
-
-
 def lvis_class_stats(ann_file: str,
                      unit: str = 'images',
-                     cache_file: Optional[str] = None) -> ClassStats:
+                     cache_file: Union[str, bool, None] = None
+                     ) -> ClassStats:
     """Class statistics of an LVIS (or COCO-format) training json.
 
     The C categories are ordered by increasing category id, which is the
@@ -103,8 +84,9 @@ def lvis_class_stats(ann_file: str,
         ann_file: the *training* annotation json.
         unit: ``'images'`` or ``'instances'``.
         cache_file: cache path; ``None`` = :func:`default_cache_file`,
-            ``''`` = no cache. A cache is reused while the json's size and
-            modification time are unchanged.
+            ``False`` = no cache (``''``: deprecated alias). lt_mm's one
+            counts cache (:func:`lt_mm.core.stats.cached_class_stats`):
+            reused while the json's content (SHA-1) is unchanged.
 
     Returns:
         ClassStats: counts (C,), names, splits, ``extra['frequency']`` and
@@ -118,13 +100,16 @@ def lvis_class_stats(ann_file: str,
             f'annotation file {ann_file!r} does not exist; expected the '
             'LVIS (or COCO-format) training json, e.g. '
             'data/lvis_v1/annotations/lvis_v1_train.json.')
-    fingerprint = _fingerprint(ann_file)
-    if cache_file is None:
-        cache_file = default_cache_file(ann_file, unit)
-    if cache_file:
-        cached = _read_cache(cache_file, fingerprint)
-        if cached is not None and cached.unit == unit:
-            return cached
+    return cached_class_stats(
+        ann_file,
+        dict(reader='det.json', unit=unit),
+        lambda: _read_json_stats(ann_file, unit),
+        cache_file,
+        default=default_cache_file(ann_file, unit))
+
+
+def _read_json_stats(ann_file: str, unit: str) -> ClassStats:
+    """Read the json (no cache): see :func:`lvis_class_stats`."""
     with open(ann_file, encoding='utf-8') as f:
         doc = json.load(f)
     cats = sorted(doc.get('categories') or [], key=lambda c: c['id'])
@@ -151,13 +136,46 @@ def lvis_class_stats(ann_file: str,
         splits=splits,
         dataset=osp.basename(ann_file),
         extra=dict(
-            cache=_CACHE_TAG,
             source=osp.abspath(ann_file),
-            fingerprint=fingerprint,
             category_ids=cat_ids,
             frequency=freq if all(f is not None for f in freq) else None))
-    if cache_file:
-        write_stats_cache(stats, cache_file)
+    return stats
+
+
+def read_det_counts(dataset: Union[str, dict],
+                    unit: Optional[str] = 'images',
+                    num_classes: Optional[int] = None,
+                    cache_file: Union[str, bool, None] = None) -> ClassStats:
+    """The detection counts reader (``resolve_counts(dataset=...)``).
+
+    Args:
+        dataset: an LVIS / COCO-format training json, or a dataset config
+            dict whose ``data_root`` + ``ann_file`` is one.
+        unit: ``'images'`` or ``'instances'`` (None: images).
+        num_classes: C foreground classes; a json with another number of
+            categories is rejected.
+        cache_file: see :func:`lt_mm.core.stats.cached_class_stats`.
+
+    Returns:
+        ClassStats: C foreground counts (:func:`lvis_class_stats`).
+    """
+    if isinstance(dataset, dict):
+        ann = dataset.get('ann_file') or ''
+        if not ann:
+            raise ValueError(
+                f'{dataset.get("type")} without ann_file: lt_mm counts '
+                'detection datasets from their LVIS/COCO json; give '
+                'stats_file=PATH or counts=[...].')
+        root = dataset.get('data_root') or ''
+        path = ann if osp.isabs(ann) or not root else osp.join(root, ann)
+    else:
+        path = str(dataset)
+    stats = lvis_class_stats(path, unit or 'images', cache_file)
+    if num_classes is not None and stats.num_classes != num_classes:
+        raise ValueError(
+            f'{path} has {stats.num_classes} categories but the box head '
+            f'has num_classes={num_classes}; use the training json of the '
+            'dataset the model is built for.')
     return stats
 
 
@@ -205,19 +223,13 @@ def resolve_det_counts(counts=None,
         raise ValueError(f'{what}: unit={unit!r} is not supported; choose '
                          f'one of {list(LVIS_COUNT_FIELDS)}.')
     try:
-        if train_ann_file is not None:
-            counts = lvis_class_stats(train_ann_file, unit).counts
-            if num_classes is not None and len(counts) != num_classes:
-                raise ValueError(
-                    f'{train_ann_file} has {len(counts)} categories but the '
-                    f'box head has num_classes={num_classes}; use the '
-                    'training json of the dataset the model is built for.')
-            return resolve_counts(counts, None, num_classes)
         return resolve_counts(
             counts,
             stats_file,
             num_classes,
-            unit=unit if stats_file is not None else None)
+            unit=unit if counts is None else None,
+            dataset=train_ann_file,
+            reader=read_det_counts)
     except ValueError as e:
         raise ValueError(f'{what}: {e}') from None
 
@@ -234,7 +246,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         '--out', help='output path (default: next to the json)')
     args = parser.parse_args(argv)
     out = args.out or default_cache_file(args.ann_file, args.unit)
-    stats = lvis_class_stats(args.ann_file, args.unit, cache_file='')
+    stats = lvis_class_stats(args.ann_file, args.unit, cache_file=False)
     stats.save(out)
     print(f'{stats.num_classes} classes ({args.unit}) -> {out}')
 

@@ -19,6 +19,8 @@ from .checkpoint import (MMENGINE_SAFE_GLOBALS,  # noqa: E402
                          CheckpointReadError, UnsafeCheckpointError,
                          install_safe_checkpoint_loading,
                          load_checkpoint_safely, safe_torch_load)
+from .counts import (fill_class_counts,  # noqa: E402
+                     register_count_reader, training_class_stats)
 from .dist import CPUDistributedDataParallel, setup_distributed  # noqa: E402
 from .hooks import (ResumeRNGHook, Stage2FreezeHook,  # noqa: E402
                     Stage2GuardError, collect_stage2_parameter_names)
@@ -35,5 +37,6 @@ __all__ = [
     'Stage2FreezeHook', 'Stage2GuardError', 'ResumeRNGHook',
     'ResumeScheduleHook',
     'collect_stage2_parameter_names', 'ClassBalancedSampler',
-    'SquareRootSampler', 'ProgressivelyBalancedSampler'
+    'SquareRootSampler', 'ProgressivelyBalancedSampler', 'fill_class_counts',
+    'register_count_reader', 'training_class_stats'
 ]

@@ -143,10 +143,16 @@ def build_runner(cfg: Config, launcher: str = 'none') -> Runner:
       resumed run continues with the random state of the straight run) and
       :class:`~lt_mm.engine.schedule.ResumeScheduleHook` (a run resumed
       with a longer ``train_cfg`` follows the longer schedule);
-    - ``--launcher pytorch`` works on CPU-only machines (gloo).
+    - ``--launcher pytorch`` works on CPU-only machines (gloo);
+    - count-based components without a count source get the counts of
+      ``train_dataloader.dataset`` (:func:`lt_mm.engine.counts.
+      fill_class_counts`).
     """
     install_safe_checkpoint_loading()
     setup_distributed(cfg, launcher)
+    # class counts without a source follow the training dataset
+    from .counts import fill_class_counts
+    fill_class_counts(cfg)
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:

@@ -17,18 +17,25 @@ QUICKSTART = sorted(
 SOURCES = ('train_ann_file', 'stats_file')
 
 
-def _data_free(obj, num_classes):
+# count consumers that name no source take the training set's counts
+# (lt_mm.engine.counts, at runner build): data-free, they get counts too
+CONSUMERS = ('GRWLoss', 'CDTLoss')
+
+
+def _data_free(obj, num_classes, posthoc=False):
     """Replace count sources that need data/imagenet_lt by counts of the
     right length (ImageNet-LT-like: 1280 down to 5), recursively."""
     if isinstance(obj, dict):
-        if any(k in obj for k in SOURCES):
+        consumer = posthoc or obj.get('type') in CONSUMERS
+        if any(k in obj for k in SOURCES) or (consumer
+                                              and 'counts' not in obj):
             for k in SOURCES:
                 obj.pop(k, None)
             obj['counts'] = [
                 max(5, 1280 - i * 1.275) for i in range(num_classes)
             ]
-        for v in obj.values():
-            _data_free(v, num_classes)
+        for k, v in obj.items():
+            _data_free(v, num_classes, k == 'posthoc')
     elif isinstance(obj, (list, tuple)):
         for v in obj:
             _data_free(v, num_classes)
@@ -77,5 +84,7 @@ def test_quickstart_config_builds(path, data_root, monkeypatch):
     monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
     cfg = Config.fromfile(path)
     assert data_root in cfg.train_dataloader.dataset.data_root
+    from lt_mm.engine.counts import fill_class_counts
+    fill_class_counts(cfg)  # as build_runner does
     model = _build_model(cfg)
     assert model.head.num_classes == 10

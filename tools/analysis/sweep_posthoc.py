@@ -140,8 +140,11 @@ def main(argv=None):
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner, load_checkpoint
 
+    from lt_mm.engine.counts import fill_class_counts
     from lt_mm.engine.runner_utils import load_config
     cfg = load_config(args.config, args.cfg_options)
+    # the class counts of the training set, as tools/train.py gives them
+    fill_class_counts(cfg)
     import lt_mm.cls  # noqa: F401  (registers the lt_mm modules)
     from lt_mm.cls.heads import CausalNormClsHead
     from lt_mm.cls.hooks import extract_pre_logits
