@@ -8,50 +8,18 @@ backbone + neck once over a dataloader (also used by
 """
 from __future__ import annotations
 
-import copy
-import os.path as osp
 import time
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 from mmengine.dist import (broadcast, collect_results, get_dist_info,
                            is_main_process)
-from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.runner.checkpoint import (get_state_dict, save_checkpoint,
-                                        weights_to_cpu)
 from mmpretrain.registry import HOOKS
 from torch import Tensor
 
-
-def eval_dataloader_cfg(cfg, split: str = 'train') -> dict:
-    """Dataloader config of ``split`` with the deterministic test pipeline.
-
-    ``split='train'`` takes ``cfg.train_dataloader`` and replaces its
-    pipeline by the test pipeline and its sampler by an unshuffled
-    ``DefaultSampler`` (features of every training image, once, without
-    augmentation -- as the reference ``train_plain`` loader). ``'val'`` and
-    ``'test'`` return the config's own loaders.
-    """
-    key = f'{split}_dataloader'
-    if cfg.get(key) is None:
-        raise ValueError(f'the config has no {key}.')
-    loader = copy.deepcopy(cfg[key])
-    if split != 'train':
-        return loader
-    ref = cfg.get('test_dataloader') or cfg.get('val_dataloader')
-    test_pipeline = None
-    if ref is not None:
-        test_pipeline = ref.get('dataset', {}).get('pipeline')
-    ds = loader['dataset']
-    if test_pipeline is not None and 'pipeline' in ds:
-        ds['pipeline'] = copy.deepcopy(test_pipeline)
-    loader['sampler'] = dict(type='DefaultSampler', shuffle=False)
-    loader.pop('batch_sampler', None)
-    if ref is not None and 'batch_size' in ref:
-        loader['batch_size'] = ref['batch_size']
-    loader['persistent_workers'] = False
-    return loader
+from lt_mm.engine.class_means import ClassMeansHook
+from lt_mm.engine.features import eval_dataloader_cfg  # noqa: F401
 
 
 @torch.no_grad()
@@ -99,7 +67,7 @@ def extract_pre_logits(model, dataloader) -> Tuple[Tensor, Tensor]:
 
 
 @HOOKS.register_module()
-class NCMCentroidHook(Hook):
+class NCMCentroidHook(ClassMeansHook):
     """Compute the NCM class means before validation / testing.
 
     Runs the model (backbone + neck, eval mode) over the training set with
@@ -119,18 +87,6 @@ class NCMCentroidHook(Hook):
             (a checkpoint that tests without recomputing).
     """
 
-    priority = 'LOW'
-
-    def __init__(self,
-                 dataloader: Optional[dict] = None,
-                 recompute_on_val: bool = True,
-                 recompute_on_test: bool = False,
-                 save_checkpoint: bool = True) -> None:
-        self.dataloader = dataloader
-        self.recompute_on_val = recompute_on_val
-        self.recompute_on_test = recompute_on_test
-        self.save_checkpoint = save_checkpoint
-
     def _head(self, runner):
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
@@ -141,7 +97,7 @@ class NCMCentroidHook(Hook):
                 f"(NCMClsHead); the model has {type(head).__name__}.")
         return model, head
 
-    def _compute(self, runner) -> None:
+    def compute(self, runner) -> None:
         model, head = self._head(runner)
         cfg = self.dataloader or eval_dataloader_cfg(runner.cfg, 'train')
         loader = runner.build_dataloader(cfg, seed=runner.seed)
@@ -156,23 +112,6 @@ class NCMCentroidHook(Hook):
             f'({head.num_classes} classes) computed in '
             f'{time.time() - t0:.1f}s.')
 
-    def before_val(self, runner) -> None:
-        _, head = self._head(runner)
-        if self.recompute_on_val or not head.ready:
-            self._compute(runner)
-
-    def before_test(self, runner) -> None:
-        model, head = self._head(runner)
-        if head.ready and not self.recompute_on_test:
-            runner.logger.info('NCMCentroidHook: using the class means of '
-                               'the checkpoint.')
-            return
-        self._compute(runner)
-        if self.save_checkpoint and is_main_process():
-            path = osp.join(runner.work_dir, 'ncm_centroids.pth')
-            save_checkpoint(
-                dict(
-                    meta=dict(source=runner._load_from, ncm=True),
-                    state_dict=weights_to_cpu(get_state_dict(model))), path)
-            runner.logger.info(
-                f'NCMCentroidHook: model with class means saved to {path}')
+    def means_ready(self, runner) -> bool:
+        """Whether the model's classifier(s) hold class means."""
+        return self._head(runner)[1].ready

@@ -1,13 +1,14 @@
 """Small tensor helpers shared by the classifiers of :mod:`lt_mm.core`.
 
-Private to ``lt_mm.core`` (framework-free, plain torch); the per-class
-input type ``CountsLike`` lives in :mod:`lt_mm.core.checks` beside
-:func:`~lt_mm.core.checks.as_counts`.
+Framework-free (plain torch); :class:`OptionalBuffersMixin` is also used
+by the adapters' classifiers. The per-class input type ``CountsLike`` lives
+in :mod:`lt_mm.core.checks` beside :func:`~lt_mm.core.checks.as_counts`.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
+import torch.nn as nn
 from torch import Tensor
 
 #: Clamp of L2 norms before a division (as ``F.normalize``'s ``eps``): a
@@ -41,3 +42,32 @@ def weight_2d(weight: Tensor, dim: Optional[int] = None) -> Tensor:
             f'weight has shape {tuple(weight.shape)}; expected (C, {d}) or a '
             f'1x1 convolution weight (C, {d}, 1, 1){for_dim}.')
     return weight
+
+
+class OptionalBuffersMixin:
+    """Buffers that keep their value when a checkpoint lacks them.
+
+    Statistics computed for inference (NCM class means, post-hoc counts)
+    are persistent buffers, so they travel in the checkpoint; a stock /
+    stage-1 checkpoint has none of them and must still load, without a
+    missing-key warning, keeping the module's configured or initial
+    values. List them in ``_optional_buffers``; put the mixin before the
+    ``nn.Module`` base.
+    """
+
+    _optional_buffers: Tuple[str, ...] = ()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args,
+                              **kwargs) -> None:
+        keep_missing_buffers(self, state_dict, prefix, self._optional_buffers)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def keep_missing_buffers(module: nn.Module, state_dict: dict, prefix: str,
+                         names: Sequence[str]) -> None:
+    """Fill ``state_dict`` with the module's own value of every buffer of
+    ``names`` the checkpoint lacks (see :class:`OptionalBuffersMixin`)."""
+    for name in names:
+        buf = module._buffers.get(name)
+        if buf is not None and prefix + name not in state_dict:
+            state_dict[prefix + name] = buf.detach().clone()

@@ -358,8 +358,10 @@ class PosthocAdjust(nn.Module):
         self.rule = check_choice('posthoc type', rule, POSTHOC_RULES)
         self.tau = check_range('posthoc tau', tau, 0.0)
         self.background = bool(background)
-        self.register_buffer(
-            'counts', as_counts(counts, allow_zero=False), persistent=True)
+        # validated on the CPU whatever the default device (e.g. 'meta')
+        with torch.device('cpu'):
+            counts = as_counts(counts, allow_zero=False)
+        self.register_buffer('counts', counts, persistent=True)
 
     def forward(self,
                 logits: Tensor,

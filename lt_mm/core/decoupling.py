@@ -443,3 +443,153 @@ class CosineClassifier(nn.Module):
         return (f'in_channels={self.in_channels}, '
                 f'num_classes={self.num_classes}, '
                 f'learn_scale={self.learn_scale}')
+
+
+# ---------------------------------------------------------------------------
+# Generic pieces shared by the toolbox adapters (cosine 1x1 conv, cRT
+# re-initialisation from a checkpoint, streaming NCM class means)
+# ---------------------------------------------------------------------------
+def cosine_logits(feats: Tensor, weight: Tensor, scale: float) -> Tensor:
+    """Cosine classifier logits ``y_c = s * cos(x, w_c)`` (no bias).
+
+    The functional form of :class:`CosineClassifier` (the K = 1, gamma = 0
+    normalised classifier of TDE supp. Eq. 1; the starred (*) classifier of
+    DisAlign Table 1-2), for classifiers that keep another parameter layout
+    (e.g. a (C, D, 1, 1) segmentation ``conv_seg``).
+
+    Args:
+        feats: (N, D) or (N, D, H, W) (per-pixel features).
+        weight: (C, D) or (C, D, 1, 1).
+        scale: s (a float or a 0-dim tensor, e.g. a learnable scale).
+
+    Returns:
+        Tensor: (N, C) or (N, C, H, W).
+    """
+    w = weight_2d(weight)
+    _check_dim(feats, w.shape[1])
+    x = F.normalize(feats, dim=1, eps=EPS)
+    w = F.normalize(w, dim=1, eps=EPS).to(x.dtype)
+    return scale * _linear(x, w)
+
+
+def reinit_classifier_from_stage1(classifier: nn.Module, state_dict: dict,
+                                  param_prefix: str, flag_key: str) -> bool:
+    """cRT (Decoupling Sec. 4): drop a stage-1 classifier while it loads.
+
+    Called from a module's ``_load_from_state_dict``: when the checkpoint's
+    ``flag_key`` entry (a 0/1 "classifier already re-trained" buffer) is
+    missing or 0, ``classifier`` is re-initialised
+    (:func:`reinit_classifier`, PyTorch's default init as the reference)
+    and its fresh values replace the checkpoint's entries
+    ``param_prefix + <parameter name>`` in ``state_dict`` (the loader's own
+    dict), so the keys stay present and the stage-1 values are not copied
+    in; a missing flag is filled with 0. A flag of 1 (a stage-2
+    checkpoint: resume, test) leaves everything as is.
+
+    Args:
+        classifier: the layer to re-initialise (``nn.Linear`` / ``nn.Conv*d``).
+        state_dict: the checkpoint entries being loaded (modified in place).
+        param_prefix: key prefix of the classifier's parameters, e.g.
+            ``'head.fc.'`` or ``'decode_head.conv_seg.'``.
+        flag_key: full key of the flag buffer, e.g.
+            ``'decode_head.conv_seg.crt_retrained'``.
+
+    Returns:
+        bool: whether the classifier was re-initialised.
+    """
+    flag = state_dict.get(flag_key)
+    if flag is not None and int(flag) != 0:
+        return False
+    reinit_classifier(classifier)
+    for name, p in classifier.named_parameters(recurse=False):
+        key = param_prefix + name
+        if key in state_dict:
+            state_dict[key] = p.detach().clone()
+    if flag is None:
+        state_dict[flag_key] = torch.zeros((), dtype=torch.long)
+    return True
+
+
+def class_feature_sums(
+        feats: Tensor,
+        labels: Tensor,
+        num_classes: int,
+        feat_type: str = 'un',
+        global_mean: Optional[Tensor] = None,
+        ignore_index: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+    """Per-class sums of transformed features, for streaming NCM means.
+
+    The class means of :func:`class_centroids` (Decoupling Sec. 4, NCM)
+    accumulated batch by batch, for training sets whose features do not fit
+    in memory (per-pixel segmentation features):
+    ``centroid_c = sum_batches sums[c] / sum_batches counts[c]``
+    (:func:`centroids_from_sums`). ``'cl2n'`` needs the global mean first:
+    a pass with ``feat_type='un'`` gives it as
+    ``sums.sum(0) / counts.sum()``.
+
+    Args:
+        feats: (N, D) or (N, D, H, W).
+        labels: (N,) or (N, H, W) in ``[0, num_classes)`` or
+            ``ignore_index``.
+        num_classes: C.
+        feat_type: ``'un'``, ``'l2n'`` or ``'cl2n'`` (see
+            :func:`class_centroids`).
+        global_mean: (D,) mean raw feature, required for ``'cl2n'``.
+        ignore_index: label to skip (e.g. 255).
+
+    Returns:
+        tuple: ``sums`` (C, D) float64 and ``counts`` (C,) int64.
+    """
+    check_choice('feat_type', feat_type, NCM_FEAT_TYPES)
+    check_range('num_classes', num_classes, 1)
+    x = _flatten_samples(feats)
+    y = labels.reshape(-1).long().to(x.device)
+    if y.numel() != x.shape[0]:
+        raise ValueError(
+            f'labels have shape {tuple(labels.shape)} but feats have shape '
+            f'{tuple(feats.shape)}: expected one label per sample/pixel.')
+    if ignore_index is not None:
+        keep = y != ignore_index
+        x, y = x[keep], y[keep]
+    if y.numel() and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f'labels must lie in [0, {num_classes}) (or be ignore_index='
+            f'{ignore_index}); got values in [{int(y.min())}, '
+            f'{int(y.max())}].')
+    z = _ncm_transform(x.double(), feat_type, None if global_mean is None
+                       else global_mean.double())
+    sums = z.new_zeros(int(num_classes), x.shape[1]).index_add_(0, y, z)
+    counts = torch.bincount(y, minlength=int(num_classes))
+    return sums, counts
+
+
+def centroids_from_sums(sums: Tensor,
+                        counts: Tensor,
+                        allow_missing: bool = False) -> Tensor:
+    """Class means ``sums[c] / counts[c]`` (Decoupling Sec. 4, NCM).
+
+    Args:
+        sums: (C, D) accumulated :func:`class_feature_sums`.
+        counts: (C,) samples (pixels) per class.
+        allow_missing: give a zero row for a class without any sample
+            instead of raising (the caller must then keep that class from
+            being predicted).
+
+    Returns:
+        Tensor: (C, D) float32 centroids.
+
+    Raises:
+        ValueError: naming the classes without any sample (unless
+            ``allow_missing``).
+    """
+    if sums.dim() != 2 or counts.shape != sums.shape[:1]:
+        raise ValueError(f'sums (C, D) and counts (C,) expected, got shapes '
+                         f'{tuple(sums.shape)} and {tuple(counts.shape)}.')
+    if (counts == 0).any() and not allow_missing:
+        missing = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(
+            f'classes {missing} have no sample: their centroid is undefined. '
+            'Compute centroids on the full training set (features of every '
+            'class).')
+    n = counts.clamp_min(1).to(sums.dtype).unsqueeze(1)
+    return (sums / n).float()

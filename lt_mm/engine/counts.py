@@ -22,7 +22,7 @@ train_dataloader.dataset.data_root=NEW`` moves the counts; an explicit
 Test runs fill the same way (from the training annotations, as the old
 literal ``train_ann_file`` did): the loss is built at test time too, and a
 post-hoc prior of a stage-1 checkpoint is the training one; inference
-statistics stored in a checkpoint (``prior_counts``) still replace the
+statistics stored in a checkpoint (``posthoc.counts``) still replace the
 built ones when the checkpoint is loaded.
 """
 from __future__ import annotations

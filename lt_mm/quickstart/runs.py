@@ -25,12 +25,15 @@ class Method:
 
     ``kind``: ``'stage2'`` (trained from the stage-1 checkpoint),
     ``'one_stage'`` (trained from scratch) or ``'posthoc'`` (no training:
-    the stage-1 checkpoint tested with another head).
+    the stage-1 checkpoint tested with another head). ``extra`` rows run
+    only with ``tools/quickstart.py --all`` (or when named in
+    ``--methods``), so the default quickstart keeps its time budget.
     """
     name: str
     config: str
     kind: str
     paper: str = ''
+    extra: bool = False
 
 
 @dataclass
@@ -79,6 +82,18 @@ TASKS: Dict[str, TaskSpec] = {
             Method('CDT', 'digits_seg_cdt.py', 'one_stage', 'CDT arXiv20'),
             Method('tau-norm', 'digits_seg_taunorm.py', 'posthoc',
                    'Decoupling ICLR20'),
+            Method('LWS', 'digits_seg_lws.py', 'stage2', 'Decoupling ICLR20',
+                   extra=True),
+            Method('cRT', 'digits_seg_crt.py', 'stage2', 'Decoupling ICLR20',
+                   extra=True),
+            Method('NCM', 'digits_seg_ncm.py', 'posthoc', 'Decoupling ICLR20',
+                   extra=True),
+            Method('N_c^tau', 'digits_seg_posthoc_nc_tau.py', 'posthoc',
+                   'CDT arXiv20', extra=True),
+            Method('logit adj.', 'digits_seg_posthoc_logit_adjust.py',
+                   'posthoc', 'Menon ICLR21', extra=True),
+            Method('cosine', 'digits_seg_cosine.py', 'one_stage',
+                   'DisAlign CVPR21 (*)', extra=True),
         ],
         columns=[('mIoU', 'mIoU'), ('head', 'mIoU_head'),
                  ('body', 'mIoU_body'), ('tail', 'mIoU_tail')],
@@ -97,6 +112,16 @@ TASKS: Dict[str, TaskSpec] = {
             Method('TDE', 'digits_det_tde.py', 'one_stage', 'TDE NeurIPS20'),
             Method('tau-norm', 'digits_det_taunorm.py', 'posthoc',
                    'Decoupling ICLR20'),
+            Method('LWS', 'digits_det_lws.py', 'stage2', 'Decoupling ICLR20',
+                   extra=True),
+            Method('cRT', 'digits_det_crt.py', 'stage2', 'Decoupling ICLR20',
+                   extra=True),
+            Method('NCM', 'digits_det_ncm.py', 'posthoc', 'Decoupling ICLR20',
+                   extra=True),
+            Method('N_c^tau', 'digits_det_posthoc_nc_tau.py', 'posthoc',
+                   'CDT arXiv20', extra=True),
+            Method('logit adj.', 'digits_det_posthoc_logit_adjust.py',
+                   'posthoc', 'Menon ICLR21', extra=True),
         ],
         columns=[('box AP', 'lvis/bbox_AP'), ('APr', 'lvis/bbox_APr'),
                  ('APc', 'lvis/bbox_APc'), ('APf', 'lvis/bbox_APf'),
@@ -187,8 +212,11 @@ def run_task(task: str,
              fast: bool = False,
              methods: Optional[Sequence[str]] = None,
              seed: int = 0,
-             log: Callable[[str], None] = print) -> Dict[str, RunResult]:
-    """Stage 1 (reused if present) then every method of ``task``."""
+             log: Callable[[str], None] = print,
+             all_methods: bool = False) -> Dict[str, RunResult]:
+    """Stage 1 (reused if present) then the methods of ``task``: those
+    named in ``methods``, else every non-``extra`` one (every one with
+    ``all_methods``)."""
     spec = TASKS[task]
     results: Dict[str, RunResult] = {}
     fast_opts = {
@@ -216,6 +244,8 @@ def run_task(task: str,
 
     for m in spec.methods:
         if methods and m.name not in methods:
+            continue
+        if not methods and m.extra and not all_methods:
             continue
         mdir = osp.join(work_dir, task, m.config[:-3])
         log(f'[{task}] {m.name} ({m.kind}) ...')

@@ -6,8 +6,11 @@ imports=['lt_mm.seg'])``):
 
 * MODELS: ``LTDecodeHead`` (any stock decode head with a long-tail
   ``conv_seg``), the classifiers ``DisAlignConvSeg``, ``CausalNormConvSeg``,
-  ``TauNormConvSeg``, ``LWSConvSeg`` and the losses ``GRWCrossEntropyLoss``,
+  ``TauNormConvSeg``, ``LWSConvSeg``, ``CosineConvSeg``, ``CRTConvSeg``,
+  ``NCMConvSeg`` and the losses ``GRWCrossEntropyLoss``,
   ``CDTCrossEntropyLoss``;
+* HOOKS: ``NCMCentroidHook`` (alias ``NCMConvSegCentroidHook``: the
+  per-pixel class means of ``NCMConvSeg``);
 * METRICS: ``HeadBodyTailIoUMetric``;
 * DATASETS: ``ADE20KLTDataset``.
 
@@ -18,13 +21,17 @@ import lt_mm.engine  # noqa: F401  (root-registry hooks, safe loading)
 from .classifiers import (CausalNormConvSeg, DisAlignConvSeg, LWSConvSeg,
                           TauNormConvSeg)
 from .datasets import ADE20KLTDataset, count_seg_pixels, load_seg_label
+from .decoupling import CosineConvSeg, CRTConvSeg, NCMConvSeg
 from .heads import LTDecodeHead, LTDecodeHeadMixin, lt_decode_head_class
+from .hooks import NCMConvSegCentroidHook, iter_pixel_features
 from .losses import CDTCrossEntropyLoss, GRWCrossEntropyLoss
 from .metrics import HeadBodyTailIoUMetric, pixel_splits
 
 __all__ = [
     'LTDecodeHead', 'LTDecodeHeadMixin', 'lt_decode_head_class',
     'DisAlignConvSeg', 'CausalNormConvSeg', 'TauNormConvSeg', 'LWSConvSeg',
+    'CosineConvSeg', 'CRTConvSeg', 'NCMConvSeg', 'NCMConvSegCentroidHook',
+    'iter_pixel_features',
     'GRWCrossEntropyLoss', 'CDTCrossEntropyLoss', 'HeadBodyTailIoUMetric',
     'pixel_splits', 'ADE20KLTDataset', 'count_seg_pixels', 'load_seg_label'
 ]

@@ -14,7 +14,11 @@ mixin that
 3. declares ``stage2_parameter_names()`` for
    :class:`lt_mm.engine.Stage2FreezeHook`;
 4. checks at build time that the decode losses' class counts match
-   ``num_classes``.
+   ``num_classes``;
+5. optionally applies a post-hoc prior adjustment to the eval-mode logits
+   (``posthoc=dict(type='nc_tau' | 'logit_adjust', tau=..., counts=[...] |
+   stats_file=...)``, CDT Eq. 5 or logit adjustment, per pixel, pixel
+   counts), the same option as the classification heads.
 
 Config (inherit the stock config and change only the type)::
 
@@ -39,6 +43,9 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from lt_mm.core.cdt import PosthocAdjust, build_posthoc, posthoc_adjust
+from lt_mm.core.stats import resolve_counts
+
 _LT_HEAD_CLASSES: Dict[type, type] = {}
 
 
@@ -53,15 +60,30 @@ class LTDecodeHeadMixin:
             ``dict(type='DisAlignConvSeg')``). ``in_channels`` (the head's
             ``channels``) and ``num_classes`` are filled in. None keeps the
             stock ``conv_seg`` (e.g. classifier re-training with a GRW loss).
+        posthoc (dict, optional): post-hoc prior adjustment of the eval-mode
+            logits, ``dict(type='nc_tau' | 'logit_adjust', tau=1.0,
+            counts=[...] | stats_file=PATH)`` with *pixel* counts (unit
+            ``'pixels'``; ``'builtin:ade20k'`` for ADE20K):
+            ``z_c / N_c ** tau`` (CDT Eq. 5,
+            :func:`lt_mm.core.cdt.nc_tau_adjust`) or
+            ``z_c - tau * log N_c`` (:func:`lt_mm.core.cdt.logit_adjust`).
+            Built by :func:`lt_mm.core.cdt.build_posthoc`: the counts are
+            the persistent buffer ``posthoc.counts`` (C,), saved in
+            checkpoints; a checkpoint without it (stage 1) keeps the
+            configured counts (an earlier ``prior_counts`` key loads).
+            ``train_ann_file`` is refused (no segmentation annotation
+            reader: write the counts with ``tools/class_stats.py``).
         *args, **kwargs: the stock head's arguments.
     """
 
     def __init__(self,
                  *args,
                  classifier: Optional[dict] = None,
+                 posthoc: Optional[dict] = None,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.classifier_cfg = copy.deepcopy(classifier)
+        self._init_posthoc(posthoc)
         self._gt_for_mask: Optional[Tensor] = None
         if classifier is not None:
             if self.out_channels != self.num_classes:
@@ -83,8 +105,9 @@ class LTDecodeHeadMixin:
         if clf_cls is None:
             raise ValueError(
                 f'classifier type {typ!r} is not registered; lt_mm provides '
-                "'DisAlignConvSeg', 'CausalNormConvSeg', 'TauNormConvSeg' and "
-                "'LWSConvSeg' (import lt_mm.seg).")
+                "'DisAlignConvSeg', 'CausalNormConvSeg', 'TauNormConvSeg', "
+                "'LWSConvSeg', 'CosineConvSeg', 'CRTConvSeg' and "
+                "'NCMConvSeg' (import lt_mm.seg).")
         default_args = dict(
             in_channels=self.channels, num_classes=self.num_classes)
         if getattr(clf_cls, 'uses_head_cfg', False):
@@ -108,9 +131,80 @@ class LTDecodeHeadMixin:
                     'to another dataset. Create them for this one with '
                     'python tools/class_stats.py CONFIG --out PATH.')
 
+    # ------------------------------------------------------------ posthoc
+    def _init_posthoc(self, posthoc: Optional[dict]) -> None:
+        """Build the post-hoc module (build time): core
+        :func:`lt_mm.core.cdt.build_posthoc` with the pixel-count reader."""
+        what = type(self).__name__
+
+        def read_counts(counts=None, stats_file=None, train_ann_file=None):
+            if train_ann_file is not None:
+                raise ValueError(
+                    f'train_ann_file={train_ann_file!r} is not read for '
+                    'segmentation (pixel counts come from the label maps); '
+                    'write them with python tools/class_stats.py CONFIG '
+                    '--out PATH and pass stats_file=PATH (ADE20K: '
+                    "stats_file='builtin:ade20k') or counts=[...].")
+            return resolve_counts(
+                counts, stats_file, num_classes=self.num_classes,
+                unit='pixels')
+
+        # the counts are the buffer posthoc.counts: they travel in the
+        # checkpoint (the inference statistics)
+        self.posthoc: Optional[PosthocAdjust] = build_posthoc(
+            posthoc, read_counts, what)
+
+    def apply_posthoc(self,
+                      logits: Tensor,
+                      kind: Optional[str] = None,
+                      tau: Optional[float] = None,
+                      counts: Optional[Tensor] = None) -> Tensor:
+        """Post-hoc prior adjustment per pixel (CDT Eq. 5 / logit adjust).
+
+        The configured :class:`lt_mm.core.cdt.PosthocAdjust` (or
+        :func:`lt_mm.core.cdt.posthoc_adjust` with explicit ``kind`` and
+        ``counts``). Both rules multiply or shift each class map by a
+        constant, so applying them to the low-resolution logits equals
+        applying them after mmseg's (linear, weights summing to one)
+        bilinear upsampling / sliding-window averaging.
+
+        Args:
+            logits: (N, C, H, W).
+            kind: ``'nc_tau'`` or ``'logit_adjust'``; default the configured
+                one (none configured: ``logits`` unchanged).
+            tau: default the configured one (1.0 without a configuration).
+            counts: (C,) pixel counts; default the ``posthoc.counts``
+                buffer.
+
+        Returns:
+            Tensor: (N, C, H, W).
+        """
+        if self.posthoc is not None:
+            return self.posthoc(logits, kind, tau, counts)
+        if kind is None:
+            return logits
+        if counts is None:
+            raise ValueError(
+                f'posthoc {kind!r} needs class counts: configure '
+                "posthoc=dict(type=..., tau=..., stats_file=...|counts=...) "
+                'or pass counts.')
+        return posthoc_adjust(logits, counts, kind,
+                              1.0 if tau is None else tau)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args,
+                              **kwargs) -> None:
+        """``prior_counts`` (an earlier name) loads as ``posthoc.counts``."""
+        if prefix + 'prior_counts' in state_dict:
+            state_dict[prefix + 'posthoc.counts'] = state_dict.pop(
+                prefix + 'prior_counts')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # ------------------------------------------------------------ forward
     def cls_seg(self, feat: Tensor) -> Tensor:
         """Classify each pixel: ``conv_seg(dropout(feat), feat=feat)``.
+
+        In eval mode the configured post-hoc adjustment
+        (:meth:`apply_posthoc`) is applied to the logits.
 
         Args:
             feat: the feature map that feeds ``conv_seg`` (before the
@@ -121,11 +215,15 @@ class LTDecodeHeadMixin:
         """
         x = self.dropout(feat) if self.dropout is not None else feat
         if self.classifier_cfg is None:
-            return self.conv_seg(x)
-        valid = None
-        if getattr(self.conv_seg, 'needs_valid_mask', False):
-            valid = self._valid_mask(feat)
-        return self.conv_seg(x, feat=feat, valid=valid)
+            out = self.conv_seg(x)
+        else:
+            valid = None
+            if getattr(self.conv_seg, 'needs_valid_mask', False):
+                valid = self._valid_mask(feat)
+            out = self.conv_seg(x, feat=feat, valid=valid)
+        if self.posthoc is not None and not self.training:
+            out = self.apply_posthoc(out)
+        return out
 
     def _valid_mask(self, feat: Tensor) -> Optional[Tensor]:
         """Non-ignored pixels at the feature resolution, (N, h, w) bool.
@@ -195,6 +293,7 @@ def lt_decode_head_class(base: Type[BaseDecodeHead]) -> type:
 
 @MODELS.register_module()
 def LTDecodeHead(classifier: Optional[dict] = None,
+                 posthoc: Optional[dict] = None,
                  head: Optional[dict] = None,
                  head_type: Optional[Union[str, type]] = None,
                  **kwargs) -> nn.Module:
@@ -207,8 +306,15 @@ def LTDecodeHead(classifier: Optional[dict] = None,
             ``dict(type='DisAlignConvSeg')`` (DisAlign Eq. 5),
             ``dict(type='CausalNormConvSeg', alpha=1.5)`` (TDE Eq. 7-8),
             ``dict(type='TauNormConvSeg', tau=1.0)`` (Decoupling Eq. 3),
-            ``dict(type='LWSConvSeg')`` (Decoupling Eq. 4); None keeps the
+            ``dict(type='LWSConvSeg')`` (Decoupling Eq. 4),
+            ``dict(type='CosineConvSeg')`` (cosine classifier),
+            ``dict(type='CRTConvSeg')`` (Decoupling cRT),
+            ``dict(type='NCMConvSeg')`` (Decoupling NCM); None keeps the
             stock ``conv_seg``.
+        posthoc: post-hoc prior adjustment of the test logits,
+            ``dict(type='nc_tau' | 'logit_adjust', tau=..., counts=[...] |
+            stats_file=...)`` (pixel counts; see
+            :class:`LTDecodeHeadMixin`).
         head: full config of the stock head (``dict(type='FCNHead', ...)``).
         head_type: alternatively the stock head type, with its arguments
             given flat in ``kwargs`` -- convenient when inheriting a stock
@@ -242,4 +348,5 @@ def LTDecodeHead(classifier: Optional[dict] = None,
                          'in mmseg MODELS.')
     if base is LTDecodeHead:
         raise ValueError('LTDecodeHead cannot wrap itself.')
-    return lt_decode_head_class(base)(classifier=classifier, **cfg)
+    return lt_decode_head_class(base)(
+        classifier=classifier, posthoc=posthoc, **cfg)

@@ -15,6 +15,8 @@ import lt_mm.det  # noqa: F401
 from lt_mm.det.classifiers import (CausalNormLinear, CosineLinear,
                                    DisAlignCosineLinear, DisAlignLinear,
                                    TauNormLinear)
+from lt_mm.det.decoupling import (CRTLinear, LWSLinear, NCMLinear,
+                                  PosthocLinear)
 from lt_mm.det.losses import CDTLoss, GRWLoss
 
 from mmdet.registry import MODELS  # noqa: E402
@@ -25,17 +27,19 @@ QUICKSTART_DET = sorted(
     glob.glob(osp.join(REPO, 'configs', 'quickstart', 'digits_det_*.py')))
 
 
-def _replace_stats_files(node):
-    """stats_file=PATH -> counts=[1, 2, ..., C] (C from num_classes)."""
+def _replace_stats_files(node, num_classes=None):
+    """stats_file=PATH -> counts=[1, 2, ..., C] (C from the nearest
+    num_classes, e.g. the box head's for a classifier's posthoc)."""
     if isinstance(node, dict):
+        num_classes = node.get('num_classes', num_classes)
         if node.get('stats_file') is not None:
-            node['counts'] = list(range(1, node['num_classes'] + 1))
+            node['counts'] = list(range(1, num_classes + 1))
             node['stats_file'] = None
         for v in node.values():
-            _replace_stats_files(v)
+            _replace_stats_files(v, num_classes)
     elif isinstance(node, list):
         for v in node:
-            _replace_stats_files(v)
+            _replace_stats_files(v, num_classes)
 
 
 def _heads(model):
@@ -49,6 +53,11 @@ EXPECTED_CLASSIFIER = {
     'cosine': CosineLinear,
     'tde': CausalNormLinear,
     'taunorm': TauNormLinear,
+    'lws': LWSLinear,
+    'crt': CRTLinear,
+    'ncm': NCMLinear,
+    'posthoc-la': PosthocLinear,
+    'posthoc-nctau': PosthocLinear,
 }
 
 

@@ -25,6 +25,7 @@ from mmpretrain.models.heads import ClsHead, LinearClsHead
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
+from lt_mm.core._utils import keep_missing_buffers
 from lt_mm.core.cdt import PosthocAdjust, build_posthoc, posthoc_adjust
 from lt_mm.core.decoupling import CosineClassifier, WeightCache, cache_enabled
 from ..counts import resolve_cls_counts
@@ -151,10 +152,7 @@ class LongTailHeadMixin:
             state_dict[prefix +
                        'posthoc.counts'] = state_dict.pop(prefix +
                                                           'prior_counts')
-        for name in self._optional_buffers:
-            buf = self._buffers.get(name)
-            if buf is not None and prefix + name not in state_dict:
-                state_dict[prefix + name] = buf.detach().clone()
+        keep_missing_buffers(self, state_dict, prefix, self._optional_buffers)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def init_weights(self) -> None:

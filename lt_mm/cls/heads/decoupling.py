@@ -25,8 +25,8 @@ from lt_mm.core.checks import check_choice, check_range
 from lt_mm.core.decoupling import (NCM_DISTS, NCM_FEAT_TYPES,
                                    LearnableWeightScaling, cache_enabled,
                                    class_centroids, ncm_logits,
-                                   reinit_classifier, tau_norm_logits,
-                                   tau_normalize)
+                                   reinit_classifier_from_stage1,
+                                   tau_norm_logits, tau_normalize)
 from .base import LTLinearClsHead
 
 
@@ -154,20 +154,11 @@ class CRTClsHead(LTLinearClsHead):
         in; a missing ``crt_retrained`` is filled with 0 for the same
         reason.
         """
-        flag = state_dict.get(prefix + 'crt_retrained')
-        if flag is not None and int(flag) != 0:
-            return  # a re-trained (stage-2) classifier: load it as is
-        reinit_classifier(self.fc)
-        for name, p in self.fc.named_parameters():
-            key = f'{prefix}fc.{name}'
-            if key in state_dict:
-                state_dict[key] = p.detach().clone()
-        MMLogger.get_current_instance().info(
-            'CRTClsHead: the checkpoint has no re-trained classifier '
-            '(stage-1 weights): fc is re-initialised for cRT.')
-        if flag is None:  # a stage-1 checkpoint: not a missing key
-            state_dict[prefix + 'crt_retrained'] = \
-                self.crt_retrained.detach().clone()
+        if reinit_classifier_from_stage1(self.fc, state_dict, prefix + 'fc.',
+                                         prefix + 'crt_retrained'):
+            MMLogger.get_current_instance().info(
+                'CRTClsHead: the checkpoint has no re-trained classifier '
+                '(stage-1 weights): fc is re-initialised for cRT.')
 
     def train_logits(self, x: Tensor) -> Tensor:
         """(N, D) -> (N, C); marks the classifier as re-trained."""

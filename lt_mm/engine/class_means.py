@@ -1,0 +1,77 @@
+"""When the NCM class means are computed and saved (every toolbox).
+
+Decoupling's nearest-class-mean classifier (Kang et al., ICLR 2020,
+Sec. 4) needs the class means of the frozen model's features over the
+training set before it can predict. :class:`ClassMeansHook` owns *when*:
+before validation (each time, or once), before testing (unless the
+checkpoint already has them) and the saved model with the means; the
+toolbox hooks (``NCMCentroidHook`` of ``lt_mm.cls``, ``lt_mm.seg``,
+``lt_mm.det``) only say *how* (which features: image, pixel or
+ground-truth-box) through :meth:`means_ready` and :meth:`compute`.
+"""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Optional
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.runner.checkpoint import (get_state_dict, save_checkpoint,
+                                        weights_to_cpu)
+
+
+class ClassMeansHook(Hook):
+    """Compute class means before val / test; save the model with them.
+
+    Args:
+        dataloader: the loader config of the features (None: the
+            toolbox's default, the training set with the test pipeline).
+        recompute_on_val: recompute before every validation (stage-1
+            features change while training); False computes them once.
+        recompute_on_test: recompute before testing even when the
+            checkpoint has class means.
+        save_checkpoint: after computing them for a test run, save the
+            model with its means to ``WORK_DIR/ncm_centroids.pth``.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self,
+                 dataloader: Optional[dict] = None,
+                 recompute_on_val: bool = True,
+                 recompute_on_test: bool = False,
+                 save_checkpoint: bool = True) -> None:
+        self.dataloader = dataloader
+        self.recompute_on_val = recompute_on_val
+        self.recompute_on_test = recompute_on_test
+        self.save_checkpoint = save_checkpoint
+
+    def means_ready(self, runner) -> bool:
+        """Whether the model already holds class means (e.g. loaded)."""
+        raise NotImplementedError
+
+    def compute(self, runner) -> None:
+        """Compute the class means and store them in the model."""
+        raise NotImplementedError
+
+    def before_val(self, runner) -> None:
+        if self.recompute_on_val or not self.means_ready(runner):
+            self.compute(runner)
+
+    def before_test(self, runner) -> None:
+        if self.means_ready(runner) and not self.recompute_on_test:
+            runner.logger.info(f'{type(self).__name__}: using the class '
+                               'means of the checkpoint.')
+            return
+        self.compute(runner)
+        if self.save_checkpoint and is_main_process():
+            model = runner.model.module if is_model_wrapper(
+                runner.model) else runner.model
+            path = osp.join(runner.work_dir, 'ncm_centroids.pth')
+            save_checkpoint(
+                dict(
+                    meta=dict(source=runner._load_from, ncm=True),
+                    state_dict=weights_to_cpu(get_state_dict(model))), path)
+            runner.logger.info(f'{type(self).__name__}: model with class '
+                               f'means saved to {path}')
