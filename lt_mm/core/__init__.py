@@ -14,8 +14,9 @@
 """
 from .causal_norm import (CausalNormClassifier, background_exempt_log_probs,
                           causal_norm_logits, suggest_alpha, tde_logits)
-from .cdt import (POSTHOC_RULES, CDTCrossEntropy, cdt_logits, cdt_temperatures,
-                  logit_adjust, nc_tau_adjust, parse_posthoc, posthoc_adjust)
+from .cdt import (POSTHOC_RULES, CDTCrossEntropy, PosthocAdjust, apply_posthoc,
+                  build_posthoc, cdt_logits, cdt_temperatures, logit_adjust,
+                  nc_tau_adjust, parse_posthoc, posthoc_adjust)
 from .checks import as_counts, check_choice, check_range
 from .decoupling import (CosineClassifier, LearnableWeightScaling,
                          class_centroids, ncm_logits, reinit_classifier,
@@ -34,15 +35,15 @@ __all__ = [
     'CausalNormClassifier', 'background_exempt_log_probs',
     'causal_norm_logits', 'suggest_alpha', 'tde_logits', 'CDTCrossEntropy',
     'cdt_logits', 'cdt_temperatures', 'logit_adjust', 'nc_tau_adjust',
-    'POSTHOC_RULES', 'PosthocAdjust', 'build_posthoc', 'parse_posthoc',
-    'posthoc_adjust', 'as_counts',
-    'check_choice', 'check_range', 'CosineClassifier',
-    'LearnableWeightScaling', 'class_centroids', 'ncm_logits',
-    'reinit_classifier', 'tau_norm_logits', 'tau_normalize',
-    'DisAlignCalibration', 'disalign_calibrate', 'GRWCrossEntropy',
-    'grw_class_weights', 'grw_cross_entropy', 'LongTailCrossEntropy',
-    'reduced_cross_entropy', 'toolbox_loss', 'toolbox_losses', 'with_defaults',
-    'class_aware_indices', 'class_sampling_probs', 'class_weighted_indices',
+    'POSTHOC_RULES', 'PosthocAdjust', 'apply_posthoc', 'build_posthoc',
+    'parse_posthoc', 'posthoc_adjust', 'as_counts', 'check_choice',
+    'check_range', 'CosineClassifier', 'LearnableWeightScaling',
+    'class_centroids', 'ncm_logits', 'reinit_classifier', 'tau_norm_logits',
+    'tau_normalize', 'DisAlignCalibration', 'disalign_calibrate',
+    'GRWCrossEntropy', 'grw_class_weights', 'grw_cross_entropy',
+    'LongTailCrossEntropy', 'reduced_cross_entropy', 'toolbox_loss',
+    'toolbox_losses', 'with_defaults', 'class_aware_indices',
+    'class_sampling_probs', 'class_weighted_indices',
     'progressive_class_probs', 'ClassStats', 'ade20k_class_stats',
     'compute_splits', 'load_class_stats', 'lvis_splits', 'ratio_splits',
     'resolve_counts', 'shot_splits'

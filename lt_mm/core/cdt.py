@@ -412,3 +412,38 @@ def build_posthoc(posthoc: Optional[dict],
     except ValueError as err:
         raise ValueError(f'{what} posthoc={parsed["type"]!r}: {err}') from None
     return PosthocAdjust(counts, parsed['type'], parsed['tau'], background)
+
+
+def apply_posthoc(module: Optional[PosthocAdjust],
+                  logits: Tensor,
+                  rule: Optional[str] = None,
+                  tau: Optional[float] = None,
+                  counts: Optional[CountsLike] = None,
+                  background: bool = False) -> Tensor:
+    """The configured post-hoc rule of a component, or an explicit one.
+
+    What every adapter's ``apply_posthoc`` does (e.g. in a sweep): the
+    configured :class:`PosthocAdjust` with optional overrides; without a
+    configuration, ``rule`` with the given ``counts`` (``tau`` default 1);
+    no rule at all returns ``logits`` unchanged.
+
+    Args:
+        module: the component's ``posthoc`` module, or None.
+        logits: (N, C') or (N, C', H, W).
+        rule, tau, counts: overrides (see :func:`posthoc_adjust`).
+        background: the last column is the background (no configuration).
+
+    Returns:
+        Tensor: same shape as ``logits``.
+    """
+    if module is not None:
+        return module(logits, rule, tau, counts)
+    if rule is None:
+        return logits
+    if counts is None:
+        raise ValueError(
+            f'posthoc {rule!r} needs class counts: configure '
+            "posthoc=dict(type=..., tau=..., stats_file=...|counts=[...]) "
+            'or pass counts.')
+    return posthoc_adjust(logits, counts, rule, 1.0 if tau is None else tau,
+                          background)

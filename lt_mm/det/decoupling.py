@@ -65,7 +65,7 @@ from torch import Tensor
 
 from lt_mm.core._utils import OptionalBuffersMixin
 from lt_mm.core.causal_norm import background_exempt_log_probs
-from lt_mm.core.cdt import PosthocAdjust, build_posthoc, posthoc_adjust
+from lt_mm.core.cdt import PosthocAdjust, apply_posthoc, build_posthoc
 from lt_mm.core.checks import check_choice, check_range
 from lt_mm.core.decoupling import (NCM_DISTS, NCM_FEAT_TYPES,
                                    LearnableWeightScaling, centroids_from_sums,
@@ -298,22 +298,10 @@ class PosthocLinear(nn.Linear):
             kind, tau, counts: override the configured rule, exponent and
                 counts (C,) (e.g. for a sweep); no rule -> ``logits``.
         """
-        if self.posthoc is not None:
-            adjusted = self.posthoc(logits, kind, tau, counts)
-        elif kind is None:
+        if self.posthoc is None and kind is None:
             return logits
-        elif counts is None:
-            raise ValueError(
-                f'PosthocLinear: posthoc {kind!r} needs class counts: '
-                "configure posthoc=dict(type=..., stats_file=...|"
-                'train_ann_file=...|counts=[...]).')
-        else:
-            adjusted = posthoc_adjust(
-                logits,
-                counts,
-                kind,
-                1.0 if tau is None else tau,
-                background=True)
+        adjusted = apply_posthoc(
+            self.posthoc, logits, kind, tau, counts, background=True)
         if not self.keep_background_prob:
             return adjusted
         return keep_background_log_probs(logits, adjusted[:, :-1])

@@ -43,7 +43,7 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from lt_mm.core.cdt import PosthocAdjust, build_posthoc, posthoc_adjust
+from lt_mm.core.cdt import PosthocAdjust, apply_posthoc, build_posthoc
 from lt_mm.core.stats import resolve_counts
 
 _LT_HEAD_CLASSES: Dict[type, type] = {}
@@ -146,7 +146,9 @@ class LTDecodeHeadMixin:
                     '--out PATH and pass stats_file=PATH (ADE20K: '
                     "stats_file='builtin:ade20k') or counts=[...].")
             return resolve_counts(
-                counts, stats_file, num_classes=self.num_classes,
+                counts,
+                stats_file,
+                num_classes=self.num_classes,
                 unit='pixels')
 
         # the counts are the buffer posthoc.counts: they travel in the
@@ -179,24 +181,15 @@ class LTDecodeHeadMixin:
         Returns:
             Tensor: (N, C, H, W).
         """
-        if self.posthoc is not None:
-            return self.posthoc(logits, kind, tau, counts)
-        if kind is None:
-            return logits
-        if counts is None:
-            raise ValueError(
-                f'posthoc {kind!r} needs class counts: configure '
-                "posthoc=dict(type=..., tau=..., stats_file=...|counts=...) "
-                'or pass counts.')
-        return posthoc_adjust(logits, counts, kind,
-                              1.0 if tau is None else tau)
+        return apply_posthoc(self.posthoc, logits, kind, tau, counts)
 
     def _load_from_state_dict(self, state_dict, prefix, *args,
                               **kwargs) -> None:
         """``prior_counts`` (an earlier name) loads as ``posthoc.counts``."""
         if prefix + 'prior_counts' in state_dict:
-            state_dict[prefix + 'posthoc.counts'] = state_dict.pop(
-                prefix + 'prior_counts')
+            state_dict[prefix +
+                       'posthoc.counts'] = state_dict.pop(prefix +
+                                                          'prior_counts')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------ forward

@@ -26,7 +26,7 @@ from mmpretrain.registry import MODELS
 from torch import Tensor
 
 from lt_mm.core._utils import keep_missing_buffers
-from lt_mm.core.cdt import PosthocAdjust, build_posthoc, posthoc_adjust
+from lt_mm.core.cdt import PosthocAdjust, apply_posthoc, build_posthoc
 from lt_mm.core.decoupling import CosineClassifier, WeightCache, cache_enabled
 from ..counts import resolve_cls_counts
 
@@ -126,16 +126,7 @@ class LongTailHeadMixin:
         Returns:
             Tensor: (N, C).
         """
-        if self.posthoc is not None:
-            return self.posthoc(logits, kind, tau, counts)
-        if kind is None:
-            return logits
-        if counts is None:
-            raise ValueError(
-                f'posthoc {kind!r} needs class counts: configure '
-                "posthoc=dict(type=..., train_ann_file=...|stats_file=...).")
-        return posthoc_adjust(logits, counts, kind,
-                              1.0 if tau is None else tau)
+        return apply_posthoc(self.posthoc, logits, kind, tau, counts)
 
     # -- mmpretrain interface -------------------------------------------------
     def forward(self, feats: Tuple[Tensor, ...]) -> Tensor:
