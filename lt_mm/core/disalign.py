@@ -243,6 +243,12 @@ class DisAlignCalibration(nn.Module):
                 f'logits of shape {tuple(logits.shape)} do not match feats '
                 f'of shape {tuple(feats.shape)}: per-pixel logits need '
                 'per-pixel features of the same spatial size.')
+        return self.calibrate(logits, sigma)
+
+    def calibrate(self, logits: Tensor, sigma: Tensor) -> Tensor:
+        """Eq. 5 / 6 with a given confidence ``sigma`` (e.g. computed in
+        the same convolution as the logits): (N, C'[, H, W]) and
+        (N, 1[, H, W]) -> (N, C'[, H, W])."""
         return disalign_calibrate(
             logits,
             sigma.to(logits.dtype),

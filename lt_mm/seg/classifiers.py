@@ -141,6 +141,7 @@ class DisAlignConvSeg(_ConvSegBase):
             norm_cfg=copy.deepcopy(norm_cfg),
             act_cfg=copy.deepcopy(act_cfg))
         self.calibration = self._new_calibration()
+        self._weight_cache = WeightCache()
 
     def _new_calibration(self) -> DisAlignCalibration:
         layer = None
@@ -185,7 +186,28 @@ class DisAlignConvSeg(_ConvSegBase):
             Tensor: (N, C, H, W).
         """
         _check_feat(x, self.in_channels, 'DisAlignConvSeg')
-        return self.calibration(self.logits(x), x if feat is None else feat)
+        feat = x if feat is None else feat
+        layer = self.calibration.confidence_layer
+        sources = (self.weight, self.bias, layer.weight, layer.bias)
+        if feat is not x or not isinstance(layer, nn.Conv2d) or any(
+                t is None for t in sources) or not cache_enabled(
+                    self, sources):
+            return self.calibration(self.logits(x), feat)
+        # eval: the logits and the confidence logit of the same input in
+        # ONE 1x1 convolution (weights stacked and cached), a single read
+        # of the feature map as the stock conv_seg
+        w, b = self._weight_cache.get(
+            'logits_and_sigma', sources, (x.dtype, ), lambda:
+            (torch.cat([self.weight, layer.weight]).to(x.dtype),
+             torch.cat([self.bias, layer.bias]).to(x.dtype)))
+        out = F.conv2d(x, w, b)
+        return self.calibration.calibrate(out[:, :-1],
+                                          torch.sigmoid(out[:, -1:]))
+
+    def train(self, mode: bool = True) -> 'DisAlignConvSeg':
+        """Switch mode and drop the cached stacked weights."""
+        self._weight_cache.clear()
+        return super().train(mode)
 
 
 @MODELS.register_module()

@@ -324,3 +324,32 @@ def test_tau_norm_conv_seg_cached_path_hand_computed():
     assert_close(
         out,
         torch.tensor([12.2, 21.0]).reshape(1, 2, 1, 1).expand(1, 2, 2, 3))
+
+
+def test_disalign_conv_seg_fused_eval_equals_the_two_convolutions():
+    from lt_mm.seg.classifiers import DisAlignConvSeg
+    torch.manual_seed(0)
+    clf = DisAlignConvSeg(8, 5)
+    with torch.no_grad():
+        clf.calibration.logit_scale.copy_(torch.linspace(0.5, 2.0, 5))
+        clf.calibration.logit_bias.copy_(torch.linspace(-1.0, 1.0, 5))
+        clf.calibration.confidence_layer.weight.normal_()
+    x = torch.randn(2, 8, 4, 3)
+    clf.eval()
+    with torch.no_grad():
+        reference = clf.calibration(clf.logits(x), x)  # two convolutions
+        fused = clf(x)  # one stacked convolution (cached weights)
+        assert clf._weight_cache.get(
+            'logits_and_sigma', (clf.weight, clf.bias,
+                                 clf.calibration.confidence_layer.weight,
+                                 clf.calibration.confidence_layer.bias),
+            (x.dtype, ), lambda: None) is not None
+        torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-6)
+        # a change of the calibration's confidence layer is seen
+        clf.calibration.confidence_layer.bias.fill_(3.0)
+        torch.testing.assert_close(
+            clf(x), clf.calibration(clf.logits(x), x), rtol=1e-5, atol=1e-6)
+    clf.train()  # training: the unfused path (feat may differ from x)
+    torch.testing.assert_close(
+        clf(x, feat=x.flip(0)),
+        clf.calibration(clf.logits(x), x.flip(0)), rtol=0, atol=0)
