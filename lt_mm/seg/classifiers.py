@@ -188,10 +188,11 @@ class DisAlignConvSeg(_ConvSegBase):
         _check_feat(x, self.in_channels, 'DisAlignConvSeg')
         feat = x if feat is None else feat
         layer = self.calibration.confidence_layer
+        if feat is not x or not isinstance(layer, nn.Conv2d):
+            return self.calibration(self.logits(x), feat)
         sources = (self.weight, self.bias, layer.weight, layer.bias)
-        if feat is not x or not isinstance(layer, nn.Conv2d) or any(
-                t is None for t in sources) or not cache_enabled(
-                    self, sources):
+        if any(t is None for t in sources) or not cache_enabled(
+                self, sources):
             return self.calibration(self.logits(x), feat)
         # eval: the logits and the confidence logit of the same input in
         # ONE 1x1 convolution (weights stacked and cached), a single read
