@@ -1,8 +1,6 @@
 # DisAlign stage 2, FCN-R50-D8 on ADE20K (DisAlign, CVPR 2021, Table 6 /
 # Table 15 "FCN R-50"; head/body/tail split of Table 16). Choices: README.md.
-_base_ = 'mmseg::fcn/fcn_r50-d8_4xb4-160k_ade20k-512x512.py'
-
-custom_imports = dict(imports=['lt_mm.seg'], allow_failed_imports=False)
+_base_ = './_base_/fcn_r50_ade20k.py'
 
 model = dict(
     pretrained=None,  # every weight comes from the stage-1 checkpoint
@@ -29,7 +27,3 @@ param_scheduler = [
 ]
 train_cfg = dict(max_iters=8000, val_interval=800)
 default_hooks = dict(checkpoint=dict(interval=800))
-
-# aAcc / mIoU / mAcc + mIoU_head/body/tail, mAcc_head/body/tail (Table 16)
-val_evaluator = dict(type='HeadBodyTailIoUMetric')
-test_evaluator = val_evaluator
