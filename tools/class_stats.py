@@ -8,16 +8,22 @@ Usage::
         [--unit images|instances|pixels] [--rule auto|...] [--thr k=v ...]
         [--cfg-options k=v ...]
 
-The dataset of the chosen split is built from the config without its
-pipeline; only the annotations are read, in one pass:
+Every dataset of the chosen split (wrappers unwrapped, ``ConcatDataset``
+parts summed, as the counts pipeline :mod:`lt_mm.engine.counts` does) is
+counted by its toolbox's reader -- the same readers that give losses,
+heads and metrics their counts -- built without its pipeline, reading only
+the annotations, in one pass:
 
-* mmseg: the label PNGs, exactly as ``LoadAnnotations`` reads them
-  (``reduce_zero_label``, the dataset's ``label_map``, ``ignore_index``
-  not counted) -> pixels (and images) per class;
-* mmpretrain: ``dataset.get_gt_labels()`` (the list-file labels) -> images
-  per class;
-* mmdet: the instances of ``dataset.data_list`` (``ignore_flag`` ones
-  skipped) -> instances and images per class.
+* mmseg (:func:`lt_mm.seg.counts.read_seg_counts`): the label PNGs,
+  exactly as ``LoadAnnotations`` reads them (``reduce_zero_label``, the
+  dataset's ``label_map``, ``ignore_index`` not counted) -> pixels (and
+  images) per class;
+* mmpretrain (:func:`lt_mm.cls.counts.read_cls_counts`,
+  ``source='dataset'``): ``dataset.get_gt_labels()`` of any single-label
+  dataset type -> images per class;
+* mmdet (:func:`lt_mm.det.counts.read_det_counts`, ``source='dataset'``):
+  the instances of ``dataset.data_list`` (the metainfo classes,
+  ``ignore_flag`` ones skipped) -> instances and images per class.
 
 The counts (DisAlign Eq. 11 ``n_c``, Decoupling Eq. 1-2 ``n_j``, CDT Eq. 3
 ``N_c``) and class groups go to a ``lt_mm.class_stats/v1`` file
@@ -99,152 +105,98 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-# ---------------------------------------------------------------- dataset
-def _strip_pipelines(cfg):
-    """Remove every ``pipeline`` of a (wrapped) dataset config."""
-    if isinstance(cfg, dict):
-        out = {}
-        for k, v in cfg.items():
-            out[k] = [] if k == 'pipeline' else _strip_pipelines(v)
-        return out
-    if isinstance(cfg, (list, tuple)):
-        return type(cfg)(_strip_pipelines(v) for v in cfg)
-    return cfg
+# ----------------------------------------------------------------- counting
+def _plain(cfg):
+    return cfg.to_dict() if hasattr(cfg, 'to_dict') else cfg
 
 
-def _base_datasets(dataset) -> list:
-    """Unwrap mmengine wrappers (Concat / Repeat / ClassBalanced)."""
-    if hasattr(dataset, 'datasets'):
-        out = []
-        for d in dataset.datasets:
-            out.extend(_base_datasets(d))
-        return out
-    inner = getattr(dataset, 'dataset', None)
-    if inner is not None and inner is not dataset and hasattr(
-            inner, '__len__'):
-        return _base_datasets(inner)
-    return [dataset]
-
-
-def build_dataset(cfg, split: str):
-    """Build ``cfg.<split>_dataloader.dataset`` without pipelines."""
-    from mmengine.registry import DATASETS, init_default_scope
+def dataset_leaves(cfg, split: str) -> List[Tuple[str, dict]]:
+    """``(config key, dataset dict)`` of every dataset of
+    ``cfg.<split>_dataloader.dataset`` (wrappers unwrapped, the parts of a
+    ``ConcatDataset`` listed), as the counts pipeline walks them."""
+    from lt_mm.engine.preflight import _leaf_datasets
     key = f'{split}_dataloader'
     if cfg.get(key) is None or cfg[key].get('dataset') is None:
         raise ValueError(f'the config has no {key}.dataset.')
-    init_default_scope(cfg.get('default_scope'))
-    ds_cfg = _strip_pipelines(cfg[key]['dataset'].to_dict() if hasattr(
-        cfg[key]['dataset'], 'to_dict') else dict(cfg[key]['dataset']))
-    return DATASETS.build(ds_cfg)
+    return [(k, _plain(ds)) for k, ds in _leaf_datasets(
+        _plain(cfg[key]['dataset']), f'{key}.dataset')]
 
 
-def _classes(dataset) -> List[str]:
-    meta = getattr(dataset, 'metainfo', None) or {}
-    classes = meta.get('classes') or getattr(dataset, 'CLASSES', None)
-    if not classes:
-        raise ValueError(
-            f'{type(dataset).__name__} has no classes in its metainfo; set '
-            'metainfo=dict(classes=(...)) in the dataset config.')
-    return [str(c) for c in classes]
+def read_leaf(toolbox: str, ds: dict, progress: bool) -> dict:
+    """Counts of one dataset config through the toolbox's reader (no
+    cache: the output of this tool is the statistics file).
+
+    * mmseg: :func:`lt_mm.seg.counts.read_seg_counts` (label maps) ->
+      pixels, images, ignored, total;
+    * mmpretrain: :func:`lt_mm.cls.counts.read_cls_counts` with
+      ``source='dataset'`` (``get_gt_labels()`` of any dataset type) ->
+      images;
+    * mmdet: :func:`lt_mm.det.counts.read_det_counts` with
+      ``source='dataset'`` (``data_list``: metainfo classes,
+      ``ignore_flag`` skipped) -> instances, images.
+    """
+    if toolbox == 'mmseg':
+        from lt_mm.seg.counts import read_seg_counts
+        st = read_seg_counts(
+            ds, 'pixels', cache_file=False, progress=progress)
+        ex = st.extra
+        res = dict(
+            pixels=ex['pixel_counts'],
+            images=ex['image_counts'],
+            ignored=ex['ignored_pixels'],
+            total=ex['total'])
+    elif toolbox == 'mmpretrain':
+        from lt_mm.cls.counts import read_cls_counts
+        st = read_cls_counts(
+            ds, 'images', cache_file=False, source='dataset')
+        res = dict(images=st.counts)
+    else:
+        from lt_mm.det.counts import read_det_counts
+        st = read_det_counts(
+            ds,
+            'instances',
+            cache_file=False,
+            source='dataset',
+            progress=progress)
+        res = dict(
+            instances=st.extra['instance_counts'],
+            images=st.extra['image_counts'])
+    res = {
+        k: np.asarray(v, np.int64) if isinstance(v, list) else int(v)
+        for k, v in res.items()
+    }
+    res['num_images'] = int(st.extra['num_images'])
+    res['names'] = st.names
+    res['dataset_type'] = st.extra.get('dataset_type') or _type_name(ds)
+    return res
 
 
-def _bar(n: int, progress: bool):
-    from mmengine.utils import ProgressBar
-    return ProgressBar(n) if progress and n else None
+def _type_name(ds: dict) -> str:
+    t = ds.get('type')
+    return t.__name__ if isinstance(t, type) else str(t).split('.')[-1]
 
 
-def _data_infos(dataset) -> list:
-    if hasattr(dataset, 'full_init'):
-        dataset.full_init()
-    return [dataset.get_data_info(i) for i in range(len(dataset))]
-
-
-# ----------------------------------------------------------------- counting
-def count_mmseg(datasets: list, progress: bool) -> Tuple[List[str], dict]:
-    """Pixels / images per class of mmseg datasets (label PNGs)."""
-    from lt_mm.seg.datasets import count_seg_pixels
-    classes = _classes(datasets[0])
-    c = len(classes)
-    acc = dict(
-        pixels=np.zeros(c, np.int64),
-        images=np.zeros(c, np.int64),
-        ignored=0,
-        total=0,
-        num_images=0)
-    for ds in datasets:
-        if _classes(ds) != classes:
+def count(toolbox: str, leaves: List[Tuple[str, dict]],
+          progress: bool) -> Tuple[List[str], dict]:
+    """Sum the counts of the dataset parts (:func:`read_leaf`)."""
+    total: Optional[dict] = None
+    for _, ds in leaves:
+        res = read_leaf(toolbox, ds, progress)
+        if total is None:
+            total = res
+            continue
+        if res['names'] != total['names']:
             raise ValueError('the concatenated datasets have different '
                              'classes; count them separately.')
-        res = count_seg_pixels(
-            _data_infos(ds),
-            c,
-            ignore_index=getattr(ds, 'ignore_index', 255),
-            backend_args=getattr(ds, 'backend_args', None),
-            progress=progress)
-        for k in ('pixels', 'images'):
-            acc[k] += np.asarray(res[k], np.int64)
-        for k in ('ignored', 'total', 'num_images'):
-            acc[k] += res[k]
-    return classes, acc
-
-
-def count_mmpretrain(datasets: list, progress: bool) -> Tuple[List[str], dict]:
-    """Images per class of mmpretrain datasets (get_gt_labels)."""
-    classes = _classes(datasets[0])
-    c = len(classes)
-    images = np.zeros(c, np.int64)
-    n = 0
-    for ds in datasets:
-        labels = np.asarray(ds.get_gt_labels())
-        if labels.dtype == object or labels.ndim != 1:
-            raise ValueError(
-                f'{type(ds).__name__} is multi-label; class_stats.py counts '
-                'single-label classification datasets.')
-        labels = labels.astype(np.int64)
-        if labels.size and (labels.min() < 0 or labels.max() >= c):
-            raise ValueError(
-                f'labels lie in [{labels.min()}, {labels.max()}] but the '
-                f'dataset has {c} classes.')
-        images += np.bincount(labels, minlength=c)
-        n += labels.size
-    return classes, dict(images=images, num_images=n)
-
-
-def count_mmdet(datasets: list, progress: bool) -> Tuple[List[str], dict]:
-    """Instances / images per class of mmdet datasets (data_list)."""
-    classes = _classes(datasets[0])
-    c = len(classes)
-    instances = np.zeros(c, np.int64)
-    images = np.zeros(c, np.int64)
-    n = 0
-    for ds in datasets:
-        infos = _data_infos(ds)
-        cat_ids = getattr(ds, 'cat_ids', None)
-        if cat_ids is not None and len(cat_ids) != c:
-            raise ValueError(
-                f'the annotation file has {len(cat_ids)} categories but the '
-                f'dataset metainfo lists {c} classes; set metainfo=dict('
-                'classes=(...)) to the categories of the annotation file.')
-        bar = _bar(len(infos), progress)
-        for info in infos:
-            labels = [
-                int(inst['bbox_label']) for inst in info.get('instances', [])
-                if not inst.get('ignore_flag', 0)
-            ]
-            bad = [v for v in labels if not 0 <= v < c]
-            if bad:
-                raise ValueError(f'image {info.get("img_path")} has labels '
-                                 f'{bad} outside [0, {c}).')
-            if labels:
-                hist = np.bincount(labels, minlength=c)
-                instances += hist
-                images += hist > 0
-            n += 1
-            if bar is not None:
-                bar.update()
-        if bar is not None:
-            print()
-    return classes, dict(instances=instances, images=images, num_images=n)
+        for k, v in res.items():
+            if k not in ('names', 'dataset_type'):
+                total[k] = total[k] + v
+    classes = total['names']
+    if not classes:
+        raise ValueError(
+            f'{total["dataset_type"]} has no classes in its metainfo; set '
+            'metainfo=dict(classes=(...)) in the dataset config.')
+    return list(classes), total
 
 
 # ------------------------------------------------------------------- groups
@@ -305,13 +257,8 @@ def main(argv=None) -> str:
     if unit not in UNITS[toolbox]:
         raise SystemExit(f'--unit {unit} is not available for {toolbox} '
                          f'datasets; choose one of {UNITS[toolbox]}.')
-    dataset = build_dataset(cfg, args.split)
-    datasets = _base_datasets(dataset)
-    counter = dict(
-        mmseg=count_mmseg, mmpretrain=count_mmpretrain,
-        mmdet=count_mmdet)[toolbox]
-    progress = not args.no_progress
-    classes, res = counter(datasets, progress)
+    leaves = dataset_leaves(cfg, args.split)
+    classes, res = count(toolbox, leaves, not args.no_progress)
     rule, splits = make_splits(toolbox, args.rule, classes, res,
                                dict(args.thr or {}))
 
@@ -320,7 +267,7 @@ def main(argv=None) -> str:
         split=args.split,
         num_images=int(res['num_images']),
         split_rule=rule,
-        dataset_type=type(datasets[0]).__name__)
+        dataset_type=res['dataset_type'])
     if toolbox == 'mmseg':
         extra.update(
             total=int(res['total']),

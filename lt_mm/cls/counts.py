@@ -15,8 +15,11 @@ metric at the training list itself when no statistics file exists yet.
 """
 from __future__ import annotations
 
+import json
 import os.path as osp
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
 
 from lt_mm.core.stats import ClassStats, cached_class_stats
 from lt_mm.core.stats import default_cache_file as _default_cache_file
@@ -163,19 +166,176 @@ def class_stats_from_list(ann_file: str,
     return stats.validate()
 
 
+#: mmpretrain dataset types whose ``ann_file`` is an ImageNet-LT style
+#: ``<path> <label>`` list (counted by :func:`class_stats_from_list`).
+LIST_DATASETS = ('CustomDataset', 'ImageNet', 'ImageNet21k',
+                 'ImageNetLTDataset')
+#: ``source`` values of :func:`read_cls_counts`.
+CLS_SOURCES = ('list', 'dataset')
+
+
+def _type_name(dataset: dict) -> Optional[str]:
+    t = dataset.get('type')
+    if t is None:
+        return None
+    return t.__name__ if isinstance(t, type) else str(t).split('.')[-1]
+
+
+def _ann_path(dataset: dict) -> str:
+    ann = dataset.get('ann_file') or ''
+    root = dataset.get('data_root') or ''
+    return ann if not ann or osp.isabs(ann) or not root else osp.join(
+        root, ann)
+
+
+def _is_list_dataset(dataset: Union[str, dict]) -> bool:
+    """A path, a dict without ``type``, or a list-reading type with a
+    ``.txt`` ``ann_file``."""
+    if not isinstance(dataset, dict):
+        return True
+    kind = _type_name(dataset)
+    if kind is None:
+        return True
+    ann = str(dataset.get('ann_file') or '')
+    return kind in LIST_DATASETS and ann.endswith('.txt')
+
+
+def _without_pipelines(cfg: Any) -> Any:
+    if hasattr(cfg, 'to_dict'):
+        cfg = cfg.to_dict()
+    if isinstance(cfg, dict):
+        return {
+            k: ([] if k == 'pipeline' else _without_pipelines(v))
+            for k, v in cfg.items()
+        }
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(_without_pipelines(v) for v in cfg)
+    return cfg
+
+
+def build_cls_dataset(dataset: dict) -> Any:
+    """Build an mmpretrain dataset config without its pipeline (only the
+    annotations are read)."""
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import DATASETS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return DATASETS.build(_without_pipelines(dataset))
+
+
+def class_stats_from_dataset(dataset: dict,
+                             num_classes: Optional[int] = None,
+                             cache_file: Union[str, bool, None] = None,
+                             many_thr: float = MANY_THR,
+                             few_thr: float = FEW_THR) -> ClassStats:
+    """Images per class of any single-label mmpretrain dataset config.
+
+    The dataset is built without its pipeline and ``n_j`` is the bincount
+    of ``dataset.get_gt_labels()`` (the same labels training sees, for
+    every dataset type: lists, json annotations, folders, CIFAR ...).
+    Cached (:func:`lt_mm.core.stats.cached_class_stats`, keyed by the
+    annotation file and the dataset config) when the config names an
+    existing ``ann_file``; computed on every call otherwise.
+
+    Args:
+        dataset: an mmpretrain dataset config dict.
+        num_classes: C; default = the dataset's classes.
+        cache_file: see :func:`lt_mm.core.stats.cached_class_stats`.
+        many_thr: many-shot threshold of the stored splits.
+        few_thr: few-shot threshold of the stored splits.
+
+    Returns:
+        ClassStats: images per class (C,), names (when the dataset has C
+        classes), shot splits, ``extra['num_images']``.
+
+    Raises:
+        ValueError: multi-label labels, labels outside ``[0, C)``, no
+            classes and no ``num_classes``.
+    """
+    cfg = _without_pipelines(dataset)
+    kind = _type_name(cfg) or 'the dataset'
+
+    def compute() -> ClassStats:
+        ds = build_cls_dataset(cfg)
+        meta = getattr(ds, 'metainfo', None) or {}
+        classes = meta.get('classes') or getattr(ds, 'CLASSES', None)
+        classes = [str(c) for c in classes] if classes else None
+        c = num_classes if num_classes is not None else (
+            len(classes) if classes else None)
+        if not c:
+            raise ValueError(
+                f'{type(ds).__name__} has no classes in its metainfo; set '
+                'metainfo=dict(classes=(...)) in the dataset config.')
+        labels = np.asarray(ds.get_gt_labels())
+        if labels.dtype == object or labels.ndim != 1:
+            raise ValueError(
+                f'{type(ds).__name__} is multi-label; lt_mm counts '
+                'single-label classification datasets.')
+        labels = labels.astype(np.int64)
+        if labels.size and (labels.min() < 0 or labels.max() >= c):
+            raise ValueError(
+                f'labels lie in [{labels.min()}, {labels.max()}] but the '
+                f'dataset has {c} classes.')
+        counts = np.bincount(labels, minlength=c).tolist()
+        ann = _ann_path(cfg)
+        return ClassStats(
+            counts=counts,
+            unit='images',
+            names=classes if classes and len(classes) == c else None,
+            splits=shot_splits(counts, many_thr, few_thr),
+            dataset=osp.basename(ann) if ann else None,
+            extra=dict(
+                source=osp.abspath(ann) if ann else None,
+                dataset_type=type(ds).__name__,
+                num_images=int(labels.size),
+                many_thr=many_thr,
+                few_thr=few_thr))
+
+    ann = _ann_path(cfg)
+    if cache_file is False or not ann or not osp.isfile(ann):
+        if cache_file not in (None, False):
+            raise ValueError(
+                f'cache_file={cache_file!r}: {kind} has no annotation file '
+                'to key the cache on; use cache_file=None or False.')
+        return compute().validate()
+    params = dict(
+        reader='cls.dataset',
+        num_classes=num_classes,
+        config=json.dumps(cfg, sort_keys=True, default=str))
+    stats = cached_class_stats(
+        ann, params, compute, cache_file, default=default_cache_file(ann))
+    ex = stats.extra
+    if ex.get('many_thr') != many_thr or ex.get('few_thr') != few_thr:
+        stats.splits = shot_splits(stats.counts, many_thr, few_thr)
+        ex.update(many_thr=many_thr, few_thr=few_thr)
+    return stats.validate()
+
+
 def read_cls_counts(dataset: Union[str, dict],
                     unit: Optional[str] = 'images',
                     num_classes: Optional[int] = None,
-                    cache_file: Union[str, bool, None] = None) -> ClassStats:
+                    cache_file: Union[str, bool, None] = None,
+                    source: Optional[str] = None) -> ClassStats:
     """The classification counts reader (``resolve_counts(dataset=...)``).
 
+    Two ways to count ``n_j`` (images per class):
+
+    * ``'list'``: an ImageNet-LT style list (:func:`class_stats_from_list`),
+      a path or a dataset config dict whose ``data_root`` + ``ann_file``
+      is one;
+    * ``'dataset'``: any single-label mmpretrain dataset config, built
+      without its pipeline, ``get_gt_labels()``
+      (:func:`class_stats_from_dataset`; the dataset's class names).
+
     Args:
-        dataset: an ImageNet-LT style list, or a dataset config dict whose
-            ``data_root`` + ``ann_file`` is one (``ImageNetLTDataset``,
-            ``CustomDataset``, ``ImageNet`` with a list file).
+        dataset: a list path or a dataset config dict.
         unit: must be ``'images'`` (or None).
-        num_classes: C; default = largest label + 1.
+        num_classes: C; default = largest label + 1 (list) or the
+            dataset's classes (dataset).
         cache_file: see :func:`lt_mm.core.stats.cached_class_stats`.
+        source: ``'list'``, ``'dataset'`` or None = ``'list'`` for a path,
+            a dict without ``type`` and the list-reading types
+            (:data:`LIST_DATASETS`) with a ``.txt`` ``ann_file``,
+            ``'dataset'`` for every other dataset config.
 
     Returns:
         ClassStats: images per class (C,).
@@ -183,16 +343,25 @@ def read_cls_counts(dataset: Union[str, dict],
     if unit not in (None, 'images'):
         raise ValueError(f"unit={unit!r}; classification counts are images "
                          "(unit='images').")
+    if source not in (None, ) + CLS_SOURCES:
+        raise ValueError(f'source={source!r}; choose one of {CLS_SOURCES} '
+                         '(or None: by the dataset type).')
+    if source is None:
+        source = 'list' if _is_list_dataset(dataset) else 'dataset'
+    if source == 'dataset':
+        if not isinstance(dataset, dict) and not hasattr(dataset, 'to_dict'):
+            raise ValueError(
+                f"source='dataset' needs a dataset config dict, got "
+                f'{dataset!r}; pass a list path with source=None.')
+        return class_stats_from_dataset(dataset, num_classes, cache_file)
     if isinstance(dataset, dict):
-        ann = dataset.get('ann_file') or ''
-        if not ann:
+        if not dataset.get('ann_file'):
             raise ValueError(
                 f'{dataset.get("type")} without ann_file: lt_mm counts '
                 'classification datasets from their list file; give '
                 'stats_file=PATH (python tools/class_stats.py CONFIG --out '
                 'PATH) or counts=[...].')
-        root = dataset.get('data_root') or ''
-        path = ann if osp.isabs(ann) or not root else osp.join(root, ann)
+        path = _ann_path(dataset)
     else:
         path = str(dataset)
     return class_stats_from_list(path, num_classes, cache_file=cache_file)

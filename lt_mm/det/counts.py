@@ -30,7 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import os.path as osp
-from typing import List, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
+
+import numpy as np
 
 from lt_mm.core.stats import ClassStats, cached_class_stats
 from lt_mm.core.stats import default_cache_file as _default_cache_file
@@ -142,38 +144,217 @@ def _read_json_stats(ann_file: str, unit: str) -> ClassStats:
     return stats
 
 
+#: ``source`` values of :func:`read_det_counts`.
+DET_SOURCES = ('json', 'dataset')
+
+
+def _without_pipelines(cfg: Any) -> Any:
+    if hasattr(cfg, 'to_dict'):
+        cfg = cfg.to_dict()
+    if isinstance(cfg, dict):
+        return {
+            k: ([] if k == 'pipeline' else _without_pipelines(v))
+            for k, v in cfg.items()
+        }
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(_without_pipelines(v) for v in cfg)
+    return cfg
+
+
+def _ann_path(dataset: dict) -> str:
+    ann = dataset.get('ann_file') or ''
+    root = dataset.get('data_root') or ''
+    return ann if not ann or osp.isabs(ann) or not root else osp.join(
+        root, ann)
+
+
+def build_det_dataset(dataset: dict) -> Any:
+    """Build an mmdet dataset config without its pipeline (only the
+    annotations are read)."""
+    from mmdet.registry import DATASETS
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return DATASETS.build(_without_pipelines(dataset))
+
+
+def _count_data_list(ds: Any, progress: bool) -> dict:
+    """Instances / images per class of a built mmdet dataset's
+    ``data_list`` (``ignore_flag`` instances skipped)."""
+    meta = getattr(ds, 'metainfo', None) or {}
+    classes = meta.get('classes') or getattr(ds, 'CLASSES', None)
+    if not classes:
+        raise ValueError(
+            f'{type(ds).__name__} has no classes in its metainfo; set '
+            'metainfo=dict(classes=(...)) in the dataset config.')
+    classes = [str(c) for c in classes]
+    c = len(classes)
+    if hasattr(ds, 'full_init'):
+        ds.full_init()
+    cat_ids = getattr(ds, 'cat_ids', None)
+    if cat_ids is not None and len(cat_ids) != c:
+        raise ValueError(
+            f'the annotation file has {len(cat_ids)} categories but the '
+            f'dataset metainfo lists {c} classes; set metainfo=dict('
+            'classes=(...)) to the categories of the annotation file.')
+    instances = np.zeros(c, np.int64)
+    images = np.zeros(c, np.int64)
+    bar = None
+    if progress and len(ds):
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(len(ds))
+    for i in range(len(ds)):
+        info = ds.get_data_info(i)
+        labels = [
+            int(inst['bbox_label']) for inst in info.get('instances', [])
+            if not inst.get('ignore_flag', 0)
+        ]
+        bad = [v for v in labels if not 0 <= v < c]
+        if bad:
+            raise ValueError(f'image {info.get("img_path")} has labels '
+                             f'{bad} outside [0, {c}).')
+        if labels:
+            hist = np.bincount(labels, minlength=c)
+            instances += hist
+            images += hist > 0
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        print()
+    return dict(
+        classes=classes,
+        instances=instances.tolist(),
+        images=images.tolist(),
+        num_images=len(ds))
+
+
+def class_stats_from_dataset(dataset: dict,
+                             unit: str = 'images',
+                             cache_file: Union[str, bool, None] = None,
+                             progress: bool = False) -> ClassStats:
+    """Class statistics of an mmdet dataset config, as mmdet loads it.
+
+    The dataset is built without its pipeline; ``n_j`` counts the
+    instances of its ``data_list`` (or the images holding the class),
+    which honours everything mmdet applies when it parses the
+    annotations: the dataset's ``metainfo`` classes (a subset of the
+    categories), ``filter_cfg``, the boxes mmdet drops, and ``iscrowd``
+    instances (``ignore_flag``, not counted). Cached like
+    :func:`lvis_class_stats` (keyed by the json and the dataset config)
+    when the config names an existing ``ann_file``.
+
+    Args:
+        dataset: an mmdet dataset config dict.
+        unit: ``'images'`` or ``'instances'``.
+        cache_file: see :func:`lt_mm.core.stats.cached_class_stats`.
+        progress: show a progress bar.
+
+    Returns:
+        ClassStats: C counts in ``unit``, the dataset's class names, LVIS
+        splits from the image counts (``lt_mm.core.stats.lvis_splits``),
+        ``extra`` ``instance_counts``, ``image_counts``, ``num_images``.
+
+    Raises:
+        ValueError: the json has another number of categories than the
+            dataset's classes; a label outside ``[0, C)``.
+    """
+    if unit not in LVIS_COUNT_FIELDS:
+        raise ValueError(f'unit={unit!r} is not supported for detection '
+                         f'counts; choose one of {list(LVIS_COUNT_FIELDS)}.')
+    cfg = _without_pipelines(dataset)
+    ann = _ann_path(cfg)
+
+    def compute() -> ClassStats:
+        ds = build_det_dataset(cfg)
+        res = _count_data_list(ds, progress)
+        return ClassStats(
+            counts=res[unit],
+            unit=unit,
+            names=res['classes'],
+            splits=lvis_splits(image_counts=res['images']),
+            dataset=osp.basename(ann) if ann else None,
+            extra=dict(
+                source=osp.abspath(ann) if ann else None,
+                dataset_type=type(ds).__name__,
+                num_images=res['num_images'],
+                instance_counts=res['instances'],
+                image_counts=res['images']))
+
+    if cache_file is False or not ann or not osp.isfile(ann):
+        if cache_file not in (None, False):
+            raise ValueError(
+                f'cache_file={cache_file!r}: the dataset has no annotation '
+                'file to key the cache on; use cache_file=None or False.')
+        return compute()
+    params = dict(
+        reader='det.dataset',
+        unit=unit,
+        config=json.dumps(cfg, sort_keys=True, default=str))
+    return cached_class_stats(
+        ann,
+        params,
+        compute,
+        cache_file,
+        default=default_cache_file(ann, unit))
+
+
 def read_det_counts(dataset: Union[str, dict],
                     unit: Optional[str] = 'images',
                     num_classes: Optional[int] = None,
-                    cache_file: Union[str, bool, None] = None) -> ClassStats:
+                    cache_file: Union[str, bool, None] = None,
+                    source: str = 'json',
+                    progress: bool = False) -> ClassStats:
     """The detection counts reader (``resolve_counts(dataset=...)``).
+
+    Two ways to count the C foreground classes:
+
+    * ``'json'`` (default, the counts pipeline): the annotation json
+      itself (:func:`lvis_class_stats`: LVIS' ``image_count`` /
+      ``instance_count`` fields, else counted from ``annotations``; every
+      category of the file);
+    * ``'dataset'``: the dataset as mmdet loads it
+      (:func:`class_stats_from_dataset`: its ``metainfo`` classes, its
+      filters, ``ignore_flag`` instances skipped), what
+      ``tools/class_stats.py`` writes.
 
     Args:
         dataset: an LVIS / COCO-format training json, or a dataset config
             dict whose ``data_root`` + ``ann_file`` is one.
         unit: ``'images'`` or ``'instances'`` (None: images).
-        num_classes: C foreground classes; a json with another number of
-            categories is rejected.
+        num_classes: C foreground classes; other counts are rejected.
         cache_file: see :func:`lt_mm.core.stats.cached_class_stats`.
+        source: ``'json'`` or ``'dataset'`` (needs a config dict).
+        progress: progress bar (``'dataset'`` only).
 
     Returns:
-        ClassStats: C foreground counts (:func:`lvis_class_stats`).
+        ClassStats: C foreground counts.
     """
-    if isinstance(dataset, dict):
-        ann = dataset.get('ann_file') or ''
-        if not ann:
+    if source not in DET_SOURCES:
+        raise ValueError(f'source={source!r}; choose one of {DET_SOURCES}.')
+    is_cfg = isinstance(dataset, dict) or hasattr(dataset, 'to_dict')
+    if source == 'dataset':
+        if not is_cfg:
             raise ValueError(
-                f'{dataset.get("type")} without ann_file: lt_mm counts '
-                'detection datasets from their LVIS/COCO json; give '
-                'stats_file=PATH or counts=[...].')
-        root = dataset.get('data_root') or ''
-        path = ann if osp.isabs(ann) or not root else osp.join(root, ann)
+                f"source='dataset' needs a dataset config dict, got "
+                f"{dataset!r}; pass a json path with source='json'.")
+        stats = class_stats_from_dataset(dataset, unit or 'images',
+                                         cache_file, progress)
+        path = _ann_path(_without_pipelines(dataset)) or 'the dataset'
+        what = 'classes'
     else:
-        path = str(dataset)
-    stats = lvis_class_stats(path, unit or 'images', cache_file)
+        if isinstance(dataset, dict):
+            if not dataset.get('ann_file'):
+                raise ValueError(
+                    f'{dataset.get("type")} without ann_file: lt_mm counts '
+                    'detection datasets from their LVIS/COCO json; give '
+                    'stats_file=PATH or counts=[...].')
+            path = _ann_path(dataset)
+        else:
+            path = str(dataset)
+        stats = lvis_class_stats(path, unit or 'images', cache_file)
+        what = 'categories'
     if num_classes is not None and stats.num_classes != num_classes:
         raise ValueError(
-            f'{path} has {stats.num_classes} categories but the box head '
+            f'{path} has {stats.num_classes} {what} but the box head '
             f'has num_classes={num_classes}; use the training json of the '
             'dataset the model is built for.')
     return stats

@@ -24,6 +24,7 @@ from .counts import (fill_class_counts,  # noqa: E402
 from .dist import CPUDistributedDataParallel, setup_distributed  # noqa: E402
 from .hooks import (ResumeRNGHook, Stage2FreezeHook,  # noqa: E402
                     Stage2GuardError, collect_stage2_parameter_names)
+from .sample_classes import get_sample_classes  # noqa: E402
 from .samplers import (ClassBalancedSampler,  # noqa: E402
                        ProgressivelyBalancedSampler, SquareRootSampler)
 from .schedule import ResumeScheduleHook  # noqa: E402
@@ -38,5 +39,5 @@ __all__ = [
     'ResumeScheduleHook',
     'collect_stage2_parameter_names', 'ClassBalancedSampler',
     'SquareRootSampler', 'ProgressivelyBalancedSampler', 'fill_class_counts',
-    'register_count_reader', 'training_class_stats'
+    'register_count_reader', 'training_class_stats', 'get_sample_classes'
 ]

@@ -23,25 +23,17 @@ the epoch, and DDP-aware: each epoch one global index list of
 generated (identically on every rank) and rank r takes positions
 ``r::world_size``; ``len(sampler)`` is the per-rank number.
 
-The classes of each sample come from :func:`get_sample_classes`.
+The classes of each sample come from
+:func:`lt_mm.engine.sample_classes.get_sample_classes` (re-exported here).
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import math
-import os
-import os.path as osp
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Iterator, List, Optional, Sequence
 
-import numpy as np
 import torch
 from mmengine.dist import get_dist_info, sync_random_seed
-from mmengine.fileio import get as file_get
-from mmengine.logging import print_log
 from mmengine.registry import DATA_SAMPLERS
-from PIL import Image
 from torch.utils.data import Sampler
 
 from lt_mm.core.checks import check_range
@@ -49,199 +41,12 @@ from lt_mm.core.sampling import (class_aware_indices, class_sampling_probs,
                                  class_weighted_indices,
                                  progressive_class_probs)
 
-_CACHE_FORMAT = 'lt_mm.sample_classes/v1'
+from .sample_classes import get_sample_classes
 
-
-# ---------------------------------------------------------------------------
-# Classes of each sample
-# ---------------------------------------------------------------------------
-def _has_cat_ids(dataset: Any) -> bool:
-    """Whether ``dataset.get_cat_ids`` exists and is implemented."""
-    fn = getattr(dataset, 'get_cat_ids', None)
-    if not callable(fn):
-        return False
-    try:
-        fn(0)
-    except NotImplementedError:  # mmengine BaseDataset's default
-        return False
-    return True
-
-
-def _data_info(dataset: Any, idx: int) -> Optional[dict]:
-    if callable(getattr(dataset, 'get_data_info', None)):
-        return dataset.get_data_info(idx)
-    data_list = getattr(dataset, 'data_list', None)
-    if data_list:
-        return data_list[idx]
-    return None
-
-
-def _seg_settings(dataset: Any, info: dict) -> tuple:
-    """``(reduce_zero_label, label_map)`` as mmseg's LoadAnnotations sees."""
-    rzl = info.get('reduce_zero_label',
-                   getattr(dataset, 'reduce_zero_label', False))
-    label_map = info.get('label_map', getattr(dataset, 'label_map', None))
-    return bool(rzl), (dict(label_map) if label_map else None)
-
-
-def _read_seg_classes(path: str,
-                      reduce_zero_label: bool,
-                      label_map: Optional[Dict[int, int]],
-                      ignore_index: int,
-                      backend_args: Optional[dict] = None) -> List[int]:
-    """Classes present in one label map, as mmseg's training pipeline sees.
-
-    Mirrors mmseg 1.x ``LoadAnnotations``: the map is decoded unchanged and
-    cast to uint8; ``reduce_zero_label`` turns 0 into 255 and shifts the
-    rest down by one (255 stays 255); then ``label_map`` old -> new is
-    applied. ``ignore_index`` is dropped.
-    """
-    data = file_get(path, backend_args=backend_args)
-    with Image.open(io.BytesIO(data)) as img:
-        arr = np.array(img)
-    arr = arr.squeeze()
-    if arr.ndim != 2:
-        raise ValueError(
-            f'label map {path!r} has shape {arr.shape}; expected a single-'
-            'channel (H, W) map of class indices.')
-    arr = arr.astype(np.uint8)
-    values = np.unique(arr)
-    if reduce_zero_label:
-        values = np.where(values == 0, 255, values - 1).astype(np.int64)
-        values[values == 254] = 255
-        values = np.unique(values)
-    if label_map:
-        mapped = values.copy()
-        for old, new in label_map.items():
-            mapped[values == int(old)] = int(new)
-        values = np.unique(mapped)
-    return sorted(int(v) for v in values if v != ignore_index)
-
-
-def _seg_fingerprint(paths: Sequence[str], rzl: Sequence[bool],
-                     label_maps: Sequence[Any]) -> str:
-    h = hashlib.sha1()
-    for p, r, m in zip(paths, rzl, label_maps):
-        h.update(f'{p}|{int(r)}|{sorted(m.items()) if m else None}\n'.encode())
-    return h.hexdigest()
-
-
-def _resolve_cache_file(dataset: Any, cache_file: str) -> str:
-    cache_file = os.fspath(cache_file)
-    data_root = getattr(dataset, 'data_root', None)
-    if not osp.isabs(cache_file) and data_root:
-        cache_file = osp.join(data_root, cache_file)
-    return cache_file
-
-
-def _seg_sample_classes(dataset: Any, n: int, cache_file: Optional[str],
-                        ignore_index: int) -> List[List[int]]:
-    infos = [_data_info(dataset, i) for i in range(n)]
-    paths = [info['seg_map_path'] for info in infos]
-    settings = [_seg_settings(dataset, info) for info in infos]
-    fingerprint = _seg_fingerprint(paths, [s[0] for s in settings],
-                                   [s[1] for s in settings])
-    if cache_file is not None:
-        cache_file = _resolve_cache_file(dataset, cache_file)
-        if osp.isfile(cache_file):
-            try:
-                with open(cache_file, encoding='utf-8') as f:
-                    cached = json.load(f)
-            except (OSError, json.JSONDecodeError):
-                cached = None
-            if (isinstance(cached, dict)
-                    and cached.get('format') == _CACHE_FORMAT
-                    and cached.get('fingerprint') == fingerprint
-                    and cached.get('ignore_index') == ignore_index
-                    and len(cached.get('classes', [])) == n):
-                return [list(map(int, c)) for c in cached['classes']]
-            print_log(
-                f'lt_mm: {cache_file} does not match the dataset (other '
-                'label maps or settings); recomputing it.',
-                logger='current')
-    backend_args = getattr(dataset, 'backend_args', None)
-    print_log(
-        f'lt_mm: reading {n} label maps once to find the classes of each '
-        'sample' + (f' (cached to {cache_file})' if cache_file else ''),
-        logger='current')
-    classes = [
-        _read_seg_classes(p, s[0], s[1], ignore_index, backend_args)
-        for p, s in zip(paths, settings)
-    ]
-    if cache_file is not None:
-        os.makedirs(osp.dirname(osp.abspath(cache_file)), exist_ok=True)
-        tmp = f'{cache_file}.tmp{os.getpid()}'
-        with open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(
-                dict(
-                    format=_CACHE_FORMAT,
-                    num_samples=n,
-                    ignore_index=ignore_index,
-                    fingerprint=fingerprint,
-                    classes=classes), f)
-        os.replace(tmp, cache_file)  # atomic: safe with several ranks
-    return classes
-
-
-def get_sample_classes(dataset: Any,
-                       cache_file: Optional[str] = None,
-                       ignore_index: int = 255) -> List[List[int]]:
-    """The classes present in each sample of ``dataset``.
-
-    Resolution order:
-
-    1. ``dataset.get_cat_ids(idx)`` when implemented: mmpretrain datasets
-       (the image label), mmdet datasets (the classes of the image's
-       instances), mmengine's ``ClassBalancedDataset``.
-    2. Segmentation (mmseg): data infos with ``'seg_map_path'``; each label
-       map is read once (PIL + numpy) with the dataset's
-       ``reduce_zero_label`` and ``label_map`` applied as mmseg's
-       ``LoadAnnotations`` does, ``ignore_index`` removed. With
-       ``cache_file`` the result is stored as JSON (a relative path is taken
-       relative to ``dataset.data_root``) and reused while the label-map
-       paths and settings are unchanged.
-    3. ``ConcatDataset`` / ``RepeatDataset`` without ``get_cat_ids``: the
-       wrapped datasets, concatenated / repeated.
-
-    Args:
-        dataset: the training dataset.
-        cache_file: optional JSON cache for label-map scanning.
-        ignore_index: label value that is not a class (mmseg: 255).
-
-    Returns:
-        list[list[int]]: ``len(dataset)`` sorted lists of class indices
-        (possibly empty, e.g. an image without instances).
-    """
-    n = len(dataset)
-    if n == 0:
-        raise ValueError('the dataset is empty; nothing to sample.')
-    if _has_cat_ids(dataset):
-        return [
-            sorted({int(c)
-                    for c in dataset.get_cat_ids(i)}) for i in range(n)
-        ]
-    info = _data_info(dataset, 0)
-    if isinstance(info, dict) and 'seg_map_path' in info:
-        return _seg_sample_classes(dataset, n, cache_file, ignore_index)
-    subs = getattr(dataset, 'datasets', None)
-    if subs:
-        out: List[List[int]] = []
-        for sub in subs:
-            out.extend(get_sample_classes(sub, None, ignore_index))
-        if len(out) == n:
-            return out
-    inner = getattr(dataset, 'dataset', None)
-    times = getattr(dataset, 'times', None)
-    if inner is not None and isinstance(times, int):
-        out = get_sample_classes(inner, cache_file, ignore_index) * times
-        if len(out) == n:
-            return out
-    raise ValueError(
-        f'cannot determine the classes of each sample of '
-        f'{type(dataset).__name__}: it implements no get_cat_ids(idx) '
-        '(mmpretrain / mmdet datasets) and its data infos have no '
-        "'seg_map_path' (mmseg datasets). Pass sample_classes=[[class "
-        'indices of sample 0], ...] to the sampler.')
+__all__ = [
+    'get_sample_classes', 'BaseClassSampler', 'ClassBalancedSampler',
+    'SquareRootSampler', 'ProgressivelyBalancedSampler'
+]
 
 
 # ---------------------------------------------------------------------------

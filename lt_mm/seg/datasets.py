@@ -141,7 +141,7 @@ class ADE20KLTDataset(ADE20KDataset):
     def _check_label_values(self) -> None:
         """Every label value (after reduce_zero_label / label_map) must be a
         class index or the ignore index; raise naming the file and value."""
-        from lt_mm.engine.samplers import _seg_sample_classes
+        from lt_mm.engine.sample_classes import seg_sample_classes
         cache = self.label_cache
         if cache is None:
             cache = self._default_label_cache()
@@ -149,7 +149,7 @@ class ADE20KLTDataset(ADE20KDataset):
             cache = None
         n = len(self)
         num_classes = len(self._metainfo.get('classes') or ())
-        classes = _seg_sample_classes(self, n, cache, self.ignore_index)
+        classes = seg_sample_classes(self, n, cache, self.ignore_index)
         bad = _out_of_range(classes, num_classes)
         if bad and cache and osp.isfile(_resolve(self, cache)):
             # the cache may predate a fix of the label maps: drop it and
@@ -158,7 +158,7 @@ class ADE20KLTDataset(ADE20KDataset):
                 os.remove(_resolve(self, cache))
             except OSError:
                 pass
-            classes = _seg_sample_classes(self, n, None, self.ignore_index)
+            classes = seg_sample_classes(self, n, None, self.ignore_index)
             bad = _out_of_range(classes, num_classes)
         if bad:
             i, vals = bad[0]

@@ -245,6 +245,54 @@ def make_lvis(root: str,
         ``frequencies`` (letters), ``image_counts``, ``instance_counts``,
         ``val_image_counts``, ``val_instance_counts`` (lists of C ints).
     """
+    num_classes, num_train, num_val, image_size, seed, size_range = \
+        _check_args(num_classes, num_train, num_val, image_size, seed,
+                    instance_size)
+    rng = np.random.default_rng(seed)
+    raw, labels = raw_digits()
+    pools = _split_digit_pools(labels, rng)
+    image_counts = design_image_counts(num_classes, num_train)
+    val_image_counts = _val_image_counts(image_counts, num_val, num_train)
+    freqs = [frequency_letter(k) for k in image_counts]
+
+    ann_dir = osp.join(root, 'annotations')
+    os.makedirs(ann_dir, exist_ok=True)
+    out: Dict = {'root': osp.abspath(root)}
+    split_data = {}
+    next_ann_id = 1
+    for split, n_img, counts, first_id in (('train', num_train, image_counts,
+                                            1),
+                                           ('val', num_val, val_image_counts,
+                                            num_train + 1)):
+        img_dir = osp.join(root, f'{split}2017')
+        os.makedirs(img_dir, exist_ok=True)
+        images, anns, inst_counts, next_ann_id = _write_split(
+            split, img_dir, n_img, counts, first_id, next_ann_id, freqs,
+            (raw, pools[split]), image_size, size_range, rng)
+        split_data[split] = (images, anns, inst_counts)
+        out[f'{split}_dir'] = osp.abspath(img_dir)
+
+    train_inst = split_data['train'][2]
+    categories = _categories(freqs, image_counts, train_inst)
+    for split, (images, anns, _) in split_data.items():
+        path = osp.join(ann_dir, f'lvis_v1_{split}.json')
+        _write_json(path, images, anns, categories)
+        out[f'{split}_json'] = osp.abspath(path)
+    out.update(
+        classes=[cat['name'] for cat in categories],
+        frequencies=freqs,
+        image_counts=image_counts,
+        instance_counts=train_inst,
+        val_image_counts=val_image_counts,
+        val_instance_counts=split_data['val'][2])
+    return out
+
+
+def _check_args(num_classes: int, num_train: int, num_val: int,
+                image_size: int, seed: int,
+                instance_size: Tuple[float, float]) -> tuple:
+    """Validate the arguments of :func:`make_lvis`; returns them checked,
+    ``instance_size`` as a float pair."""
     num_classes = check_int(
         'num_classes', num_classes, 3, NUM_DIGIT_CLASSES,
         'Rare, common and frequent groups need >= 3 categories; the digits '
@@ -269,105 +317,153 @@ def make_lvis(root: str,
     if not 0 < lo <= hi <= 1:
         raise ValueError(f'instance_size={instance_size!r} must satisfy '
                          '0 < low <= high <= 1 (fractions of image_size).')
+    return num_classes, num_train, num_val, image_size, seed, (lo, hi)
 
-    rng = np.random.default_rng(seed)
-    raw, labels = raw_digits()
-    pools = {'train': [], 'val': []}
+
+def _split_digit_pools(labels: np.ndarray,
+                       rng: np.random.Generator) -> Dict[str, list]:
+    """Per class, a random half of the real digits for train, the other
+    half for val (disjoint)."""
+    pools: Dict[str, list] = {'train': [], 'val': []}
     for idx in indices_by_class(labels):
         idx = rng.permutation(idx)
         pools['train'].append(idx[:len(idx) // 2])
         pools['val'].append(idx[len(idx) // 2:])
+    return pools
 
-    image_counts = design_image_counts(num_classes, num_train)
-    val_image_counts = [
+
+def _val_image_counts(image_counts: Sequence[int], num_val: int,
+                      num_train: int) -> List[int]:
+    """``max(1, round(k * num_val / num_train))`` val images per category
+    (rounded half up, at most ``num_val``)."""
+    return [
         min(num_val, max(1, int(np.floor(k * num_val / num_train + 0.5))))
         for k in image_counts
     ]
-    freqs = [frequency_letter(k) for k in image_counts]
 
-    ann_dir = osp.join(root, 'annotations')
-    os.makedirs(ann_dir, exist_ok=True)
-    out: Dict = {'root': osp.abspath(root)}
-    split_data = {}
-    next_ann_id = 1
-    for split, n_img, counts, first_id in (('train', num_train, image_counts,
-                                            1),
-                                           ('val', num_val, val_image_counts,
-                                            num_train + 1)):
-        img_dir = osp.join(root, f'{split}2017')
-        os.makedirs(img_dir, exist_ok=True)
-        present = _assign_images(counts, n_img, rng)
-        images, anns = [], []
-        inst_counts = [0] * num_classes
-        for k, cats in enumerate(present):
-            img_id = first_id + k
-            inst_cats = []
-            for c in cats:
-                reps = 2 if freqs[c] == 'f' and rng.random() < 0.5 else 1
-                inst_cats += [c] * reps
-            sides = [
-                int(round(rng.uniform(lo, hi) * image_size)) for _ in inst_cats
-            ]
-            boxes = _place(sides, image_size, rng)
-            canvas = textured_background(image_size, image_size, rng)
-            for c, (x, y, side) in zip(inst_cats, boxes):
-                grey = resize_digit(raw[rng.choice(pools[split][c])], side)
-                region = canvas[y:y + side, x:x + side]
-                canvas[y:y + side,
-                       x:x + side] = colourise(grey, random_ink_colour(rng),
+
+def _instance_categories(cats: Sequence[int], freqs: Sequence[str],
+                         rng: np.random.Generator) -> List[int]:
+    """One instance per present category, two for a frequent one with
+    probability 1/2."""
+    inst_cats: List[int] = []
+    for c in cats:
+        reps = 2 if freqs[c] == 'f' and rng.random() < 0.5 else 1
+        inst_cats += [c] * reps
+    return inst_cats
+
+
+def _paint_digit(canvas: np.ndarray, grey: np.ndarray, x: int, y: int,
+                 side: int,
+                 rng: np.random.Generator) -> Tuple[list, float, list]:
+    """Paint ``grey`` (side x side) at ``(x, y)`` in a random ink colour;
+    returns its polygon, area and bbox in image coordinates."""
+    region = canvas[y:y + side, x:x + side]
+    canvas[y:y + side, x:x + side] = colourise(grey, random_ink_colour(rng),
                                                region)
-                stroke = grey >= STROKE_THRESHOLD
-                if not stroke.any():
-                    stroke = grey == grey.max()
-                poly, area, bbox = mask_to_polygon(stroke)
-                poly = [
-                    v + (x if i % 2 == 0 else y) for i, v in enumerate(poly)
-                ]
-                bbox = [bbox[0] + x, bbox[1] + y, bbox[2], bbox[3]]
-                anns.append({
-                    'id': next_ann_id,
-                    'image_id': img_id,
-                    'category_id': c + 1,
-                    'bbox': bbox,
-                    'area': area,
-                    'segmentation': [poly],
-                    'iscrowd': 0,
-                })
-                next_ann_id += 1
-                inst_counts[c] += 1
-            name = f'{img_id:012d}.jpg'
-            save_jpeg(canvas, osp.join(img_dir, name))
-            absent = [c for c in range(num_classes) if c not in cats]
-            neg = [c + 1 for c in absent if rng.random() < 0.5]
-            not_exh = []
-            if cats and rng.random() < 0.25:
-                not_exh = [int(rng.choice(cats)) + 1]
-            images.append({
-                'id': img_id,
-                'file_name': name,
-                'coco_url': f'{COCO_URL_PREFIX}{split}2017/{name}',
-                'height': image_size,
-                'width': image_size,
-                'neg_category_ids': neg,
-                'not_exhaustive_category_ids': not_exh,
-            })
-        # the federated protocol must be exercised in every split
-        if not any(im['not_exhaustive_category_ids'] for im in images):
-            k = next(i for i, cats in enumerate(present) if cats)
-            images[k]['not_exhaustive_category_ids'] = [present[k][0] + 1]
-        partial = [
-            i for i, cats in enumerate(present) if len(cats) < num_classes
-        ]
-        if partial and not any(im['neg_category_ids'] for im in images):
-            k = partial[0]
-            images[k]['neg_category_ids'] = [
-                next(c + 1 for c in range(num_classes) if c not in present[k])
-            ]
-        split_data[split] = (images, anns, inst_counts)
-        out[f'{split}_dir'] = osp.abspath(img_dir)
+    stroke = grey >= STROKE_THRESHOLD
+    if not stroke.any():
+        stroke = grey == grey.max()
+    poly, area, bbox = mask_to_polygon(stroke)
+    poly = [v + (x if i % 2 == 0 else y) for i, v in enumerate(poly)]
+    bbox = [bbox[0] + x, bbox[1] + y, bbox[2], bbox[3]]
+    return poly, area, bbox
 
-    train_inst = split_data['train'][2]
-    categories = [{
+
+def _render_image(cats: Sequence[int], freqs: Sequence[str], digits: tuple,
+                  image_size: int, size_range: Tuple[float, float],
+                  rng: np.random.Generator) -> Tuple[np.ndarray, list]:
+    """Draw one image holding ``cats``; returns the canvas and, per
+    instance, ``(category, polygon, area, bbox)``."""
+    raw, pool = digits
+    lo, hi = size_range
+    inst_cats = _instance_categories(cats, freqs, rng)
+    sides = [int(round(rng.uniform(lo, hi) * image_size)) for _ in inst_cats]
+    boxes = _place(sides, image_size, rng)
+    canvas = textured_background(image_size, image_size, rng)
+    instances = []
+    for c, (x, y, side) in zip(inst_cats, boxes):
+        grey = resize_digit(raw[rng.choice(pool[c])], side)
+        instances.append((c, ) + _paint_digit(canvas, grey, x, y, side, rng))
+    return canvas, instances
+
+
+def _federated_lists(cats: Sequence[int], num_classes: int,
+                     rng: np.random.Generator) -> Tuple[list, list]:
+    """``neg_category_ids`` (each absent category with probability 1/2)
+    and ``not_exhaustive_category_ids`` (one present category with
+    probability 1/4) of one image (1-based ids)."""
+    absent = [c for c in range(num_classes) if c not in cats]
+    neg = [c + 1 for c in absent if rng.random() < 0.5]
+    not_exh = []
+    if cats and rng.random() < 0.25:
+        not_exh = [int(rng.choice(cats)) + 1]
+    return neg, not_exh
+
+
+def _ensure_federated(images: List[dict], present: List[List[int]],
+                      num_classes: int) -> None:
+    """Make the split hold a not-exhaustive list and (when some image
+    lacks a category) a negative list, so the protocol is exercised."""
+    if not any(im['not_exhaustive_category_ids'] for im in images):
+        k = next(i for i, cats in enumerate(present) if cats)
+        images[k]['not_exhaustive_category_ids'] = [present[k][0] + 1]
+    partial = [i for i, cats in enumerate(present) if len(cats) < num_classes]
+    if partial and not any(im['neg_category_ids'] for im in images):
+        k = partial[0]
+        images[k]['neg_category_ids'] = [
+            next(c + 1 for c in range(num_classes) if c not in present[k])
+        ]
+
+
+def _write_split(split: str, img_dir: str, n_img: int, counts: Sequence[int],
+                 first_id: int, next_ann_id: int, freqs: Sequence[str],
+                 digits: tuple, image_size: int,
+                 size_range: Tuple[float, float],
+                 rng: np.random.Generator) -> tuple:
+    """Draw and save the images of one split; returns its image entries,
+    annotations, instance counts per category and the next annotation
+    id."""
+    num_classes = len(freqs)
+    present = _assign_images(counts, n_img, rng)
+    images, anns = [], []
+    inst_counts = [0] * num_classes
+    for k, cats in enumerate(present):
+        img_id = first_id + k
+        canvas, instances = _render_image(cats, freqs, digits, image_size,
+                                          size_range, rng)
+        for c, poly, area, bbox in instances:
+            anns.append({
+                'id': next_ann_id,
+                'image_id': img_id,
+                'category_id': c + 1,
+                'bbox': bbox,
+                'area': area,
+                'segmentation': [poly],
+                'iscrowd': 0,
+            })
+            next_ann_id += 1
+            inst_counts[c] += 1
+        name = f'{img_id:012d}.jpg'
+        save_jpeg(canvas, osp.join(img_dir, name))
+        neg, not_exh = _federated_lists(cats, num_classes, rng)
+        images.append({
+            'id': img_id,
+            'file_name': name,
+            'coco_url': f'{COCO_URL_PREFIX}{split}2017/{name}',
+            'height': image_size,
+            'width': image_size,
+            'neg_category_ids': neg,
+            'not_exhaustive_category_ids': not_exh,
+        })
+    _ensure_federated(images, present, num_classes)
+    return images, anns, inst_counts, next_ann_id
+
+
+def _categories(freqs: Sequence[str], image_counts: Sequence[int],
+                train_inst: Sequence[int]) -> List[dict]:
+    """LVIS category entries (ids 1..C) with the training counts."""
+    return [{
         'id': c + 1,
         'name': f'digit_{c}',
         'synset': f'digit_{c}.n.01',
@@ -376,27 +472,21 @@ def make_lvis(root: str,
         'frequency': freqs[c],
         'image_count': image_counts[c],
         'instance_count': train_inst[c],
-    } for c in range(num_classes)]
-    for split, (images, anns, _) in split_data.items():
-        path = osp.join(ann_dir, f'lvis_v1_{split}.json')
-        doc = {
-            'info': {
-                'description': 'lt_mm toy LVIS v1 (handwritten digits)',
-                'version': '1.0'
-            },
-            'licenses': [],
-            'images': images,
-            'annotations': anns,
-            'categories': categories,
-        }
-        with open(path, 'w') as f:
-            json.dump(doc, f)
-        out[f'{split}_json'] = osp.abspath(path)
-    out.update(
-        classes=[cat['name'] for cat in categories],
-        frequencies=freqs,
-        image_counts=image_counts,
-        instance_counts=train_inst,
-        val_image_counts=val_image_counts,
-        val_instance_counts=split_data['val'][2])
-    return out
+    } for c in range(len(freqs))]
+
+
+def _write_json(path: str, images: List[dict], anns: List[dict],
+                categories: List[dict]) -> None:
+    """Write one LVIS v1 annotation json."""
+    doc = {
+        'info': {
+            'description': 'lt_mm toy LVIS v1 (handwritten digits)',
+            'version': '1.0'
+        },
+        'licenses': [],
+        'images': images,
+        'annotations': anns,
+        'categories': categories,
+    }
+    with open(path, 'w') as f:
+        json.dump(doc, f)
