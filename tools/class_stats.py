@@ -114,11 +114,11 @@ def dataset_leaves(cfg, split: str) -> List[Tuple[str, dict]]:
     """``(config key, dataset dict)`` of every dataset of
     ``cfg.<split>_dataloader.dataset`` (wrappers unwrapped, the parts of a
     ``ConcatDataset`` listed), as the counts pipeline walks them."""
-    from lt_mm.engine.preflight import _leaf_datasets
+    from lt_mm.engine.preflight import leaf_datasets
     key = f'{split}_dataloader'
     if cfg.get(key) is None or cfg[key].get('dataset') is None:
         raise ValueError(f'the config has no {key}.dataset.')
-    return [(k, _plain(ds)) for k, ds in _leaf_datasets(
+    return [(k, _plain(ds)) for k, ds in leaf_datasets(
         _plain(cfg[key]['dataset']), f'{key}.dataset')]
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from lt_mm.core.stats import ClassStats, cached_class_stats
 from lt_mm.core.stats import default_cache_file as _default_cache_file
 from lt_mm.core.stats import resolve_counts, shot_splits
+from lt_mm.engine.counts import without_pipelines
 
 #: Default many/medium/few thresholds of the ImageNet-LT protocol.
 MANY_THR = 100
@@ -200,26 +201,11 @@ def _is_list_dataset(dataset: Union[str, dict]) -> bool:
     return kind in LIST_DATASETS and ann.endswith('.txt')
 
 
-def _without_pipelines(cfg: Any) -> Any:
-    if hasattr(cfg, 'to_dict'):
-        cfg = cfg.to_dict()
-    if isinstance(cfg, dict):
-        return {
-            k: ([] if k == 'pipeline' else _without_pipelines(v))
-            for k, v in cfg.items()
-        }
-    if isinstance(cfg, (list, tuple)):
-        return type(cfg)(_without_pipelines(v) for v in cfg)
-    return cfg
-
-
 def build_cls_dataset(dataset: dict) -> Any:
     """Build an mmpretrain dataset config without its pipeline (only the
     annotations are read)."""
-    from mmengine.registry import DefaultScope
-    from mmpretrain.registry import DATASETS
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return DATASETS.build(_without_pipelines(dataset))
+    from lt_mm.engine.counts import build_without_pipeline
+    return build_without_pipeline(dataset, 'mmpretrain')
 
 
 def class_stats_from_dataset(dataset: dict,
@@ -251,7 +237,7 @@ def class_stats_from_dataset(dataset: dict,
         ValueError: multi-label labels, labels outside ``[0, C)``, no
             classes and no ``num_classes``.
     """
-    cfg = _without_pipelines(dataset)
+    cfg = without_pipelines(dataset)
     kind = _type_name(cfg) or 'the dataset'
 
     def compute() -> ClassStats:

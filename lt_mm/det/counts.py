@@ -37,6 +37,7 @@ import numpy as np
 from lt_mm.core.stats import ClassStats, cached_class_stats
 from lt_mm.core.stats import default_cache_file as _default_cache_file
 from lt_mm.core.stats import lvis_splits, resolve_counts
+from lt_mm.engine.counts import without_pipelines
 
 #: LVIS category field per ``lt_mm.class_stats/v1`` unit.
 LVIS_COUNT_FIELDS = {'images': 'image_count', 'instances': 'instance_count'}
@@ -148,19 +149,6 @@ def _read_json_stats(ann_file: str, unit: str) -> ClassStats:
 DET_SOURCES = ('json', 'dataset')
 
 
-def _without_pipelines(cfg: Any) -> Any:
-    if hasattr(cfg, 'to_dict'):
-        cfg = cfg.to_dict()
-    if isinstance(cfg, dict):
-        return {
-            k: ([] if k == 'pipeline' else _without_pipelines(v))
-            for k, v in cfg.items()
-        }
-    if isinstance(cfg, (list, tuple)):
-        return type(cfg)(_without_pipelines(v) for v in cfg)
-    return cfg
-
-
 def _ann_path(dataset: dict) -> str:
     ann = dataset.get('ann_file') or ''
     root = dataset.get('data_root') or ''
@@ -171,10 +159,8 @@ def _ann_path(dataset: dict) -> str:
 def build_det_dataset(dataset: dict) -> Any:
     """Build an mmdet dataset config without its pipeline (only the
     annotations are read)."""
-    from mmdet.registry import DATASETS
-    from mmengine.registry import DefaultScope
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return DATASETS.build(_without_pipelines(dataset))
+    from lt_mm.engine.counts import build_without_pipeline
+    return build_without_pipeline(dataset, 'mmdet')
 
 
 def _count_data_list(ds: Any, progress: bool) -> dict:
@@ -260,7 +246,7 @@ def class_stats_from_dataset(dataset: dict,
     if unit not in LVIS_COUNT_FIELDS:
         raise ValueError(f'unit={unit!r} is not supported for detection '
                          f'counts; choose one of {list(LVIS_COUNT_FIELDS)}.')
-    cfg = _without_pipelines(dataset)
+    cfg = without_pipelines(dataset)
     ann = _ann_path(cfg)
 
     def compute() -> ClassStats:
@@ -338,7 +324,7 @@ def read_det_counts(dataset: Union[str, dict],
                 f"{dataset!r}; pass a json path with source='json'.")
         stats = class_stats_from_dataset(dataset, unit or 'images',
                                          cache_file, progress)
-        path = _ann_path(_without_pipelines(dataset)) or 'the dataset'
+        path = _ann_path(without_pipelines(dataset)) or 'the dataset'
         what = 'classes'
     else:
         if isinstance(dataset, dict):

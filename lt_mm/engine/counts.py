@@ -35,7 +35,8 @@ from lt_mm.core.stats import ClassStats, resolve_counts
 
 __all__ = [
     'COUNT_READERS', 'DEFAULT_UNITS', 'register_count_reader',
-    'training_class_stats', 'fill_class_counts'
+    'training_class_stats', 'fill_class_counts', 'build_without_pipeline',
+    'without_pipelines'
 ]
 
 #: default scope -> ``reader(dataset_cfg, unit, num_classes) -> ClassStats``
@@ -75,6 +76,39 @@ def _reader(scope: str) -> Callable[..., ClassStats]:
     return COUNT_READERS[scope]
 
 
+def without_pipelines(cfg: Any) -> Any:
+    """A copy of a dataset config with every ``pipeline`` emptied."""
+    if hasattr(cfg, 'to_dict'):
+        cfg = cfg.to_dict()
+    if isinstance(cfg, dict):
+        return {
+            k: ([] if k == 'pipeline' else without_pipelines(v))
+            for k, v in cfg.items()
+        }
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(without_pipelines(v) for v in cfg)
+    return cfg
+
+
+def build_without_pipeline(dataset: Any, scope: str) -> Any:
+    """Build a dataset config of the toolbox ``scope`` without its
+    pipeline (only the annotations are read); a built dataset is returned
+    unchanged. The one builder of the count readers and class_stats.py.
+
+    Args:
+        dataset: a dataset config (dict / ``ConfigDict``) or a dataset.
+        scope: ``'mmpretrain'``, ``'mmseg'`` or ``'mmdet'``.
+    """
+    if not isinstance(dataset, dict):
+        return dataset
+    import importlib
+
+    from mmengine.registry import DefaultScope
+    datasets = importlib.import_module(f'{scope}.registry').DATASETS
+    with DefaultScope.overwrite_default_scope(scope):
+        return datasets.build(without_pipelines(dataset))
+
+
 def _plain(obj: Any) -> Any:
     if hasattr(obj, 'to_dict'):
         return obj.to_dict()
@@ -86,10 +120,10 @@ def _plain(obj: Any) -> Any:
 
 
 def _leaves(cfg: Any) -> List[Tuple[str, dict]]:
-    from .preflight import _leaf_datasets
+    from .preflight import leaf_datasets
     loader = cfg.get('train_dataloader', None)
     ds = loader.get('dataset', None) if isinstance(loader, dict) else None
-    return list(_leaf_datasets(ds, 'train_dataloader.dataset'))
+    return list(leaf_datasets(ds, 'train_dataloader.dataset'))
 
 
 def _ann_path(ds: dict) -> str:

@@ -69,7 +69,7 @@ def _family(ds_type: Any) -> Optional[str]:
     return None
 
 
-def _leaf_datasets(ds: Any, key: str) -> Iterator[Tuple[str, Any]]:
+def leaf_datasets(ds: Any, key: str) -> Iterator[Tuple[str, Any]]:
     """``(config key, dataset dict)`` of every real dataset in ``ds``
     (unwrapping ``ClassBalancedDataset`` / ``RepeatDataset`` /
     ``ConcatDataset``)."""
@@ -78,10 +78,10 @@ def _leaf_datasets(ds: Any, key: str) -> Iterator[Tuple[str, Any]]:
     inner = ds.get('dataset')
     subs = ds.get('datasets')
     if isinstance(inner, dict):
-        yield from _leaf_datasets(inner, key + '.dataset')
+        yield from leaf_datasets(inner, key + '.dataset')
     elif isinstance(subs, (list, tuple)):
         for i, sub in enumerate(subs):
-            yield from _leaf_datasets(sub, f'{key}.datasets.{i}')
+            yield from leaf_datasets(sub, f'{key}.datasets.{i}')
     else:
         yield key, ds
 
@@ -375,11 +375,11 @@ def check_config(cfg: Any, mode: str = 'all') -> None:
     leaves: List[Tuple[str, Any]] = []
     for name in loaders:
         leaves.extend(
-            _leaf_datasets(
+            leaf_datasets(
                 _get(_get(cfg, name), 'dataset'), f'{name}.dataset'))
     # every dataset reading the same data_root must be pointed at the data
     every = [
-        leaf for k in _LOADERS for leaf in _leaf_datasets(
+        leaf for k in _LOADERS for leaf in leaf_datasets(
             _get(_get(cfg, k), 'dataset'), f'{k}.dataset')
     ]
     for key, ds in leaves:

@@ -21,34 +21,16 @@ from __future__ import annotations
 import os.path as osp
 from typing import Any, Dict, List, Optional, Union
 
-from lt_mm.core.stats import (ClassStats, cached_class_stats,
-                              default_cache_file)
+from lt_mm.core.stats import ClassStats, cached_class_stats, default_cache_file
 
 __all__ = ['read_seg_counts', 'build_seg_dataset', 'seg_infos']
-
-
-def _strip_pipelines(cfg: Any) -> Any:
-    if isinstance(cfg, dict):
-        return {
-            k: ([] if k == 'pipeline' else _strip_pipelines(v))
-            for k, v in cfg.items()
-        }
-    if isinstance(cfg, (list, tuple)):
-        return type(cfg)(_strip_pipelines(v) for v in cfg)
-    return cfg
 
 
 def build_seg_dataset(dataset: Union[dict, Any]) -> Any:
     """Build an mmseg dataset config without its pipeline (a built dataset
     is returned unchanged)."""
-    if not isinstance(dataset, dict):
-        return dataset
-    from mmengine.registry import DefaultScope
-    from mmseg.registry import DATASETS
-    cfg = _strip_pipelines(
-        dataset.to_dict() if hasattr(dataset, 'to_dict') else dict(dataset))
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        return DATASETS.build(cfg)
+    from lt_mm.engine.counts import build_without_pipeline
+    return build_without_pipeline(dataset, 'mmseg')
 
 
 def seg_infos(ds: Any) -> List[dict]:
