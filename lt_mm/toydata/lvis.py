@@ -191,7 +191,8 @@ def make_lvis(root: str,
               num_val: int = 8,
               image_size: int = 64,
               seed: int = 0,
-              instance_size: Tuple[float, float] = (0.2, 0.5)) -> Dict:
+              instance_size: Tuple[float, float] = (0.2, 0.5),
+              min_val_images: int = 1) -> Dict:
     """Write a tiny long-tailed instance-segmentation set in LVIS v1 format.
 
     Category ``c + 1`` (1-based ids, as in LVIS) is handwritten digit ``c``.
@@ -199,8 +200,12 @@ def make_lvis(root: str,
     all occur, frequency letters from :func:`frequency_letter`); frequent
     categories get a second instance in about half of their images, so the
     instance counts are long-tailed too. In val each category appears in
-    ``max(1, round(image_count * num_val / num_train))`` images, so every
-    category can be evaluated. Train and val use disjoint real digits.
+    ``max(min_val_images, round(image_count * num_val / num_train))``
+    images (at most ``num_val``), so every category can be evaluated; a
+    floor above 1 gives the rare group more than one instance per class, so
+    that APr is not decided by one or two detections (as LVIS val, where
+    the r/c/f groups follow the *training* counts, but with only a handful
+    of classes per group here). Train and val use disjoint real digits.
 
     Each instance is a digit of side ``U(*instance_size) * image_size``
     pixels painted in a random bright colour on a dark texture, without
@@ -238,6 +243,7 @@ def make_lvis(root: str,
             byte-identical files.
         instance_size: ``(low, high)`` digit box side as a fraction of
             ``image_size``, ``0 < low <= high <= 1``.
+        min_val_images: val images per category at least, >= 1.
 
     Returns:
         dict: ``root``, ``train_json``, ``val_json``, ``train_dir``,
@@ -252,7 +258,9 @@ def make_lvis(root: str,
     raw, labels = raw_digits()
     pools = _split_digit_pools(labels, rng)
     image_counts = design_image_counts(num_classes, num_train)
-    val_image_counts = _val_image_counts(image_counts, num_val, num_train)
+    val_image_counts = _val_image_counts(
+        image_counts, num_val, num_train,
+        check_int('min_val_images', min_val_images, 1))
     freqs = [frequency_letter(k) for k in image_counts]
 
     ann_dir = osp.join(root, 'annotations')
@@ -332,12 +340,15 @@ def _split_digit_pools(labels: np.ndarray,
     return pools
 
 
-def _val_image_counts(image_counts: Sequence[int], num_val: int,
-                      num_train: int) -> List[int]:
-    """``max(1, round(k * num_val / num_train))`` val images per category
-    (rounded half up, at most ``num_val``)."""
+def _val_image_counts(image_counts: Sequence[int],
+                      num_val: int,
+                      num_train: int,
+                      min_val_images: int = 1) -> List[int]:
+    """``max(min_val_images, round(k * num_val / num_train))`` val images
+    per category (rounded half up, at most ``num_val``)."""
     return [
-        min(num_val, max(1, int(np.floor(k * num_val / num_train + 0.5))))
+        min(num_val,
+            max(min_val_images, int(np.floor(k * num_val / num_train + 0.5))))
         for k in image_counts
     ]
 

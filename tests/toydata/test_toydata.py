@@ -397,3 +397,18 @@ def test_lvis_deterministic_and_checks(tmp_path):
         make_lvis(str(tmp_path / 'c'), num_classes=2)
     with pytest.raises(ValueError, match='instance_size'):
         make_lvis(str(tmp_path / 'c'), instance_size=(0.5, 0.2))
+
+
+def test_lvis_min_val_images_floor_keeps_the_training_split(tmp_path):
+    kw = dict(num_classes=8, num_train=64, num_val=32, seed=3)
+    a = make_lvis(str(tmp_path / 'a'), **kw)
+    b = make_lvis(str(tmp_path / 'b'), min_val_images=4, **kw)
+    # train counts [38, 7, 6, 5, 4, 3, 2, 1]; val round(k * 32 / 64):
+    # [19, 4, 3, 3, 2, 2, 1, 1] -> floor 4: [19, 4, 4, 4, 4, 4, 4, 4]
+    assert a['val_image_counts'] == [19, 4, 3, 3, 2, 2, 1, 1]
+    assert b['val_image_counts'] == [19, 4, 4, 4, 4, 4, 4, 4]
+    # the training split (generated first) is byte-identical
+    with open(a['train_json'], 'rb') as fa, open(b['train_json'], 'rb') as fb:
+        assert fa.read() == fb.read()
+    with pytest.raises(ValueError, match='min_val_images'):
+        make_lvis(str(tmp_path / 'c'), min_val_images=0)
