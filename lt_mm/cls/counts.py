@@ -21,7 +21,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from lt_mm.core.stats import ClassStats, cached_class_stats
+from lt_mm.core.stats import ClassStats, cached_class_stats, check_one_source
 from lt_mm.core.stats import default_cache_file as _default_cache_file
 from lt_mm.core.stats import resolve_counts, shot_splits
 from lt_mm.engine.counts import without_pipelines
@@ -376,19 +376,14 @@ def resolve_cls_counts(counts=None,
     Returns:
         list[float]: C counts.
     """
-    given = [
-        n for n, v in (('counts', counts), ('stats_file', stats_file),
-                       ('train_ann_file', train_ann_file)) if v is not None
-    ]
-    if len(given) > 1:
-        raise ValueError(f'{what}: give the class counts from one source '
-                         f'only, got {given}.')
-    if not given:
-        raise ValueError(
-            f'{what} needs per-class training counts: pass counts=[...], '
-            'stats_file=PATH (a lt_mm.class_stats/v1 JSON file, created with '
-            'python tools/class_stats.py CONFIG --out PATH) or '
-            'train_ann_file=PATH (the ImageNet-LT style training list).')
+    check_one_source(
+        what,
+        'counts=[...], stats_file=PATH (a lt_mm.class_stats/v1 JSON file, '
+        'created with python tools/class_stats.py CONFIG --out PATH) or '
+        'train_ann_file=PATH (the ImageNet-LT style training list)',
+        counts=counts,
+        stats_file=stats_file,
+        train_ann_file=train_ann_file)
     try:
         return resolve_counts(
             counts,

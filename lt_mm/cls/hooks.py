@@ -112,6 +112,5 @@ class NCMCentroidHook(ClassMeansHook):
             f'({head.num_classes} classes) computed in '
             f'{time.time() - t0:.1f}s.')
 
-    def means_ready(self, runner) -> bool:
-        """Whether the model's classifier(s) hold class means."""
-        return self._head(runner)[1].ready
+    def classifiers(self, runner) -> list:
+        return [self._head(runner)[1]]

@@ -37,7 +37,8 @@ __all__ = [
     'default_cache_file', 'fingerprint_files', 'load_class_stats',
     'write_stats_cache', 'COUNT_SOURCES', 'CountsReader', 'HEAD_SHARE',
     'TAIL_SHARE', 'SPLIT_RULES', 'compute_splits', 'lvis_splits',
-    'pixel_splits', 'ratio_splits', 'shot_splits', 'resolve_counts'
+    'pixel_splits', 'ratio_splits', 'shot_splits', 'resolve_counts',
+    'check_one_source'
 ]
 
 #: the three sources of class counts, in the order of the error messages
@@ -119,3 +120,24 @@ def resolve_counts(counts: Optional[Union[CountsLike, ClassStats]] = None,
         counts = counts.validate(num_classes=num_classes, unit=unit).counts
     t = as_counts(counts, num_classes=num_classes, allow_zero=allow_zero)
     return t.tolist()
+
+
+def check_one_source(what: str, hint: str, **sources) -> str:
+    """The name of the one count source given (the rest None).
+
+    Args:
+        what: the component, named in the errors.
+        hint: how to give counts, e.g. ``'counts=[...] or stats_file=PATH'``.
+        **sources: ``name=value`` of every possible source.
+
+    Returns:
+        str: the name of the source given.
+    """
+    given = [n for n, v in sources.items() if v is not None]
+    if len(given) > 1:
+        raise ValueError(f'{what}: give the class counts from one source '
+                         f'only, got {given}.')
+    if not given:
+        raise ValueError(
+            f'{what} needs per-class training counts: pass {hint}.')
+    return given[0]

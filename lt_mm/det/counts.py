@@ -34,7 +34,7 @@ from typing import Any, List, Optional, Sequence, Union
 
 import numpy as np
 
-from lt_mm.core.stats import ClassStats, cached_class_stats
+from lt_mm.core.stats import ClassStats, cached_class_stats, check_one_source
 from lt_mm.core.stats import default_cache_file as _default_cache_file
 from lt_mm.core.stats import lvis_splits, resolve_counts
 from lt_mm.engine.counts import without_pipelines
@@ -70,8 +70,7 @@ def _counts_from_annotations(doc: dict, cat_ids: Sequence[int],
 
 def lvis_class_stats(ann_file: str,
                      unit: str = 'images',
-                     cache_file: Union[str, bool, None] = None
-                     ) -> ClassStats:
+                     cache_file: Union[str, bool, None] = None) -> ClassStats:
     """Class statistics of an LVIS (or COCO-format) training json.
 
     The C categories are ordered by increasing category id, which is the
@@ -322,8 +321,8 @@ def read_det_counts(dataset: Union[str, dict],
             raise ValueError(
                 f"source='dataset' needs a dataset config dict, got "
                 f"{dataset!r}; pass a json path with source='json'.")
-        stats = class_stats_from_dataset(dataset, unit or 'images',
-                                         cache_file, progress)
+        stats = class_stats_from_dataset(dataset, unit or 'images', cache_file,
+                                         progress)
         path = _ann_path(without_pipelines(dataset)) or 'the dataset'
         what = 'classes'
     else:
@@ -372,20 +371,14 @@ def resolve_det_counts(counts=None,
     Returns:
         list[float]: C counts, all > 0.
     """
-    given = [
-        n for n, v in (('counts', counts), ('stats_file', stats_file),
-                       ('train_ann_file', train_ann_file)) if v is not None
-    ]
-    if len(given) > 1:
-        raise ValueError(f'{what}: give the class counts from one source '
-                         f'only, got {given}.')
-    if not given:
-        raise ValueError(
-            f'{what} needs per-class training counts of the foreground '
-            'classes: pass counts=[...], stats_file=PATH (a '
-            'lt_mm.class_stats/v1 JSON file, e.g. written by python -m '
-            'lt_mm.det.counts TRAIN_JSON --out PATH) or train_ann_file=PATH '
-            '(the LVIS training json).')
+    check_one_source(
+        what, 'counts=[...] (the foreground classes), stats_file=PATH (a '
+        'lt_mm.class_stats/v1 JSON file, e.g. written by python -m '
+        'lt_mm.det.counts TRAIN_JSON --out PATH) or train_ann_file=PATH '
+        '(the LVIS training json)',
+        counts=counts,
+        stats_file=stats_file,
+        train_ann_file=train_ann_file)
     if unit not in LVIS_COUNT_FIELDS:
         raise ValueError(f'{what}: unit={unit!r} is not supported; choose '
                          f'one of {list(LVIS_COUNT_FIELDS)}.')

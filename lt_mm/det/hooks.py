@@ -246,6 +246,5 @@ class NCMCentroidHook(ClassMeansHook):
             f'boxes for {len(layers)} box classifier(s) computed in '
             f'{time.time() - t0:.1f}s.')
 
-    def means_ready(self, runner) -> bool:
-        """Whether the model's classifier(s) hold class means."""
-        return all(m.ready for m in self._layers(runner).values())
+    def classifiers(self, runner) -> list:
+        return list(self._layers(runner).values())

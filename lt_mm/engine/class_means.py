@@ -7,7 +7,7 @@ before validation (each time, or once), before testing (unless the
 checkpoint already has them) and the saved model with the means; the
 toolbox hooks (``NCMCentroidHook`` of ``lt_mm.cls``, ``lt_mm.seg``,
 ``lt_mm.det``) only say *how* (which features: image, pixel or
-ground-truth-box) through :meth:`means_ready` and :meth:`compute`.
+ground-truth-box) through :meth:`classifiers` and :meth:`compute`.
 """
 from __future__ import annotations
 
@@ -47,9 +47,13 @@ class ClassMeansHook(Hook):
         self.recompute_on_test = recompute_on_test
         self.save_checkpoint = save_checkpoint
 
-    def means_ready(self, runner) -> bool:
-        """Whether the model already holds class means (e.g. loaded)."""
+    def classifiers(self, runner) -> list:
+        """The NCM classifier(s) of the model (each with ``ready``)."""
         raise NotImplementedError
+
+    def means_ready(self, runner) -> bool:
+        """Whether every classifier holds class means (e.g. loaded)."""
+        return all(m.ready for m in self.classifiers(runner))
 
     def compute(self, runner) -> None:
         """Compute the class means and store them in the model."""

@@ -195,6 +195,5 @@ class NCMConvSegCentroidHook(ClassMeansHook):
             f'feature pixels ({clf.num_classes} classes, {len(clf.passes)} '
             f'pass(es)) computed in {time.time() - t0:.1f}s.')
 
-    def means_ready(self, runner) -> bool:
-        """Whether the model's classifier(s) hold class means."""
-        return self._classifier(runner)[1].ready
+    def classifiers(self, runner) -> list:
+        return [self._classifier(runner)[1]]
