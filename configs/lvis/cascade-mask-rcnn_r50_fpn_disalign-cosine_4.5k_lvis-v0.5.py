@@ -1,6 +1,9 @@
 # DisAlign* stage 2, Cascade Mask R-CNN R50-FPN, LVIS v0.5 (DisAlign, CVPR
 # 2021, Table 7 / 18 "DisAlign*", box AP 32.2, mask AP 29.4; README.md).
-_base_ = './cascade-mask-rcnn_r50_fpn_cosine_ms-2x_lvis-v0.5.py'
+_base_ = [
+    './_base_/cascade-mask-rcnn_r50_fpn_lvis-v0.5.py',
+    '../_base_/schedules/stage2_4.5k.py'
+]
 
 model = dict(
     roi_head=dict(bbox_head=[
@@ -18,25 +21,3 @@ model = dict(
     ]))
 
 load_from = 'work_dirs/cascade-mask-rcnn_r50_fpn_cosine_ms-2x_lvis-v0.5/epoch_24.pth'  # noqa
-custom_hooks = [dict(type='Stage2FreezeHook', freeze_bn_stats=True)]
-
-# 4.5k iterations, lr 0.02, x0.1 at 4k (DisAlign reference v0.5 config);
-# `end` is left to the runner (= train_cfg.max_iters)
-train_cfg = dict(
-    _delete_=True,
-    type='IterBasedTrainLoop',
-    max_iters=4500,
-    val_interval=4500)
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-        end=1000),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        by_epoch=False,
-        milestones=[4000],
-        gamma=0.1)
-]
-default_hooks = dict(checkpoint=dict(by_epoch=False, interval=4500))
-log_processor = dict(by_epoch=False)

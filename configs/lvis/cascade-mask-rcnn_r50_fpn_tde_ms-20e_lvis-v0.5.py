@@ -1,6 +1,9 @@
 # De-confound-TDE, Cascade Mask R-CNN R50-FPN, LVIS v0.5 (TDE, NeurIPS 2020,
 # Table 4, V0.5 "De-confound-TDE": mask AP 28.4 with R101; README.md).
-_base_ = './cascade-mask-rcnn_r50_fpn_ms-2x_lvis-v0.5.py'
+_base_ = [
+    './_base_/cascade-mask-rcnn_r50_fpn_lvis-v0.5.py',
+    '../_base_/schedules/tde_20e.py'
+]
 
 model = dict(
     roi_head=dict(bbox_head=[
@@ -19,17 +22,3 @@ model = dict(
         for head in _base_.model.roi_head.bbox_head
     ]),
     test_cfg=dict(rcnn=dict(score_thr=1e-5, max_per_img=300)))
-
-# 20 epochs, lr 0.02, x0.1 at 16 and 19 (TDE reference); `end` is left to the
-# runner (= train_cfg.max_epochs)
-train_cfg = dict(max_epochs=20, val_interval=20)
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        by_epoch=True,
-        milestones=[16, 19],
-        gamma=0.1)
-]
