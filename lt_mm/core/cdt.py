@@ -266,8 +266,7 @@ def posthoc_adjust(logits: Tensor,
                    counts: CountsLike,
                    rule: str,
                    tau: float,
-                   background: bool = False,
-                   exclude_background: Optional[bool] = None) -> Tensor:
+                   background: bool = False) -> Tensor:
     """Post-hoc prior adjustment by name: CDT Eq. 5 or logit adjustment.
 
     Args:
@@ -279,13 +278,10 @@ def posthoc_adjust(logits: Tensor,
             ``z_c - tau * log N_c``).
         tau: ``>= 0``.
         background: the last column is the background: left untouched.
-        exclude_background: deprecated name of ``background``.
 
     Returns:
         Tensor: same shape as ``logits``.
     """
-    background = renamed_arg(background, exclude_background, 'background',
-                             'exclude_background', 'posthoc_adjust')
     rule = check_choice('posthoc type', rule, POSTHOC_RULES)
     fn = nc_tau_adjust if rule == 'nc_tau' else logit_adjust
     return fn(logits, counts, tau, background=background)

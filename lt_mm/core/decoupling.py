@@ -261,6 +261,27 @@ def _ncm_transform(x: Tensor, feat_type: str,
     return x / x.norm(dim=1, keepdim=True).clamp_min(EPS)
 
 
+def _labelled_samples(feats: Tensor, labels: Tensor, num_classes: int,
+                      ignore_index: Optional[int]) -> Tuple[Tensor, Tensor]:
+    """(M, D) samples and (M,) labels in ``[0, C)``, ignored ones dropped
+    (one label per sample / pixel, checked)."""
+    x = _flatten_samples(feats)
+    y = labels.reshape(-1).long().to(x.device)
+    if y.numel() != x.shape[0]:
+        raise ValueError(
+            f'labels have shape {tuple(labels.shape)} but feats have shape '
+            f'{tuple(feats.shape)}: expected one label per sample/pixel.')
+    if ignore_index is not None:
+        keep = y != ignore_index
+        x, y = x[keep], y[keep]
+    if y.numel() and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f'labels must lie in [0, {num_classes}) (or be ignore_index='
+            f'{ignore_index}); got values in [{int(y.min())}, '
+            f'{int(y.max())}].')
+    return x, y
+
+
 def class_centroids(
         feats: Tensor,
         labels: Tensor,
@@ -293,20 +314,7 @@ def class_centroids(
     """
     check_choice('feat_type', feat_type, NCM_FEAT_TYPES)
     check_range('num_classes', num_classes, 1)
-    x = _flatten_samples(feats)
-    y = labels.reshape(-1).long()
-    if y.numel() != x.shape[0]:
-        raise ValueError(
-            f'labels have shape {tuple(labels.shape)} but feats have shape '
-            f'{tuple(feats.shape)}: expected one label per sample/pixel.')
-    if ignore_index is not None:
-        keep = y != ignore_index
-        x, y = x[keep], y[keep]
-    if y.numel() and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(
-            f'labels must lie in [0, {num_classes}) (or be ignore_index='
-            f'{ignore_index}); got values in [{int(y.min())}, '
-            f'{int(y.max())}].')
+    x, y = _labelled_samples(feats, labels, num_classes, ignore_index)
     counts = torch.bincount(y, minlength=int(num_classes))
     if (counts == 0).any():
         missing = torch.nonzero(counts == 0).flatten().tolist()
@@ -542,20 +550,7 @@ def class_feature_sums(
     """
     check_choice('feat_type', feat_type, NCM_FEAT_TYPES)
     check_range('num_classes', num_classes, 1)
-    x = _flatten_samples(feats)
-    y = labels.reshape(-1).long().to(x.device)
-    if y.numel() != x.shape[0]:
-        raise ValueError(
-            f'labels have shape {tuple(labels.shape)} but feats have shape '
-            f'{tuple(feats.shape)}: expected one label per sample/pixel.')
-    if ignore_index is not None:
-        keep = y != ignore_index
-        x, y = x[keep], y[keep]
-    if y.numel() and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(
-            f'labels must lie in [0, {num_classes}) (or be ignore_index='
-            f'{ignore_index}); got values in [{int(y.min())}, '
-            f'{int(y.max())}].')
+    x, y = _labelled_samples(feats, labels, num_classes, ignore_index)
     z = _ncm_transform(x.double(), feat_type, None if global_mean is None
                        else global_mean.double())
     sums = z.new_zeros(int(num_classes), x.shape[1]).index_add_(0, y, z)

@@ -225,7 +225,7 @@ class PosthocLinear(nn.Linear):
     (the option format of every lt_mm toolbox,
     :func:`lt_mm.core.cdt.parse_posthoc`), on the C foreground columns of
     ``z = W x + b`` (:func:`lt_mm.core.cdt.posthoc_adjust`,
-    ``exclude_background=True``):
+    ``background=True``):
 
     * ``'nc_tau'``: CDT Eq. 5, ``s_c = z_c / N_c ** tau``;
     * ``'logit_adjust'``: ``s_c = z_c - tau * log N_c`` (= dividing the
