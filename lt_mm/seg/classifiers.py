@@ -188,7 +188,10 @@ class DisAlignConvSeg(_ConvSegBase):
         _check_feat(x, self.in_channels, 'DisAlignConvSeg')
         feat = x if feat is None else feat
         layer = self.calibration.confidence_layer
-        if feat is not x or not isinstance(layer, nn.Conv2d):
+        # the fused path bypasses the layer's call: not when the layer is
+        # observed by forward hooks (e.g. to read sigma(x))
+        if feat is not x or not isinstance(layer, nn.Conv2d) or \
+                layer._forward_hooks or layer._forward_pre_hooks:
             return self.calibration(self.logits(x), feat)
         sources = (self.weight, self.bias, layer.weight, layer.bias)
         if any(t is None for t in sources) or not cache_enabled(

@@ -353,3 +353,14 @@ def test_disalign_conv_seg_fused_eval_equals_the_two_convolutions():
     torch.testing.assert_close(
         clf(x, feat=x.flip(0)),
         clf.calibration(clf.logits(x), x.flip(0)), rtol=0, atol=0)
+
+
+def test_disalign_conv_seg_hooks_on_the_confidence_layer_still_fire():
+    from lt_mm.seg.classifiers import DisAlignConvSeg
+    clf = DisAlignConvSeg(8, 5).eval()
+    seen = []
+    clf.calibration.confidence_layer.register_forward_hook(
+        lambda m, i, o: seen.append(o.shape))
+    with torch.no_grad():
+        clf(torch.randn(1, 8, 3, 3))
+    assert seen == [torch.Size([1, 1, 3, 3])]
