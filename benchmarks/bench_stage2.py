@@ -1,4 +1,4 @@
-"""Classification stage 2: standard loop vs. cached features, side by side.
+"""Stage 2: standard loop vs. cached features, side by side (cls / seg).
 
 For every seed and method (DisAlign, LWS, cRT) the standard stage 2 (the
 quickstart config as a user runs it: the frozen backbone runs on every
@@ -28,6 +28,19 @@ that the trained DisAlign parameters agree (tolerance
 :data:`QUICK_PARAM_TOL`) and asserts no timing. Acceptance of the full run
 (printed, checked with ``--check``): cached >= 10x faster over all runs,
 top-1 and few within 1 point (mean over seeds).
+
+``--task seg``: the same for segmentation (``digits_seg_<method>.py``, the
+tiny FCN, ``CachedFeatureIterBasedTrainLoop`` of
+:mod:`lt_mm.seg.feature_cache` caching the whole pre-classifier maps);
+``--epochs`` then sets ``max_iters``, the metrics are mIoU and tail mIoU,
+and ``--quick`` (6 iterations) also switches the decode head's dropout off
+(the cached loop re-draws it after the cache with other random numbers).
+The accuracy acceptance is the same (1 point of mIoU / tail mIoU); the
+speed-up is smaller than for classification because the per-step cost of
+the decode head's loss at label resolution (bilinear resize of the logits
+to 64 x 64 + cross-entropy) remains.
+
+    python benchmarks/bench_stage2.py --task seg --quick
 """
 from __future__ import annotations
 
@@ -52,6 +65,42 @@ METHODS = {
     'crt': 'digits_cls_crt.py',
 }
 STAGE1 = 'digits_cls_resnet_stage1.py'
+# per task: stage-2 configs, stage-1 config, scope, the two reported metrics
+# (labels), the trained parameters' prefix, the schedule length key, the
+# module with use_cached_features, quick stage-1 options and quick length
+TASKS = {
+    'cls':
+    dict(
+        methods=METHODS,
+        stage1=STAGE1,
+        scope='mmpretrain',
+        metrics=('accuracy/top1', 'accuracy/few'),
+        labels=('top-1', 'few'),
+        prefix='head.',
+        length='max_epochs',
+        module='lt_mm.cls.feature_cache',
+        quick_stage1=['train_cfg.max_epochs=2', 'train_cfg.val_interval=2'],
+        quick_length=2),
+    'seg':
+    dict(
+        methods={
+            'disalign': 'digits_seg_disalign.py',
+            'lws': 'digits_seg_lws.py',
+            'crt': 'digits_seg_crt.py',
+        },
+        stage1='digits_seg_fcn_stage1.py',
+        scope='mmseg',
+        metrics=('mIoU', 'mIoU_tail'),
+        labels=('mIoU', 'tail'),
+        prefix='decode_head.conv_seg.',
+        length='max_iters',
+        module='lt_mm.seg.feature_cache',
+        quick_stage1=[
+            'train_cfg.max_iters=4', 'train_cfg.val_interval=4',
+            'param_scheduler.0.end=4'
+        ],
+        quick_length=6),
+}
 # --quick: the trained head parameters of both paths agree to this absolute
 # tolerance. The features differ only by float16 rounding (relative error
 # <= 2**-11 ~ 4.9e-4 per element); the head parameters are a smooth function
@@ -83,14 +132,32 @@ class _Clock(Hook):
             self.clock['end'] = time.perf_counter()
 
 
-def _train_test(config: str, work_dir: str, load_from: str, seed: int,
-                options: Sequence[str], cached: Optional[dict],
-                deterministic_pipeline: bool) -> dict:
+def _train_test(config: str,
+                work_dir: str,
+                load_from: str,
+                seed: int,
+                options: Sequence[str],
+                cached: Optional[dict],
+                deterministic_pipeline: bool,
+                task: str = 'cls') -> dict:
     """Train stage 2 (standard or cached) and test it, in-process."""
+    import importlib
+
+    from mmengine.registry import DefaultScope
+    spec = TASKS[task]
+    with DefaultScope.overwrite_default_scope(spec['scope']):
+        return _train_test_in_scope(config, work_dir, load_from, seed,
+                                    options, cached, deterministic_pipeline,
+                                    spec, importlib.import_module(
+                                        spec['module']).use_cached_features)
+
+
+def _train_test_in_scope(config, work_dir, load_from, seed, options, cached,
+                         deterministic_pipeline, spec,
+                         use_cached_features) -> dict:
     import torch
     from mmengine.model import is_model_wrapper
 
-    from lt_mm.cls.feature_cache import use_cached_features
     from lt_mm.engine.runner_utils import build_runner, load_config
     from lt_mm.quickstart.runs import QUICKSTART_CONFIGS, _options_to_dict
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -107,8 +174,10 @@ def _train_test(config: str, work_dir: str, load_from: str, seed: int,
     if deterministic_pipeline:
         cfg.train_dataloader.dataset.pipeline = \
             cfg.test_dataloader.dataset.pipeline
+        if spec['length'] == 'max_iters':  # seg: no decode-head dropout
+            cfg.model.decode_head.dropout_ratio = 0.0
     # one checkpoint, at the end (saving costs the same in both paths)
-    cfg.default_hooks.checkpoint.interval = cfg.train_cfg.max_epochs
+    cfg.default_hooks.checkpoint.interval = cfg.train_cfg[spec['length']]
     if cached is not None:
         use_cached_features(cfg, **cached)
     runner = build_runner(cfg, 'none')
@@ -125,31 +194,35 @@ def _train_test(config: str, work_dir: str, load_from: str, seed: int,
     head = {
         k: v.detach().cpu().clone()
         for k, v in model.state_dict().items()
-        if k.startswith('head.') and torch.is_floating_point(v)
+        if k.startswith(spec['prefix']) and torch.is_floating_point(v)
     }
     return dict(
         train_s=train_s,
         loop_s=clock['end'] - clock['start'],
         cache_s=float(getattr(loop, 'cache_seconds', 0.0)),
         reused=bool(getattr(loop, 'cache_reused', False)),
-        top1=float(metrics['accuracy/top1']),
-        few=float(metrics['accuracy/few']),
+        top1=float(metrics[spec['metrics'][0]]),
+        few=float(metrics[spec['metrics'][1]]),
         head=head)
 
 
-def _stage1(work_dir: str, quick: bool, log) -> str:
+def _stage1(work_dir: str, quick: bool, log, task: str = 'cls') -> str:
+    from mmengine.registry import DefaultScope
+
     from lt_mm.quickstart.runs import find_checkpoint, run_config
-    s1_dir = osp.join(work_dir, 'stage1')
+    spec = TASKS[task]
+    s1_dir = osp.join(work_dir, 'stage1' if task == 'cls' else
+                      f'stage1_{task}')
     ckpt = find_checkpoint(s1_dir)
     if ckpt is not None:
         log(f'stage 1: reusing {ckpt}')
         return ckpt
-    opts = ['train_cfg.max_epochs=2', 'train_cfg.val_interval=2'
-            ] if quick else []
-    log('stage 1: training ' + STAGE1 + ' ...')
-    res = run_config(STAGE1, s1_dir, train=True, options=opts)
-    log(f'stage 1: {res.seconds:.0f} s, top-1 '
-        f"{res.metrics.get('accuracy/top1', float('nan')):.2f}")
+    opts = spec['quick_stage1'] if quick else []
+    log('stage 1: training ' + spec['stage1'] + ' ...')
+    with DefaultScope.overwrite_default_scope(spec['scope']):
+        res = run_config(spec['stage1'], s1_dir, train=True, options=opts)
+    log(f"stage 1: {res.seconds:.0f} s, {spec['labels'][0]} "
+        f"{res.metrics.get(spec['metrics'][0], float('nan')):.2f}")
     return res.checkpoint
 
 
@@ -163,6 +236,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
     """Run the benchmark; returns the rows (also printed)."""
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--quick', action='store_true')
+    p.add_argument('--task', choices=sorted(TASKS), default='cls')
     p.add_argument('--seeds', type=int, nargs='+', default=None)
     p.add_argument(
         '--methods', nargs='+', choices=sorted(METHODS), default=None)
@@ -181,7 +255,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
         '--epochs',
         type=int,
         default=None,
-        help='override max_epochs of every method')
+        help='override max_epochs (cls) / max_iters (seg) of every '
+        'method')
     p.add_argument('--views', type=int, default=1)
     p.add_argument('--dtype', default='float16')
     p.add_argument('--pipeline', default='train')
@@ -195,10 +270,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
         action='store_true',
         help='exit 1 unless the acceptance holds')
     args = p.parse_args(argv)
+    spec = TASKS[args.task]
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     methods = args.methods or (['disalign']
                                if args.quick else ['disalign', 'lws', 'crt'])
-    epochs = args.epochs or (2 if args.quick else None)
+    epochs = args.epochs or (spec['quick_length'] if args.quick else None)
+    length = spec['length']
+    lab1, lab2 = spec['labels']
 
     import torch
     torch.set_num_threads(args.threads)
@@ -213,29 +291,30 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
         args.data_root = osp.join(work_dir,
                                   'data_fast' if args.quick else 'data')
         build_task_data(
-            'cls',
-            osp.join(args.data_root, 'cls'),
+            args.task,
+            osp.join(args.data_root, args.task),
             size='fast' if args.quick else 'full',
             seed=0)
     os.environ['LT_MM_DATA_ROOT'] = osp.abspath(args.data_root)
-    stage1 = args.stage1 or _stage1(work_dir, args.quick, log)
+    stage1 = args.stage1 or _stage1(work_dir, args.quick, log, args.task)
 
     options = ['default_hooks.logger.interval=1000']
     if epochs is not None:
         options += [
-            f'train_cfg.max_epochs={epochs}',
+            f'train_cfg.{length}={epochs}',
             f'default_hooks.checkpoint.interval={epochs}'
         ]
     cache_root = osp.join(work_dir, 'cache')
     shutil.rmtree(cache_root, ignore_errors=True)
     rows: Dict[str, list] = {m: [] for m in methods}
-    log(f'threads={args.threads} seeds={seeds} methods={methods} '
+    log(f'task={args.task} threads={args.threads} seeds={seeds} '
+        f'methods={methods} '
         f'views={args.views} dtype={args.dtype} pipeline={args.pipeline} '
         f'reuse={not args.no_reuse} stage1={stage1}')
     log(f"{'method':9s} {'seed':>4s} {'standard s':>10s} {'cached s':>9s} "
         f"{'build s':>8s} {'ratio':>6s} {'cold':>6s} {'warm':>6s} "
-        f"{'train() ratio':>13s} {'top-1 std/cached':>17s} "
-        f"{'few std/cached':>15s}")
+        f"{'train() ratio':>13s} {lab1 + ' std/cached':>17s} "
+        f"{lab2 + ' std/cached':>15s}")
     total = dict(
         standard=0.0, cached=0.0, standard_train=0.0, cached_train=0.0)
     for seed in seeds:
@@ -255,13 +334,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
                                                                   'standard')
             for kind in order:
                 runs[kind] = _train_test(
-                    METHODS[method],
+                    spec['methods'][method],
                     osp.join(work_dir, 'runs', f'{method}_s{seed}_{kind}'),
                     stage1,
                     seed,
                     options,
                     cached if kind == 'cached' else None,
-                    deterministic_pipeline=args.quick)
+                    deterministic_pipeline=args.quick,
+                    task=args.task)
             s, c = runs['standard'], runs['cached']
             if not c['reused']:
                 build_s = c['cache_s']
@@ -312,10 +392,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
             f'{_fmt_ms([r["cold_ratio"] for r in rs])}x, warm '
             f'{_fmt_ms([r["warm_ratio"] for r in rs])}x, train() '
             f'{_fmt_ms([r["train_ratio"] for r in rs])}x')
-        log(f'{"":9s} top-1 standard {_fmt_ms(t1s)} cached {_fmt_ms(t1c)} '
-            f'(diff {d_top1:+.2f}); few standard {_fmt_ms(fs)} cached '
-            f'{_fmt_ms(fc)} (diff {d_few:+.2f}); max |head param diff| '
-            f'{max(r["param_diff"] for r in rs):.2e}')
+        log(f'{"":9s} {lab1} standard {_fmt_ms(t1s)} cached '
+            f'{_fmt_ms(t1c)} (diff {d_top1:+.2f}); {lab2} standard '
+            f'{_fmt_ms(fs)} cached {_fmt_ms(fc)} (diff {d_few:+.2f}); max '
+            f'|head param diff| {max(r["param_diff"] for r in rs):.2e}')
         if args.quick:
             diff = max(r['param_diff'] for r in rs)
             if diff > QUICK_PARAM_TOL:
@@ -326,7 +406,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
         else:
             acc_ok = abs(d_top1) <= 1 and abs(d_few) <= 1
             ok &= acc_ok
-            log(f'{"":9s} top-1 / few within 1 point: '
+            log(f'{"":9s} {lab1} / {lab2} within 1 point: '
                 f"{'PASS' if acc_ok else 'FAIL'}")
     ratio = total['standard'] / total['cached']
     log(f"all runs, training loops: standard {total['standard']:.1f} s, "

@@ -9,6 +9,8 @@ imports=['lt_mm.seg'])``):
   ``TauNormConvSeg``, ``LWSConvSeg``, ``CosineConvSeg``, ``CRTConvSeg``,
   ``NCMConvSeg`` and the losses ``GRWCrossEntropyLoss``,
   ``CDTCrossEntropyLoss``;
+* LOOPS (mmengine): ``CachedFeatureIterBasedTrainLoop`` (stage 2 on
+  cached pre-classifier feature maps, :mod:`lt_mm.seg.feature_cache`);
 * HOOKS: ``NCMCentroidHook`` (alias ``NCMConvSegCentroidHook``: the
   per-pixel class means of ``NCMConvSeg``);
 * METRICS: ``HeadBodyTailIoUMetric``;
@@ -22,6 +24,7 @@ from .classifiers import (CausalNormConvSeg, DisAlignConvSeg, LWSConvSeg,
                           TauNormConvSeg)
 from .datasets import ADE20KLTDataset, count_seg_pixels, load_seg_label
 from .decoupling import CosineConvSeg, CRTConvSeg, NCMConvSeg
+from .feature_cache import CachedFeatureIterBasedTrainLoop
 from .heads import LTDecodeHead, LTDecodeHeadMixin, lt_decode_head_class
 from .hooks import NCMConvSegCentroidHook, iter_pixel_features
 from .losses import CDTCrossEntropyLoss, GRWCrossEntropyLoss
@@ -31,7 +34,7 @@ __all__ = [
     'LTDecodeHead', 'LTDecodeHeadMixin', 'lt_decode_head_class',
     'DisAlignConvSeg', 'CausalNormConvSeg', 'TauNormConvSeg', 'LWSConvSeg',
     'CosineConvSeg', 'CRTConvSeg', 'NCMConvSeg', 'NCMConvSegCentroidHook',
-    'iter_pixel_features',
+    'iter_pixel_features', 'CachedFeatureIterBasedTrainLoop',
     'GRWCrossEntropyLoss', 'CDTCrossEntropyLoss', 'HeadBodyTailIoUMetric',
     'pixel_splits', 'ADE20KLTDataset', 'count_seg_pixels', 'load_seg_label'
 ]

@@ -36,3 +36,21 @@ def test_bench_stage2_quick(cls_stage1, data_root, tmp_path, monkeypatch,
     assert 0 < row['cache_s'] < row['cached_s']
     for std, cached in (row['top1'], row['few']):
         assert not math.isnan(std) and not math.isnan(cached)
+
+
+def test_bench_stage2_quick_seg(seg_stage1, data_root, tmp_path, monkeypatch,
+                                capsys):
+    bench = _bench()
+    monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
+    rows = bench.main([
+        '--quick', '--task', 'seg', '--work-dir',
+        str(tmp_path), '--data-root', data_root, '--stage1',
+        seg_stage1['checkpoint']
+    ])
+    out = capsys.readouterr().out
+    assert 'task=seg' in out and 'mIoU std/cached' in out
+    (row, ) = rows['disalign']
+    assert row['param_diff'] <= bench.QUICK_PARAM_TOL
+    assert 0 < row['cache_s'] < row['cached_s']
+    for std, cached in (row['top1'], row['few']):
+        assert not math.isnan(std) and not math.isnan(cached)

@@ -1,0 +1,663 @@
+"""Stage 2 on cached classifier inputs: the parts shared by every toolbox.
+
+Stage 2 of the decoupled methods -- DisAlign (Zhang et al., CVPR 2021,
+Sec. 3.2, Eq. 5/6 with the GRW loss of Eq. 8-11), LWS (Kang et al., ICLR
+2020, Eq. 4) and cRT (ibid., Sec. 4) -- trains a few parameters on top of
+a frozen network, so the frozen part can run ONCE over the training set and
+the classifier can train on its stored output. The toolbox adapters
+(:mod:`lt_mm.cls.feature_cache`, :mod:`lt_mm.seg.feature_cache`) say what
+the classifier input is and how the loss reads it; this module holds what
+does not depend on the toolbox:
+
+* :func:`check_cache_options` -- the ``cache=dict(...)`` options of the
+  loops (views, dtype, pipeline, dir, batch_size, reuse, keep, plus the
+  adapter's own keys);
+* :func:`state_fingerprint` / :func:`dataset_fingerprint` -- SHA-1 of the
+  frozen weights and of the training list + pipeline (the cache key);
+* :func:`check_trainable_within` / :func:`check_frozen_part_eval_like` --
+  the refusals shared by the loops (a parameter outside the cached
+  classifier would train; frozen BatchNorm in training mode);
+* :class:`FeatureCache` / :class:`CacheWriter` -- the memory-mapped
+  ``.npy`` files (``feats.npy`` (K, N, ...) float16/32, ``labels.npy``,
+  ``meta.json`` written last; atomic rename);
+* :class:`CachedFeatureLoopMixin` -- the loop machinery: extraction
+  loaders (one unshuffled pass per view), fingerprint + reuse, the random
+  view per visit, and one optimisation step on a cached batch exactly as
+  ``BaseModel.train_step`` does it (``optim_context`` + ``parse_losses`` +
+  ``update_params`` between the ``before_train_iter`` /
+  ``after_train_iter`` hooks);
+* :class:`InfiniteIndexIterator` -- the index batches of a dataloader's
+  batch sampler, restarted like mmengine's ``_InfiniteDataloaderIterator``.
+
+No toolbox import: only mmengine, numpy and torch.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import os.path as osp
+import shutil
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from mmengine.dist import get_dist_info
+from mmengine.model import is_model_wrapper
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from lt_mm.core.checks import check_choice, check_range
+
+CACHE_DTYPES = ('float16', 'float32')
+CACHE_PIPELINES = ('train', 'test')
+BASE_CACHE_KEYS = ('views', 'dtype', 'pipeline', 'dir', 'batch_size',
+                   'reuse', 'keep')
+
+
+# ---------------------------------------------------------------------------
+# options
+# ---------------------------------------------------------------------------
+def check_cache_options(cache: Optional[dict],
+                        extra: Optional[Dict[str, Any]] = None
+                        ) -> Dict[str, Any]:
+    """Validate the ``cache`` options of a cached-feature loop.
+
+    Args:
+        cache: ``dict(views=1, dtype='float16', pipeline='train', dir=None,
+            batch_size=None, reuse=True, keep=True, **adapter_keys)`` or
+            None (defaults).
+
+            * ``views`` (int >= 1): K passes over the training set; every
+              visit of an image uses one of them (random, seeded). Only
+              useful with a random pipeline.
+            * ``dtype``: ``'float16'`` (half the disk / memory; relative
+              rounding error <= 2**-11) or ``'float32'`` (exact).
+            * ``pipeline``: ``'train'`` (the configured training pipeline,
+              as the standard stage 2) or ``'test'`` (the test pipeline on
+              the training images: no augmentation; ``views`` must be 1).
+            * ``dir``: folder of the cache files; None =
+              ``<work_dir>/feature_cache``.
+            * ``batch_size``: images per extraction batch (default: the
+              training batch size).
+            * ``reuse``: reuse a cache with the same fingerprint (frozen
+              weights, data list, pipeline, views, dtype, the adapter's
+              options and -- for the random ``'train'`` pipeline -- the
+              seed).
+            * ``keep``: keep the files after training (for reuse).
+        extra: the adapter's own keys with their defaults (validated by
+            the adapter); None = none.
+
+    Returns:
+        dict: the complete options (``extra`` keys filled with defaults).
+    """
+    cache = dict(cache or {})
+    extra = dict(extra or {})
+    allowed = list(BASE_CACHE_KEYS) + list(extra)
+    unknown = sorted(set(cache) - set(allowed))
+    if unknown:
+        raise ValueError(f'cache has unknown keys {unknown}; allowed: '
+                         f'{allowed}.')
+    views = cache.get('views', 1)
+    if isinstance(views, bool) or int(views) != views:
+        raise ValueError(f'cache views={views!r} must be a positive integer '
+                         '(the number of augmented views per image).')
+    check_range('cache views', views, low=1)
+    out: Dict[str, Any] = dict(
+        views=int(views),
+        dtype=check_choice('cache dtype', cache.get('dtype', 'float16'),
+                           CACHE_DTYPES),
+        pipeline=check_choice('cache pipeline', cache.get('pipeline', 'train'),
+                              CACHE_PIPELINES),
+        dir=cache.get('dir', None),
+        batch_size=cache.get('batch_size', None),
+        reuse=bool(cache.get('reuse', True)),
+        keep=bool(cache.get('keep', True)))
+    if out['pipeline'] == 'test' and out['views'] != 1:
+        raise ValueError(
+            f"cache views={out['views']} with pipeline='test': the test "
+            'pipeline is deterministic, every view would be identical. Use '
+            "views=1, or pipeline='train' for augmented views.")
+    if out['batch_size'] is not None:
+        bs = out['batch_size']
+        if isinstance(bs, bool) or int(bs) != bs:
+            raise ValueError(f'cache batch_size={bs!r} must be a positive '
+                             'integer or None.')
+        check_range('cache batch_size', bs, low=1)
+        out['batch_size'] = int(bs)
+    for key, default in extra.items():
+        out[key] = cache.get(key, default)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# fingerprints
+# ---------------------------------------------------------------------------
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside a DDP-like wrapper (or the model itself)."""
+    return model.module if is_model_wrapper(model) else model
+
+
+def state_fingerprint(module: nn.Module,
+                      skip: Callable[[str], bool] = lambda name: False
+                      ) -> str:
+    """SHA-1 of ``module.state_dict()`` (names, dtypes, shapes, bytes).
+
+    Args:
+        module: the model.
+        skip: entries whose name it accepts are left out (the trained
+            classifier: the cache holds its *input*).
+
+    Returns:
+        str: 40 hex digits.
+    """
+    h = hashlib.sha1()
+    for k, v in module.state_dict().items():
+        if skip(k):
+            continue
+        t = v.detach().cpu().contiguous()
+        h.update(f'{k}|{t.dtype}|{tuple(t.shape)}|'.encode())
+        if t.numel():
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def dataset_fingerprint(dataset: Any,
+                        keys: Sequence[str] = ('img_path', )) -> str:
+    """SHA-1 of a dataset's type, length, pipeline and data list.
+
+    Args:
+        dataset: an mmengine ``BaseDataset``-like object.
+        keys: the ``data_list`` fields hashed per sample (e.g.
+            ``('img_path', 'gt_label')`` or ``('img_path',
+            'seg_map_path')``).
+
+    Returns:
+        str: 40 hex digits.
+    """
+    h = hashlib.sha1()
+    h.update(f'{type(dataset).__name__}|{len(dataset)}|'.encode())
+    h.update(repr(getattr(dataset, 'pipeline', None)).encode())
+    data_list = getattr(dataset, 'data_list', None)
+    if data_list:
+        for info in data_list:
+            h.update(('|'.join(str(info.get(k))
+                               for k in keys) + '\n').encode())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# model checks
+# ---------------------------------------------------------------------------
+def check_trainable_within(model: nn.Module, inside: Callable[[str], bool],
+                           where: str, loop: str) -> List[str]:
+    """Names of the trainable parameters; raise unless ``inside`` all.
+
+    Call after ``Stage2FreezeHook.before_run`` has set ``requires_grad``.
+
+    Args:
+        model: the (possibly wrapped) model.
+        inside: whether a parameter name belongs to the cached classifier.
+        where: its description in the message (``'the head'``).
+        loop: the loop's name for the message.
+    """
+    model = unwrap_model(model)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    outside = [n for n in trainable if not inside(n)]
+    if outside:
+        raise ValueError(
+            f'{loop}: {len(outside)} trainable parameters are outside '
+            f'{where} (e.g. {outside[0]!r}); the cache holds the output of '
+            f'the frozen part, so only parameters of {where} may train. Add '
+            "custom_hooks=[dict(type='Stage2FreezeHook')] (or narrow its "
+            '`trainable`) or use the standard loop.')
+    if not trainable:
+        raise ValueError(
+            f'{loop}: no parameter requires a gradient, nothing would train.')
+    return trainable
+
+
+def check_frozen_part_eval_like(model: nn.Module, runner,
+                                exempt: Callable[[str], bool],
+                                loop: str) -> List[str]:
+    """Check that the frozen part acts in training as in eval mode.
+
+    Puts the model in training mode as the standard loop does, lets the
+    ``before_train_iter`` of every ``Stage2FreezeHook`` run (it puts frozen
+    BatchNorm layers back in eval mode) and inspects the modules that
+    ``exempt`` does not accept (``exempt``: the classifier and what runs
+    after the cache). Raises on BatchNorm layers in training mode (the
+    standard stage 2 would normalise with batch statistics and update the
+    running ones); returns the names of dropout-like modules in training
+    mode (a mismatch the caller warns about).
+    """
+    from lt_mm.engine.hooks import Stage2FreezeHook
+    model = unwrap_model(model)
+    was_training = model.training
+    model.train()
+    for hook in getattr(runner, 'hooks', []):
+        if isinstance(hook, Stage2FreezeHook):
+            hook.before_train_iter(runner, 0)
+    bn, drop = [], []
+    for name, m in model.named_modules():
+        if not name or exempt(name) or not m.training:
+            continue
+        if isinstance(m, _BatchNorm) and m.track_running_stats:
+            bn.append(name)
+        elif isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
+            drop.append(name)
+        elif 'droppath' in type(m).__name__.lower() and getattr(
+                m, 'drop_prob', 0) > 0:
+            drop.append(name)
+    model.train(was_training)
+    if bn:
+        raise ValueError(
+            f'{loop}: {len(bn)} BatchNorm layers of the frozen part train '
+            f'with batch statistics (e.g. {bn[0]!r}); the standard stage 2 '
+            'would then differ from cached eval-mode features. Use '
+            "custom_hooks=[dict(type='Stage2FreezeHook', "
+            'freeze_bn_stats=True)] (the default) or the standard loop.')
+    return drop
+
+
+# ---------------------------------------------------------------------------
+# the cache files
+# ---------------------------------------------------------------------------
+class FeatureCache:
+    """Memory-mapped classifier inputs of a training set (with labels).
+
+    Files in ``root``: ``feats.npy`` (K, N, \\*F) float16/32, ``labels.npy``
+    (N, \\*L) or, with ``meta['labels_per_view']``, (K, N, \\*L) (both
+    opened with ``mmap_mode='r'``) and ``meta.json`` (format, fingerprint,
+    shapes, build time; written last: a folder without it is incomplete
+    and rebuilt). K views, N training samples.
+
+    Args:
+        root: the cache folder.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        with open(osp.join(root, 'meta.json'), encoding='utf-8') as f:
+            self.meta = json.load(f)
+        self.feats = np.load(osp.join(root, 'feats.npy'), mmap_mode='r')
+        self.labels = np.load(osp.join(root, 'labels.npy'), mmap_mode='r')
+        self.labels_per_view = bool(self.meta.get('labels_per_view', False))
+        lab_n = self.labels.shape[1] if self.labels_per_view else \
+            self.labels.shape[0]
+        if self.feats.ndim < 3 or self.feats.shape[1] != lab_n or (
+                self.labels_per_view
+                and self.labels.shape[0] != self.feats.shape[0]):
+            raise ValueError(
+                f'feature cache {root!r} is inconsistent: feats '
+                f'{self.feats.shape}, labels {self.labels.shape}; delete it.')
+
+    @property
+    def num_views(self) -> int:
+        """K."""
+        return int(self.feats.shape[0])
+
+    def __len__(self) -> int:
+        """N, the number of training samples."""
+        return int(self.feats.shape[1])
+
+    def gather(self, views: np.ndarray, indices: np.ndarray) -> Tensor:
+        """Rows ``feats[views[i], indices[i]]`` as float32, (B, \\*F)."""
+        return torch.from_numpy(
+            np.asarray(self.feats[views, indices], dtype=np.float32))
+
+    def gather_labels(self, views: np.ndarray,
+                      indices: np.ndarray) -> np.ndarray:
+        """Labels of the rows, (B, \\*L) (the view's labels if per view)."""
+        if self.labels_per_view:
+            return np.asarray(self.labels[views, indices])
+        return np.asarray(self.labels[indices])
+
+    @staticmethod
+    def is_complete(root: str, fingerprint: str, fmt: str) -> bool:
+        """Whether ``root`` holds a finished cache of format ``fmt`` with
+        ``fingerprint``."""
+        path = osp.join(root, 'meta.json')
+        if not osp.isfile(path):
+            return False
+        try:
+            with open(path, encoding='utf-8') as f:
+                meta = json.load(f)
+        except (OSError, json.JSONDecodeError):
+            return False
+        return meta.get('format') == fmt and meta.get(
+            'fingerprint') == fingerprint
+
+
+class CacheWriter:
+    """Write a :class:`FeatureCache` atomically.
+
+    Use as a context manager: the arrays are created lazily (shape known at
+    the first batch) as ``.npy`` memmaps in ``root + '.tmp<pid>'``;
+    :meth:`finish` writes ``meta.json`` and renames the folder to ``root``
+    (replacing an older cache); an exception removes the temporary folder.
+
+    Args:
+        root: the final cache folder.
+        fmt: the cache format string (``meta['format']``).
+        fingerprint: stored in ``meta.json``.
+        dtype: ``'float16'`` or ``'float32'`` (the features).
+    """
+
+    def __init__(self, root: str, fmt: str, fingerprint: str,
+                 dtype: str) -> None:
+        self.root = root
+        self.fmt = fmt
+        self.fingerprint = fingerprint
+        self.dtype = dtype
+        self.np_dtype = np.float16 if dtype == 'float16' else np.float32
+        self.tmp = f'{root}.tmp{os.getpid()}'
+        self.arrays: Dict[str, np.ndarray] = {}
+        self.t0 = time.time()
+
+    def __enter__(self) -> 'CacheWriter':
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        os.makedirs(self.tmp)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.arrays.clear()
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def array(self, name: str, shape: Tuple[int, ...],
+              dtype: Any = None) -> np.ndarray:
+        """The memmap ``<name>.npy`` (created on the first call)."""
+        if name not in self.arrays:
+            self.arrays[name] = np.lib.format.open_memmap(
+                osp.join(self.tmp, f'{name}.npy'),
+                mode='w+',
+                dtype=self.np_dtype if dtype is None else dtype,
+                shape=tuple(int(s) for s in shape))
+        return self.arrays[name]
+
+    def finish(self, **meta: Any) -> FeatureCache:
+        """Flush, write ``meta.json`` (format, fingerprint, dtype, build
+        seconds and ``meta``), rename to ``root`` and open it."""
+        if 'feats' not in self.arrays or 'labels' not in self.arrays:
+            raise ValueError('the training set is empty.')
+        for arr in self.arrays.values():
+            arr.flush()
+        self.arrays.clear()
+        info = dict(
+            format=self.fmt,
+            fingerprint=self.fingerprint,
+            dtype=self.dtype,
+            seconds=time.time() - self.t0)
+        info.update(meta)
+        with open(osp.join(self.tmp, 'meta.json'), 'w',
+                  encoding='utf-8') as f:
+            json.dump(info, f)
+        shutil.rmtree(self.root, ignore_errors=True)
+        os.replace(self.tmp, self.root)
+        return FeatureCache(self.root)
+
+
+# ---------------------------------------------------------------------------
+# the loop machinery
+# ---------------------------------------------------------------------------
+class InfiniteIndexIterator:
+    """Index batches of a dataloader's ``batch_sampler``, without end.
+
+    Yields what the standard iteration-based loop would load: the indices
+    of each batch in the order of the configured sampler
+    (``InfiniteSampler`` never ends; a finite sampler is restarted with
+    ``set_epoch(epoch + 1)`` like mmengine's
+    ``_InfiniteDataloaderIterator``). No image is loaded.
+
+    Every (re)start draws the one number a torch ``DataLoader`` iterator
+    draws from the global torch generator (its workers' base seed), so the
+    global random state stays that of the standard loop -- mmengine's
+    ``Runner.train`` builds the loop (whose iterator draws it) *before*
+    initialising the weights that the stage-1 checkpoint lacks (e.g.
+    DisAlign's confidence layer, drawn from that state).
+
+    Args:
+        dataloader: a built dataloader.
+    """
+
+    def __init__(self, dataloader) -> None:
+        self._dataloader = dataloader
+        self._epoch = 0
+        self._iterator = self._start()
+
+    def _start(self):
+        torch.empty((), dtype=torch.int64).random_(
+            generator=getattr(self._dataloader, 'generator', None))
+        return iter(self._dataloader.batch_sampler)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> np.ndarray:
+        try:
+            batch = next(self._iterator)
+        except StopIteration:
+            self._epoch += 1
+            sampler = getattr(self._dataloader, 'sampler', None)
+            if not hasattr(sampler, 'set_epoch'):
+                sampler = getattr(self._dataloader.batch_sampler, 'sampler',
+                                  None)
+            if hasattr(sampler, 'set_epoch'):
+                sampler.set_epoch(self._epoch)
+            self._iterator = self._start()
+            batch = next(self._iterator)
+        return np.asarray(list(batch), dtype=np.int64)
+
+
+class CachedFeatureLoopMixin:
+    """Shared machinery of the cached-feature training loops.
+
+    A loop class mixes it in before mmengine's loop
+    (``class L(CachedFeatureLoopMixin, EpochBasedTrainLoop)``) and defines
+
+    * ``cache_format`` (str) and ``extra_cache_keys`` (dict of its own
+      ``cache`` keys and defaults);
+    * :meth:`check_model_before_cache` (refusals needing the frozen model);
+    * :meth:`build_cache` (run the frozen part, write with
+      :class:`CacheWriter`);
+    * :meth:`fingerprint_parts` (what else keys the cache) and
+      :meth:`describe_cache` (the log line).
+
+    Attributes:
+        cache (FeatureCache): the opened cache (after the run starts).
+        cache_seconds (float): time spent building (or opening) it.
+        cache_reused (bool): whether an existing cache was reused.
+    """
+
+    cache_format = 'lt_mm.feature_cache/v1'
+    extra_cache_keys: Dict[str, Any] = {}
+    #: restore the python / numpy / torch random states after building or
+    #: opening the cache, so that a run on a reused cache and a run that
+    #: builds it continue from the same random state (extraction loaders
+    #: and random transforms draw from the global generators)
+    restore_rng_after_cache = False
+
+    def _init_cache_options(self, runner, dataloader,
+                            cache: Optional[dict]) -> None:
+        """Validate options, refuse distributed runs (call first)."""
+        self.cache_cfg = check_cache_options(cache, self.extra_cache_keys)
+        _, world = get_dist_info()
+        if world > 1:
+            raise ValueError(
+                f'{type(self).__name__} runs in one process (world size is '
+                f'{world}): stage 2 on cached features is cheap; launch '
+                'tools/train.py without a launcher.')
+        self._loader_cfg = copy.deepcopy(dataloader) if isinstance(
+            dataloader, dict) else None
+        self.cache: Optional[FeatureCache] = None
+        self.cache_seconds = 0.0
+        self.cache_reused = False
+
+    # -- hooks for the adapters ---------------------------------------------
+    def check_model_before_cache(self, model: nn.Module) -> None:
+        """Refusals on the frozen model (trainable set, BN mode, ...)."""
+        raise NotImplementedError
+
+    def build_cache(self, model: nn.Module, loaders: List[Any], root: str,
+                    fingerprint: str) -> FeatureCache:
+        """Run the frozen part over ``loaders`` and write the cache."""
+        raise NotImplementedError
+
+    def fingerprint_parts(self, model: nn.Module) -> List[str]:
+        """Strings keying the cache besides options and data (e.g. the
+        frozen weights' :func:`state_fingerprint`)."""
+        raise NotImplementedError
+
+    def describe_cache(self, cache: FeatureCache) -> str:
+        """Shape description for the log line."""
+        return f'{cache.num_views} view(s) x {len(cache)} samples'
+
+    # -- cache ---------------------------------------------------------------
+    def _extraction_loaders(self) -> List[Any]:
+        """One unshuffled loader per view over the training samples."""
+        from functools import partial
+
+        from mmengine.dataset import worker_init_fn
+        from torch.utils.data import DataLoader, SequentialSampler
+
+        from lt_mm.engine.features import eval_dataloader_cfg
+        opts = self.cache_cfg
+        runner = self.runner
+        seed = runner.seed if runner.seed is not None else 0
+        dl = self.dataloader
+        if opts['pipeline'] == 'test':
+            if self._loader_cfg is None:
+                raise ValueError(
+                    "cache pipeline='test' needs the training dataloader as "
+                    'a config dict (it swaps in the test pipeline).')
+            cfg = eval_dataloader_cfg(
+                dict(
+                    train_dataloader=self._loader_cfg,
+                    test_dataloader=runner.cfg.get('test_dataloader'),
+                    val_dataloader=runner.cfg.get('val_dataloader')), 'train')
+            if opts['batch_size']:
+                cfg['batch_size'] = opts['batch_size']
+            return [runner.build_dataloader(cfg, seed=seed)]
+        # the training dataset itself (its pipeline), in dataset order; view
+        # k seeds the loader workers with seed + k so augmenting workers
+        # draw new views (without workers the global RNG moves on)
+        workers = dl.num_workers
+        return [
+            DataLoader(
+                dl.dataset,
+                batch_size=opts['batch_size'] or dl.batch_size or 1,
+                sampler=SequentialSampler(dl.dataset),
+                collate_fn=dl.collate_fn,
+                num_workers=workers,
+                worker_init_fn=partial(
+                    worker_init_fn, num_workers=workers, rank=0, seed=seed +
+                    k) if workers else None) for k in range(opts['views'])
+        ]
+
+    def _fingerprint(self, model: nn.Module, dataset: Any,
+                     keys: Sequence[str]) -> str:
+        opts = self.cache_cfg
+        parts = [self.cache_format] + list(self.fingerprint_parts(model)) + [
+            dataset_fingerprint(dataset, keys), opts['pipeline'],
+            str(opts['views']), opts['dtype']
+        ]
+        parts += [f'{k}={opts[k]!r}' for k in self.extra_cache_keys]
+        if opts['pipeline'] == 'train':  # random views depend on the seed
+            parts.append(f'seed={self.runner.seed}')
+        return hashlib.sha1('|'.join(parts).encode()).hexdigest()
+
+    def prepare_cache(self,
+                      keys: Sequence[str] = ('img_path', )) -> FeatureCache:
+        """Check the model and build (or reuse) the feature cache.
+
+        Args:
+            keys: the ``data_list`` fields of the dataset fingerprint.
+        """
+        runner = self.runner
+        model = unwrap_model(runner.model)
+        self.check_model_before_cache(model)
+        if self.restore_rng_after_cache:
+            from lt_mm.engine.hooks import get_rng_state, set_rng_state
+            state = get_rng_state()
+            try:
+                return self._open_or_build(keys)
+            finally:
+                set_rng_state(state)
+        return self._open_or_build(keys)
+
+    def _open_or_build(self, keys: Sequence[str]) -> FeatureCache:
+        runner = self.runner
+        model = unwrap_model(runner.model)
+        t0 = time.time()
+        loaders = self._extraction_loaders()
+        opts = self.cache_cfg
+        fp = self._fingerprint(model, loaders[0].dataset, keys)
+        folder = opts['dir'] or osp.join(runner.work_dir, 'feature_cache')
+        root = osp.join(folder, fp[:16])
+        if opts['reuse'] and FeatureCache.is_complete(root, fp,
+                                                      self.cache_format):
+            cache = FeatureCache(root)
+            self.cache_reused = True
+        else:
+            cache = self.build_cache(model, loaders, root, fp)
+        if len(cache) != len(self.dataloader.dataset):
+            raise ValueError(
+                f'the cache has {len(cache)} samples but the training set '
+                f'{len(self.dataloader.dataset)}.')
+        self.cache = cache
+        self.cache_seconds = time.time() - t0
+        runner.logger.info(
+            f'{type(self).__name__}: '
+            f"{'reused' if self.cache_reused else 'built'} the feature cache "
+            f'{root} ({self.describe_cache(cache)}, {opts["dtype"]}, '
+            f"pipeline={opts['pipeline']!r}) in {self.cache_seconds:.2f}s." +
+            (f" Random transforms of the training pipeline are drawn "
+             f"{cache.num_views} time(s) per image, not at every visit as in "
+             "the standard stage 2." if opts['pipeline'] == 'train' else ''))
+        return cache
+
+    def drop_cache(self) -> None:
+        """Delete the cache files unless ``keep``."""
+        if not self.cache_cfg['keep'] and self.cache is not None:
+            root = self.cache.root
+            self.cache = None
+            shutil.rmtree(root, ignore_errors=True)
+
+    def random_views(self, n: int, seed_offset: int) -> np.ndarray:
+        """One view in [0, K) per sample, seeded by ``seed + offset``
+        (all zeros with one view)."""
+        k = self.cache.num_views
+        if k == 1:
+            return np.zeros(n, dtype=np.int64)
+        g = torch.Generator()
+        g.manual_seed(int(self.runner.seed or 0) + int(seed_offset))
+        return torch.randint(k, (n, ), generator=g).numpy()
+
+    # -- training ------------------------------------------------------------
+    def train_on_cache(self, batch_idx: int, data_batch: dict,
+                       loss_fn: Callable[[nn.Module, dict], dict]) -> None:
+        """One step ``BaseModel.train_step`` would take, on a cached batch.
+
+        ``before_train_iter`` hooks; under ``optim_wrapper.optim_context``
+        the losses ``loss_fn(model, data_batch)``; ``model.parse_losses``;
+        ``optim_wrapper.update_params``; ``after_train_iter`` hooks with the
+        log variables; ``self._iter += 1``.
+        """
+        runner = self.runner
+        runner.call_hook(
+            'before_train_iter', batch_idx=batch_idx, data_batch=data_batch)
+        model = unwrap_model(runner.model)
+        optim_wrapper = runner.optim_wrapper
+        with optim_wrapper.optim_context(model):
+            losses = loss_fn(model, data_batch)
+        parsed, log_vars = model.parse_losses(losses)
+        optim_wrapper.update_params(parsed)
+        runner.call_hook(
+            'after_train_iter',
+            batch_idx=batch_idx,
+            data_batch=data_batch,
+            outputs=log_vars)
+        self._iter += 1
