@@ -85,10 +85,11 @@ from lt_mm.engine.feature_cache import (CACHE_DTYPES, CACHE_PIPELINES,
                                         FeatureCache)
 from lt_mm.engine.feature_cache import \
     check_cache_options as _check_cache_options
-from lt_mm.engine.feature_cache import (check_frozen_part_eval_like as
-                                        _check_eval_like)
+from lt_mm.engine.feature_cache import \
+    check_frozen_part_eval_like as _check_eval_like
 from lt_mm.engine.feature_cache import (check_trainable_within,
-                                        state_fingerprint, unwrap_model)
+                                        state_fingerprint, unwrap_model,
+                                        warn_active_dropout)
 
 CACHE_FORMAT = 'lt_mm.cls_feature_cache/v1'
 LOOP = 'CachedFeatureEpochBasedTrainLoop'
@@ -246,8 +247,8 @@ def extract_to_cache(model: nn.Module, loaders: Sequence[Any], root: str,
                             'the extraction loader yields more samples than '
                             'the dataset has; it must visit every index '
                             'once.')
-                    mm[k, pos:pos + b] = x.float().cpu().numpy().astype(
-                        mm.dtype)
+                    mm[k,
+                       pos:pos + b] = x.float().cpu().numpy().astype(mm.dtype)
                     lab = _labels_of(data['data_samples'])
                     if k == 0:
                         labels[pos:pos + b] = lab
@@ -334,10 +335,7 @@ class CachedFeatureEpochBasedTrainLoop(CachedFeatureLoopMixin,
             ``EpochBasedTrainLoop``.
         cache: see :func:`check_cache_options`.
 
-    Attributes:
-        cache (FeatureCache): the opened cache (after the run starts).
-        cache_seconds (float): time spent building (or opening) it.
-        cache_reused (bool): whether an existing cache was reused.
+    Attributes: those of :class:`CachedFeatureLoopMixin`.
     """
 
     cache_format = CACHE_FORMAT
@@ -358,14 +356,9 @@ class CachedFeatureEpochBasedTrainLoop(CachedFeatureLoopMixin,
     # -- cache ---------------------------------------------------------------
     def check_model_before_cache(self, model: nn.Module) -> None:
         """Only ``head`` trains; frozen BN in eval mode; warn on dropout."""
-        import warnings
         check_trainable_in_head(model)
         drop = check_frozen_part_eval_like(model, self.runner)
-        if drop:
-            warnings.warn(
-                f'{LOOP}: {len(drop)} dropout / drop-path modules of the '
-                f'frozen part (e.g. {drop[0]!r}) are active in the standard '
-                'stage 2 but not in the cached eval-mode features.')
+        warn_active_dropout(drop, LOOP)
 
     def fingerprint_parts(self, model: nn.Module) -> List[str]:
         """The frozen weights (everything but ``head``)."""

@@ -53,16 +53,18 @@ from lt_mm.core.checks import check_choice, check_range
 
 CACHE_DTYPES = ('float16', 'float32')
 CACHE_PIPELINES = ('train', 'test')
-BASE_CACHE_KEYS = ('views', 'dtype', 'pipeline', 'dir', 'batch_size',
-                   'reuse', 'keep')
+#: the ``data_list`` field that identifies an image in a dataset fingerprint
+IMAGE_KEYS = ('img_path', )
+BASE_CACHE_KEYS = ('views', 'dtype', 'pipeline', 'dir', 'batch_size', 'reuse',
+                   'keep')
 
 
 # ---------------------------------------------------------------------------
 # options
 # ---------------------------------------------------------------------------
-def check_cache_options(cache: Optional[dict],
-                        extra: Optional[Dict[str, Any]] = None
-                        ) -> Dict[str, Any]:
+def check_cache_options(
+        cache: Optional[dict],
+        extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Validate the ``cache`` options of a cached-feature loop.
 
     Args:
@@ -141,8 +143,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def state_fingerprint(module: nn.Module,
-                      skip: Callable[[str], bool] = lambda name: False
-                      ) -> str:
+                      skip: Callable[[str], bool] = lambda name: False) -> str:
     """SHA-1 of ``module.state_dict()`` (names, dtypes, shapes, bytes).
 
     Args:
@@ -183,8 +184,8 @@ def dataset_fingerprint(dataset: Any,
     data_list = getattr(dataset, 'data_list', None)
     if data_list:
         for info in data_list:
-            h.update(('|'.join(str(info.get(k))
-                               for k in keys) + '\n').encode())
+            h.update(
+                ('|'.join(str(info.get(k)) for k in keys) + '\n').encode())
     return h.hexdigest()
 
 
@@ -367,7 +368,9 @@ class CacheWriter:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def array(self, name: str, shape: Tuple[int, ...],
+    def array(self,
+              name: str,
+              shape: Tuple[int, ...],
               dtype: Any = None) -> np.ndarray:
         """The memmap ``<name>.npy`` (created on the first call)."""
         if name not in self.arrays:
@@ -392,8 +395,7 @@ class CacheWriter:
             dtype=self.dtype,
             seconds=time.time() - self.t0)
         info.update(meta)
-        with open(osp.join(self.tmp, 'meta.json'), 'w',
-                  encoding='utf-8') as f:
+        with open(osp.join(self.tmp, 'meta.json'), 'w', encoding='utf-8') as f:
             json.dump(info, f)
         shutil.rmtree(self.root, ignore_errors=True)
         os.replace(self.tmp, self.root)
@@ -450,6 +452,17 @@ class InfiniteIndexIterator:
             self._iterator = self._start()
             batch = next(self._iterator)
         return np.asarray(list(batch), dtype=np.int64)
+
+
+def warn_active_dropout(drop: List[str], loop: str) -> None:
+    """Warn that dropout / drop-path modules of the frozen part are active
+    in the standard stage 2 but not in the cached (eval-mode) features."""
+    if drop:
+        import warnings
+        warnings.warn(
+            f'{loop}: {len(drop)} dropout / drop-path modules of the frozen '
+            f'part (e.g. {drop[0]!r}) are active in the standard stage 2 but '
+            'not in the cached eval-mode features.')
 
 
 class CachedFeatureLoopMixin:
@@ -569,8 +582,7 @@ class CachedFeatureLoopMixin:
             parts.append(f'seed={self.runner.seed}')
         return hashlib.sha1('|'.join(parts).encode()).hexdigest()
 
-    def prepare_cache(self,
-                      keys: Sequence[str] = ('img_path', )) -> FeatureCache:
+    def prepare_cache(self, keys: Sequence[str] = IMAGE_KEYS) -> FeatureCache:
         """Check the model and build (or reuse) the feature cache.
 
         Args:

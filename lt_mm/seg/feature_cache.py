@@ -114,12 +114,10 @@ from mmengine.runner.base_loop import BaseLoop
 from mmengine.runner.utils import calc_dynamic_intervals
 from torch import Tensor, nn
 
-from lt_mm.engine.feature_cache import (CachedFeatureLoopMixin, CacheWriter,
-                                        FeatureCache, InfiniteIndexIterator,
-                                        check_cache_options,
-                                        check_frozen_part_eval_like,
-                                        check_trainable_within,
-                                        state_fingerprint, unwrap_model)
+from lt_mm.engine.feature_cache import (
+    CachedFeatureLoopMixin, CacheWriter, FeatureCache, InfiniteIndexIterator,
+    check_cache_options, check_frozen_part_eval_like, check_trainable_within,
+    state_fingerprint, unwrap_model, warn_active_dropout)
 from .heads import LTDecodeHeadMixin
 from .hooks import _Captured
 
@@ -153,8 +151,8 @@ def check_seg_cache_options(cache: Optional[dict]) -> dict:
     out = check_cache_options(cache, SEG_CACHE_KEYS)
     p = out['pixels_per_image']
     if p is not None:
-        if isinstance(p, bool) or not isinstance(
-                p, (int, np.integer)) or p < 1:
+        if isinstance(p, bool) or not isinstance(p,
+                                                 (int, np.integer)) or p < 1:
             raise ValueError(
                 f'cache pixels_per_image={p!r} must be None (whole feature '
                 'maps, exact) or a positive integer (pixels sampled per '
@@ -236,8 +234,9 @@ def check_cacheable_segmentor(model: nn.Module,
     model = unwrap_model(model)
     head = getattr(model, 'decode_head', None)
     forward_train = getattr(model, '_decode_head_forward_train', None)
-    if not callable(getattr(model, 'extract_feat', None)) or not callable(
-            forward_train) or head is None:
+    if not callable(
+            getattr(model, 'extract_feat',
+                    None)) or not callable(forward_train) or head is None:
         raise ValueError(
             f'{LOOP} supports mmseg EncoderDecoder models (extract_feat + '
             f'one decode_head); got {type(model).__name__}. Use the standard '
@@ -343,6 +342,7 @@ def _check_padding(pre: nn.Module, raw_inputs: Sequence[Tensor],
 
 @contextlib.contextmanager
 def _capture_classifier_input(head: nn.Module) -> Iterator[None]:
+
     def grab(_module, args):
         raise _Captured(args[0])
 
@@ -456,8 +456,9 @@ def extract_seg_cache(model: nn.Module,
                                                   class_balanced, gen)
                         fshape = tuple(feat.shape[1:])
                     fm = writer.array('feats', (k_views, n) + fshape)
-                    lm = writer.array('labels', (k_views, n) +
-                                      tuple(lab.shape[1:]), lab_dtype)
+                    lm = writer.array('labels',
+                                      (k_views, n) + tuple(lab.shape[1:]),
+                                      lab_dtype)
                     if fm.shape[2:] != fshape or lm.shape[2:] != tuple(
                             lab.shape[1:]):
                         raise ValueError(
@@ -545,10 +546,7 @@ class CachedFeatureIterBasedTrainLoop(CachedFeatureLoopMixin,
             ``IterBasedTrainLoop``.
         cache: see :func:`check_seg_cache_options`.
 
-    Attributes:
-        cache (FeatureCache): the opened cache (after the run starts).
-        cache_seconds (float): time spent building (or opening) it.
-        cache_reused (bool): whether an existing cache was reused.
+    Attributes: those of :class:`CachedFeatureLoopMixin`.
     """
 
     cache_format = CACHE_FORMAT
@@ -590,15 +588,10 @@ class CachedFeatureIterBasedTrainLoop(CachedFeatureLoopMixin,
     def check_model_before_cache(self, model: nn.Module) -> None:
         """Only ``decode_head.conv_seg`` trains; frozen BN in eval mode;
         warn on dropout before ``cls_seg``."""
-        import warnings
         check_trainable_within(model, _in_classifier, CLASSIFIER, LOOP)
         drop = check_frozen_part_eval_like(model, self.runner, _after_cache,
                                            LOOP)
-        if drop:
-            warnings.warn(
-                f'{LOOP}: {len(drop)} dropout / drop-path modules of the '
-                f'frozen part (e.g. {drop[0]!r}) are active in the standard '
-                'stage 2 but not in the cached eval-mode features.')
+        warn_active_dropout(drop, LOOP)
 
     def fingerprint_parts(self, model: nn.Module) -> List[str]:
         """Frozen weights (without classifier / auxiliary head), head type,
@@ -610,9 +603,8 @@ class CachedFeatureIterBasedTrainLoop(CachedFeatureLoopMixin,
             type(head).__name__, f'ignore={head.ignore_index}',
             f'classes={head.num_classes}', 'pad=' + repr(
                 tuple(
-                    getattr(pre, a, None)
-                    for a in ('size', 'size_divisor', 'pad_val',
-                              'seg_pad_val')))
+                    getattr(pre, a, None) for a in ('size', 'size_divisor',
+                                                    'pad_val', 'seg_pad_val')))
         ]
         if self.cache_cfg['pixels_per_image'] is not None:
             parts.append(f'pixel_seed={self.runner.seed}')
@@ -624,8 +616,7 @@ class CachedFeatureIterBasedTrainLoop(CachedFeatureLoopMixin,
         opts = self.cache_cfg
         return extract_seg_cache(model, loaders, root, opts['dtype'],
                                  fingerprint, opts['pixels_per_image'],
-                                 opts['class_balanced'], self.runner.seed
-                                 or 0)
+                                 opts['class_balanced'], self.runner.seed or 0)
 
     def describe_cache(self, cache: FeatureCache) -> str:
         what = 'maps' if self.cache_cfg['pixels_per_image'] is None else \
