@@ -1,8 +1,7 @@
 # DisAlign stage 2, Mask R-CNN R50-FPN, LVIS v1 (DisAlign, CVPR 2021: reference
 # README, LVIS v1 R50; v0.5 counterpart Table 8 / 17). Details: README.md.
 _base_ = [
-    './_base_/mask-rcnn_r50_fpn_lvis-v1.py',
-    '../_base_/schedules/stage2_9k.py'
+    './_base_/mask-rcnn_r50_fpn_lvis-v1.py', '../_base_/schedules/stage2_9k.py'
 ]
 
 model = dict(

@@ -1,8 +1,7 @@
 # LWS box classifier (Decoupling Eq. 4; its Tables 2-4 are classification,
 # no LVIS table): stage 2 on the v1 baseline, class-balanced. README.md.
 _base_ = [
-    './_base_/mask-rcnn_r50_fpn_lvis-v1.py',
-    '../_base_/schedules/stage2_9k.py'
+    './_base_/mask-rcnn_r50_fpn_lvis-v1.py', '../_base_/schedules/stage2_9k.py'
 ]
 
 model = dict(

@@ -1,8 +1,7 @@
 # De-confound-TDE, one stage, Mask R-CNN R50-FPN, LVIS v0.5 (TDE, NeurIPS
 # 2020, Table 4, V0.5 rows use Cascade R101; README.md).
 _base_ = [
-    './_base_/mask-rcnn_r50_fpn_lvis-v0.5.py',
-    '../_base_/schedules/tde_20e.py'
+    './_base_/mask-rcnn_r50_fpn_lvis-v0.5.py', '../_base_/schedules/tde_20e.py'
 ]
 
 model = dict(

@@ -14,19 +14,7 @@ model = dict(
         mask_head=dict(num_classes=_base_.num_classes)),
     test_cfg=dict(rcnn=dict(score_thr=0.0001, max_per_img=300)))
 
-# the train pipeline, dataset and metric as the Cascade configs have always
-# written them out (no `_scope_`: they resolve in the default scope mmdet;
-# `backend_args` given)
-train_pipeline = [
-    {k: v for k, v in t.items() if k != '_scope_'}
-    for t in _base_.train_pipeline
-]
-train_dataloader = dict(
-    dataset=dict(pipeline=train_pipeline, backend_args=None))
-val_evaluator = dict(
-    _delete_=True,
-    type='LTLVISMetric',
-    ann_file=_base_.val_evaluator.ann_file,
-    metric=['bbox', 'segm'],
-    backend_args=None)
+# `backend_args` given, as the Cascade configs have always written them
+train_dataloader = dict(dataset=dict(backend_args=None))
+val_evaluator = dict(backend_args=None)
 test_evaluator = val_evaluator
