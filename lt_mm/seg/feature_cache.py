@@ -119,7 +119,7 @@ from lt_mm.engine.feature_cache import (
     check_cache_options, check_frozen_part_eval_like, check_trainable_within,
     state_fingerprint, unwrap_model, warn_active_dropout)
 from .heads import LTDecodeHeadMixin
-from .hooks import _Captured
+from .hooks import capture_classifier_input
 
 CACHE_FORMAT = 'lt_mm.seg_feature_cache/v1'
 LOOP = 'CachedFeatureIterBasedTrainLoop'
@@ -340,30 +340,13 @@ def _check_padding(pre: nn.Module, raw_inputs: Sequence[Tensor],
                 'crop size) or use the standard loop.')
 
 
-@contextlib.contextmanager
-def _capture_classifier_input(head: nn.Module) -> Iterator[None]:
-
-    def grab(_module, args):
-        raise _Captured(args[0])
-
-    handle = head.conv_seg.register_forward_pre_hook(grab)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
 def _classifier_input(model: nn.Module, inputs: Tensor) -> Tuple[Any, Tensor]:
     """The backbone output and the ``conv_seg`` input (eval mode)."""
-    head = model.decode_head
     x = model.extract_feat(inputs)
-    with _capture_classifier_input(head):
-        try:
-            head(x)
-        except _Captured as cap:
-            return x, cap.feat
-    raise ValueError(f'{LOOP}: {type(head).__name__}.forward did not call '
-                     'conv_seg; its classifier input cannot be captured.')
+    try:
+        return x, capture_classifier_input(model.decode_head, x)
+    except ValueError as err:
+        raise ValueError(f'{LOOP}: {err}') from None
 
 
 @torch.no_grad()

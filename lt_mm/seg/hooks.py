@@ -11,7 +11,7 @@ feature resolution.
 from __future__ import annotations
 
 import time
-from typing import Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, Tuple
 
 import torch
 import torch.nn as nn
@@ -59,6 +59,36 @@ def _crop_padding(feat: Tensor, in_size: Tuple[int, int],
     return feat[..., y0:y1, x0:x1]
 
 
+def capture_classifier_input(head: nn.Module, x: Any) -> Tensor:
+    """The input of ``head.conv_seg`` when ``head(x)`` runs (the rest of
+    the head is skipped): (N, D, h, w).
+
+    Works for every decode head whose forward ends in ``cls_seg`` and for
+    the stock ``conv_seg``; the one implementation of the NCM hook, the
+    post-hoc sweep and the cached stage 2.
+
+    Args:
+        head: the decode head.
+        x: its input (the backbone / neck output).
+
+    Raises:
+        ValueError: the head's forward never called ``conv_seg``.
+    """
+
+    def grab(_module, args):
+        raise _Captured(args[0])
+
+    handle = head.conv_seg.register_forward_pre_hook(grab)
+    try:
+        head(x)
+    except _Captured as cap:
+        return cap.feat
+    finally:
+        handle.remove()
+    raise ValueError(f'{type(head).__name__}.forward did not call conv_seg; '
+                     'its classifier input cannot be captured.')
+
+
 @torch.no_grad()
 def iter_pixel_features(model: nn.Module,
                         dataloader) -> Iterator[Tuple[Tensor, Tensor]]:
@@ -83,35 +113,20 @@ def iter_pixel_features(model: nn.Module,
     """
     head = _decode_head(model)
     core_model = model.module if is_model_wrapper(model) else model
-
-    def grab(_module, args):
-        raise _Captured(args[0])
-
-    handle = head.conv_seg.register_forward_pre_hook(grab)
-    try:
-        for batch in eval_batches(model, dataloader):
-            inputs, samples = batch['inputs'], batch['data_samples']
-            try:
-                head(core_model.extract_feat(inputs))
-            except _Captured as cap:
-                feats = cap.feat
-            else:
-                raise RuntimeError(
-                    f'{type(head).__name__}.forward did not call conv_seg.')
-            for i, sample in enumerate(samples):
-                if 'gt_sem_seg' not in sample:
-                    raise ValueError(
-                        'the dataloader gives no gt_sem_seg: its pipeline '
-                        'must load the annotations (LoadAnnotations).')
-                feat = _crop_padding(feats[i:i + 1], inputs.shape[-2:],
-                                     sample.metainfo)
-                gt = sample.gt_sem_seg.data.reshape(1, 1,
-                                                    *sample.gt_sem_seg.shape)
-                gt = F.interpolate(
-                    gt.float(), size=feat.shape[-2:], mode='nearest')
-                yield feat, gt[:, 0].long().to(feat.device)
-    finally:
-        handle.remove()
+    for batch in eval_batches(model, dataloader):
+        inputs, samples = batch['inputs'], batch['data_samples']
+        feats = capture_classifier_input(head, core_model.extract_feat(inputs))
+        for i, sample in enumerate(samples):
+            if 'gt_sem_seg' not in sample:
+                raise ValueError(
+                    'the dataloader gives no gt_sem_seg: its pipeline '
+                    'must load the annotations (LoadAnnotations).')
+            feat = _crop_padding(feats[i:i + 1], inputs.shape[-2:],
+                                 sample.metainfo)
+            gt = sample.gt_sem_seg.data.reshape(1, 1, *sample.gt_sem_seg.shape)
+            gt = F.interpolate(
+                gt.float(), size=feat.shape[-2:], mode='nearest')
+            yield feat, gt[:, 0].long().to(feat.device)
 
 
 @HOOKS.register_module(name=['NCMCentroidHook', 'NCMConvSegCentroidHook'])

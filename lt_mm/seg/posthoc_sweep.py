@@ -39,7 +39,7 @@ from lt_mm.core.cdt import POSTHOC_RULES, posthoc_adjust
 from lt_mm.core.checks import check_choice
 from lt_mm.core.decoupling import tau_norm_logits
 from lt_mm.engine.features import eval_batches
-from .hooks import _Captured, _crop_padding, _decode_head
+from .hooks import _crop_padding, _decode_head, capture_classifier_input
 
 #: the knobs :func:`sweep` understands
 KNOBS = ('tau_norm', 'tde_alpha') + POSTHOC_RULES
@@ -79,32 +79,19 @@ def extract_split(model: nn.Module,
     """
     head = _decode_head(model)
     core = model.module if is_model_wrapper(model) else model
-
-    def grab(_module, args):
-        raise _Captured(args[0])
-
     out = CachedSplit()
-    handle = head.conv_seg.register_forward_pre_hook(grab)
-    try:
-        for batch in eval_batches(model, dataloader):
-            inputs = batch['inputs']
-            try:
-                head(core.extract_feat(inputs))
-            except _Captured as cap:
-                feats = cap.feat
-            else:
-                raise RuntimeError(
-                    f'{type(head).__name__}.forward did not call conv_seg.')
-            for i, sample in enumerate(batch['data_samples']):
-                feat = _crop_padding(feats[i:i + 1], inputs.shape[-2:],
-                                     sample.metainfo)
-                out.feats.append(feat.to('cpu', dtype))
-                out.labels.append(sample.gt_sem_seg.data.reshape(
+    for batch in eval_batches(model, dataloader):
+        inputs = batch['inputs']
+        feats = capture_classifier_input(head, core.extract_feat(inputs))
+        for i, sample in enumerate(batch['data_samples']):
+            feat = _crop_padding(feats[i:i + 1], inputs.shape[-2:],
+                                 sample.metainfo)
+            out.feats.append(feat.to('cpu', dtype))
+            out.labels.append(
+                sample.gt_sem_seg.data.reshape(
                     sample.gt_sem_seg.shape).long().cpu())
-                if max_images is not None and len(out) >= max_images:
-                    return out
-    finally:
-        handle.remove()
+            if max_images is not None and len(out) >= max_images:
+                return out
     if not len(out):
         raise ValueError('the dataloader yielded no image.')
     return out
@@ -144,8 +131,9 @@ def knob_logits(head: nn.Module,
             "posthoc=dict(type=..., stats_file=...) (or sweep with "
             'counts=...).')
     # an LTDecodeHead's classifier takes the map twice; a stock conv_seg once
-    base = clf(feat, feat=feat) if getattr(
-        head, 'classifier_cfg', None) is not None else clf(feat)
+    base = clf(
+        feat, feat=feat) if getattr(head, 'classifier_cfg',
+                                    None) is not None else clf(feat)
     return posthoc_adjust(base, counts, knob, value)
 
 
@@ -179,12 +167,13 @@ def evaluate(head: nn.Module, cached: CachedSplit, metric,
     return dict(metric.compute_metrics(results))
 
 
-def sweep(head: nn.Module,
-          cached: CachedSplit,
-          metric,
-          grids: Dict[str, Sequence[float]],
-          counts: Optional[Sequence[float]] = None
-          ) -> Dict[str, List[Tuple[float, Dict[str, float]]]]:
+def sweep(
+    head: nn.Module,
+    cached: CachedSplit,
+    metric,
+    grids: Dict[str, Sequence[float]],
+    counts: Optional[Sequence[float]] = None
+) -> Dict[str, List[Tuple[float, Dict[str, float]]]]:
     """Evaluate every value of every knob on the cached split.
 
     Args:
@@ -202,8 +191,13 @@ def sweep(head: nn.Module,
     out: Dict[str, List[Tuple[float, Dict[str, float]]]] = {}
     for knob, values in grids.items():
         check_choice('knob', knob, KNOBS)
-        out[knob] = [(float(v),
-                      evaluate(head, cached, metric,
-                               lambda f, k=knob, v=v: knob_logits(
-                                   head, k, v, f, counts))) for v in values]
+        out[knob] = [
+            (float(v),
+             evaluate(
+                 head,
+                 cached,
+                 metric,
+                 lambda f, k=knob, v=v: knob_logits(head, k, v, f, counts)))
+            for v in values
+        ]
     return out
