@@ -1,0 +1,252 @@
+"""Why does DisAlign not raise APr in toy detection? The per-image cap.
+
+Experiment tool for issue #11 (DisAlign, Zhang et al., CVPR 2021, Sec. 3.2
+and Table 8; LVIS AP, Gupta et al., CVPR 2019, Sec. 5). LVIS AP keeps the
+top 300 detections per image *over all classes*. On LVIS a Mask R-CNN has
+far more than 300 (class, box) candidates per image above the test score
+threshold (1203 classes x up to 1000 proposals), so the cap binds and a
+calibration that raises the rare classes' scores brings rare detections
+into the kept 300 -- the mechanism through which DisAlign's re-balancing
+raises APr (Dave et al., "Evaluating Large-Vocabulary Object Detectors:
+The Devil is in the Details", 2021, make the same point and propose a
+per-class cap, under which calibration does not change AP). When the cap
+does not bind, LVIS AP is a per-class ranking metric: for class c only
+the order of the class-c scores across boxes and images counts, and
+DisAlign's per-class map ``(1 + sigma(x)(alpha_c - 1)) z_c + sigma(x)
+beta_c`` (Eq. 5-6, background untouched) changes that order only through
+the variation of sigma(x) and of the softmax denominator.
+
+For every seed of a quickstart run (``python tools/quickstart.py --seeds 3
+--tasks det --work-dir W``) the tool tests the baseline (``det/stage1``)
+and the stage-2 methods (default: DisAlign) ONCE without a per-image cap
+(``max_per_img`` = 10**6; NMS and the 1e-4 score threshold as configured),
+then evaluates those detections with the LVIS evaluator at per-image caps
+300 (the protocol: identical to the normal test when at most 300
+candidates exist), 100, 20, 10 and 5, and prints, per cap, AP / APr / APc /
+APf as mean +- std over the seeds, the candidates per image, and the
+per-class AP at cap 300.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python tools/analysis/det_disalign_experiment.py \
+        --work-dir work_dirs/qs3 [--caps 300 100 20 10 5] \
+        [--methods digits_det_disalign digits_det_lws]
+
+The detections are cached under ``<work-dir>/det_cap_experiment``.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+CONFIGS = osp.join(REPO, 'configs', 'quickstart')
+BASELINE = ('stage1', 'digits_det_mask_rcnn_stage1.py')
+UNCAPPED = 10**6
+CAPS = (300, 100, 20, 10, 5)
+KEYS = ('AP', 'APr', 'APc', 'APf')
+
+
+def predict(config: str,
+            checkpoint: str,
+            data_root: str,
+            work_dir: str,
+            max_per_img: int = UNCAPPED,
+            options: Optional[dict] = None):
+    """Test ``checkpoint`` with ``config`` on ``data_root`` (the folder that
+    holds ``det/``) at ``max_per_img``; returns the LVIS-format box results
+    (``image_id``, ``category_id``, ``bbox`` xywh, ``score``), the val
+    annotation file and the metrics of the normal test."""
+    from lt_mm.engine.counts import fill_class_counts
+    from lt_mm.engine.runner_utils import build_runner, load_config
+    os.environ['LT_MM_DATA_ROOT'] = data_root
+    cfg = load_config(config, options, work_dir)
+    cfg.load_from = checkpoint
+    fill_class_counts(cfg)  # from the training set, before it is dropped
+    for key in ('train_cfg', 'train_dataloader', 'optim_wrapper',
+                'param_scheduler', 'val_cfg', 'val_dataloader',
+                'val_evaluator'):
+        cfg[key] = None
+    cfg.custom_hooks = []
+    cfg.test_evaluator.metric = ['bbox']
+    cfg.model.test_cfg.rcnn.max_per_img = int(max_per_img)
+    cfg.log_level = 'WARNING'
+    runner = build_runner(cfg, 'none')
+    dataset = runner.test_dataloader.dataset
+    cat_ids = list(dataset.cat_ids)
+    results: List[dict] = []
+
+    def collect(module, inputs, outputs):
+        for sample in outputs:
+            inst = sample.pred_instances
+            boxes = inst.bboxes.detach().cpu().tolist()
+            for box, score, label in zip(boxes, inst.scores.tolist(),
+                                         inst.labels.tolist()):
+                x1, y1, x2, y2 = box
+                results.append(
+                    dict(
+                        image_id=int(sample.img_id),
+                        category_id=int(cat_ids[label]),
+                        bbox=[x1, y1, x2 - x1, y2 - y1],
+                        score=float(score)))
+
+    handle = runner.model.register_forward_hook(collect)
+    try:
+        metrics = runner.test()
+    finally:
+        handle.remove()
+    # mmengine's BaseDataset has joined data_root into ann_file
+    return results, dataset.ann_file, {k: float(v) for k, v in metrics.items()}
+
+
+def evaluate_caps(gt: str, results: List[dict],
+                  caps: Sequence[int]) -> Dict[int, Dict[str, float]]:
+    """LVIS box metrics of ``results`` with the top ``cap`` detections per
+    image kept (:func:`lt_mm.det.lvis_eval.evaluate_lvis`), per cap, plus
+    ``'per_class'`` (AP per category id at the first cap)."""
+    from lt_mm.det.lvis_eval import run_lvis_eval
+    out: Dict = {}
+    for i, cap in enumerate(caps):
+        res = run_lvis_eval(gt, results, 'bbox', int(cap))
+        out[int(cap)] = dict(res.metrics)
+        if i == 0:
+            prec = res.precision[..., 0]  # (T, R, K), area 'all'
+            per_class = {}
+            for k, cat in enumerate(res.cat_ids):
+                p = prec[:, :, k]
+                per_class[int(cat)] = float(p[p > -1].mean()) \
+                    if (p > -1).any() else -1.0
+            out['per_class'] = per_class
+    return out
+
+
+def candidates_per_image(results: List[dict]) -> Dict[str, float]:
+    """Mean / max detections per image (images with none not counted)."""
+    counts: Dict[int, int] = {}
+    for r in results:
+        counts[r['image_id']] = counts.get(r['image_id'], 0) + 1
+    vals = list(counts.values()) or [0]
+    return dict(mean=float(np.mean(vals)), max=float(max(vals)))
+
+
+def seed_dirs(work_dir: str) -> List[str]:
+    """``work_dir/seed_<s>`` folders, or ``work_dir`` itself (one seed)."""
+    dirs = sorted(glob.glob(osp.join(work_dir, 'seed_*')))
+    dirs = [d for d in dirs if osp.isdir(osp.join(d, 'det'))]
+    if not dirs and osp.isdir(osp.join(work_dir, 'det')):
+        dirs = [work_dir]
+    if not dirs:
+        raise ValueError(
+            f'{work_dir!r} holds no quickstart detection run (det/ or '
+            'seed_<s>/det/); run `python tools/quickstart.py --seeds 3 '
+            f'--tasks det --work-dir {work_dir}` first.')
+    return dirs
+
+
+def run_seed(seed_dir: str, methods: Sequence[str], caps: Sequence[int],
+             out_dir: str) -> Dict[str, dict]:
+    """Uncapped detections (cached) and their capped metrics per model."""
+    from lt_mm.quickstart.runs import find_checkpoint
+    os.makedirs(out_dir, exist_ok=True)
+    per_model: Dict[str, dict] = {}
+    for name, config in [BASELINE] + [(m, m + '.py') for m in methods]:
+        ckpt = find_checkpoint(osp.join(seed_dir, 'det', name))
+        if ckpt is None:
+            raise ValueError(f'no checkpoint in {seed_dir}/det/{name}; run '
+                             'the quickstart for this method first.')
+        cache = osp.join(out_dir, f'{name}.json')
+        if osp.isfile(cache):
+            with open(cache) as f:
+                saved = json.load(f)
+            results, gt = saved['results'], saved['gt']
+        else:
+            results, gt, _ = predict(
+                osp.join(CONFIGS, config), ckpt, osp.join(seed_dir, 'data'),
+                osp.join(out_dir, 'work_' + name))
+            with open(cache, 'w') as f:
+                json.dump(dict(results=results, gt=gt), f)
+        per_model[name] = dict(
+            caps=evaluate_caps(gt, results, caps),
+            candidates=candidates_per_image(results))
+    return per_model
+
+
+def _mean_std(vals: List[float]) -> str:
+    a = np.asarray(vals) * 100
+    std = a.std(ddof=1) if len(a) > 1 else 0.0
+    return f'{a.mean():.1f} ± {std:.1f}'
+
+
+def table(per_seed: List[Dict[str, dict]], caps: Sequence[int]) -> str:
+    """Markdown table: per cap and model, mean +- std over seeds."""
+    names = list(per_seed[0])
+    lines = [
+        '| cap / image | model | ' + ' | '.join(KEYS) +
+        ' | APr per seed |', '|---|---|' + '---|' * (len(KEYS) + 1)
+    ]
+    for cap in caps:
+        for name in names:
+            cols = [
+                _mean_std([s[name]['caps'][cap][k] for s in per_seed])
+                for k in KEYS
+            ]
+            seeds = ' / '.join(f"{s[name]['caps'][cap]['APr'] * 100:.1f}"
+                               for s in per_seed)
+            lines.append(f'| {cap} | {name} | ' + ' | '.join(cols) +
+                         f' | {seeds} |')
+    lines.append('')
+    for name in names:
+        cand = [s[name]['candidates'] for s in per_seed]
+        per_class = [s[name]['caps']['per_class'] for s in per_seed]
+        cats = sorted(per_class[0])
+        pc = ', '.join(
+            f'{c}: ' +
+            _mean_std([p[c] if p[c] >= 0 else 0.0 for p in per_class])
+            for c in cats)
+        lines.append(
+            f'- {name}: candidates per image (uncapped, after NMS) mean '
+            f"{np.mean([c['mean'] for c in cand]):.0f}, max "
+            f"{max(c['max'] for c in cand):.0f}; AP per category id at cap "
+            f'{caps[0]}: {pc}')
+    return '\n'.join(lines)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--work-dir', required=True,
+                   help='a quickstart work dir (seed_<s>/det/... inside)')
+    p.add_argument('--methods', nargs='*', default=['digits_det_disalign'],
+                   help='quickstart stage-2 configs (without .py) to '
+                   'compare with the baseline')
+    p.add_argument('--caps', nargs='+', type=int, default=list(CAPS))
+    p.add_argument('--out', default=None,
+                   help='cache folder (default <work-dir>/det_cap_experiment)')
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, dict]]:
+    args = parse_args(argv)
+    out = args.out or osp.join(args.work_dir, 'det_cap_experiment')
+    per_seed = []
+    for sdir in seed_dirs(args.work_dir):
+        per_seed.append(
+            run_seed(sdir, args.methods, args.caps,
+                     osp.join(out, osp.basename(osp.normpath(sdir)))))
+    text = table(per_seed, args.caps)
+    print(text)
+    with open(osp.join(out, 'table.md'), 'w') as f:
+        f.write(text + '\n')
+    return per_seed
+
+
+if __name__ == '__main__':
+    main()
