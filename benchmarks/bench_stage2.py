@@ -1,4 +1,4 @@
-"""Stage 2: standard loop vs. cached features, side by side (cls / seg).
+"""Stage 2: standard loop vs. cached features, side by side (cls/seg/det).
 
 For every seed and method (DisAlign, LWS, cRT) the standard stage 2 (the
 quickstart config as a user runs it: the frozen backbone runs on every
@@ -41,6 +41,17 @@ the decode head's loss at label resolution (bilinear resize of the logits
 to 64 x 64 + cross-entropy) remains.
 
     python benchmarks/bench_stage2.py --task seg --quick
+
+``--task det``: the same for detection (``digits_det_<method>.py``, the
+tiny Mask R-CNN, ``CachedRoIFeatureEpochBasedTrainLoop`` of
+:mod:`lt_mm.det.feature_cache` caching the input of
+``roi_head.bbox_head.fc_cls`` for the sampled RoIs); the metrics are LVIS
+box AP and APr. ``--quick`` (1 epoch) makes both paths deterministic in
+the detection way: ``RandomFlip(prob=0)`` instead of the test pipeline
+(mmdet's test pipelines load the boxes after ``Resize``) and a RoI sampler
+that keeps every proposal (``num=1024``), so both see the same RoIs.
+
+    python benchmarks/bench_stage2.py --task det --quick
 """
 from __future__ import annotations
 
@@ -100,6 +111,25 @@ TASKS = {
             'param_scheduler.0.end=4'
         ],
         quick_length=6),
+    'det':
+    dict(
+        methods={
+            'disalign': 'digits_det_disalign.py',
+            'lws': 'digits_det_lws.py',
+            'crt': 'digits_det_crt.py',
+        },
+        stage1='digits_det_mask_rcnn_stage1.py',
+        scope='mmdet',
+        metrics=('lvis/bbox_AP', 'lvis/bbox_APr'),
+        labels=('box AP', 'APr'),
+        prefix='roi_head.bbox_head.fc_cls.',
+        length='max_epochs',
+        module='lt_mm.det.feature_cache',
+        quick_stage1=[
+            'train_cfg.max_epochs=2', 'train_cfg.val_interval=2',
+            'param_scheduler.0.end=4'
+        ],
+        quick_length=1),
 }
 # --quick: the trained head parameters of both paths agree to this absolute
 # tolerance. The features differ only by float16 rounding (relative error
@@ -171,7 +201,13 @@ def _train_test_in_scope(config, work_dir, load_from, seed, options, cached,
     cfg.val_cfg = None
     cfg.val_dataloader = None
     cfg.val_evaluator = None
-    if deterministic_pipeline:
+    if deterministic_pipeline and spec['scope'] == 'mmdet':
+        # det: no flip; the RoI sampler keeps every proposal (same RoIs)
+        for t in cfg.train_dataloader.dataset.pipeline:
+            if t['type'] == 'RandomFlip':
+                t['prob'] = 0.0
+        cfg.model.train_cfg.rcnn.sampler.num = 1024
+    elif deterministic_pipeline:
         cfg.train_dataloader.dataset.pipeline = \
             cfg.test_dataloader.dataset.pipeline
         if spec['length'] == 'max_iters':  # seg: no decode-head dropout
@@ -255,7 +291,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
         '--epochs',
         type=int,
         default=None,
-        help='override max_epochs (cls) / max_iters (seg) of every '
+        help='override max_epochs (cls, det) / max_iters (seg) of every '
         'method')
     p.add_argument('--views', type=int, default=1)
     p.add_argument('--dtype', default='float16')

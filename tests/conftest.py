@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 from typing import Dict, List
@@ -60,6 +61,13 @@ class ToolRunner:
                 f'{" ".join(cmd)} exited with {proc.returncode}:\n' +
                 proc.stdout[-6000:])
         return proc
+
+
+def free_port() -> int:
+    """A TCP port the OS reports free now (for gloo / torchrun)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 def last_checkpoint(work_dir: str) -> str:

@@ -10,7 +10,6 @@ import glob
 import json
 import os
 import os.path as osp
-import random
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import REPO, last_checkpoint
+from tests.conftest import REPO, free_port, last_checkpoint
 
 # metric names each toolbox prints after testing
 METRIC_KEYS = {
@@ -98,7 +97,7 @@ def test_test_tool_refuses_foreign_pickle(cls_stage1, run_tool, tmp_path):
 
 def test_dist_train_two_cpu_processes(cls_stage1, run_tool, tmp_path):
     work = str(tmp_path / 'dist')
-    port = str(random.randint(20000, 40000))
+    port = str(free_port())
     env_port = dict(os.environ, PORT=port)
     cmd = [
         'bash',
@@ -117,7 +116,11 @@ def test_dist_train_two_cpu_processes(cls_stage1, run_tool, tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
         timeout=600)
-    assert proc.returncode == 0, proc.stdout[-5000:]
+    errors = [
+        line for line in proc.stdout.splitlines()
+        if 'Error' in line or 'error' in line
+    ]
+    assert proc.returncode == 0, '\n'.join(errors[-20:]) + proc.stdout[-3000:]
     assert 'Distributed training: True' in proc.stdout
     # each of the 2 ranks sees half of the epoch: ceil(ceil(N / 2) / 32)
     with open(osp.join(run_tool.data_root, 'cls',

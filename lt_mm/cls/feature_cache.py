@@ -167,9 +167,8 @@ def check_cacheable_model(model: nn.Module) -> None:
             'CachedFeatureEpochBasedTrainLoop supports classification models '
             '(mmpretrain ImageClassifier: extract_feat + head.loss); got '
             f'{type(model).__name__}. Segmentation: '
-            "CachedFeatureIterBasedTrainLoop (lt_mm.seg); detection stage 2 "
-            'on cached features is not implemented: use the standard loop '
-            "(train_cfg=dict(by_epoch=..., ...)).")
+            "CachedFeatureIterBasedTrainLoop (lt_mm.seg); detection: "
+            'CachedRoIFeatureEpochBasedTrainLoop (lt_mm.det).')
     pre = getattr(model, 'data_preprocessor', None)
     if getattr(pre, 'batch_augments', None) is not None:
         raise ValueError(

@@ -23,6 +23,7 @@ from .classifiers import (CausalNormLinear, CosineLinear, DisAlignCosineLinear,
 from .counts import lvis_class_stats, resolve_det_counts
 from .decoupling import (CRTLinear, LWSLinear, NCMLinear, PosthocLinear,
                          keep_background_log_probs)
+from .feature_cache import CachedRoIFeatureEpochBasedTrainLoop
 from .hooks import NCMCentroidHook
 from .losses import CDTLoss, GRWLoss
 from .lvis_eval import LVISEvalNumpy2, evaluate_lvis
@@ -34,5 +35,5 @@ __all__ = [
     'lvis_class_stats', 'resolve_det_counts', 'CDTLoss', 'GRWLoss',
     'LVISEvalNumpy2', 'evaluate_lvis', 'LTLVISMetric', 'CRTLinear',
     'LWSLinear', 'NCMLinear', 'PosthocLinear', 'keep_background_log_probs',
-    'NCMCentroidHook'
+    'NCMCentroidHook', 'CachedRoIFeatureEpochBasedTrainLoop'
 ]

@@ -5,7 +5,8 @@ Sec. 3.2, Eq. 5/6 with the GRW loss of Eq. 8-11), LWS (Kang et al., ICLR
 2020, Eq. 4) and cRT (ibid., Sec. 4) -- trains a few parameters on top of
 a frozen network, so the frozen part can run ONCE over the training set and
 the classifier can train on its stored output. The toolbox adapters
-(:mod:`lt_mm.cls.feature_cache`, :mod:`lt_mm.seg.feature_cache`) say what
+(:mod:`lt_mm.cls.feature_cache`, :mod:`lt_mm.seg.feature_cache`,
+:mod:`lt_mm.det.feature_cache`) say what
 the classifier input is and how the loss reads it; this module holds what
 does not depend on the toolbox:
 
@@ -13,7 +14,8 @@ does not depend on the toolbox:
   loops (views, dtype, pipeline, dir, batch_size, reuse, keep, plus the
   adapter's own keys);
 * :func:`state_fingerprint` / :func:`dataset_fingerprint` -- SHA-1 of the
-  frozen weights and of the training list + pipeline (the cache key);
+  frozen weights and of the training list + pipeline, through dataset
+  wrappers (the cache key);
 * :func:`check_trainable_within` / :func:`check_frozen_part_eval_like` --
   the refusals shared by the loops (a parameter outside the cached
   classifier would train; frozen BatchNorm in training mode);
@@ -165,12 +167,18 @@ def state_fingerprint(module: nn.Module,
     return h.hexdigest()
 
 
-def dataset_fingerprint(dataset: Any,
-                        keys: Sequence[str] = ('img_path', )) -> str:
+def dataset_fingerprint(
+    dataset: Any, keys: Sequence[str] = ('img_path', )) -> str:
     """SHA-1 of a dataset's type, length, pipeline and data list.
 
+    mmengine's dataset wrappers (``ClassBalancedDataset`` -- e.g. mmdet's
+    LVIS repeat-factor sampling --, ``RepeatDataset``, ``ConcatDataset``)
+    have no ``data_list``; for them the hash covers the wrapper's type and
+    repeat settings and, recursively, the fingerprints of the wrapped
+    datasets, so a changed image list inside a wrapper changes the key.
+
     Args:
-        dataset: an mmengine ``BaseDataset``-like object.
+        dataset: an mmengine ``BaseDataset``-like object or wrapper.
         keys: the ``data_list`` fields hashed per sample (e.g.
             ``('img_path', 'gt_label')`` or ``('img_path',
             'seg_map_path')``).
@@ -181,6 +189,14 @@ def dataset_fingerprint(dataset: Any,
     h = hashlib.sha1()
     h.update(f'{type(dataset).__name__}|{len(dataset)}|'.encode())
     h.update(repr(getattr(dataset, 'pipeline', None)).encode())
+    inner = list(getattr(dataset, 'datasets', None) or [])
+    if getattr(dataset, 'dataset', None) is not None:
+        inner.append(dataset.dataset)
+    for attr in ('repeat_indices', 'times', 'oversample_thr'):
+        if inner and hasattr(dataset, attr):
+            h.update(f'|{attr}={getattr(dataset, attr)!r}'.encode())
+    for ds in inner:
+        h.update(dataset_fingerprint(ds, keys).encode())
     data_list = getattr(dataset, 'data_list', None)
     if data_list:
         for info in data_list:
@@ -486,6 +502,9 @@ class CachedFeatureLoopMixin:
     """
 
     cache_format = 'lt_mm.feature_cache/v1'
+    #: the class that opens a complete cache folder (an adapter may extend
+    #: :class:`FeatureCache` with its own arrays)
+    cache_class = FeatureCache
     extra_cache_keys: Dict[str, Any] = {}
     #: restore the python / numpy / torch random states after building or
     #: opening the cache, so that a run on a reused cache and a run that
@@ -611,7 +630,7 @@ class CachedFeatureLoopMixin:
         root = osp.join(folder, fp[:16])
         if opts['reuse'] and FeatureCache.is_complete(root, fp,
                                                       self.cache_format):
-            cache = FeatureCache(root)
+            cache = self.cache_class(root)
             self.cache_reused = True
         else:
             cache = self.build_cache(model, loaders, root, fp)

@@ -54,3 +54,21 @@ def test_bench_stage2_quick_seg(seg_stage1, data_root, tmp_path, monkeypatch,
     assert 0 < row['cache_s'] < row['cached_s']
     for std, cached in (row['top1'], row['few']):
         assert not math.isnan(std) and not math.isnan(cached)
+
+
+def test_bench_stage2_quick_det(det_stage1, data_root, tmp_path, monkeypatch,
+                                capsys):
+    bench = _bench()
+    monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
+    rows = bench.main([
+        '--quick', '--task', 'det', '--work-dir',
+        str(tmp_path), '--data-root', data_root, '--stage1',
+        det_stage1['checkpoint']
+    ])
+    out = capsys.readouterr().out
+    assert 'task=det' in out and 'box AP std/cached' in out
+    (row, ) = rows['disalign']
+    assert row['param_diff'] <= bench.QUICK_PARAM_TOL
+    assert 0 < row['cache_s'] < row['cached_s']
+    for std, cached in (row['top1'], row['few']):
+        assert not math.isnan(std) and not math.isnan(cached)

@@ -1,7 +1,6 @@
 """Tests for lt_mm.core.causal_norm (TDE paper Eq. 7-9)."""
 import math
 import os
-import socket
 import warnings
 
 import pytest
@@ -14,6 +13,7 @@ from lt_mm.core.causal_norm import (CausalNormClassifier,
                                     background_exempt_log_probs,
                                     causal_norm_logits, suggest_alpha,
                                     tde_logits)
+from tests.conftest import free_port
 
 # D = 4, K = 2 heads of 2 dims, C = 2 classes.
 # x = [3, 4 | 0, 2]: x_1 = [3, 4] / 5 = [0.6, 0.8], x_2 = [0, 2] / 2 = [0, 1]
@@ -174,12 +174,6 @@ def test_head_direction_mask_and_spatial():
     assert 'head_direction' in m.state_dict()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 # rank 0 gets one row, rank 1 three rows: the global mean (over 4 rows)
 # differs from the average of the two per-rank means.
 DIST_FEATS = torch.tensor([[4., 0., 0., 0.], [0., 4., 0., 0.],
@@ -205,7 +199,7 @@ def test_head_direction_all_reduce_two_gloo_processes(tmp_path):
     if not dist.is_available():
         pytest.skip('torch.distributed is not available')
     mp.spawn(
-        _dist_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+        _dist_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     single = _head_module('reference', momentum=0.9)
     for _ in range(2):
         single.update_head_direction(DIST_FEATS, mask=DIST_MASK)

@@ -1,0 +1,645 @@
+"""Detection stage 2 on cached RoI features.
+
+Stage 2 of the decoupled methods -- DisAlign (Zhang et al., CVPR 2021,
+Sec. 3.2: alpha, beta and sigma(x) of Eq. 5/6 learned with the GRW loss of
+Eq. 8-11), LWS (Kang et al., ICLR 2020, Eq. 4) and cRT (ibid., Sec. 4) --
+trains only ``roi_head.bbox_head.fc_cls`` (its stage-2 parameters;
+``Stage2FreezeHook`` freezes the rest) of a frozen two-stage detector
+(Mask R-CNN). That classifier sees only its input ``x_cls`` (N_roi, D): the
+box head's shared-fc (and cls-branch) output for each SAMPLED RoI.
+:class:`CachedRoIFeatureEpochBasedTrainLoop` therefore runs the frozen part
+ONCE over the training set per view -- ``data_preprocessor`` in training
+mode (normalisation, padding) -> backbone -> neck -> RPN proposals with
+``train_cfg.rpn_proposal`` -> the RoI head's own ``bbox_assigner`` and
+``bbox_sampler`` (ground truths added as proposals, as in training) ->
+``bbox_roi_extractor`` -> the box head up to the input of ``fc_cls``
+(eval mode, no gradient) -- and stores per image the sampled RoIs' ``x_cls``
+with their targets as ``bbox_head.get_targets`` gives them (``labels``,
+background = ``num_classes``; ``label_weights``). Then it trains ``fc_cls``
+on the cache, epoch by epoch:
+
+* the same loss: ``cls_score = fc_cls(x_cls)`` of the batch's RoIs (image
+  by image, in mmdet's order) and ``bbox_head.loss(cls_score, None, None,
+  labels, label_weights, None, None)`` -- mmdet's own classification term
+  of ``BBoxHead.loss`` (``loss_cls`` with ``avg_factor = max(#{label_weight
+  > 0}, 1)``, ``reduction_override=None``, and ``acc``), parsed and
+  stepped as ``BaseModel.train_step`` (``optim_context`` +
+  ``parse_losses`` + ``update_params``);
+* the same sampler: each epoch the configured sampler of the training
+  dataloader (``DefaultSampler``, ``ClassBalancedSampler``, RFS-style
+  samplers ...) is re-seeded by ``DistSamplerSeedHook`` and its
+  ``batch_sampler`` yields the dataset indices of every batch, which select
+  the images' rows of the cache;
+* the same schedule, optimizer wrapper and hooks (``Stage2FreezeHook``,
+  ``ParamSchedulerHook``, ``CheckpointHook``, logger); validation runs the
+  normal val loop on images; the checkpoint is a normal full-model
+  checkpoint (the frozen tensors are the stage-1 tensors), tested by
+  ``tools/test.py`` unchanged.
+
+Skipped losses: box regression (``loss_bbox``), mask and RPN losses are
+not computed. They are functions of frozen layers only (``fc_reg``, the
+mask head, the RPN head and the shared trunk) and do not depend on
+``fc_cls``, so their gradient with respect to the stage-2 parameters of
+``fc_cls`` is zero and the parameter updates are unchanged; only the
+logged total ``loss`` lacks their (constant) terms.
+
+Storage: every image gets ``R`` = ``bbox_sampler.num`` slots (mmdet's
+samplers return at most ``num`` RoIs per image; with the default
+``RandomSampler`` and enough proposals exactly ``num``): ``feats.npy``
+(K, N, R, D) float16/32, ``labels.npy`` (K, N, R) int64, ``weights.npy``
+(K, N, R) float32 and ``num_rois.npy`` (K, N) int32 -- the first
+``num_rois[k, i]`` slots of image i in view k are its sampled RoIs, the
+rest are zero padding that is dropped before the loss (so the padding
+changes nothing, not even ``avg_factor``). Size: K x N x R x D x 2 bytes
+in float16 -- the quickstart 16 x 64 x 64 (128 kB); LVIS v1 with mmdet's
+recipe (N ~ 100k images, R = 512, D = 1024) about 105 GB per view, so
+put ``cache.dir`` on a large disk. A dataset wrapper is cached per index:
+with mmdet's ``ClassBalancedDataset`` (LVIS repeat-factor sampling) a
+repeated image gets one row per repeat (its own RoI draw, as the standard
+loop draws at every visit) and costs one extraction each; the samplers of
+:mod:`lt_mm.engine.samplers` (``ClassBalancedSampler``,
+``SquareRootSampler`` ...) repeat indices instead and cost nothing.
+
+Equivalence. With ``views=1``, a deterministic training pipeline (e.g.
+``RandomFlip(prob=0)``), frozen BatchNorm (``Stage2FreezeHook(
+freeze_bn_stats=True)``, the default) and the same sampled RoIs, a step on
+the cache equals the standard ``train_step`` up to the float16 storage of
+``x_cls`` (relative error <= 2**-11; ``dtype='float32'`` removes it). When
+it does not: (1) the RoI sampler is random (``RandomSampler`` draws
+``num`` of the proposals): the standard stage 2 draws new RoIs at every
+visit of an image, the cache holds ``views`` draws (each epoch picks one
+view per image, seeded by ``seed + epoch``), each view also re-drawing the
+training pipeline's random transforms (``RandomFlip``); (2) images of
+different sizes are padded to the largest of their batch: the cache is
+built in dataset-order batches (``cache.batch_size``, default the training
+batch size), the standard loop in the sampler's batches, so the padding
+(and the features near the border) may differ -- a warning counts the
+images concerned (none when every image pads to the same size, as in the
+quickstart data).
+
+Refused (``ValueError`` before any training step): a trainable parameter
+outside ``roi_head.bbox_head.fc_cls`` (e.g. no ``Stage2FreezeHook``); a
+model that is not a two-stage detector (``TwoStageDetector`` with an RPN
+and a ``StandardRoIHead``) with a ConvFC-style box head
+(``Shared2FCBBoxHead``, ``ConvFCBBoxHead``...) whose ``cls_score`` is
+``fc_cls(x_cls)`` of the captured input and whose loss is mmdet's
+``BBoxHead.loss`` (e.g. TDE's ``CausalNormShared2FCBBoxHead`` updates a
+buffer in ``loss_and_target``); cascade RoI heads (not supported); RoI
+samplers that read the classifier (OHEM); batch augmentation; BatchNorm
+of the frozen part in training mode; ``pipeline='test'`` (mmdet's test
+pipelines load the boxes after ``Resize``); distributed training.
+
+Switched on by one config change (``configs/quickstart/
+digits_det_disalign_cached.py``)::
+
+    train_cfg = dict(
+        _delete_=True,
+        type='CachedRoIFeatureEpochBasedTrainLoop',
+        max_epochs=6,
+        val_interval=6,
+        cache=dict(views=1, dtype='float16', pipeline='train', dir=None))
+
+or, in Python, :func:`use_cached_features` on a loaded config.
+"""
+from __future__ import annotations
+
+import copy
+import os.path as osp
+import warnings
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from mmengine.registry import LOOPS
+from mmengine.runner import EpochBasedTrainLoop
+from torch import Tensor, nn
+
+from lt_mm.engine.feature_cache import (CachedFeatureLoopMixin, CacheWriter,
+                                        FeatureCache, check_cache_options,
+                                        check_frozen_part_eval_like,
+                                        check_trainable_within,
+                                        state_fingerprint, unwrap_model,
+                                        warn_active_dropout)
+
+CACHE_FORMAT = 'lt_mm.det_roi_feature_cache/v1'
+LOOP = 'CachedRoIFeatureEpochBasedTrainLoop'
+CLASSIFIER = 'roi_head.bbox_head.fc_cls'
+
+__all__ = [
+    'CACHE_FORMAT', 'check_det_cache_options', 'use_cached_features',
+    'check_cacheable_detector', 'RoIFeatureCache', 'extract_roi_cache',
+    'CachedRoIFeatureEpochBasedTrainLoop'
+]
+
+
+# ---------------------------------------------------------------------------
+# options
+# ---------------------------------------------------------------------------
+def check_det_cache_options(cache: Optional[dict]) -> dict:
+    """Validate the ``cache`` options of the detection loop.
+
+    The keys of :func:`lt_mm.engine.feature_cache.check_cache_options`
+    (``views``, ``dtype``, ``pipeline``, ``dir``, ``batch_size``,
+    ``reuse``, ``keep``); detection has no key of its own and supports
+    ``pipeline='train'`` only (for a deterministic cache set the training
+    pipeline's ``RandomFlip`` to ``prob=0``).
+
+    Returns:
+        dict: the complete options.
+    """
+    out = check_cache_options(cache)
+    if out['pipeline'] != 'train':
+        raise ValueError(
+            f"cache pipeline={out['pipeline']!r}: detection stage 2 on "
+            "cached RoI features supports pipeline='train' only (mmdet's "
+            'test pipelines load the boxes after Resize, in original image '
+            "coordinates). Use pipeline='train' with a deterministic "
+            "training pipeline (RandomFlip prob=0) for an exact cache.")
+    return out
+
+
+def use_cached_features(cfg, **cache: Any):
+    """Turn an epoch-based detection stage-2 config into stage 2 on cached
+    RoI features.
+
+    Replaces ``cfg.train_cfg = dict(type='EpochBasedTrainLoop',
+    max_epochs=E, ...)`` (or ``dict(max_epochs=E, ...)``) by ``dict(
+    type='CachedRoIFeatureEpochBasedTrainLoop', max_epochs=E, ...,
+    cache=cache)`` keeping ``max_epochs``, ``val_begin``, ``val_interval``
+    and ``dynamic_intervals``. The config file equivalent is
+    ``configs/quickstart/digits_det_disalign_cached.py``.
+
+    Args:
+        cfg: an mmengine ``Config`` (changed in place and returned).
+        **cache: see :func:`check_det_cache_options`.
+
+    Returns:
+        the same ``cfg``.
+    """
+    train_cfg = dict(cfg.get('train_cfg') or {})
+    loop_type = train_cfg.pop('type', None)
+    by_epoch = train_cfg.pop('by_epoch', 'max_iters' not in train_cfg)
+    if loop_type not in (None, 'EpochBasedTrainLoop', LOOP) or not by_epoch:
+        raise ValueError(
+            f'use_cached_features: train_cfg {cfg.get("train_cfg")!r} is not '
+            'an epoch-based loop; detection stage 2 on cached RoI features '
+            "replaces dict(type='EpochBasedTrainLoop', max_epochs=...) "
+            'only.')
+    if 'max_epochs' not in train_cfg:
+        raise ValueError('use_cached_features: train_cfg has no max_epochs.')
+    merged = dict(train_cfg.pop('cache', None) or {})
+    merged.update(cache)
+    check_det_cache_options(merged)
+    cfg.train_cfg = dict(type=LOOP, cache=merged, **train_cfg)
+    return cfg
+
+
+# ---------------------------------------------------------------------------
+# model checks
+# ---------------------------------------------------------------------------
+def _in_classifier(name: str) -> bool:
+    return name == CLASSIFIER or name.startswith(CLASSIFIER + '.')
+
+
+_NOT_RUN = ('roi_head.mask_head', 'roi_head.mask_roi_extractor',
+            'roi_head.bbox_head.fc_reg', 'roi_head.bbox_head.reg_convs',
+            'roi_head.bbox_head.reg_fcs')
+
+
+def _after_cache(name: str) -> bool:
+    """Modules that run after the cache, or not at all, in cached mode."""
+    return _in_classifier(name) or any(name == p or name.startswith(p + '.')
+                                       for p in _NOT_RUN)
+
+
+def check_cacheable_detector(model: nn.Module) -> None:
+    """Structural checks (before training); raise ``ValueError``.
+
+    Needs an mmdet ``TwoStageDetector`` with an RPN and a
+    ``StandardRoIHead`` (not a cascade) whose box head is ConvFC-style
+    (``fc_cls`` module, ``with_cls``) with mmdet's ``BBoxHead.loss`` /
+    ``loss_and_target``; a RoI sampler that does not read the head
+    (no OHEM); no batch augmentation in the data preprocessor.
+    """
+    from mmdet.models.detectors import TwoStageDetector
+    from mmdet.models.roi_heads import StandardRoIHead
+    from mmdet.models.roi_heads.bbox_heads import BBoxHead
+    model = unwrap_model(model)
+    if not isinstance(model, TwoStageDetector):
+        raise ValueError(
+            f'{LOOP} supports mmdet two-stage detectors (TwoStageDetector: '
+            f'Faster / Mask R-CNN); got {type(model).__name__}. Use the '
+            "standard loop (train_cfg=dict(type='EpochBasedTrainLoop', "
+            '...)).')
+    roi_head = getattr(model, 'roi_head', None)
+    if roi_head is not None and hasattr(roi_head, 'num_stages'):
+        raise ValueError(
+            f'{LOOP}: cascade RoI heads ({type(roi_head).__name__}) are not '
+            'supported (every stage has its own classifier and its RoIs '
+            'depend on the previous stage). Use the standard loop.')
+    if not model.with_rpn:
+        raise ValueError(
+            f'{LOOP}: the detector has no RPN (pre-computed proposals are '
+            'not supported). Use the standard loop.')
+    if not isinstance(roi_head, StandardRoIHead) or not roi_head.with_bbox:
+        raise ValueError(
+            f'{LOOP}: the RoI head {type(roi_head).__name__} is not an '
+            'mmdet StandardRoIHead with a box head. Use the standard loop.')
+    for meth in ('loss', 'bbox_loss', '_bbox_forward'):
+        if getattr(type(roi_head), meth) is not getattr(StandardRoIHead, meth):
+            raise ValueError(
+                f'{LOOP}: {type(roi_head).__name__}.{meth} differs from '
+                "StandardRoIHead's; the cached RoIs and loss could not "
+                'match. Use the standard loop.')
+    head = roi_head.bbox_head
+    if not isinstance(head, BBoxHead) or not getattr(
+            head, 'with_cls', False) or not isinstance(
+                getattr(head, 'fc_cls', None), nn.Module):
+        raise ValueError(
+            f'{LOOP}: the box head {type(head).__name__} has no classifier '
+            'fc_cls whose input can be captured (a ConvFC-style head such '
+            "as Shared2FCBBoxHead is needed). Use the standard loop.")
+    for meth in ('loss', 'loss_and_target', 'get_targets'):
+        if getattr(type(head), meth) is not getattr(BBoxHead, meth):
+            raise ValueError(
+                f'{LOOP}: {type(head).__name__}.{meth} differs from '
+                "mmdet's BBoxHead (e.g. TDE's CausalNormShared2FCBBoxHead "
+                'updates its head direction there); the cached loss could '
+                'not reproduce it. Use the standard loop.')
+    if hasattr(roi_head.bbox_sampler, 'context'):
+        raise ValueError(
+            f'{LOOP}: the RoI sampler {type(roi_head.bbox_sampler).__name__}'
+            ' reads the box head (hard-example mining), so the sampled RoIs '
+            'depend on the trained classifier. Use a RandomSampler or the '
+            'standard loop.')
+    num = getattr(roi_head.bbox_sampler, 'num', None)
+    if not isinstance(num, int) or num < 1:
+        raise ValueError(
+            f'{LOOP}: the RoI sampler {type(roi_head.bbox_sampler).__name__}'
+            ' has no positive `num` (the RoIs per image); use a '
+            'RandomSampler-like sampler or the standard loop.')
+    pre = getattr(model, 'data_preprocessor', None)
+    if getattr(pre, 'batch_augments', None):
+        raise ValueError(
+            f'{LOOP}: the data preprocessor applies batch augmentation, '
+            'which changes images before the frozen backbone; a feature '
+            'cache cannot reproduce it. Remove '
+            'model.data_preprocessor.batch_augments or use the standard loop.')
+
+
+# ---------------------------------------------------------------------------
+# the cache files
+# ---------------------------------------------------------------------------
+class RoIFeatureCache(FeatureCache):
+    """:class:`lt_mm.engine.feature_cache.FeatureCache` with RoI slots.
+
+    Files: ``feats.npy`` (K, N, R, D), ``labels.npy`` (K, N, R) int64
+    (labels per view), ``weights.npy`` (K, N, R) float32 (label weights),
+    ``num_rois.npy`` (K, N) int32 (valid slots, the first ones).
+
+    Args:
+        root: the cache folder.
+    """
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.weights = np.load(osp.join(root, 'weights.npy'), mmap_mode='r')
+        self.num_rois = np.load(osp.join(root, 'num_rois.npy'), mmap_mode='r')
+        if self.weights.shape != self.labels.shape or \
+                self.num_rois.shape != self.feats.shape[:2]:
+            raise ValueError(f'RoI feature cache {root!r} is inconsistent; '
+                             'delete it.')
+
+    def gather_rois(self, views: np.ndarray,
+                    indices: np.ndarray) -> Tuple[Tensor, Tensor, Tensor]:
+        """The valid RoIs of images ``indices`` (views ``views``), image
+        after image: ``x`` (M, D) float32, ``labels`` (M, ) int64,
+        ``label_weights`` (M, ) float32."""
+        x = self.gather(views, indices)  # (B, R, D)
+        lab = torch.from_numpy(np.asarray(self.labels[views, indices]))
+        w = torch.from_numpy(
+            np.asarray(self.weights[views, indices], dtype=np.float32))
+        n = torch.from_numpy(
+            np.asarray(self.num_rois[views, indices], dtype=np.int64))
+        valid = torch.arange(x.shape[1])[None] < n[:, None]  # (B, R)
+        return x[valid], lab[valid].long(), w[valid]
+
+
+# ---------------------------------------------------------------------------
+# extraction
+# ---------------------------------------------------------------------------
+def _sample_rois(model: nn.Module, x: Sequence[Tensor],
+                 data_samples: List[Any]) -> List[Any]:
+    """RPN proposals (``train_cfg.rpn_proposal``) and the RoI head's own
+    assigner + sampler, as ``TwoStageDetector.loss`` and
+    ``StandardRoIHead.loss`` do it."""
+    from mmdet.models.utils import unpack_gt_instances
+    gts, gts_ignore, metas = unpack_gt_instances(data_samples)
+    proposal_cfg = model.train_cfg.get('rpn_proposal', model.test_cfg.rpn)
+    outs = model.rpn_head(x)
+    proposals = model.rpn_head.predict_by_feat(
+        *outs, batch_img_metas=metas, cfg=proposal_cfg)
+    roi_head = model.roi_head
+    results = []
+    for i, res in enumerate(proposals):
+        res.priors = res.pop('bboxes')
+        assign = roi_head.bbox_assigner.assign(res, gts[i], gts_ignore[i])
+        results.append(
+            roi_head.bbox_sampler.sample(
+                assign, res, gts[i], feats=[lvl[i][None] for lvl in x]))
+    return results
+
+
+def _padding_mismatches(pre: nn.Module, data_samples: List[Any]) -> int:
+    """Images whose own padded size differs from their batch's."""
+    div = int(getattr(pre, 'pad_size_divisor', 1) or 1)
+    out = 0
+    for s in data_samples:
+        if 'batch_input_shape' not in s.metainfo:
+            continue
+        h, w = s.metainfo['img_shape'][:2]
+        own = (-(-h // div) * div, -(-w // div) * div)
+        if tuple(s.metainfo['batch_input_shape']) != own:
+            out += 1
+    return out
+
+
+@torch.no_grad()
+def extract_roi_cache(model: nn.Module, loaders: Sequence[Any], root: str,
+                      dtype: str, fingerprint: str) -> RoIFeatureCache:
+    """Run the frozen detector over the training set and write the cache.
+
+    For view k, ``loaders[k]`` yields the training set in dataset order;
+    every batch goes through ``data_preprocessor(data, training=True)`` ->
+    ``extract_feat`` -> RPN proposals -> assigner + sampler (drawing from
+    the global torch random state, so every view draws other RoIs) ->
+    ``roi_head._bbox_forward`` on the sampled RoIs (eval mode; ``fc_cls``
+    in training mode, as in the loss), whose ``fc_cls`` input ``x_cls`` is
+    captured with a forward pre-hook. On the first batch the head's
+    ``cls_score`` is checked to be ``fc_cls(x_cls)``. Targets:
+    ``bbox_head.get_targets(..., concat=False)`` (labels, label weights).
+
+    Args:
+        model: an mmdet ``TwoStageDetector`` (unwrapped; see
+            :func:`check_cacheable_detector`).
+        loaders: one built dataloader per view.
+        root: the cache folder (written atomically).
+        dtype: ``'float16'`` or ``'float32'``.
+        fingerprint: stored in ``meta.json``.
+
+    Returns:
+        RoIFeatureCache: the opened cache (layout in its docstring).
+    """
+    from mmdet.structures.bbox import bbox2roi
+    roi_head = model.roi_head
+    head = roi_head.bbox_head
+    fc_cls = head.fc_cls
+    pre = model.data_preprocessor
+    slots = int(roi_head.bbox_sampler.num)
+    n = len(loaders[0].dataset)
+    k_views = len(loaders)
+    captured: List[Tensor] = []
+    handle = fc_cls.register_forward_pre_hook(
+        lambda mod, args: captured.append(args[0]))
+    was_training = model.training
+    # fc_cls runs (in training mode, as in the loss) only inside the box
+    # head's forward; its state (e.g. BatchNorm statistics of a
+    # confidence layer) is restored afterwards
+    saved = copy.deepcopy(fc_cls.state_dict())
+    model.eval()
+    fc_cls.train()
+    mismatched = 0
+    checked = False
+    try:
+        with CacheWriter(root, CACHE_FORMAT, fingerprint, dtype) as writer:
+            num = writer.array('num_rois', (k_views, n), np.int32)
+            for k, loader in enumerate(loaders):
+                if len(loader.dataset) != n:
+                    raise ValueError(
+                        f'view {k} has {len(loader.dataset)} samples, view 0 '
+                        f'has {n}; the cache needs the same training list.')
+                pos = 0
+                for data in loader:
+                    data = pre(data, True)
+                    samples = data['data_samples']
+                    mismatched += _padding_mismatches(pre, samples)
+                    x = model.extract_feat(data['inputs'])
+                    results = _sample_rois(model, x, samples)
+                    rois = bbox2roi([r.priors for r in results])
+                    captured.clear()
+                    out = roi_head._bbox_forward(x, rois)
+                    if len(captured) != 1:
+                        raise ValueError(
+                            f'{LOOP}: {CLASSIFIER} ran {len(captured)} times '
+                            'in one box-head forward; its input cannot be '
+                            'captured. Use the standard loop.')
+                    x_cls = captured[0]
+                    if not checked:
+                        if not (x_cls.ndim == 2
+                                and x_cls.shape[0] == rois.shape[0] and
+                                torch.equal(out['cls_score'], fc_cls(x_cls))):
+                            raise ValueError(
+                                f'{LOOP}: the cls_score of '
+                                f'{type(head).__name__} is not fc_cls(<its '
+                                'input>) per RoI; the head does more after '
+                                'its classifier. Use the standard loop.')
+                        checked = True
+                    labels, weights, _, _ = head.get_targets(
+                        results, roi_head.train_cfg, concat=False)
+                    sizes = [len(r.priors) for r in results]
+                    if max(sizes) > slots:
+                        raise ValueError(
+                            f'{LOOP}: the RoI sampler returned {max(sizes)} '
+                            f'RoIs for an image, more than its num={slots}.')
+                    feats = x_cls.float().cpu().split(sizes)
+                    fm = writer.array('feats',
+                                      (k_views, n, slots, x_cls.shape[1]))
+                    lm = writer.array('labels', (k_views, n, slots), np.int64)
+                    wm = writer.array('weights', (k_views, n, slots),
+                                      np.float32)
+                    if pos + len(sizes) > n:
+                        raise ValueError(
+                            'the extraction loader yields more samples than '
+                            'the dataset has; it must visit every index '
+                            'once.')
+                    for i, m in enumerate(sizes):
+                        fm[k, pos, :m] = feats[i].numpy().astype(fm.dtype)
+                        lm[k, pos, :m] = labels[i].cpu().numpy()
+                        wm[k, pos, :m] = weights[i].float().cpu().numpy()
+                        num[k, pos] = m
+                        pos += 1
+                if pos != n:
+                    raise ValueError(f'view {k} yielded {pos} samples, the '
+                                     f'dataset has {n}.')
+            writer.finish(
+                views=k_views,
+                num_samples=n,
+                labels_per_view=True,
+                roi_slots=slots,
+                num_classes=int(head.num_classes),
+                padding_mismatches=mismatched)
+    finally:
+        handle.remove()
+        fc_cls.load_state_dict(saved)
+        model.train(was_training)
+    if mismatched:
+        warnings.warn(
+            f'{LOOP}: {mismatched} image(s) were padded to a larger batch '
+            'size than their own in the extraction batches; the standard '
+            'loop pads them in other (random) batches, so their features '
+            'near the border may differ. cache batch_size=1 pads every '
+            'image alone.')
+    return RoIFeatureCache(root)
+
+
+# ---------------------------------------------------------------------------
+# the loop
+# ---------------------------------------------------------------------------
+def _not_feature_path(name: str) -> bool:
+    """State entries that do not influence the cached ``x_cls``."""
+    return _after_cache(name)
+
+
+def _cls_loss(model: nn.Module, data_batch: dict) -> dict:
+    """mmdet's classification term of ``BBoxHead.loss`` on cached RoIs."""
+    head = model.roi_head.bbox_head
+    cls_score = head.fc_cls(data_batch['inputs'])
+    return head.loss(
+        cls_score,
+        None,
+        None,
+        data_batch['labels'],
+        data_batch['label_weights'],
+        None,
+        None,
+        reduction_override=None)
+
+
+@LOOPS.register_module()
+class CachedRoIFeatureEpochBasedTrainLoop(CachedFeatureLoopMixin,
+                                          EpochBasedTrainLoop):
+    """Epoch-based detection stage 2 on cached RoI features (module doc).
+
+    Args:
+        runner: the Runner.
+        dataloader: the training dataloader (config or built); its sampler
+            drives the cache, its dataset and pipeline build it.
+        max_epochs, val_begin, val_interval, dynamic_intervals: as
+            ``EpochBasedTrainLoop``.
+        cache: see :func:`check_det_cache_options`.
+
+    Attributes: those of
+    :class:`lt_mm.engine.feature_cache.CachedFeatureLoopMixin`
+    (``cache`` is a :class:`RoIFeatureCache`).
+    """
+
+    cache_format = CACHE_FORMAT
+    cache_class = RoIFeatureCache
+    restore_rng_after_cache = True
+
+    def __init__(self,
+                 runner,
+                 dataloader,
+                 max_epochs: int,
+                 val_begin: int = 1,
+                 val_interval: int = 1,
+                 dynamic_intervals: Optional[List[Tuple[int, int]]] = None,
+                 cache: Optional[dict] = None) -> None:
+        self._init_cache_options(runner, dataloader, cache)
+        self.cache_cfg = check_det_cache_options(self.cache_cfg)
+        check_cacheable_detector(runner.model)
+        super().__init__(runner, dataloader, max_epochs, val_begin,
+                         val_interval, dynamic_intervals)
+
+    # -- cache ---------------------------------------------------------------
+    def check_model_before_cache(self, model: nn.Module) -> None:
+        """Only ``roi_head.bbox_head.fc_cls`` trains; frozen BN in eval
+        mode; warn on dropout before ``fc_cls``."""
+        check_trainable_within(model, _in_classifier, CLASSIFIER, LOOP)
+        drop = check_frozen_part_eval_like(model, self.runner, _after_cache,
+                                           LOOP)
+        warn_active_dropout(drop, LOOP)
+
+    def fingerprint_parts(self, model: nn.Module) -> List[str]:
+        """Frozen weights (without ``fc_cls``, ``fc_reg``, mask head), the
+        RPN proposal / RCNN assigner + sampler settings, the classes and the
+        preprocessor's padding (the training list: the shared
+        ``dataset_fingerprint``, through dataset wrappers)."""
+        pre = model.data_preprocessor
+        train_cfg = model.train_cfg
+        return [
+            state_fingerprint(model, _not_feature_path),
+            type(model.roi_head.bbox_head).__name__,
+            f'classes={model.roi_head.bbox_head.num_classes}',
+            'rpn_proposal=' + repr(train_cfg.get('rpn_proposal')),
+            'rcnn=' + repr(train_cfg.get('rcnn')), 'pad=' + repr(
+                tuple(
+                    getattr(pre, a, None)
+                    for a in ('pad_size_divisor', 'pad_value', 'bgr_to_rgb',
+                              'rgb_to_bgr')))
+        ]
+
+    def build_cache(self, model: nn.Module, loaders: List[Any], root: str,
+                    fingerprint: str) -> FeatureCache:
+        """:func:`extract_roi_cache`."""
+        return extract_roi_cache(model, loaders, root, self.cache_cfg['dtype'],
+                                 fingerprint)
+
+    def describe_cache(self, cache: RoIFeatureCache) -> str:
+        return (f'{cache.num_views} view(s) x {len(cache)} images x '
+                f'{cache.feats.shape[2]} RoI slots x {cache.feats.shape[3]}'
+                f', {int(np.asarray(cache.num_rois).sum())} RoIs')
+
+    def prepare_cache(self) -> RoIFeatureCache:
+        """Check the model and build (or reuse) the RoI feature cache."""
+        return super().prepare_cache(keys=('img_path', 'instances'))
+
+    # -- training ------------------------------------------------------------
+    def run(self) -> nn.Module:
+        """``before_train``, build the cache, then train ``fc_cls`` on it
+        epoch by epoch (validation and hooks as ``EpochBasedTrainLoop``)."""
+        runner = self.runner
+        runner.call_hook('before_train')
+        self.prepare_cache()
+        try:
+            while self._epoch < self._max_epochs and not self.stop_training:
+                self.run_epoch()
+                self._decide_current_val_interval()
+                if (runner.val_loop is not None
+                        and self._epoch >= self.val_begin
+                        and (self._epoch % self.val_interval == 0
+                             or self._epoch == self._max_epochs)):
+                    runner.val_loop.run()
+        finally:
+            self.drop_cache()
+        runner.call_hook('after_train')
+        return runner.model
+
+    def cached_batch(self, views: np.ndarray, indices: np.ndarray) -> dict:
+        """``dict(inputs, labels, label_weights, indices)`` of the valid
+        RoIs of images ``indices``: (M, D) float32, (M, ) int64,
+        (M, ) float32 on the classifier's device."""
+        model = unwrap_model(self.runner.model)
+        device = next(model.roi_head.bbox_head.fc_cls.parameters()).device
+        x, lab, w = self.cache.gather_rois(views[indices], indices)
+        return dict(
+            inputs=x.to(device),
+            labels=lab.to(device),
+            label_weights=w.to(device),
+            indices=indices)
+
+    def run_epoch(self) -> None:
+        """One epoch over the sampler's index batches (no image loading)."""
+        self.runner.call_hook('before_train_epoch')
+        self.runner.model.train()
+        views = self.random_views(len(self.cache), self._epoch)
+        for idx, indices in enumerate(self.dataloader.batch_sampler):
+            indices = np.asarray(list(indices), dtype=np.int64)
+            self.run_iter(idx, self.cached_batch(views, indices))
+        self.runner.call_hook('after_train_epoch')
+        self._epoch += 1
+
+    def run_iter(self, idx, data_batch: dict) -> None:
+        """``BaseModel.train_step`` with mmdet's classification loss on the
+        cached RoIs."""
+        self.train_on_cache(idx, data_batch, _cls_loss)

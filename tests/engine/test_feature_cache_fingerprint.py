@@ -1,0 +1,55 @@
+"""lt_mm.engine.feature_cache.dataset_fingerprint: the cache key follows the
+image list, also inside mmengine's dataset wrappers (ClassBalancedDataset,
+ConcatDataset), which have no data_list of their own."""
+from mmengine.dataset import BaseDataset, ClassBalancedDataset, ConcatDataset
+
+from lt_mm.engine.feature_cache import dataset_fingerprint
+
+
+class _Tiny(BaseDataset):
+    """A dataset whose data list is given (no annotation file)."""
+
+    def __init__(self, paths, labels):
+        self._items = [
+            dict(img_path=p, gt_label=y) for p, y in zip(paths, labels)
+        ]
+        super().__init__(serialize_data=False, lazy_init=False)
+
+    def load_data_list(self):
+        return list(self._items)
+
+    def get_cat_ids(self, idx):
+        return [self.get_data_info(idx)['gt_label']]
+
+
+def test_fingerprint_follows_the_image_list():
+    a = _Tiny(['a.png', 'b.png'], [0, 1])
+    same = _Tiny(['a.png', 'b.png'], [0, 1])
+    other = _Tiny(['a.png', 'c.png'], [0, 1])
+    assert dataset_fingerprint(a) == dataset_fingerprint(same)
+    assert dataset_fingerprint(a) != dataset_fingerprint(other)
+    # the fields hashed are chosen by the caller
+    relabelled = _Tiny(['a.png', 'b.png'], [1, 1])
+    assert dataset_fingerprint(a) == dataset_fingerprint(relabelled)
+    assert dataset_fingerprint(a, ('img_path', 'gt_label')) != \
+        dataset_fingerprint(relabelled, ('img_path', 'gt_label'))
+
+
+def test_fingerprint_looks_inside_wrappers():
+    paths, labels = ['a.png', 'b.png', 'c.png'], [0, 0, 1]
+    other_paths = ['a.png', 'b.png', 'd.png']
+    # class 1 is in 1 of 3 images (frequency 1/3 < 0.5): repeated
+    rfs = ClassBalancedDataset(_Tiny(paths, labels), oversample_thr=0.5)
+    rfs_same = ClassBalancedDataset(_Tiny(paths, labels), oversample_thr=0.5)
+    rfs_other = ClassBalancedDataset(
+        _Tiny(other_paths, labels), oversample_thr=0.5)
+    assert len(rfs) == len(rfs_other) > 3  # same length, other images
+    assert dataset_fingerprint(rfs) == dataset_fingerprint(rfs_same)
+    assert dataset_fingerprint(rfs) != dataset_fingerprint(rfs_other)
+    # the repeat setting is part of the key
+    rfs_thr = ClassBalancedDataset(_Tiny(paths, labels), oversample_thr=0.9)
+    assert dataset_fingerprint(rfs) != dataset_fingerprint(rfs_thr)
+    cat = ConcatDataset([_Tiny(paths, labels), _Tiny(paths, labels)])
+    cat_other = ConcatDataset(
+        [_Tiny(paths, labels), _Tiny(other_paths, labels)])
+    assert dataset_fingerprint(cat) != dataset_fingerprint(cat_other)
