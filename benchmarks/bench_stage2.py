@@ -121,6 +121,8 @@ TASKS = {
         stage1='digits_det_mask_rcnn_stage1.py',
         scope='mmdet',
         metrics=('lvis/bbox_AP', 'lvis/bbox_APr'),
+        # LVIS metrics are fractions: percent points like cls / seg
+        scale=100.0,
         labels=('box AP', 'APr'),
         prefix='roi_head.bbox_head.fc_cls.',
         length='max_epochs',
@@ -237,8 +239,8 @@ def _train_test_in_scope(config, work_dir, load_from, seed, options, cached,
         loop_s=clock['end'] - clock['start'],
         cache_s=float(getattr(loop, 'cache_seconds', 0.0)),
         reused=bool(getattr(loop, 'cache_reused', False)),
-        top1=float(metrics[spec['metrics'][0]]),
-        few=float(metrics[spec['metrics'][1]]),
+        top1=spec.get('scale', 1.0) * float(metrics[spec['metrics'][0]]),
+        few=spec.get('scale', 1.0) * float(metrics[spec['metrics'][1]]),
         head=head)
 
 

@@ -72,7 +72,7 @@ or, in Python, :func:`use_cached_features` on a loaded config.
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -81,8 +81,9 @@ from mmengine.runner import EpochBasedTrainLoop
 from torch import Tensor, nn
 
 from lt_mm.engine.feature_cache import (CACHE_DTYPES, CACHE_PIPELINES,
-                                        CachedFeatureLoopMixin, CacheWriter,
-                                        FeatureCache)
+                                        CachedFeatureEpochLoopMixin,
+                                        CacheWriter, FeatureCache,
+                                        cached_loop_switch)
 from lt_mm.engine.feature_cache import \
     check_cache_options as _check_cache_options
 from lt_mm.engine.feature_cache import \
@@ -112,39 +113,9 @@ def check_cache_options(cache: Optional[dict]) -> dict:
     return _check_cache_options(cache)
 
 
-def use_cached_features(cfg, **cache: Any):
-    """Turn an epoch-based stage-2 config into stage 2 on cached features.
-
-    Replaces ``cfg.train_cfg = dict(by_epoch=True, max_epochs=E, ...)`` by
-    ``dict(type='CachedFeatureEpochBasedTrainLoop', max_epochs=E, ...,
-    cache=cache)`` keeping ``max_epochs``, ``val_begin``, ``val_interval``
-    and ``dynamic_intervals``. The config file equivalent is
-    ``configs/quickstart/digits_cls_disalign_cached.py``.
-
-    Args:
-        cfg: an mmengine ``Config`` (changed in place and returned).
-        **cache: see :func:`check_cache_options`.
-
-    Returns:
-        the same ``cfg``.
-    """
-    train_cfg = dict(cfg.get('train_cfg') or {})
-    loop_type = train_cfg.pop('type', None)
-    by_epoch = train_cfg.pop('by_epoch', loop_type is None)
-    if loop_type not in (None, 'EpochBasedTrainLoop',
-                         'CachedFeatureEpochBasedTrainLoop') or not by_epoch:
-        raise ValueError(
-            f'use_cached_features: train_cfg {cfg.get("train_cfg")!r} is not '
-            'an epoch-based loop; stage 2 on cached features replaces '
-            "dict(by_epoch=True, max_epochs=...) only.")
-    if 'max_epochs' not in train_cfg:
-        raise ValueError('use_cached_features: train_cfg has no max_epochs.')
-    merged = dict(train_cfg.pop('cache', None) or {})
-    merged.update(cache)
-    check_cache_options(merged)
-    cfg.train_cfg = dict(
-        type='CachedFeatureEpochBasedTrainLoop', cache=merged, **train_cfg)
-    return cfg
+use_cached_features = cached_loop_switch(
+    LOOP, True, check_cache_options,
+    'configs/quickstart/digits_cls_disalign_cached.py')
 
 
 def _in_head(name: str) -> bool:
@@ -321,36 +292,24 @@ def _labels_of(data_samples: Sequence[Any]) -> np.ndarray:
 # ---------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------
+def _head_loss(model: nn.Module, data_batch: dict) -> dict:
+    """The head's own loss on the cached pooled features."""
+    return model.head.loss((data_batch['inputs'], ),
+                           data_batch['data_samples'])
+
+
 @LOOPS.register_module()
-class CachedFeatureEpochBasedTrainLoop(CachedFeatureLoopMixin,
+class CachedFeatureEpochBasedTrainLoop(CachedFeatureEpochLoopMixin,
                                        EpochBasedTrainLoop):
-    """Epoch-based stage 2 on cached classifier inputs (see module doc).
-
-    Args:
-        runner: the Runner.
-        dataloader: the training dataloader (config or built); its sampler
-            drives the cache, its dataset and pipeline build it.
-        max_epochs, val_begin, val_interval, dynamic_intervals: as
-            ``EpochBasedTrainLoop``.
-        cache: see :func:`check_cache_options`.
-
-    Attributes: those of :class:`CachedFeatureLoopMixin`.
-    """
+    """``EpochBasedTrainLoop`` on cached pooled features (module doc);
+    ``cache``: :func:`check_cache_options`."""
 
     cache_format = CACHE_FORMAT
+    cache_loss = staticmethod(_head_loss)
 
-    def __init__(self,
-                 runner,
-                 dataloader,
-                 max_epochs: int,
-                 val_begin: int = 1,
-                 val_interval: int = 1,
-                 dynamic_intervals: Optional[List[Tuple[int, int]]] = None,
-                 cache: Optional[dict] = None) -> None:
-        self._init_cache_options(runner, dataloader, cache)
-        check_cacheable_model(runner.model)
-        super().__init__(runner, dataloader, max_epochs, val_begin,
-                         val_interval, dynamic_intervals)
+    def check_cacheable(self, model: nn.Module) -> None:
+        """:func:`check_cacheable_model`."""
+        check_cacheable_model(model)
 
     # -- cache ---------------------------------------------------------------
     def check_model_before_cache(self, model: nn.Module) -> None:
@@ -378,54 +337,15 @@ class CachedFeatureEpochBasedTrainLoop(CachedFeatureLoopMixin,
         return super().prepare_cache(keys=('img_path', 'gt_label'))
 
     # -- training ------------------------------------------------------------
-    def run(self) -> nn.Module:
-        """``before_train``, build the cache, then train the head on it
-        epoch by epoch (validation and hooks as ``EpochBasedTrainLoop``)."""
-        runner = self.runner
-        runner.call_hook('before_train')
-        self.prepare_cache()
-        try:
-            while self._epoch < self._max_epochs and not self.stop_training:
-                self.run_epoch()
-                self._decide_current_val_interval()
-                if (runner.val_loop is not None
-                        and self._epoch >= self.val_begin
-                        and (self._epoch % self.val_interval == 0
-                             or self._epoch == self._max_epochs)):
-                    runner.val_loop.run()
-        finally:
-            self.drop_cache()
-        runner.call_hook('after_train')
-        return runner.model
-
-    def _epoch_views(self) -> np.ndarray:
-        return self.random_views(len(self.cache), self._epoch)
-
-    def run_epoch(self) -> None:
-        """One epoch over the sampler's index batches (no image loading)."""
+    def cached_batch(self, views: np.ndarray, indices: np.ndarray) -> dict:
+        """``dict(inputs, data_samples)``: the cached pooled features (N, D)
+        on the head's device and one ``DataSample`` per label."""
         from mmpretrain.structures import DataSample
-        self.runner.call_hook('before_train_epoch')
-        self.runner.model.train()
-        views = self._epoch_views()
         model = unwrap_model(self.runner.model)
         device = next(model.head.parameters()).device
-        for idx, indices in enumerate(self.dataloader.batch_sampler):
-            indices = np.asarray(list(indices), dtype=np.int64)
-            x = self.cache.gather(views[indices], indices).to(device)
-            samples = [
-                DataSample().set_gt_label(int(c))
-                for c in self.cache.gather_labels(views[indices], indices)
-            ]
-            self.run_iter(idx, dict(inputs=x, data_samples=samples))
-        self.runner.call_hook('after_train_epoch')
-        self._epoch += 1
-
-    def run_iter(self, idx, data_batch: dict) -> None:
-        """``BaseModel.train_step`` with the head on cached features."""
-        self.train_on_cache(idx, data_batch, _head_loss)
-
-
-def _head_loss(model: nn.Module, data_batch: dict) -> dict:
-    """The head's own loss on the cached pooled features."""
-    return model.head.loss((data_batch['inputs'], ),
-                           data_batch['data_samples'])
+        x = self.cache.gather(views[indices], indices).to(device)
+        samples = [
+            DataSample().set_gt_label(int(c))
+            for c in self.cache.gather_labels(views[indices], indices)
+        ]
+        return dict(inputs=x, data_samples=samples)

@@ -114,12 +114,10 @@ from mmengine.registry import LOOPS
 from mmengine.runner import EpochBasedTrainLoop
 from torch import Tensor, nn
 
-from lt_mm.engine.feature_cache import (CachedFeatureLoopMixin, CacheWriter,
-                                        FeatureCache, check_cache_options,
-                                        check_frozen_part_eval_like,
-                                        check_trainable_within,
-                                        state_fingerprint, unwrap_model,
-                                        warn_active_dropout)
+from lt_mm.engine.feature_cache import (
+    CachedFeatureEpochLoopMixin, CacheWriter, FeatureCache, cached_loop_switch,
+    check_cache_options, check_frozen_part_eval_like, check_trainable_within,
+    is_under, state_fingerprint, unwrap_model, warn_active_dropout)
 
 CACHE_FORMAT = 'lt_mm.det_roi_feature_cache/v1'
 LOOP = 'CachedRoIFeatureEpochBasedTrainLoop'
@@ -158,47 +156,16 @@ def check_det_cache_options(cache: Optional[dict]) -> dict:
     return out
 
 
-def use_cached_features(cfg, **cache: Any):
-    """Turn an epoch-based detection stage-2 config into stage 2 on cached
-    RoI features.
-
-    Replaces ``cfg.train_cfg = dict(type='EpochBasedTrainLoop',
-    max_epochs=E, ...)`` (or ``dict(max_epochs=E, ...)``) by ``dict(
-    type='CachedRoIFeatureEpochBasedTrainLoop', max_epochs=E, ...,
-    cache=cache)`` keeping ``max_epochs``, ``val_begin``, ``val_interval``
-    and ``dynamic_intervals``. The config file equivalent is
-    ``configs/quickstart/digits_det_disalign_cached.py``.
-
-    Args:
-        cfg: an mmengine ``Config`` (changed in place and returned).
-        **cache: see :func:`check_det_cache_options`.
-
-    Returns:
-        the same ``cfg``.
-    """
-    train_cfg = dict(cfg.get('train_cfg') or {})
-    loop_type = train_cfg.pop('type', None)
-    by_epoch = train_cfg.pop('by_epoch', 'max_iters' not in train_cfg)
-    if loop_type not in (None, 'EpochBasedTrainLoop', LOOP) or not by_epoch:
-        raise ValueError(
-            f'use_cached_features: train_cfg {cfg.get("train_cfg")!r} is not '
-            'an epoch-based loop; detection stage 2 on cached RoI features '
-            "replaces dict(type='EpochBasedTrainLoop', max_epochs=...) "
-            'only.')
-    if 'max_epochs' not in train_cfg:
-        raise ValueError('use_cached_features: train_cfg has no max_epochs.')
-    merged = dict(train_cfg.pop('cache', None) or {})
-    merged.update(cache)
-    check_det_cache_options(merged)
-    cfg.train_cfg = dict(type=LOOP, cache=merged, **train_cfg)
-    return cfg
+use_cached_features = cached_loop_switch(
+    LOOP, True, check_det_cache_options,
+    'configs/quickstart/digits_det_disalign_cached.py')
 
 
 # ---------------------------------------------------------------------------
 # model checks
 # ---------------------------------------------------------------------------
 def _in_classifier(name: str) -> bool:
-    return name == CLASSIFIER or name.startswith(CLASSIFIER + '.')
+    return is_under(name, CLASSIFIER)
 
 
 _NOT_RUN = ('roi_head.mask_head', 'roi_head.mask_roi_extractor',
@@ -208,8 +175,7 @@ _NOT_RUN = ('roi_head.mask_head', 'roi_head.mask_roi_extractor',
 
 def _after_cache(name: str) -> bool:
     """Modules that run after the cache, or not at all, in cached mode."""
-    return _in_classifier(name) or any(name == p or name.startswith(p + '.')
-                                       for p in _NOT_RUN)
+    return is_under(name, CLASSIFIER, *_NOT_RUN)
 
 
 def check_cacheable_detector(model: nn.Module) -> None:
@@ -516,40 +482,24 @@ def _cls_loss(model: nn.Module, data_batch: dict) -> dict:
 
 
 @LOOPS.register_module()
-class CachedRoIFeatureEpochBasedTrainLoop(CachedFeatureLoopMixin,
+class CachedRoIFeatureEpochBasedTrainLoop(CachedFeatureEpochLoopMixin,
                                           EpochBasedTrainLoop):
-    """Epoch-based detection stage 2 on cached RoI features (module doc).
-
-    Args:
-        runner: the Runner.
-        dataloader: the training dataloader (config or built); its sampler
-            drives the cache, its dataset and pipeline build it.
-        max_epochs, val_begin, val_interval, dynamic_intervals: as
-            ``EpochBasedTrainLoop``.
-        cache: see :func:`check_det_cache_options`.
-
-    Attributes: those of
-    :class:`lt_mm.engine.feature_cache.CachedFeatureLoopMixin`
-    (``cache`` is a :class:`RoIFeatureCache`).
-    """
+    """``EpochBasedTrainLoop`` on cached sampled-RoI features (module
+    doc); ``cache``: :func:`check_det_cache_options`, opened as a
+    :class:`RoIFeatureCache`."""
 
     cache_format = CACHE_FORMAT
     cache_class = RoIFeatureCache
+    cache_loss = staticmethod(_cls_loss)
     restore_rng_after_cache = True
 
-    def __init__(self,
-                 runner,
-                 dataloader,
-                 max_epochs: int,
-                 val_begin: int = 1,
-                 val_interval: int = 1,
-                 dynamic_intervals: Optional[List[Tuple[int, int]]] = None,
-                 cache: Optional[dict] = None) -> None:
-        self._init_cache_options(runner, dataloader, cache)
-        self.cache_cfg = check_det_cache_options(self.cache_cfg)
-        check_cacheable_detector(runner.model)
-        super().__init__(runner, dataloader, max_epochs, val_begin,
-                         val_interval, dynamic_intervals)
+    def check_options(self, cache_cfg: dict) -> dict:
+        """:func:`check_det_cache_options`."""
+        return check_det_cache_options(cache_cfg)
+
+    def check_cacheable(self, model: nn.Module) -> None:
+        """:func:`check_cacheable_detector`."""
+        check_cacheable_detector(model)
 
     # -- cache ---------------------------------------------------------------
     def check_model_before_cache(self, model: nn.Module) -> None:
@@ -595,26 +545,6 @@ class CachedRoIFeatureEpochBasedTrainLoop(CachedFeatureLoopMixin,
         return super().prepare_cache(keys=('img_path', 'instances'))
 
     # -- training ------------------------------------------------------------
-    def run(self) -> nn.Module:
-        """``before_train``, build the cache, then train ``fc_cls`` on it
-        epoch by epoch (validation and hooks as ``EpochBasedTrainLoop``)."""
-        runner = self.runner
-        runner.call_hook('before_train')
-        self.prepare_cache()
-        try:
-            while self._epoch < self._max_epochs and not self.stop_training:
-                self.run_epoch()
-                self._decide_current_val_interval()
-                if (runner.val_loop is not None
-                        and self._epoch >= self.val_begin
-                        and (self._epoch % self.val_interval == 0
-                             or self._epoch == self._max_epochs)):
-                    runner.val_loop.run()
-        finally:
-            self.drop_cache()
-        runner.call_hook('after_train')
-        return runner.model
-
     def cached_batch(self, views: np.ndarray, indices: np.ndarray) -> dict:
         """``dict(inputs, labels, label_weights, indices)`` of the valid
         RoIs of images ``indices``: (M, D) float32, (M, ) int64,
@@ -627,19 +557,3 @@ class CachedRoIFeatureEpochBasedTrainLoop(CachedFeatureLoopMixin,
             labels=lab.to(device),
             label_weights=w.to(device),
             indices=indices)
-
-    def run_epoch(self) -> None:
-        """One epoch over the sampler's index batches (no image loading)."""
-        self.runner.call_hook('before_train_epoch')
-        self.runner.model.train()
-        views = self.random_views(len(self.cache), self._epoch)
-        for idx, indices in enumerate(self.dataloader.batch_sampler):
-            indices = np.asarray(list(indices), dtype=np.int64)
-            self.run_iter(idx, self.cached_batch(views, indices))
-        self.runner.call_hook('after_train_epoch')
-        self._epoch += 1
-
-    def run_iter(self, idx, data_batch: dict) -> None:
-        """``BaseModel.train_step`` with mmdet's classification loss on the
-        cached RoIs."""
-        self.train_on_cache(idx, data_batch, _cls_loss)

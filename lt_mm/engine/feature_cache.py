@@ -12,7 +12,8 @@ does not depend on the toolbox:
 
 * :func:`check_cache_options` -- the ``cache=dict(...)`` options of the
   loops (views, dtype, pipeline, dir, batch_size, reuse, keep, plus the
-  adapter's own keys);
+  adapter's own keys); :func:`switch_train_loop` -- the one config switch
+  (each adapter's ``use_cached_features``);
 * :func:`state_fingerprint` / :func:`dataset_fingerprint` -- SHA-1 of the
   frozen weights and of the training list + pipeline, through dataset
   wrappers (the cache key);
@@ -167,8 +168,8 @@ def state_fingerprint(module: nn.Module,
     return h.hexdigest()
 
 
-def dataset_fingerprint(
-    dataset: Any, keys: Sequence[str] = ('img_path', )) -> str:
+def dataset_fingerprint(dataset: Any,
+                        keys: Sequence[str] = ('img_path', )) -> str:
     """SHA-1 of a dataset's type, length, pipeline and data list.
 
     mmengine's dataset wrappers (``ClassBalancedDataset`` -- e.g. mmdet's
@@ -205,9 +206,76 @@ def dataset_fingerprint(
     return h.hexdigest()
 
 
+def switch_train_loop(cfg, loop: str, by_epoch: bool,
+                      check: Callable[[dict], dict], **cache: Any):
+    """Turn a stage-2 config's ``train_cfg`` into a cached-feature loop.
+
+    Replaces ``dict(type='EpochBasedTrainLoop', max_epochs=E, ...)`` (or
+    ``dict(by_epoch=True, max_epochs=E, ...)``; ``IterBasedTrainLoop`` /
+    ``max_iters`` when ``by_epoch=False``) by ``dict(type=loop,
+    max_epochs=E, ..., cache=cache)``, keeping the length, ``val_begin``,
+    ``val_interval`` and ``dynamic_intervals``; a ``cache`` already in the
+    config is updated by ``cache``. The adapters' ``use_cached_features``.
+
+    Args:
+        cfg: an mmengine ``Config`` (changed in place and returned).
+        loop: the cached loop's registered name.
+        by_epoch: whether ``loop`` is epoch based.
+        check: the adapter's option check (``check_*_cache_options``).
+        **cache: the cache options.
+
+    Returns:
+        the same ``cfg``.
+    """
+    stock, length = (('EpochBasedTrainLoop', 'max_epochs') if by_epoch else
+                     ('IterBasedTrainLoop', 'max_iters'))
+    kind = 'an epoch-based' if by_epoch else 'an iteration-based'
+    train_cfg = dict(cfg.get('train_cfg') or {})
+    loop_type = train_cfg.pop('type', None)
+    given = train_cfg.pop('by_epoch', None)
+    if given is None:  # as mmengine's Runner decides without a type
+        given = by_epoch if loop_type == loop else (
+            loop_type == 'EpochBasedTrainLoop' or
+            (loop_type is None and 'max_iters' not in train_cfg))
+    if loop_type not in (None, stock, loop) or bool(given) != by_epoch:
+        raise ValueError(
+            f'use_cached_features: train_cfg {cfg.get("train_cfg")!r} is not '
+            f'{kind} loop; {loop} replaces dict(type={stock!r}, '
+            f'{length}=...) only.')
+    if length not in train_cfg:
+        raise ValueError(f'use_cached_features: train_cfg has no {length}.')
+    merged = dict(train_cfg.pop('cache', None) or {})
+    merged.update(cache)
+    check(merged)
+    cfg.train_cfg = dict(type=loop, cache=merged, **train_cfg)
+    return cfg
+
+
+def cached_loop_switch(loop: str, by_epoch: bool,
+                       check: Callable[[dict], dict],
+                       example: str) -> Callable[..., Any]:
+    """An adapter's ``use_cached_features(cfg, **cache)``:
+    :func:`switch_train_loop` bound to its loop and option check;
+    ``example`` names the config file that does the same."""
+
+    def use_cached_features(cfg, **cache: Any):
+        return switch_train_loop(cfg, loop, by_epoch, check, **cache)
+
+    use_cached_features.__doc__ = (
+        f'Switch ``cfg.train_cfg`` to ``{loop}`` in place (options: '
+        f'``{check.__name__}``); the config-file form is ``{example}``.')
+    return use_cached_features
+
+
 # ---------------------------------------------------------------------------
 # model checks
 # ---------------------------------------------------------------------------
+def is_under(name: str, *prefixes: str) -> bool:
+    """Whether a parameter / module ``name`` is one of ``prefixes`` or
+    inside one (``'head.fc.weight'`` is under ``'head'``)."""
+    return any(name == p or name.startswith(p + '.') for p in prefixes)
+
+
 def check_trainable_within(model: nn.Module, inside: Callable[[str], bool],
                            where: str, loop: str) -> List[str]:
     """Names of the trainable parameters; raise unless ``inside`` all.
@@ -692,3 +760,78 @@ class CachedFeatureLoopMixin:
             data_batch=data_batch,
             outputs=log_vars)
         self._iter += 1
+
+
+class CachedFeatureEpochLoopMixin(CachedFeatureLoopMixin):
+    """The epoch-based cached loop (``run`` / ``run_epoch`` / ``run_iter``).
+
+    Mixed in before ``EpochBasedTrainLoop``; the adapter defines
+    :meth:`cached_batch` (the batch its loss reads, built from cache rows)
+    and ``cache_loss`` (``(model, data_batch) -> losses``, e.g. the head's
+    own loss); validation, hooks and the epoch counter behave as in
+    ``EpochBasedTrainLoop``, each epoch visits the sampler's index batches
+    (no image loading) with one random view per sample
+    (:meth:`CachedFeatureLoopMixin.random_views`).
+    """
+
+    cache_loss: Callable[[nn.Module, dict], dict]
+
+    def __init__(self,
+                 runner,
+                 dataloader,
+                 max_epochs: int,
+                 val_begin: int = 1,
+                 val_interval: int = 1,
+                 dynamic_intervals: Optional[List[Tuple[int, int]]] = None,
+                 cache: Optional[dict] = None) -> None:
+        self._init_cache_options(runner, dataloader, cache)
+        self.cache_cfg = self.check_options(self.cache_cfg)
+        self.check_cacheable(runner.model)
+        super().__init__(runner, dataloader, max_epochs, val_begin,
+                         val_interval, dynamic_intervals)
+
+    def check_options(self, cache_cfg: dict) -> dict:
+        """The adapter's own checks of the (validated) cache options."""
+        return cache_cfg
+
+    def check_cacheable(self, model: nn.Module) -> None:
+        """Refuse a model the adapter cannot cache (at construction)."""
+
+    def cached_batch(self, views: np.ndarray, indices: np.ndarray) -> dict:
+        """The batch of samples ``indices`` (views ``views[indices]``)."""
+        raise NotImplementedError
+
+    def run(self) -> nn.Module:
+        """``before_train``, build the cache, then train on it epoch by
+        epoch (validation and hooks as ``EpochBasedTrainLoop``)."""
+        runner = self.runner
+        runner.call_hook('before_train')
+        self.prepare_cache()
+        try:
+            while self._epoch < self._max_epochs and not self.stop_training:
+                self.run_epoch()
+                self._decide_current_val_interval()
+                if (runner.val_loop is not None
+                        and self._epoch >= self.val_begin
+                        and (self._epoch % self.val_interval == 0
+                             or self._epoch == self._max_epochs)):
+                    runner.val_loop.run()
+        finally:
+            self.drop_cache()
+        runner.call_hook('after_train')
+        return runner.model
+
+    def run_epoch(self) -> None:
+        """One epoch over the sampler's index batches."""
+        self.runner.call_hook('before_train_epoch')
+        self.runner.model.train()
+        views = self.random_views(len(self.cache), self._epoch)
+        for idx, indices in enumerate(self.dataloader.batch_sampler):
+            indices = np.asarray(list(indices), dtype=np.int64)
+            self.run_iter(idx, self.cached_batch(views, indices))
+        self.runner.call_hook('after_train_epoch')
+        self._epoch += 1
+
+    def run_iter(self, idx, data_batch: dict) -> None:
+        """``BaseModel.train_step`` with ``cache_loss`` on a cached batch."""
+        self.train_on_cache(idx, data_batch, type(self).cache_loss)

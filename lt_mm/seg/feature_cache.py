@@ -116,8 +116,9 @@ from torch import Tensor, nn
 
 from lt_mm.engine.feature_cache import (
     CachedFeatureLoopMixin, CacheWriter, FeatureCache, InfiniteIndexIterator,
-    check_cache_options, check_frozen_part_eval_like, check_trainable_within,
-    state_fingerprint, unwrap_model, warn_active_dropout)
+    cached_loop_switch, check_cache_options, check_frozen_part_eval_like,
+    check_trainable_within, is_under, state_fingerprint, unwrap_model,
+    warn_active_dropout)
 from .heads import LTDecodeHeadMixin
 from .hooks import capture_classifier_input
 
@@ -168,46 +169,16 @@ def check_seg_cache_options(cache: Optional[dict]) -> dict:
     return out
 
 
-def use_cached_features(cfg, **cache: Any):
-    """Turn an iteration-based stage-2 config into stage 2 on cached maps.
-
-    Replaces ``cfg.train_cfg = dict(type='IterBasedTrainLoop',
-    max_iters=I, ...)`` (or ``dict(by_epoch=False, max_iters=I, ...)``) by
-    ``dict(type='CachedFeatureIterBasedTrainLoop', max_iters=I, ...,
-    cache=cache)`` keeping ``max_iters``, ``val_begin``, ``val_interval``
-    and ``dynamic_intervals``.
-
-    Args:
-        cfg: an mmengine ``Config`` (changed in place and returned).
-        **cache: see :func:`check_seg_cache_options`.
-
-    Returns:
-        the same ``cfg``.
-    """
-    train_cfg = dict(cfg.get('train_cfg') or {})
-    loop_type = train_cfg.pop('type', None)
-    by_epoch = train_cfg.pop('by_epoch', loop_type is None
-                             and 'max_epochs' in train_cfg)
-    if loop_type not in (None, 'IterBasedTrainLoop', LOOP) or by_epoch:
-        raise ValueError(
-            f'use_cached_features: train_cfg {cfg.get("train_cfg")!r} is not '
-            'an iteration-based loop; segmentation stage 2 on cached '
-            "features replaces dict(type='IterBasedTrainLoop', "
-            'max_iters=...) only.')
-    if 'max_iters' not in train_cfg:
-        raise ValueError('use_cached_features: train_cfg has no max_iters.')
-    merged = dict(train_cfg.pop('cache', None) or {})
-    merged.update(cache)
-    check_seg_cache_options(merged)
-    cfg.train_cfg = dict(type=LOOP, cache=merged, **train_cfg)
-    return cfg
+use_cached_features = cached_loop_switch(
+    LOOP, False, check_seg_cache_options,
+    'configs/quickstart/digits_seg_disalign_cached.py')
 
 
 # ---------------------------------------------------------------------------
 # model checks
 # ---------------------------------------------------------------------------
 def _in_classifier(name: str) -> bool:
-    return name == CLASSIFIER or name.startswith(CLASSIFIER + '.')
+    return is_under(name, CLASSIFIER)
 
 
 def _after_cache(name: str) -> bool:
@@ -521,13 +492,8 @@ class CachedFeatureIterBasedTrainLoop(CachedFeatureLoopMixin,
                                       IterBasedTrainLoop):
     """Iteration-based segmentation stage 2 on cached maps (module doc).
 
-    Args:
-        runner: the Runner.
-        dataloader: the training dataloader (config or built); its sampler
-            drives the cache, its dataset and pipeline build it.
-        max_iters, val_begin, val_interval, dynamic_intervals: as
-            ``IterBasedTrainLoop``.
-        cache: see :func:`check_seg_cache_options`.
+    Args: those of ``IterBasedTrainLoop`` plus ``cache`` (see
+    :func:`check_seg_cache_options`).
 
     Attributes: those of :class:`CachedFeatureLoopMixin`.
     """
