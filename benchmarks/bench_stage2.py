@@ -296,6 +296,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
         help='override max_epochs (cls, det) / max_iters (seg) of every '
         'method')
     p.add_argument('--views', type=int, default=1)
+    p.add_argument(
+        '--cache-batch-size',
+        type=int,
+        default=None,
+        help='batch size of the cache extraction (default: the training '
+        "dataloader's)")
     p.add_argument('--dtype', default='float16')
     p.add_argument('--pipeline', default='train')
     p.add_argument('--threads', type=int, default=1)
@@ -362,6 +368,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
             views=args.views,
             dtype=args.dtype,
             pipeline=args.pipeline,
+            batch_size=args.cache_batch_size,
             dir=osp.join(cache_root, f's{seed}'),
             reuse=not args.no_reuse,
             keep=not args.no_reuse)
