@@ -89,8 +89,8 @@ from lt_mm.engine.feature_cache import \
 from lt_mm.engine.feature_cache import \
     check_frozen_part_eval_like as _check_eval_like
 from lt_mm.engine.feature_cache import (check_trainable_within,
-                                        state_fingerprint, unwrap_model,
-                                        warn_active_dropout)
+                                        check_view_lengths, state_fingerprint,
+                                        unwrap_model, warn_active_dropout)
 
 CACHE_FORMAT = 'lt_mm.cls_feature_cache/v1'
 LOOP = 'CachedFeatureEpochBasedTrainLoop'
@@ -193,15 +193,11 @@ def extract_to_cache(model: nn.Module, loaders: Sequence[Any], root: str,
     """
     was_training = model.training
     model.eval()
-    n = len(loaders[0].dataset)
+    n = check_view_lengths(loaders)
     try:
         with CacheWriter(root, CACHE_FORMAT, fingerprint, dtype) as writer:
             labels = writer.array('labels', (n, ), np.int64)
             for k, loader in enumerate(loaders):
-                if len(loader.dataset) != n:
-                    raise ValueError(
-                        f'view {k} has {len(loader.dataset)} samples, view 0 '
-                        f'has {n}; the cache needs the same training list.')
                 pos = 0
                 for data in loader:
                     data = model.data_preprocessor(data, False)
@@ -305,6 +301,7 @@ class CachedFeatureEpochBasedTrainLoop(CachedFeatureEpochLoopMixin,
     ``cache``: :func:`check_cache_options`."""
 
     cache_format = CACHE_FORMAT
+    cache_extract = staticmethod(extract_to_cache)
     cache_loss = staticmethod(_head_loss)
 
     def check_cacheable(self, model: nn.Module) -> None:
@@ -321,12 +318,6 @@ class CachedFeatureEpochBasedTrainLoop(CachedFeatureEpochLoopMixin,
     def fingerprint_parts(self, model: nn.Module) -> List[str]:
         """The frozen weights (everything but ``head``)."""
         return [state_fingerprint(model, _in_head)]
-
-    def build_cache(self, model: nn.Module, loaders: List[Any], root: str,
-                    fingerprint: str) -> FeatureCache:
-        """:func:`extract_to_cache`."""
-        return extract_to_cache(model, loaders, root, self.cache_cfg['dtype'],
-                                fingerprint)
 
     def describe_cache(self, cache: FeatureCache) -> str:
         return (f'{cache.num_views} view(s) x {len(cache)} samples x '

@@ -89,17 +89,10 @@ samplers that read the classifier (OHEM); batch augmentation; BatchNorm
 of the frozen part in training mode; ``pipeline='test'`` (mmdet's test
 pipelines load the boxes after ``Resize``); distributed training.
 
-Switched on by one config change (``configs/quickstart/
-digits_det_disalign_cached.py``)::
-
-    train_cfg = dict(
-        _delete_=True,
-        type='CachedRoIFeatureEpochBasedTrainLoop',
-        max_epochs=6,
-        val_interval=6,
-        cache=dict(views=1, dtype='float16', pipeline='train', dir=None))
-
-or, in Python, :func:`use_cached_features` on a loaded config.
+Switched on by ``train_cfg = dict(_delete_=True,
+type='CachedRoIFeatureEpochBasedTrainLoop', max_epochs=E, cache=dict(...))``
+(``configs/quickstart/digits_det_disalign_cached.py``) or, in Python, by
+:func:`use_cached_features` on a loaded config.
 """
 from __future__ import annotations
 
@@ -117,7 +110,8 @@ from torch import Tensor, nn
 from lt_mm.engine.feature_cache import (
     CachedFeatureEpochLoopMixin, CacheWriter, FeatureCache, cached_loop_switch,
     check_cache_options, check_frozen_part_eval_like, check_trainable_within,
-    is_under, state_fingerprint, unwrap_model, warn_active_dropout)
+    check_view_lengths, is_under, state_fingerprint, under, unwrap_model,
+    warn_active_dropout)
 
 CACHE_FORMAT = 'lt_mm.det_roi_feature_cache/v1'
 LOOP = 'CachedRoIFeatureEpochBasedTrainLoop'
@@ -160,13 +154,10 @@ use_cached_features = cached_loop_switch(
     LOOP, True, check_det_cache_options,
     'configs/quickstart/digits_det_disalign_cached.py')
 
-
 # ---------------------------------------------------------------------------
 # model checks
 # ---------------------------------------------------------------------------
-def _in_classifier(name: str) -> bool:
-    return is_under(name, CLASSIFIER)
-
+_in_classifier = under(CLASSIFIER)
 
 _NOT_RUN = ('roi_head.mask_head', 'roi_head.mask_roi_extractor',
             'roi_head.bbox_head.fc_reg', 'roi_head.bbox_head.reg_convs',
@@ -362,7 +353,7 @@ def extract_roi_cache(model: nn.Module, loaders: Sequence[Any], root: str,
     fc_cls = head.fc_cls
     pre = model.data_preprocessor
     slots = int(roi_head.bbox_sampler.num)
-    n = len(loaders[0].dataset)
+    n = check_view_lengths(loaders)
     k_views = len(loaders)
     captured: List[Tensor] = []
     handle = fc_cls.register_forward_pre_hook(
@@ -380,10 +371,6 @@ def extract_roi_cache(model: nn.Module, loaders: Sequence[Any], root: str,
         with CacheWriter(root, CACHE_FORMAT, fingerprint, dtype) as writer:
             num = writer.array('num_rois', (k_views, n), np.int32)
             for k, loader in enumerate(loaders):
-                if len(loader.dataset) != n:
-                    raise ValueError(
-                        f'view {k} has {len(loader.dataset)} samples, view 0 '
-                        f'has {n}; the cache needs the same training list.')
                 pos = 0
                 for data in loader:
                     data = pre(data, True)
@@ -489,6 +476,7 @@ class CachedRoIFeatureEpochBasedTrainLoop(CachedFeatureEpochLoopMixin,
     :class:`RoIFeatureCache`."""
 
     cache_format = CACHE_FORMAT
+    cache_extract = staticmethod(extract_roi_cache)
     cache_class = RoIFeatureCache
     cache_loss = staticmethod(_cls_loss)
     restore_rng_after_cache = True
@@ -528,12 +516,6 @@ class CachedRoIFeatureEpochBasedTrainLoop(CachedFeatureEpochLoopMixin,
                     for a in ('pad_size_divisor', 'pad_value', 'bgr_to_rgb',
                               'rgb_to_bgr')))
         ]
-
-    def build_cache(self, model: nn.Module, loaders: List[Any], root: str,
-                    fingerprint: str) -> FeatureCache:
-        """:func:`extract_roi_cache`."""
-        return extract_roi_cache(model, loaders, root, self.cache_cfg['dtype'],
-                                 fingerprint)
 
     def describe_cache(self, cache: RoIFeatureCache) -> str:
         return (f'{cache.num_views} view(s) x {len(cache)} images x '

@@ -276,6 +276,11 @@ def is_under(name: str, *prefixes: str) -> bool:
     return any(name == p or name.startswith(p + '.') for p in prefixes)
 
 
+def under(*prefixes: str) -> Callable[[str], bool]:
+    """The predicate ``name -> is_under(name, *prefixes)``."""
+    return lambda name: is_under(name, *prefixes)
+
+
 def check_trainable_within(model: nn.Module, inside: Callable[[str], bool],
                            where: str, loop: str) -> List[str]:
     """Names of the trainable parameters; raise unless ``inside`` all.
@@ -414,6 +419,18 @@ class FeatureCache:
             return False
         return meta.get('format') == fmt and meta.get(
             'fingerprint') == fingerprint
+
+
+def check_view_lengths(loaders: Sequence[Any]) -> int:
+    """The number of training samples N; every view's loader must hold the
+    same N (the cache rows are the dataset indices)."""
+    n = len(loaders[0].dataset)
+    for k, loader in enumerate(loaders):
+        if len(loader.dataset) != n:
+            raise ValueError(
+                f'view {k} has {len(loader.dataset)} samples, view 0 has '
+                f'{n}; the cache needs the same training list.')
+    return n
 
 
 class CacheWriter:
@@ -601,10 +618,16 @@ class CachedFeatureLoopMixin:
         """Refusals on the frozen model (trainable set, BN mode, ...)."""
         raise NotImplementedError
 
+    #: ``(model, loaders, root, dtype, fingerprint) -> cache``: the
+    #: adapter's extraction (used by the default :meth:`build_cache`)
+    cache_extract: Callable[..., FeatureCache]
+
     def build_cache(self, model: nn.Module, loaders: List[Any], root: str,
                     fingerprint: str) -> FeatureCache:
-        """Run the frozen part over ``loaders`` and write the cache."""
-        raise NotImplementedError
+        """Run the frozen part over ``loaders`` and write the cache
+        (``cache_extract`` unless the adapter needs more options)."""
+        return type(self).cache_extract(model, loaders, root,
+                                        self.cache_cfg['dtype'], fingerprint)
 
     def fingerprint_parts(self, model: nn.Module) -> List[str]:
         """Strings keying the cache besides options and data (e.g. the

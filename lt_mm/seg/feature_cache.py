@@ -117,8 +117,8 @@ from torch import Tensor, nn
 from lt_mm.engine.feature_cache import (
     CachedFeatureLoopMixin, CacheWriter, FeatureCache, InfiniteIndexIterator,
     cached_loop_switch, check_cache_options, check_frozen_part_eval_like,
-    check_trainable_within, is_under, state_fingerprint, unwrap_model,
-    warn_active_dropout)
+    check_trainable_within, check_view_lengths, state_fingerprint, under,
+    unwrap_model, warn_active_dropout)
 from .heads import LTDecodeHeadMixin
 from .hooks import capture_classifier_input
 
@@ -173,12 +173,10 @@ use_cached_features = cached_loop_switch(
     LOOP, False, check_seg_cache_options,
     'configs/quickstart/digits_seg_disalign_cached.py')
 
-
 # ---------------------------------------------------------------------------
 # model checks
 # ---------------------------------------------------------------------------
-def _in_classifier(name: str) -> bool:
-    return is_under(name, CLASSIFIER)
+_in_classifier = under(CLASSIFIER)
 
 
 def _after_cache(name: str) -> bool:
@@ -364,7 +362,7 @@ def extract_seg_cache(model: nn.Module,
     ignore = int(head.ignore_index)
     lab_dtype = _label_dtype(int(head.num_classes), ignore)
     info = np.iinfo(lab_dtype)
-    n = len(loaders[0].dataset)
+    n = check_view_lengths(loaders)
     k_views = len(loaders)
     first: List[Optional[Tuple[int, ...]]] = [None]
     was_training = model.training
@@ -372,10 +370,6 @@ def extract_seg_cache(model: nn.Module,
     try:
         with CacheWriter(root, CACHE_FORMAT, fingerprint, dtype) as writer:
             for k, loader in enumerate(loaders):
-                if len(loader.dataset) != n:
-                    raise ValueError(
-                        f'view {k} has {len(loader.dataset)} samples, view 0 '
-                        f'has {n}; the cache needs the same training list.')
                 gen = torch.Generator().manual_seed(int(seed) * 1000 + k)
                 pos = 0
                 for data in loader:

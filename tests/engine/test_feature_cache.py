@@ -1,6 +1,7 @@
-"""lt_mm.engine.feature_cache.dataset_fingerprint: the cache key follows the
+"""lt_mm.engine.feature_cache: the cache key (dataset_fingerprint) follows the
 image list, also inside mmengine's dataset wrappers (ClassBalancedDataset,
 ConcatDataset), which have no data_list of their own."""
+import pytest
 from mmengine.dataset import BaseDataset, ClassBalancedDataset, ConcatDataset
 
 from lt_mm.engine.feature_cache import dataset_fingerprint
@@ -53,3 +54,14 @@ def test_fingerprint_looks_inside_wrappers():
     cat_other = ConcatDataset(
         [_Tiny(paths, labels), _Tiny(other_paths, labels)])
     assert dataset_fingerprint(cat) != dataset_fingerprint(cat_other)
+
+
+def test_views_must_hold_the_same_training_list():
+    from torch.utils.data import DataLoader
+
+    from lt_mm.engine.feature_cache import check_view_lengths
+    a = _Tiny(['a.png', 'b.png'], [0, 1])
+    b = _Tiny(['a.png', 'b.png', 'c.png'], [0, 1, 1])
+    assert check_view_lengths([DataLoader(a), DataLoader(a)]) == 2
+    with pytest.raises(ValueError, match='view 1 has 3 samples, view 0 has 2'):
+        check_view_lengths([DataLoader(a), DataLoader(b)])
