@@ -169,6 +169,16 @@ def _after_cache(name: str) -> bool:
     return is_under(name, CLASSIFIER, *_NOT_RUN)
 
 
+def _refuse_overrides(obj: Any, base: type, methods: Sequence[str],
+                      why: str) -> None:
+    """Raise if ``type(obj)`` overrides one of ``base``'s ``methods``."""
+    for meth in methods:
+        if getattr(type(obj), meth) is not getattr(base, meth):
+            raise ValueError(
+                f'{LOOP}: {type(obj).__name__}.{meth} differs from mmdet\'s '
+                f'{base.__name__} ({why}). Use the standard loop.')
+
+
 def check_cacheable_detector(model: nn.Module) -> None:
     """Structural checks (before training); raise ``ValueError``.
 
@@ -202,12 +212,9 @@ def check_cacheable_detector(model: nn.Module) -> None:
         raise ValueError(
             f'{LOOP}: the RoI head {type(roi_head).__name__} is not an '
             'mmdet StandardRoIHead with a box head. Use the standard loop.')
-    for meth in ('loss', 'bbox_loss', '_bbox_forward'):
-        if getattr(type(roi_head), meth) is not getattr(StandardRoIHead, meth):
-            raise ValueError(
-                f'{LOOP}: {type(roi_head).__name__}.{meth} differs from '
-                "StandardRoIHead's; the cached RoIs and loss could not "
-                'match. Use the standard loop.')
+    _refuse_overrides(roi_head, StandardRoIHead,
+                      ('loss', 'bbox_loss', '_bbox_forward'),
+                      'the cached RoIs and loss could not match')
     head = roi_head.bbox_head
     if not isinstance(head, BBoxHead) or not getattr(
             head, 'with_cls', False) or not isinstance(
@@ -216,13 +223,10 @@ def check_cacheable_detector(model: nn.Module) -> None:
             f'{LOOP}: the box head {type(head).__name__} has no classifier '
             'fc_cls whose input can be captured (a ConvFC-style head such '
             "as Shared2FCBBoxHead is needed). Use the standard loop.")
-    for meth in ('loss', 'loss_and_target', 'get_targets'):
-        if getattr(type(head), meth) is not getattr(BBoxHead, meth):
-            raise ValueError(
-                f'{LOOP}: {type(head).__name__}.{meth} differs from '
-                "mmdet's BBoxHead (e.g. TDE's CausalNormShared2FCBBoxHead "
-                'updates its head direction there); the cached loss could '
-                'not reproduce it. Use the standard loop.')
+    _refuse_overrides(
+        head, BBoxHead, ('loss', 'loss_and_target', 'get_targets'),
+        "e.g. TDE's CausalNormShared2FCBBoxHead updates its head direction "
+        'there; the cached loss could not reproduce it')
     if hasattr(roi_head.bbox_sampler, 'context'):
         raise ValueError(
             f'{LOOP}: the RoI sampler {type(roi_head.bbox_sampler).__name__}'
