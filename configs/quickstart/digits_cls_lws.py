@@ -3,20 +3,7 @@
 # `head.lws.scales` are learned with class-balanced sampling (Decoupling:
 # 5 epochs, as here).
 # Stage-1 checkpoint on the command line: --cfg-options load_from=...
-_base_ = './digits_cls_resnet_stage1.py'
+_base_ = './digits_cls_crt.py'
 
 model = dict(head=dict(type='LWSClsHead'))
-
-train_dataloader = dict(
-    sampler=dict(
-        _delete_=True, type='ClassBalancedSampler', samples_per_class=4))
-
-custom_hooks = [dict(type='Stage2FreezeHook')]
-load_from = None  # the stage-1 checkpoint, given with --cfg-options
-
-optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
-# cosine over train_cfg.max_epochs (no T_max / end: see the stage-1 config)
-param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True)
-train_cfg = dict(by_epoch=True, max_epochs=5, val_interval=5)
-default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=1))
+train_cfg = dict(max_epochs=5)

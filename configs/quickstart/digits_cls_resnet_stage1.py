@@ -54,17 +54,10 @@ val_dataloader = dict(
         ann_file='ImageNet_LT_val.txt',
         pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False))
+# the test list, otherwise as val
 test_dataloader = dict(
-    batch_size=64,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        _delete_=True,
-        type='ImageNetLTDataset',
-        data_root=data_root,
-        ann_file='ImageNet_LT_test.txt',
-        pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False))
+    val_dataloader,
+    dataset=dict(val_dataloader['dataset'], ann_file='ImageNet_LT_test.txt'))
 
 # many / medium / few accuracy; the split comes from the training list.
 # ImageNet-LT uses many > 100 and few < 20 training images; the toy set has
