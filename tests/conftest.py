@@ -1,6 +1,8 @@
 """Shared fixtures: tiny long-tailed data in the real on-disk formats, a
-runner for ``tools/*.py`` (real subprocesses, as a user runs them) and one
-stage-1 checkpoint per toolbox that the method tests start from.
+runner for ``tools/*.py`` (each run its own process running the script as
+``__main__``, as a user runs it; forked from one pre-imported interpreter,
+``tests/tool_server.py``) and one stage-1 checkpoint per toolbox that the
+method tests start from.
 
 Data are written once per test session; the stage-1 models are trained once
 per session (a few iterations of tiny models) and shared by every test that
@@ -9,12 +11,17 @@ needs a checkpoint.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import os.path as osp
+import select
+import signal
 import socket
 import subprocess
 import sys
-from typing import Dict, List
+import tempfile
+import time
+from typing import Dict, List, Optional
 
 import pytest
 
@@ -33,8 +40,102 @@ def _env(data_root: str) -> Dict[str, str]:
     return env
 
 
+class ToolServer:
+    """Client of ``tests/tool_server.py``: runs ``python SCRIPT ARGS`` as a
+    forked child of one pre-imported interpreter (a real process, the real
+    script as ``__main__``; only the 4-8 s of imports are shared)."""
+
+    def __init__(self, env: Dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, osp.join(REPO, 'tests', 'tool_server.py')],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL)
+        self._buf = b''
+        reply = self._reply(600)
+        if reply != {'ready': True}:
+            raise RuntimeError(f'tool server did not start: {reply}')
+
+    def _reply(self, timeout: float) -> Optional[dict]:
+        """The next JSON line of the server, None after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b'\n' not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise RuntimeError('the tool server exited '
+                                   f'(status {self.proc.wait()})')
+            self._buf += chunk
+        line, self._buf = self._buf.split(b'\n', 1)
+        return json.loads(line)
+
+    def run(self, argv: List[str], cwd: str, env: Dict[str, str],
+            timeout: float) -> subprocess.CompletedProcess:
+        with tempfile.NamedTemporaryFile(
+                prefix='lt_mm_tool_', suffix='.log', delete=False) as f:
+            out = f.name
+        try:
+            self.proc.stdin.write(
+                json.dumps(dict(argv=argv, cwd=cwd, env=env, out=out)).encode()
+                + b'\n')
+            self.proc.stdin.flush()
+            pid = self._reply(60)['pid']
+            reply = self._reply(timeout)
+            if reply is None:  # as subprocess.run: kill, then raise
+                os.killpg(pid, signal.SIGKILL)
+                self._reply(60)
+                raise subprocess.TimeoutExpired(argv, timeout)
+            with open(out, errors='replace') as f:
+                stdout = f.read()
+        finally:
+            os.unlink(out)
+        return subprocess.CompletedProcess([sys.executable, *argv],
+                                           reply['exit'], stdout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+_SERVER: List[ToolServer] = []
+
+
+def run_python(argv: List[str],
+               env: Dict[str, str],
+               timeout: float = 900) -> subprocess.CompletedProcess:
+    """``python *argv`` in REPO with ``env``: stdout and stderr together in
+    ``.stdout``. Through the tool server unless LT_MM_TEST_TOOL_SERVER=0 or
+    the platform has no fork."""
+    if os.environ.get('LT_MM_TEST_TOOL_SERVER', '1') != '0' and hasattr(
+            os, 'fork'):
+        if not _SERVER:
+            _SERVER.append(ToolServer(env))
+        return _SERVER[0].run(list(argv), REPO, env, timeout)
+    return subprocess.run([sys.executable, *argv],
+                          cwd=REPO,
+                          env=env,
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT,
+                          text=True,
+                          timeout=timeout)
+
+
+def close_tool_server() -> None:
+    while _SERVER:
+        _SERVER.pop().close()
+
+
 class ToolRunner:
-    """Run ``tools/<name>`` in a subprocess with the tiny data root."""
+    """Run ``tools/<name>`` in its own process with the tiny data root."""
 
     def __init__(self, data_root: str) -> None:
         self.data_root = data_root
@@ -46,19 +147,20 @@ class ToolRunner:
                  timeout: int = 900) -> subprocess.CompletedProcess:
         if tool.endswith('.sh'):
             cmd = ['bash', osp.join(REPO, 'tools', tool), *args]
+            proc = subprocess.run(
+                cmd,
+                cwd=REPO,
+                env=_env(self.data_root),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=timeout)
         else:
-            cmd = [sys.executable, osp.join(REPO, 'tools', tool), *args]
-        proc = subprocess.run(
-            cmd,
-            cwd=REPO,
-            env=_env(self.data_root),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=timeout)
+            cmd = [osp.join(REPO, 'tools', tool), *args]
+            proc = run_python(cmd, _env(self.data_root), timeout)
         if check and proc.returncode != 0:
             raise AssertionError(
-                f'{" ".join(cmd)} exited with {proc.returncode}:\n' +
+                f'{" ".join(proc.args)} exited with {proc.returncode}:\n' +
                 proc.stdout[-6000:])
         return proc
 
@@ -96,6 +198,10 @@ def data_root(tmp_path_factory) -> str:
 @pytest.fixture(scope='session')
 def run_tool(data_root) -> ToolRunner:
     return ToolRunner(data_root)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    close_tool_server()
 
 
 # ------------------------------------------------------ stage-1 models

@@ -2,24 +2,18 @@
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_python
 
 
 def _run(args, timeout=1500):
     env = dict(os.environ, MPLBACKEND='Agg', PYTHONPATH=REPO)
     env.setdefault('OMP_NUM_THREADS', '1')
-    proc = subprocess.run([sys.executable, 'tools/quickstart.py', *args],
-                          cwd=REPO,
-                          env=env,
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT,
-                          text=True,
-                          timeout=timeout)
+    proc = run_python([osp.join(REPO, 'tools', 'quickstart.py'), *args],
+                      env,
+                      timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-6000:]
     return proc.stdout
 
