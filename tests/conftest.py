@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Dict, List, Optional
 
@@ -106,32 +107,51 @@ class ToolServer:
                 self.proc.kill()
 
 
-_SERVER: List[ToolServer] = []
+# idle servers; a run takes one (or starts one: tests run tools from
+# several threads at once) and puts it back when the run has ended
+_IDLE: List[ToolServer] = []
+_ALL: List[ToolServer] = []
+_LOCK = threading.Lock()
 
 
 def run_python(argv: List[str],
                env: Dict[str, str],
                timeout: float = 900) -> subprocess.CompletedProcess:
     """``python *argv`` in REPO with ``env``: stdout and stderr together in
-    ``.stdout``. Through the tool server unless LT_MM_TEST_TOOL_SERVER=0 or
+    ``.stdout``. Through a tool server unless LT_MM_TEST_TOOL_SERVER=0 or
     the platform has no fork."""
-    if os.environ.get('LT_MM_TEST_TOOL_SERVER', '1') != '0' and hasattr(
+    if os.environ.get('LT_MM_TEST_TOOL_SERVER', '1') == '0' or not hasattr(
             os, 'fork'):
-        if not _SERVER:
-            _SERVER.append(ToolServer(env))
-        return _SERVER[0].run(list(argv), REPO, env, timeout)
-    return subprocess.run([sys.executable, *argv],
-                          cwd=REPO,
-                          env=env,
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT,
-                          text=True,
-                          timeout=timeout)
+        return subprocess.run([sys.executable, *argv],
+                              cwd=REPO,
+                              env=env,
+                              stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT,
+                              text=True,
+                              timeout=timeout)
+    with _LOCK:
+        server = _IDLE.pop() if _IDLE else None
+    if server is None:
+        server = ToolServer(env)
+        with _LOCK:
+            _ALL.append(server)
+    try:
+        proc = server.run(list(argv), REPO, env, timeout)
+    except BaseException:
+        server.close()  # out of step with its client: not reused
+        raise
+    with _LOCK:
+        _IDLE.append(server)
+    return proc
 
 
 def close_tool_server() -> None:
-    while _SERVER:
-        _SERVER.pop().close()
+    with _LOCK:
+        servers = list(_ALL)
+        _ALL.clear()
+        _IDLE.clear()
+    for server in servers:
+        server.close()
 
 
 class ToolRunner:
