@@ -137,6 +137,10 @@ def run_python(argv: List[str],
             _ALL.append(server)
     try:
         proc = server.run(list(argv), REPO, env, timeout)
+    except subprocess.TimeoutExpired:  # killed and reaped: still in step
+        with _LOCK:
+            _IDLE.append(server)
+        raise
     except BaseException:
         server.close()  # out of step with its client: not reused
         raise

@@ -21,9 +21,13 @@ import json
 import os
 import sys
 
-# what every tool run imports; importing them here is what is shared
-PRELOAD = ('torch', 'mmengine.runner', 'mmcv.ops', 'lt_mm.cls', 'lt_mm.seg',
-           'lt_mm.det', 'lt_mm.quickstart.runs')
+# the third-party imports of a tool run; importing them here is what is
+# shared. lt_mm itself is not preloaded: each run imports it as a fresh
+# interpreter does (a config that forgets `custom_imports` still fails)
+PRELOAD = ('torch', 'mmengine.runner', 'mmcv.ops', 'mmpretrain.models',
+           'mmpretrain.datasets', 'mmpretrain.evaluation', 'mmseg.models',
+           'mmseg.datasets', 'mmseg.evaluation', 'mmdet.models',
+           'mmdet.datasets', 'mmdet.evaluation', 'matplotlib')
 
 
 def _exit_code(code) -> int:
