@@ -48,7 +48,8 @@ class ToolServer:
 
     def __init__(self, env: Dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, osp.join(REPO, 'tests', 'tool_server.py')],
+            [sys.executable,
+             osp.join(REPO, 'tests', 'tool_server.py')],
             cwd=REPO,
             env=env,
             stdin=subprocess.PIPE,
@@ -82,8 +83,8 @@ class ToolServer:
             out = f.name
         try:
             self.proc.stdin.write(
-                json.dumps(dict(argv=argv, cwd=cwd, env=env, out=out)).encode()
-                + b'\n')
+                json.dumps(dict(argv=argv, cwd=cwd, env=env,
+                                out=out)).encode() + b'\n')
             self.proc.stdin.flush()
             pid = self._reply(60)['pid']
             reply = self._reply(timeout)
@@ -120,8 +121,8 @@ def run_python(argv: List[str],
     """``python *argv`` in REPO with ``env``: stdout and stderr together in
     ``.stdout``. Through a tool server unless LT_MM_TEST_TOOL_SERVER=0 or
     the platform has no fork."""
-    if os.environ.get('LT_MM_TEST_TOOL_SERVER', '1') == '0' or not hasattr(
-            os, 'fork'):
+    if os.environ.get('LT_MM_TEST_TOOL_SERVER',
+                      '1') == '0' or not hasattr(os, 'fork'):
         return subprocess.run([sys.executable, *argv],
                               cwd=REPO,
                               env=env,

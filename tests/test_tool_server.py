@@ -87,5 +87,5 @@ def test_timeout_kills_the_run(tmp_path):
     with pytest.raises(subprocess.TimeoutExpired):
         run_python([str(path)], _env(), timeout=1)
     # the server serves the next run
-    assert run_python([str(path).replace('sleep', 'none')], _env()
-                      ).returncode == 1
+    assert run_python([str(path).replace('sleep', 'none')],
+                      _env()).returncode == 1

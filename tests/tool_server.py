@@ -49,8 +49,7 @@ def _run_child(req: dict) -> None:
     code = 1
     try:
         os.setsid()  # its own process group: a timeout kills it whole
-        fd = os.open(req['out'], os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-                     0o644)
+        fd = os.open(req['out'], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(fd, 1)
@@ -69,12 +68,10 @@ def _run_child(req: dict) -> None:
         # as the interpreter does for `python script.py`: the script's
         # folder first, then PYTHONPATH
         extra = [
-            p for p in req['env'].get('PYTHONPATH', '').split(os.pathsep)
-            if p
+            p for p in req['env'].get('PYTHONPATH', '').split(os.pathsep) if p
         ]
-        sys.path[:] = [os.path.dirname(os.path.abspath(script))] + extra + [
-            p for p in sys.path[1:] if p not in extra
-        ]
+        sys.path[:] = [os.path.dirname(os.path.abspath(script))
+                       ] + extra + [p for p in sys.path[1:] if p not in extra]
         try:
             runpy.run_path(script, run_name='__main__')
             code = 0
@@ -114,8 +111,8 @@ def serve() -> None:
         replies.write(json.dumps({'pid': pid}) + '\n')
         replies.flush()
         _, status = os.waitpid(pid, 0)
-        replies.write(json.dumps({'exit': os.waitstatus_to_exitcode(status)})
-                      + '\n')
+        replies.write(
+            json.dumps({'exit': os.waitstatus_to_exitcode(status)}) + '\n')
         replies.flush()
 
 
