@@ -12,8 +12,7 @@ import time
 from typing import Tuple
 
 import torch
-from mmengine.dist import (broadcast, collect_results, get_dist_info,
-                           is_main_process)
+from mmengine.dist import collect_results, get_dist_info, is_main_process
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 from torch import Tensor
@@ -105,12 +104,9 @@ class NCMCentroidHook(ClassMeansHook):
         feats, labels = extract_pre_logits(runner.model, loader)
         device = next(model.parameters()).device
         head.set_centroids(feats.to(device), labels.to(device))
-        for buf in (head.centroids, head.global_mean, head.ncm_ready):
-            broadcast(buf)  # identical on every rank (no-op without dist)
-        runner.logger.info(
-            f'NCMCentroidHook: class means of {len(labels)} training samples '
-            f'({head.num_classes} classes) computed in '
-            f'{time.time() - t0:.1f}s.')
+        self.share_means(
+            runner, [head], f'class means of {len(labels)} training samples '
+            f'({head.num_classes} classes)', t0)
 
     def classifiers(self, runner) -> list:
         return [self._head(runner)[1]]

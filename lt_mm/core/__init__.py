@@ -18,9 +18,9 @@ from .cdt import (POSTHOC_RULES, CDTCrossEntropy, PosthocAdjust, apply_posthoc,
                   build_posthoc, cdt_logits, cdt_temperatures, logit_adjust,
                   nc_tau_adjust, parse_posthoc, posthoc_adjust)
 from .checks import as_counts, check_choice, check_range
-from .decoupling import (CosineClassifier, LearnableWeightScaling,
-                         class_centroids, ncm_logits, reinit_classifier,
-                         tau_norm_logits, tau_normalize)
+from .decoupling import (NCM_BUFFERS, ClassMeansMixin, CosineClassifier,
+                         LearnableWeightScaling, class_centroids, ncm_logits,
+                         reinit_classifier, tau_norm_logits, tau_normalize)
 from .disalign import DisAlignCalibration, disalign_calibrate
 from .grw import GRWCrossEntropy, grw_class_weights, grw_cross_entropy
 from .reduction import (LongTailCrossEntropy, reduced_cross_entropy,
@@ -38,8 +38,9 @@ __all__ = [
     'POSTHOC_RULES', 'PosthocAdjust', 'apply_posthoc', 'build_posthoc',
     'parse_posthoc', 'posthoc_adjust', 'as_counts', 'check_choice',
     'check_range', 'CosineClassifier', 'LearnableWeightScaling',
-    'class_centroids', 'ncm_logits', 'reinit_classifier', 'tau_norm_logits',
-    'tau_normalize', 'DisAlignCalibration', 'disalign_calibrate',
+    'class_centroids', 'ClassMeansMixin', 'NCM_BUFFERS', 'ncm_logits',
+    'reinit_classifier', 'tau_norm_logits', 'tau_normalize',
+    'DisAlignCalibration', 'disalign_calibrate',
     'GRWCrossEntropy', 'grw_class_weights', 'grw_cross_entropy',
     'LongTailCrossEntropy', 'reduced_cross_entropy', 'toolbox_loss',
     'toolbox_losses', 'with_defaults', 'class_aware_indices',

@@ -551,8 +551,8 @@ def class_feature_sums(
     check_choice('feat_type', feat_type, NCM_FEAT_TYPES)
     check_range('num_classes', num_classes, 1)
     x, y = _labelled_samples(feats, labels, num_classes, ignore_index)
-    z = _ncm_transform(x.double(), feat_type, None if global_mean is None
-                       else global_mean.double())
+    z = _ncm_transform(x.double(), feat_type,
+                       None if global_mean is None else global_mean.double())
     sums = z.new_zeros(int(num_classes), x.shape[1]).index_add_(0, y, z)
     counts = torch.bincount(y, minlength=int(num_classes))
     return sums, counts
@@ -588,3 +588,72 @@ def centroids_from_sums(sums: Tensor,
             'class).')
     n = counts.clamp_min(1).to(sums.dtype).unsqueeze(1)
     return (sums / n).float()
+
+
+class ClassMeansMixin:
+    """The stored class means of an NCM classifier (Decoupling Sec. 4).
+
+    One implementation for the classification head, the per-pixel
+    ``conv_seg`` and the box classifier: persistent buffers ``centroids``
+    (C, D), ``global_mean`` (D,) (the mean raw training feature, for
+    ``'cl2n'``) and ``ncm_ready`` (0-dim long), filled by the toolbox's
+    ``NCMCentroidHook`` and saved in checkpoints (list
+    :data:`NCM_BUFFERS` in the module's ``_optional_buffers`` so that a
+    stage-1 checkpoint without them loads); :meth:`ncm_scores` gives the
+    scores of :func:`ncm_logits` and refuses to run before the means exist.
+    Put the mixin before the ``nn.Module`` base.
+    """
+
+    #: what ``NCMCentroidHook`` runs over, named in the not-ready error
+    ncm_source = 'the model over the training set'
+
+    def init_class_means(self, num_classes: int, dim: int, feat_type: str,
+                         dist: str) -> None:
+        """Validate ``feat_type`` / ``dist`` and register the buffers.
+
+        Args:
+            num_classes: C (foreground classes for a box classifier).
+            dim: D, the classifier input.
+            feat_type: ``'un'``, ``'l2n'`` or ``'cl2n'``.
+            dist: ``'l2'`` or ``'cos'``.
+        """
+        self.feat_type = check_choice('feat_type', feat_type, NCM_FEAT_TYPES)
+        self.dist = check_choice('dist', dist, NCM_DISTS)
+        self.register_buffer('centroids',
+                             torch.zeros(int(num_classes), int(dim)))
+        self.register_buffer('global_mean', torch.zeros(int(dim)))
+        self.register_buffer('ncm_ready', torch.zeros((), dtype=torch.long))
+
+    @property
+    def ready(self) -> bool:
+        """Whether the class means have been computed."""
+        return bool(int(self.ncm_ready))
+
+    @torch.no_grad()
+    def store_class_means(self, centroids: Tensor,
+                          global_mean: Tensor) -> None:
+        """Keep (C, D) ``centroids`` and the (D,) ``global_mean``; the
+        module is ready from now on."""
+        self.centroids.copy_(centroids.float().to(self.centroids.device))
+        self.global_mean.copy_(global_mean.float().to(self.global_mean.device))
+        self.ncm_ready.fill_(1)
+
+    def ncm_scores(self, feats: Tensor) -> Tensor:
+        """:func:`ncm_logits` of ``feats`` (N, D) or (N, D, H, W) against
+        the stored means: (N, C) or (N, C, H, W), larger is closer.
+
+        Raises:
+            RuntimeError: before the class means are computed.
+        """
+        if not self.ready:
+            raise RuntimeError(
+                f'{type(self).__name__}: the class means are not computed. '
+                "Add custom_hooks=[dict(type='NCMCentroidHook')] to the "
+                f'config (it runs {self.ncm_source} before testing) or test a '
+                'checkpoint that contains them.')
+        return ncm_logits(feats, self.centroids, self.global_mean,
+                          self.feat_type, self.dist)
+
+
+#: the buffers of :class:`ClassMeansMixin` (for ``_optional_buffers``)
+NCM_BUFFERS = ('centroids', 'global_mean', 'ncm_ready')

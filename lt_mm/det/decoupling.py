@@ -66,10 +66,10 @@ from torch import Tensor
 from lt_mm.core._utils import OptionalBuffersMixin
 from lt_mm.core.causal_norm import background_exempt_log_probs
 from lt_mm.core.cdt import PosthocAdjust, apply_posthoc, build_posthoc
-from lt_mm.core.checks import check_choice, check_range
-from lt_mm.core.decoupling import (NCM_DISTS, NCM_FEAT_TYPES,
+from lt_mm.core.checks import check_range
+from lt_mm.core.decoupling import (NCM_BUFFERS, ClassMeansMixin,
                                    LearnableWeightScaling, centroids_from_sums,
-                                   class_feature_sums, ncm_logits,
+                                   class_feature_sums,
                                    reinit_classifier_from_stage1)
 from .classifiers import _check_out_features
 from .counts import resolve_det_counts
@@ -319,7 +319,7 @@ class PosthocLinear(nn.Linear):
 
 
 @MODELS.register_module()
-class NCMLinear(OptionalBuffersMixin, nn.Linear):
+class NCMLinear(ClassMeansMixin, OptionalBuffersMixin, nn.Linear):
     """Nearest-class-mean ranking for box heads (Decoupling Sec. 4, NCM).
 
     ``train()``: the stock ``nn.Linear``. ``eval()``: the background
@@ -358,7 +358,8 @@ class NCMLinear(OptionalBuffersMixin, nn.Linear):
     Shapes: ``x`` (N, D) -> (N, C + 1).
     """
 
-    _optional_buffers = ('centroids', 'global_mean', 'ncm_ready')
+    _optional_buffers = NCM_BUFFERS
+    ncm_source = 'the detector over the training boxes'
 
     def __init__(self,
                  in_features: int,
@@ -369,28 +370,18 @@ class NCMLinear(OptionalBuffersMixin, nn.Linear):
                  scale: float = 1.0) -> None:
         out_features = _check_out_features(out_features, 'NCMLinear')
         super().__init__(in_features, out_features, bias=bias)
-        self.feat_type = check_choice('feat_type', feat_type, NCM_FEAT_TYPES)
-        self.dist = check_choice('dist', dist, NCM_DISTS)
+        self.init_class_means(out_features - 1, in_features, feat_type, dist)
         self.scale = check_range(
             'scale',
             scale,
             0.0,
             low_inclusive=False,
             hint='the NCM softmax temperature must be positive.')
-        self.register_buffer('centroids',
-                             torch.zeros(out_features - 1, in_features))
-        self.register_buffer('global_mean', torch.zeros(in_features))
-        self.register_buffer('ncm_ready', torch.zeros((), dtype=torch.long))
 
     @property
     def num_fg(self) -> int:
         """C, the foreground classes."""
         return self.out_features - 1
-
-    @property
-    def ready(self) -> bool:
-        """Whether the class means have been computed."""
-        return bool(int(self.ncm_ready))
 
     @torch.no_grad()
     def set_centroids(self,
@@ -423,20 +414,11 @@ class NCMLinear(OptionalBuffersMixin, nn.Linear):
             counts = n if counts is None else counts + n
         if sums is None:
             raise ValueError('NCMLinear.set_centroids: no training feature.')
-        self.centroids.copy_(centroids_from_sums(sums, counts))
-        self.global_mean.copy_(mean.float())
-        self.ncm_ready.fill_(1)
+        self.store_class_means(centroids_from_sums(sums, counts), mean)
 
     def fg_scores(self, x: Tensor) -> Tensor:
         """(N, D) -> (N, C) ``scale * ncm(x)`` (larger = closer)."""
-        if not self.ready:
-            raise RuntimeError(
-                'NCMLinear: the class means are not computed. Add '
-                "custom_hooks=[dict(type='NCMCentroidHook')] to the config "
-                '(it runs the detector over the training boxes before '
-                'testing) or test a checkpoint that contains them.')
-        return self.scale * ncm_logits(x, self.centroids, self.global_mean,
-                                       self.feat_type, self.dist)
+        return self.scale * self.ncm_scores(x)
 
     def forward(self, x: Tensor) -> Tensor:
         """Plain logits (train) or ``log P`` as above (eval)."""

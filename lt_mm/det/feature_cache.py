@@ -107,11 +107,15 @@ from mmengine.registry import LOOPS
 from mmengine.runner import EpochBasedTrainLoop
 from torch import Tensor, nn
 
-from lt_mm.engine.feature_cache import (
-    CachedFeatureEpochLoopMixin, CacheWriter, FeatureCache, cached_loop_switch,
-    check_cache_options, check_frozen_part_eval_like, check_trainable_within,
-    check_view_lengths, is_under, state_fingerprint, under, unwrap_model,
-    warn_active_dropout)
+from lt_mm.engine.feature_cache import (CachedFeatureEpochLoopMixin,
+                                        CacheWriter, FeatureCache,
+                                        cached_loop_switch,
+                                        check_cache_options,
+                                        check_frozen_part_eval_like,
+                                        check_trainable_within,
+                                        check_view_lengths, is_under,
+                                        state_fingerprint, under, unwrap_model,
+                                        warn_active_dropout)
 
 CACHE_FORMAT = 'lt_mm.det_roi_feature_cache/v1'
 LOOP = 'CachedRoIFeatureEpochBasedTrainLoop'

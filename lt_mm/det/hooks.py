@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from mmdet.registry import HOOKS
 from mmdet.structures.bbox import bbox2roi, get_box_tensor
-from mmengine.dist import (broadcast, broadcast_object_list, collect_results,
+from mmengine.dist import (broadcast_object_list, collect_results,
                            get_dist_info, is_main_process)
 from mmengine.model import is_model_wrapper
 from torch import Tensor
@@ -239,12 +239,10 @@ class NCMCentroidHook(ClassMeansHook):
         for name, layer in layers.items():
             device = layer.weight.device
             layer.set_centroids(feats[name].to(device), labels.to(device))
-            for buf in (layer.centroids, layer.global_mean, layer.ncm_ready):
-                broadcast(buf)  # identical on every rank
-        runner.logger.info(
-            f'NCMCentroidHook: class means of {len(labels)} ground-truth '
-            f'boxes for {len(layers)} box classifier(s) computed in '
-            f'{time.time() - t0:.1f}s.')
+        self.share_means(
+            runner, list(layers.values()),
+            f'class means of {len(labels)} ground-truth boxes for '
+            f'{len(layers)} box classifier(s)', t0)
 
     def classifiers(self, runner) -> list:
         return list(self._layers(runner).values())

@@ -12,9 +12,10 @@ ground-truth-box) through :meth:`classifiers` and :meth:`compute`.
 from __future__ import annotations
 
 import os.path as osp
-from typing import Optional
+import time
+from typing import Optional, Sequence
 
-from mmengine.dist import is_main_process
+from mmengine.dist import broadcast, is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import (get_state_dict, save_checkpoint,
@@ -58,6 +59,18 @@ class ClassMeansHook(Hook):
     def compute(self, runner) -> None:
         """Compute the class means and store them in the model."""
         raise NotImplementedError
+
+    def share_means(self, runner, classifiers: Sequence, what: str,
+                    t0: float) -> None:
+        """After :meth:`compute` stored the means: make every rank hold
+        rank 0's buffers (``_optional_buffers`` of each classifier; a no-op
+        without torch.distributed) and log ``what`` was computed since
+        ``t0`` (``time.time()``)."""
+        for clf in classifiers:
+            for name in clf._optional_buffers:
+                broadcast(getattr(clf, name))
+        runner.logger.info(f'NCMCentroidHook: {what} computed in '
+                           f'{time.time() - t0:.1f}s.')
 
     def before_val(self, runner) -> None:
         if self.recompute_on_val or not self.means_ready(runner):

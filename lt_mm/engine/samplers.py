@@ -40,7 +40,6 @@ from lt_mm.core.checks import check_range
 from lt_mm.core.sampling import (class_aware_indices, class_sampling_probs,
                                  class_weighted_indices,
                                  progressive_class_probs)
-
 from .sample_classes import get_sample_classes
 
 __all__ = [

@@ -29,9 +29,9 @@ from torch import Tensor
 
 from lt_mm.core._utils import keep_missing_buffers
 from lt_mm.core.checks import check_choice, check_range
-from lt_mm.core.decoupling import (NCM_DISTS, NCM_FEAT_TYPES,
+from lt_mm.core.decoupling import (NCM_BUFFERS, ClassMeansMixin,
                                    centroids_from_sums, class_feature_sums,
-                                   cosine_logits, ncm_logits,
+                                   cosine_logits,
                                    reinit_classifier_from_stage1)
 from .classifiers import _check_feat, _ConvSegBase
 
@@ -154,7 +154,7 @@ class CRTConvSeg(_ConvSegBase):
 
 
 @MODELS.register_module()
-class NCMConvSeg(_ConvSegBase):
+class NCMConvSeg(ClassMeansMixin, _ConvSegBase):
     """Nearest-class-mean ``conv_seg`` (Decoupling Sec. 4, NCM), per pixel.
 
     Eval mode: for every pixel feature ``x_p`` (the pre-classifier map,
@@ -193,8 +193,7 @@ class NCMConvSeg(_ConvSegBase):
         RuntimeError: an eval-mode forward before the class means exist.
     """
 
-    _optional_buffers = ('centroids', 'global_mean', 'ncm_ready',
-                         'class_present')
+    _optional_buffers = NCM_BUFFERS + ('class_present', )
 
     def __init__(self,
                  in_channels: int,
@@ -203,25 +202,16 @@ class NCMConvSeg(_ConvSegBase):
                  dist: str = 'l2',
                  missing: str = 'warn') -> None:
         super().__init__(in_channels, num_classes)
-        self.feat_type = check_choice('feat_type', feat_type, NCM_FEAT_TYPES)
-        self.dist = check_choice('dist', dist, NCM_DISTS)
         self.missing = check_choice('missing', missing, ('warn', 'error'))
         self.register_buffer('class_present',
                              torch.ones(self.num_classes, dtype=torch.bool))
-        self.register_buffer('centroids',
-                             torch.zeros(self.num_classes, self.in_channels))
-        self.register_buffer('global_mean', torch.zeros(self.in_channels))
-        self.register_buffer('ncm_ready', torch.zeros((), dtype=torch.long))
+        self.init_class_means(self.num_classes, self.in_channels, feat_type,
+                              dist)
 
     def _load_from_state_dict(self, state_dict, prefix, *args,
                               **kwargs) -> None:
         keep_missing_buffers(self, state_dict, prefix, self._optional_buffers)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    @property
-    def ready(self) -> bool:
-        """Whether the class means have been computed."""
-        return bool(int(self.ncm_ready))
 
     @property
     def passes(self) -> Tuple[Tuple[str, ...], ...]:
@@ -280,10 +270,8 @@ class NCMConvSeg(_ConvSegBase):
         c = centroids_from_sums(
             c_sums, counts, allow_missing=self.missing == 'warn')
         present = counts > 0
-        self.centroids.copy_(c.to(self.centroids.device))
-        self.global_mean.copy_(mean.float().to(self.global_mean.device))
         self.class_present.copy_(present.to(self.class_present.device))
-        self.ncm_ready.fill_(1)
+        self.store_class_means(c, mean)
         return torch.nonzero(~present).flatten().tolist()
 
     def forward(self,
@@ -304,14 +292,7 @@ class NCMConvSeg(_ConvSegBase):
         _check_feat(x, self.in_channels, 'NCMConvSeg')
         if self.training:
             return self.logits(x)
-        if not self.ready:
-            raise RuntimeError(
-                'NCMConvSeg: the class means are not computed. Add '
-                "custom_hooks=[dict(type='NCMCentroidHook')] to the config "
-                '(it runs the model over the training set before testing) '
-                'or test a checkpoint that contains them.')
-        out = ncm_logits(x if feat is None else feat, self.centroids,
-                         self.global_mean, self.feat_type, self.dist)
+        out = self.ncm_scores(x if feat is None else feat)
         present = self.class_present
         if bool(present.all()):
             return out

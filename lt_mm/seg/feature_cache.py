@@ -114,11 +114,15 @@ from mmengine.runner.base_loop import BaseLoop
 from mmengine.runner.utils import calc_dynamic_intervals
 from torch import Tensor, nn
 
-from lt_mm.engine.feature_cache import (
-    CachedFeatureLoopMixin, CacheWriter, FeatureCache, InfiniteIndexIterator,
-    cached_loop_switch, check_cache_options, check_frozen_part_eval_like,
-    check_trainable_within, check_view_lengths, state_fingerprint, under,
-    unwrap_model, warn_active_dropout)
+from lt_mm.engine.feature_cache import (CachedFeatureLoopMixin, CacheWriter,
+                                        FeatureCache, InfiniteIndexIterator,
+                                        cached_loop_switch,
+                                        check_cache_options,
+                                        check_frozen_part_eval_like,
+                                        check_trainable_within,
+                                        check_view_lengths, state_fingerprint,
+                                        under, unwrap_model,
+                                        warn_active_dropout)
 from .heads import LTDecodeHeadMixin
 from .hooks import capture_classifier_input
 

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.dist import all_reduce, broadcast
+from mmengine.dist import all_reduce
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 from torch import Tensor
@@ -195,9 +195,6 @@ class NCMConvSegCentroidHook(ClassMeansHook):
                 all_reduce(n)
                 sums[t] = (s, n)
         missing = clf.load_sums(sums)
-        for buf in (clf.centroids, clf.global_mean, clf.ncm_ready,
-                    clf.class_present):
-            broadcast(buf)
         if missing:
             runner.logger.warning(
                 f'NCMCentroidHook: classes {missing} have no labelled pixel '
@@ -205,10 +202,10 @@ class NCMConvSegCentroidHook(ClassMeansHook):
                 'and are never predicted (NCMConvSeg missing=\'warn\'; '
                 "missing='error' refuses).")
         pixels = int(sums['un'][1].sum())
-        runner.logger.info(
-            f'NCMCentroidHook: per-pixel class means of {pixels} labelled '
+        self.share_means(
+            runner, [clf], f'per-pixel class means of {pixels} labelled '
             f'feature pixels ({clf.num_classes} classes, {len(clf.passes)} '
-            f'pass(es)) computed in {time.time() - t0:.1f}s.')
+            'pass(es))', t0)
 
     def classifiers(self, runner) -> list:
         return [self._classifier(runner)[1]]

@@ -7,7 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from lt_mm.core.decoupling import (CosineClassifier, LearnableWeightScaling,
+from lt_mm.core.decoupling import (NCM_BUFFERS, ClassMeansMixin,
+                                   CosineClassifier, LearnableWeightScaling,
                                    class_centroids, ncm_logits,
                                    reinit_classifier, tau_norm_logits,
                                    tau_normalize)
@@ -241,3 +242,38 @@ def test_cosine_classifier_cache_equals_uncached_and_invalidates():
         })
         # rows e_0..e_2: y_c = 3 * x_c / ||x||
         assert_close(m(x), 3 * x[:, :3] / x.norm(dim=1, keepdim=True))
+
+
+class _Means(ClassMeansMixin, nn.Module):
+
+    def __init__(self, feat_type='un', dist='l2'):
+        super().__init__()
+        self.init_class_means(2, 2, feat_type, dist)
+
+
+def test_class_means_mixin_buffers_error_and_scores():
+    m = _Means()
+    assert [n for n, _ in m.named_buffers()] == list(NCM_BUFFERS)
+    assert not m.ready
+    with pytest.raises(RuntimeError, match=r"_Means: the class means are "
+                       r"not computed.*NCMCentroidHook.*the model over"):
+        m.ncm_scores(torch.zeros(1, 2))
+    # centroids c0 = (0, 0), c1 = (3, 4); x = (3, 0):
+    # -||x - c0||^2 = -9, -||x - c1||^2 = -(0 + 16) = -16
+    m.store_class_means(
+        torch.tensor([[0., 0.], [3., 4.]], dtype=torch.float64),
+        torch.tensor([1.5, 2.0]))
+    assert m.ready and m.centroids.dtype == torch.float32
+    assert_close(m.ncm_scores(torch.tensor([[3., 0.]])),
+                 torch.tensor([[-9., -16.]]))
+    # the buffers travel in the state dict
+    m2 = _Means()
+    m2.load_state_dict(m.state_dict())
+    assert m2.ready and torch.equal(m2.global_mean, torch.tensor([1.5, 2.]))
+
+
+def test_class_means_mixin_refuses_bad_choices():
+    with pytest.raises(ValueError, match='feat_type'):
+        _Means(feat_type='l3n')
+    with pytest.raises(ValueError, match='dist'):
+        _Means(dist='l1')

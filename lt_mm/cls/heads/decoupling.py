@@ -21,10 +21,10 @@ from mmengine.logging import MMLogger
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
-from lt_mm.core.checks import check_choice, check_range
-from lt_mm.core.decoupling import (NCM_DISTS, NCM_FEAT_TYPES,
+from lt_mm.core.checks import check_range
+from lt_mm.core.decoupling import (NCM_BUFFERS, ClassMeansMixin,
                                    LearnableWeightScaling, cache_enabled,
-                                   class_centroids, ncm_logits,
+                                   class_centroids,
                                    reinit_classifier_from_stage1,
                                    tau_norm_logits, tau_normalize)
 from .base import LTLinearClsHead
@@ -172,7 +172,7 @@ class CRTClsHead(LTLinearClsHead):
 
 
 @MODELS.register_module()
-class NCMClsHead(LTLinearClsHead):
+class NCMClsHead(ClassMeansMixin, LTLinearClsHead):
     """Nearest class mean classifier (Decoupling Sec. 4).
 
     Test scores ``-||x_hat - c_j||^2`` (``dist='l2'``) or ``cos(x_hat,
@@ -191,7 +191,7 @@ class NCMClsHead(LTLinearClsHead):
         **kwargs: :class:`~lt_mm.cls.heads.LTLinearClsHead` arguments.
     """
 
-    _optional_buffers = ('centroids', 'global_mean', 'ncm_ready')
+    _optional_buffers = NCM_BUFFERS
 
     def __init__(self,
                  num_classes: int,
@@ -200,17 +200,7 @@ class NCMClsHead(LTLinearClsHead):
                  dist: str = 'l2',
                  **kwargs) -> None:
         super().__init__(num_classes, in_channels, **kwargs)
-        self.feat_type = check_choice('feat_type', feat_type, NCM_FEAT_TYPES)
-        self.dist = check_choice('dist', dist, NCM_DISTS)
-        self.register_buffer('centroids', torch.zeros(num_classes,
-                                                      in_channels))
-        self.register_buffer('global_mean', torch.zeros(in_channels))
-        self.register_buffer('ncm_ready', torch.zeros((), dtype=torch.long))
-
-    @property
-    def ready(self) -> bool:
-        """Whether the class means have been computed."""
-        return bool(int(self.ncm_ready))
+        self.init_class_means(num_classes, in_channels, feat_type, dist)
 
     @torch.no_grad()
     def set_centroids(self, feats: Tensor, labels: Tensor) -> None:
@@ -220,19 +210,9 @@ class NCMClsHead(LTLinearClsHead):
             feats: (N, D) features of the whole training set.
             labels: (N,) their labels.
         """
-        c, mu = class_centroids(feats.float(), labels, self.num_classes,
-                                self.feat_type)
-        self.centroids.copy_(c)
-        self.global_mean.copy_(mu)
-        self.ncm_ready.fill_(1)
+        self.store_class_means(*class_centroids(
+            feats.float(), labels, self.num_classes, self.feat_type))
 
     def test_logits(self, x: Tensor) -> Tensor:
         """(N, D) -> (N, C) NCM scores (larger = closer)."""
-        if not self.ready:
-            raise RuntimeError(
-                'NCMClsHead: the class means are not computed. Add '
-                "custom_hooks=[dict(type='NCMCentroidHook')] to the config "
-                '(it runs the model over the training set before testing) '
-                'or test a checkpoint that contains them.')
-        return ncm_logits(x, self.centroids, self.global_mean, self.feat_type,
-                          self.dist)
+        return self.ncm_scores(x)
