@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from typing import Dict, List, Optional
 
 import pytest
@@ -56,9 +57,14 @@ class ToolServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL)
         self._buf = b''
-        reply = self._reply(600)
+        try:
+            reply = self._reply(600)
+        except RuntimeError:
+            reply = None
         if reply != {'ready': True}:
-            raise RuntimeError(f'tool server did not start: {reply}')
+            self.proc.kill()
+            raise RuntimeError('tool server did not start (status '
+                               f'{self.proc.wait()}, reply {reply})')
 
     def _reply(self, timeout: float) -> Optional[dict]:
         """The next JSON line of the server, None after ``timeout`` s."""
@@ -113,6 +119,8 @@ class ToolServer:
 _IDLE: List[ToolServer] = []
 _ALL: List[ToolServer] = []
 _LOCK = threading.Lock()
+# set when a server could not start: fresh interpreters from then on
+_NO_SERVER: List[str] = []
 
 
 def run_python(argv: List[str],
@@ -120,9 +128,10 @@ def run_python(argv: List[str],
                timeout: float = 900) -> subprocess.CompletedProcess:
     """``python *argv`` in REPO with ``env``: stdout and stderr together in
     ``.stdout``. Through a tool server unless LT_MM_TEST_TOOL_SERVER=0 or
-    the platform has no fork."""
+    the platform has no fork (or a server could not start: then with a
+    warning)."""
     if os.environ.get('LT_MM_TEST_TOOL_SERVER',
-                      '1') == '0' or not hasattr(os, 'fork'):
+                      '1') == '0' or not hasattr(os, 'fork') or _NO_SERVER:
         return subprocess.run([sys.executable, *argv],
                               cwd=REPO,
                               env=env,
@@ -133,7 +142,13 @@ def run_python(argv: List[str],
     with _LOCK:
         server = _IDLE.pop() if _IDLE else None
     if server is None:
-        server = ToolServer(env)
+        try:
+            server = ToolServer(env)
+        except (OSError, RuntimeError) as exc:
+            _NO_SERVER.append(str(exc))
+            warnings.warn(f'tool server unavailable ({exc}); running each '
+                          'tool in a fresh interpreter')
+            return run_python(argv, env, timeout)
         with _LOCK:
             _ALL.append(server)
     try:

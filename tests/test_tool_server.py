@@ -89,3 +89,18 @@ def test_timeout_kills_the_run(tmp_path):
     # the server serves the next run
     assert run_python([str(path).replace('sleep', 'none')],
                       _env()).returncode == 1
+
+
+def test_falls_back_to_a_fresh_interpreter(script, monkeypatch):
+    import tests.conftest as conftest
+
+    def no_server(self, env):
+        raise RuntimeError('tool server did not start (test)')
+
+    monkeypatch.setattr(conftest, '_IDLE', [])
+    monkeypatch.setattr(conftest, '_NO_SERVER', [])
+    monkeypatch.setattr(conftest.ToolServer, '__init__', no_server)
+    with pytest.warns(UserWarning, match='fresh interpreter'):
+        proc = run_python([script, 'code'], _env(LT_MM_PROBE='fresh'))
+    assert proc.returncode == 3 and 'env fresh' in proc.stdout
+    assert conftest._NO_SERVER
