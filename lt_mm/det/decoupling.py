@@ -286,11 +286,11 @@ class PosthocLinear(nn.Linear):
         self.posthoc: Optional[PosthocAdjust] = build_posthoc(
             posthoc, read_counts, 'PosthocLinear', background=True)
 
-    def adjust(self,
-               logits: Tensor,
-               kind: Optional[str] = None,
-               tau: Optional[float] = None,
-               counts: Optional[Tensor] = None) -> Tensor:
+    def apply_posthoc(self,
+                      logits: Tensor,
+                      kind: Optional[str] = None,
+                      tau: Optional[float] = None,
+                      counts: Optional[Tensor] = None) -> Tensor:
         """The test rule on stock logits: (N, C + 1) -> (N, C + 1).
 
         Args:
@@ -311,7 +311,7 @@ class PosthocLinear(nn.Linear):
         logits = super().forward(x)
         if self.training:
             return logits
-        return self.adjust(logits)
+        return self.apply_posthoc(logits)
 
     def extra_repr(self) -> str:
         return (super().extra_repr() +

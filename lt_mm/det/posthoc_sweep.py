@@ -28,7 +28,7 @@ Rules (``RULES``), with ``z`` the classifier's plain logits:
 * ``'taunorm'``: :class:`lt_mm.det.classifiers.TauNormLinear` with the
   weights of ``fc_cls`` (a plain linear classifier);
 * ``'nc_tau'`` / ``'logit_adjust'``: :meth:`lt_mm.det.decoupling.
-  PosthocLinear.adjust` on ``z`` with the counts (background probability
+  PosthocLinear.apply_posthoc` on ``z`` with the counts (background probability
   kept);
 * ``'tde_alpha'``: :meth:`CausalNormLinear.predict` with ``alpha`` (a
   causal-norm classifier);
@@ -224,7 +224,7 @@ def score_function(
             logits = F.linear(x, fc_cls.weight, fc_cls.bias)
         else:  # LWS / DisAlign / cosine: the same in train and eval
             logits = fc_cls(x)
-        return adjuster.adjust(logits, rule, value, counts)
+        return adjuster.apply_posthoc(logits, rule, value, counts)
 
     return fn
 

@@ -94,7 +94,7 @@ def _posthoc(kind, tau, counts, **kw):
 def test_logit_adjust_keeps_the_background_probability():
     layer = _posthoc('logit_adjust', 1.0, [1, 4])
     logits = torch.tensor([[LOG2, 0., 0.], [0., 0., LOG2]])
-    out = layer.adjust(logits).exp()
+    out = layer.apply_posthoc(logits).exp()
     expected = torch.tensor([
         # p = [2, 1, 1] / 4 -> P_bg = 1/4; fg p / N = [2/1, 1/4] -> [8/9, 1/9]
         [3 / 4 * 8 / 9, 3 / 4 * 1 / 9, 1 / 4],
@@ -103,8 +103,10 @@ def test_logit_adjust_keeps_the_background_probability():
     ])
     assert_close(out, expected)
     # the background column is the stock log-probability
-    assert_close(layer.adjust(logits)[:, -1], logits.log_softmax(1)[:, -1])
-    # forward in eval = adjust(W x + b)  (W = [[1, 0], [0, 1], [0, 0]])
+    assert_close(
+        layer.apply_posthoc(logits)[:, -1],
+        logits.log_softmax(1)[:, -1])
+    # forward in eval = apply_posthoc(W x + b)  (W = [[1, 0], [0, 1], [0, 0]])
     assert_close(layer(torch.tensor([[LOG2, 0.]])).exp(), expected[:1])
     assert layer.posthoc.counts.dtype == torch.float64
     assert layer.posthoc.counts.tolist() == [1., 4.]
