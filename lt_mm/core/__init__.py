@@ -14,9 +14,9 @@
 """
 from .causal_norm import (CausalNormClassifier, background_exempt_log_probs,
                           causal_norm_logits, suggest_alpha, tde_logits)
-from .cdt import (POSTHOC_RULES, CDTCrossEntropy, PosthocAdjust, apply_posthoc,
-                  build_posthoc, cdt_logits, cdt_temperatures, logit_adjust,
-                  nc_tau_adjust, parse_posthoc, posthoc_adjust)
+from .cdt import (POSTHOC_RULES, CDTCrossEntropy, PosthocAdjust, PosthocMixin,
+                  apply_posthoc, build_posthoc, cdt_logits, cdt_temperatures,
+                  logit_adjust, nc_tau_adjust, parse_posthoc, posthoc_adjust)
 from .checks import as_counts, check_choice, check_range
 from .decoupling import (NCM_BUFFERS, ClassMeansMixin, CosineClassifier,
                          LearnableWeightScaling, class_centroids, ncm_logits,
@@ -35,12 +35,12 @@ __all__ = [
     'CausalNormClassifier', 'background_exempt_log_probs',
     'causal_norm_logits', 'suggest_alpha', 'tde_logits', 'CDTCrossEntropy',
     'cdt_logits', 'cdt_temperatures', 'logit_adjust', 'nc_tau_adjust',
-    'POSTHOC_RULES', 'PosthocAdjust', 'apply_posthoc', 'build_posthoc',
-    'parse_posthoc', 'posthoc_adjust', 'as_counts', 'check_choice',
-    'check_range', 'CosineClassifier', 'LearnableWeightScaling',
-    'class_centroids', 'ClassMeansMixin', 'NCM_BUFFERS', 'ncm_logits',
-    'reinit_classifier', 'tau_norm_logits', 'tau_normalize',
-    'DisAlignCalibration', 'disalign_calibrate',
+    'POSTHOC_RULES', 'PosthocAdjust', 'PosthocMixin', 'apply_posthoc',
+    'build_posthoc', 'parse_posthoc', 'posthoc_adjust', 'as_counts',
+    'check_choice', 'check_range', 'CosineClassifier',
+    'LearnableWeightScaling', 'class_centroids', 'ClassMeansMixin',
+    'NCM_BUFFERS', 'ncm_logits', 'reinit_classifier', 'tau_norm_logits',
+    'tau_normalize', 'DisAlignCalibration', 'disalign_calibrate',
     'GRWCrossEntropy', 'grw_class_weights', 'grw_cross_entropy',
     'LongTailCrossEntropy', 'reduced_cross_entropy', 'toolbox_loss',
     'toolbox_losses', 'with_defaults', 'class_aware_indices',

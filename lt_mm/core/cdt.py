@@ -443,3 +443,39 @@ def apply_posthoc(module: Optional[PosthocAdjust],
             'or pass counts.')
     return posthoc_adjust(logits, counts, rule, 1.0 if tau is None else tau,
                           background)
+
+
+class PosthocMixin:
+    """``apply_posthoc`` of a classifier with a ``posthoc`` module.
+
+    The one post-hoc entry point of every toolbox's component (the
+    classification head, the decode head, the box classifier): the
+    configured rule (CDT Eq. 5 ``z / N ** tau`` or logit adjustment
+    ``z - tau * log N``, :class:`PosthocAdjust` in ``self.posthoc``, None
+    without a configuration) or an explicit one, through
+    :func:`apply_posthoc`. ``posthoc_background``: the last logit column is
+    the background (detection), left unchanged. Put the mixin before the
+    ``nn.Module`` base.
+    """
+
+    posthoc_background = False
+
+    def apply_posthoc(self,
+                      logits: Tensor,
+                      kind: Optional[str] = None,
+                      tau: Optional[float] = None,
+                      counts: Optional[Tensor] = None) -> Tensor:
+        """The post-hoc rule on ``logits``.
+
+        Args:
+            logits: (N, C), (N, C, H, W) or, with the background, (N, C + 1).
+            kind: ``'nc_tau'`` or ``'logit_adjust'``; default the
+                configured one (none configured: ``logits`` unchanged).
+            tau: default the configured one (1.0 without a configuration).
+            counts: (C,) counts; default the ``posthoc.counts`` buffer.
+
+        Returns:
+            Tensor: the shape of ``logits``.
+        """
+        return apply_posthoc(self.posthoc, logits, kind, tau, counts,
+                             self.posthoc_background)

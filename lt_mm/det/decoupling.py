@@ -65,7 +65,7 @@ from torch import Tensor
 
 from lt_mm.core._utils import OptionalBuffersMixin
 from lt_mm.core.causal_norm import background_exempt_log_probs
-from lt_mm.core.cdt import PosthocAdjust, apply_posthoc, build_posthoc
+from lt_mm.core.cdt import PosthocAdjust, PosthocMixin, build_posthoc
 from lt_mm.core.checks import check_range
 from lt_mm.core.decoupling import (NCM_BUFFERS, ClassMeansMixin,
                                    LearnableWeightScaling, centroids_from_sums,
@@ -217,7 +217,7 @@ class CRTLinear(nn.Linear):
 
 
 @MODELS.register_module()
-class PosthocLinear(nn.Linear):
+class PosthocLinear(PosthocMixin, nn.Linear):
     """Stock box classifier with a post-hoc prior rule at test time.
 
     ``train()``: the plain ``nn.Linear`` (stock keys; stage 1 or a stock
@@ -261,6 +261,8 @@ class PosthocLinear(nn.Linear):
     Shapes: ``x`` (N, D) -> (N, C + 1).
     """
 
+    posthoc_background = True
+
     def __init__(self,
                  in_features: int,
                  out_features: int,
@@ -291,18 +293,13 @@ class PosthocLinear(nn.Linear):
                       kind: Optional[str] = None,
                       tau: Optional[float] = None,
                       counts: Optional[Tensor] = None) -> Tensor:
-        """The test rule on stock logits: (N, C + 1) -> (N, C + 1).
-
-        Args:
-            logits: ``W x + b``, background last.
-            kind, tau, counts: override the configured rule, exponent and
-                counts (C,) (e.g. for a sweep); no rule -> ``logits``.
-        """
-        if self.posthoc is None and kind is None:
-            return logits
-        adjusted = apply_posthoc(
-            self.posthoc, logits, kind, tau, counts, background=True)
-        if not self.keep_background_prob:
+        """The test rule on stock logits ``W x + b`` (background last):
+        (N, C + 1) -> (N, C + 1). :class:`PosthocMixin`'s rule (``kind``,
+        ``tau``, ``counts`` override the configured ones, e.g. in a sweep;
+        no rule: ``logits``), then, with ``keep_background_prob``, the stock
+        background probability in log space."""
+        adjusted = super().apply_posthoc(logits, kind, tau, counts)
+        if adjusted is logits or not self.keep_background_prob:
             return adjusted
         return keep_background_log_probs(logits, adjusted[:, :-1])
 

@@ -43,16 +43,22 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from lt_mm.core.cdt import PosthocAdjust, apply_posthoc, build_posthoc
+from lt_mm.core.cdt import PosthocAdjust, PosthocMixin, build_posthoc
 from lt_mm.core.stats import resolve_counts
 
 _LT_HEAD_CLASSES: Dict[type, type] = {}
 
 
-class LTDecodeHeadMixin:
+class LTDecodeHeadMixin(PosthocMixin):
     """Mixin turning a stock mmseg decode head into a long-tail head.
 
     Only used through :func:`lt_decode_head_class` / :func:`LTDecodeHead`.
+
+    Post-hoc rules (:meth:`apply_posthoc`, per pixel on (N, C, H, W) with
+    pixel counts) multiply or shift each class map by a constant, so
+    applying them to the low-resolution logits equals applying them after
+    mmseg's (linear, weights summing to one) bilinear upsampling /
+    sliding-window averaging.
 
     Args:
         classifier (dict, optional): config of the ``conv_seg``
@@ -155,33 +161,6 @@ class LTDecodeHeadMixin:
         # checkpoint (the inference statistics)
         self.posthoc: Optional[PosthocAdjust] = build_posthoc(
             posthoc, read_counts, what)
-
-    def apply_posthoc(self,
-                      logits: Tensor,
-                      kind: Optional[str] = None,
-                      tau: Optional[float] = None,
-                      counts: Optional[Tensor] = None) -> Tensor:
-        """Post-hoc prior adjustment per pixel (CDT Eq. 5 / logit adjust).
-
-        The configured :class:`lt_mm.core.cdt.PosthocAdjust` (or
-        :func:`lt_mm.core.cdt.posthoc_adjust` with explicit ``kind`` and
-        ``counts``). Both rules multiply or shift each class map by a
-        constant, so applying them to the low-resolution logits equals
-        applying them after mmseg's (linear, weights summing to one)
-        bilinear upsampling / sliding-window averaging.
-
-        Args:
-            logits: (N, C, H, W).
-            kind: ``'nc_tau'`` or ``'logit_adjust'``; default the configured
-                one (none configured: ``logits`` unchanged).
-            tau: default the configured one (1.0 without a configuration).
-            counts: (C,) pixel counts; default the ``posthoc.counts``
-                buffer.
-
-        Returns:
-            Tensor: (N, C, H, W).
-        """
-        return apply_posthoc(self.posthoc, logits, kind, tau, counts)
 
     def _load_from_state_dict(self, state_dict, prefix, *args,
                               **kwargs) -> None:

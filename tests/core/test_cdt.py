@@ -3,12 +3,13 @@ import math
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from lt_mm.core.cdt import (CDTCrossEntropy, PosthocAdjust, build_posthoc,
-                            cdt_logits, cdt_temperatures, logit_adjust,
-                            nc_tau_adjust)
+from lt_mm.core.cdt import (CDTCrossEntropy, PosthocAdjust, PosthocMixin,
+                            build_posthoc, cdt_logits, cdt_temperatures,
+                            logit_adjust, nc_tau_adjust)
 
 COUNTS = [100, 25, 4]
 
@@ -184,3 +185,34 @@ def test_build_posthoc_names_the_component_and_the_source():
         build_posthoc(dict(type='nc_tau', temperature=1.0), bad_reader, 'H')
     with pytest.raises(ValueError, match='posthoc type'):
         build_posthoc(dict(type='la', counts=[1.0]), bad_reader, 'H')
+
+
+class _Posthoc(PosthocMixin, nn.Module):
+
+    def __init__(self, posthoc=None, background=False):
+        super().__init__()
+        self.posthoc = posthoc
+        self.posthoc_background = background
+
+
+def test_posthoc_mixin_configured_explicit_and_none():
+    z = torch.tensor([[1.0, 2.0, 0.5]])
+    # no configuration, no rule: the logits themselves
+    plain = _Posthoc()
+    assert plain.apply_posthoc(z) is z
+    # logit adjustment z_c - tau * log N_c with N = (1, e, e^2), tau = 1:
+    # (1 - 0, 2 - 1, 0.5 - 2) = (1, 1, -1.5)
+    counts = torch.tensor([1.0, math.e, math.e**2])
+    assert_close(
+        plain.apply_posthoc(z, 'logit_adjust', 1.0, counts),
+        torch.tensor([[1.0, 1.0, -1.5]]))
+    # the configured module; background: the last column is left alone
+    # (N = (1, e) for the two foreground classes): (1 - 0, 2 - 1, 0.5)
+    bg = _Posthoc(
+        PosthocAdjust(counts[:2], 'logit_adjust', 1.0, background=True),
+        background=True)
+    assert_close(bg.apply_posthoc(z), torch.tensor([[1.0, 1.0, 0.5]]))
+    # explicit rule without a configuration, background column kept
+    assert_close(
+        _Posthoc(background=True).apply_posthoc(z, 'nc_tau', 1.0, counts[:2]),
+        torch.tensor([[1.0, 2.0 / math.e, 0.5]]))

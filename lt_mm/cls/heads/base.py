@@ -26,13 +26,14 @@ from mmpretrain.registry import MODELS
 from torch import Tensor
 
 from lt_mm.core._utils import keep_missing_buffers
-from lt_mm.core.cdt import PosthocAdjust, apply_posthoc, build_posthoc
+from lt_mm.core.cdt import PosthocAdjust, PosthocMixin, build_posthoc
 from lt_mm.core.decoupling import CosineClassifier, WeightCache, cache_enabled
 from ..counts import resolve_cls_counts
 
 
-class LongTailHeadMixin:
-    """Train/test logits split and post-hoc prior adjustment.
+class LongTailHeadMixin(PosthocMixin):
+    """Train/test logits split and post-hoc prior adjustment
+    (:meth:`apply_posthoc` of :class:`lt_mm.core.cdt.PosthocMixin`).
 
     Use before an mmpretrain head class in the bases; call
     :meth:`_init_long_tail` at the end of ``__init__``.
@@ -107,26 +108,6 @@ class LongTailHeadMixin:
         """Logits of the method's inference rule, before post-hoc
         adjustment: (N, D) -> (N, C)."""
         return self.train_logits(x)
-
-    def apply_posthoc(self,
-                      logits: Tensor,
-                      kind: Optional[str] = None,
-                      tau: Optional[float] = None,
-                      counts: Optional[Tensor] = None) -> Tensor:
-        """Post-hoc prior adjustment (CDT Eq. 5 or logit adjustment).
-
-        Args:
-            logits: (N, C).
-            kind: ``'nc_tau'`` (``z / N ** tau``) or ``'logit_adjust'``
-                (``z - tau * log N``); default: the configured one (none:
-                ``logits`` are returned unchanged).
-            tau: default: the configured one.
-            counts: (C,) counts; default: the ``posthoc.counts`` buffer.
-
-        Returns:
-            Tensor: (N, C).
-        """
-        return apply_posthoc(self.posthoc, logits, kind, tau, counts)
 
     # -- mmpretrain interface -------------------------------------------------
     def forward(self, feats: Tuple[Tensor, ...]) -> Tensor:
