@@ -64,6 +64,13 @@ def _run_child(req: dict) -> None:
             import torch
             torch.set_num_threads(int(threads))
         script = req['argv'][0]
+        if not os.path.isfile(script):  # as the interpreter: status 2
+            print(
+                f"{sys.executable}: can't open file {script!r}: "
+                '[Errno 2] No such file or directory',
+                file=sys.stderr)
+            code = 2
+            return
         sys.argv = list(req['argv'])
         # as the interpreter does for `python script.py`: the script's
         # folder first, then PYTHONPATH
