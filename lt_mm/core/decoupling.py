@@ -590,6 +590,10 @@ def centroids_from_sums(sums: Tensor,
     return (sums / n).float()
 
 
+#: the buffers of :class:`ClassMeansMixin`
+NCM_BUFFERS = ('centroids', 'global_mean', 'ncm_ready')
+
+
 class ClassMeansMixin:
     """The stored class means of an NCM classifier (Decoupling Sec. 4).
 
@@ -597,12 +601,14 @@ class ClassMeansMixin:
     ``conv_seg`` and the box classifier: persistent buffers ``centroids``
     (C, D), ``global_mean`` (D,) (the mean raw training feature, for
     ``'cl2n'``) and ``ncm_ready`` (0-dim long), filled by the toolbox's
-    ``NCMCentroidHook`` and saved in checkpoints (list
-    :data:`NCM_BUFFERS` in the module's ``_optional_buffers`` so that a
-    stage-1 checkpoint without them loads); :meth:`ncm_scores` gives the
+    ``NCMCentroidHook`` and saved in checkpoints; they are the module's
+    ``_optional_buffers`` (a module with more extends the tuple), so that a
+    stage-1 checkpoint without them loads. :meth:`ncm_scores` gives the
     scores of :func:`ncm_logits` and refuses to run before the means exist.
     Put the mixin before the ``nn.Module`` base.
     """
+
+    _optional_buffers: Tuple[str, ...] = NCM_BUFFERS
 
     #: what ``NCMCentroidHook`` runs over, named in the not-ready error
     ncm_source = 'the model over the training set'
@@ -653,7 +659,3 @@ class ClassMeansMixin:
                 'checkpoint that contains them.')
         return ncm_logits(feats, self.centroids, self.global_mean,
                           self.feat_type, self.dist)
-
-
-#: the buffers of :class:`ClassMeansMixin` (for ``_optional_buffers``)
-NCM_BUFFERS = ('centroids', 'global_mean', 'ncm_ready')

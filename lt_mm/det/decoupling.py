@@ -67,9 +67,8 @@ from lt_mm.core._utils import OptionalBuffersMixin
 from lt_mm.core.causal_norm import background_exempt_log_probs
 from lt_mm.core.cdt import PosthocAdjust, PosthocMixin, build_posthoc
 from lt_mm.core.checks import check_range
-from lt_mm.core.decoupling import (NCM_BUFFERS, ClassMeansMixin,
-                                   LearnableWeightScaling, centroids_from_sums,
-                                   class_feature_sums,
+from lt_mm.core.decoupling import (ClassMeansMixin, LearnableWeightScaling,
+                                   centroids_from_sums, class_feature_sums,
                                    reinit_classifier_from_stage1)
 from .classifiers import _check_out_features
 from .counts import resolve_det_counts
@@ -298,8 +297,10 @@ class PosthocLinear(PosthocMixin, nn.Linear):
         ``tau``, ``counts`` override the configured ones, e.g. in a sweep;
         no rule: ``logits``), then, with ``keep_background_prob``, the stock
         background probability in log space."""
+        if self.posthoc is None and kind is None:
+            return logits
         adjusted = super().apply_posthoc(logits, kind, tau, counts)
-        if adjusted is logits or not self.keep_background_prob:
+        if not self.keep_background_prob:
             return adjusted
         return keep_background_log_probs(logits, adjusted[:, :-1])
 
@@ -355,7 +356,6 @@ class NCMLinear(ClassMeansMixin, OptionalBuffersMixin, nn.Linear):
     Shapes: ``x`` (N, D) -> (N, C + 1).
     """
 
-    _optional_buffers = NCM_BUFFERS
     ncm_source = 'the detector over the training boxes'
 
     def __init__(self,

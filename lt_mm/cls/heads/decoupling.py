@@ -22,9 +22,8 @@ from mmpretrain.registry import MODELS
 from torch import Tensor
 
 from lt_mm.core.checks import check_range
-from lt_mm.core.decoupling import (NCM_BUFFERS, ClassMeansMixin,
-                                   LearnableWeightScaling, cache_enabled,
-                                   class_centroids,
+from lt_mm.core.decoupling import (ClassMeansMixin, LearnableWeightScaling,
+                                   cache_enabled, class_centroids,
                                    reinit_classifier_from_stage1,
                                    tau_norm_logits, tau_normalize)
 from .base import LTLinearClsHead
@@ -190,8 +189,6 @@ class NCMClsHead(ClassMeansMixin, LTLinearClsHead):
         dist: ``'l2'`` or ``'cos'``.
         **kwargs: :class:`~lt_mm.cls.heads.LTLinearClsHead` arguments.
     """
-
-    _optional_buffers = NCM_BUFFERS
 
     def __init__(self,
                  num_classes: int,
