@@ -5,7 +5,8 @@ import os.path as osp
 
 import pytest
 
-from tests.conftest import REPO, run_python
+from tests.conftest import REPO
+from tests.tool_server import run_python
 
 
 def _run(args, timeout=1500):

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, run_python
+from tests.conftest import REPO
+from tests.tool_server import run_python
 
 SCRIPT = '''
 import os, sys
@@ -93,16 +94,16 @@ def test_timeout_kills_the_run(tmp_path):
 
 
 def test_falls_back_to_a_fresh_interpreter(script, monkeypatch):
-    import tests.conftest as conftest
+    import tests.tool_server as server
 
     def no_server(self, env):
         raise RuntimeError('tool server did not start (test)')
 
     monkeypatch.delenv('LT_MM_TEST_TOOL_SERVER', raising=False)
-    monkeypatch.setattr(conftest, '_IDLE', [])
-    monkeypatch.setattr(conftest, '_NO_SERVER', [])
-    monkeypatch.setattr(conftest.ToolServer, '__init__', no_server)
+    monkeypatch.setattr(server, '_IDLE', [])
+    monkeypatch.setattr(server, '_NO_SERVER', [])
+    monkeypatch.setattr(server.ToolServer, '__init__', no_server)
     with pytest.warns(UserWarning, match='fresh interpreter'):
         proc = run_python([script, 'code'], _env(LT_MM_PROBE='fresh'))
     assert proc.returncode == 3 and 'env fresh' in proc.stdout
-    assert conftest._NO_SERVER
+    assert server._NO_SERVER

@@ -14,12 +14,24 @@ Protocol (one run at a time, JSON lines): the client writes
 answers ``{"pid": N}`` when the child starts and ``{"exit": CODE}`` when it
 ends. The child's stdout and stderr go to ``out``.
 
-``LT_MM_TEST_TOOL_SERVER=0`` makes the suite start a fresh interpreter per
-run instead (``tests/conftest.py``).
+The client side (:func:`run_python`, used by ``tests/conftest.py``) keeps
+one server per concurrent caller. ``LT_MM_TEST_TOOL_SERVER=0`` makes it
+start a fresh interpreter per run instead.
 """
 import json
 import os
+import os.path as osp
+import select
+import signal
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+import warnings
+from typing import Dict, List, Optional
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 # the third-party imports of a tool run; importing them here is what is
 # shared. lt_mm itself is not preloaded: each run imports it as a fresh
@@ -121,6 +133,146 @@ def serve() -> None:
         replies.write(
             json.dumps({'exit': os.waitstatus_to_exitcode(status)}) + '\n')
         replies.flush()
+
+
+# --------------------------------------------------------------- client
+def run_fresh(cmd: List[str], env: Dict[str, str],
+              timeout: float) -> subprocess.CompletedProcess:
+    """``cmd`` as a new process in REPO (stdout and stderr together)."""
+    return subprocess.run(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout)
+
+
+class ToolServer:
+    """Client of ``tests/tool_server.py``: runs ``python SCRIPT ARGS`` as a
+    forked child of one pre-imported interpreter (a real process, the real
+    script as ``__main__``; only the 4-8 s of imports are shared)."""
+
+    def __init__(self, env: Dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable,
+             osp.join(REPO, 'tests', 'tool_server.py')],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL)
+        self._buf = b''
+        try:
+            reply = self._reply(600)
+        except RuntimeError:
+            reply = None
+        if reply != {'ready': True}:
+            self.proc.kill()
+            raise RuntimeError('tool server did not start (status '
+                               f'{self.proc.wait()}, reply {reply})')
+
+    def _reply(self, timeout: float) -> Optional[dict]:
+        """The next JSON line of the server, None after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b'\n' not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise RuntimeError('the tool server exited '
+                                   f'(status {self.proc.wait()})')
+            self._buf += chunk
+        line, self._buf = self._buf.split(b'\n', 1)
+        return json.loads(line)
+
+    def run(self, argv: List[str], cwd: str, env: Dict[str, str],
+            timeout: float) -> subprocess.CompletedProcess:
+        with tempfile.NamedTemporaryFile(
+                prefix='lt_mm_tool_', suffix='.log', delete=False) as f:
+            out = f.name
+        try:
+            self.proc.stdin.write(
+                json.dumps(dict(argv=argv, cwd=cwd, env=env,
+                                out=out)).encode() + b'\n')
+            self.proc.stdin.flush()
+            pid = self._reply(60)['pid']
+            reply = self._reply(timeout)
+            if reply is None:  # as subprocess.run: kill, then raise
+                os.killpg(pid, signal.SIGKILL)
+                self._reply(60)
+                raise subprocess.TimeoutExpired(argv, timeout)
+            with open(out, errors='replace') as f:
+                stdout = f.read()
+        finally:
+            os.unlink(out)
+        return subprocess.CompletedProcess([sys.executable, *argv],
+                                           reply['exit'], stdout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+# idle servers; a run takes one (or starts one: tests run tools from
+# several threads at once) and puts it back when the run has ended
+_IDLE: List[ToolServer] = []
+_ALL: List[ToolServer] = []
+_LOCK = threading.Lock()
+# set when a server could not start: fresh interpreters from then on
+_NO_SERVER: List[str] = []
+
+
+def run_python(argv: List[str],
+               env: Dict[str, str],
+               timeout: float = 900) -> subprocess.CompletedProcess:
+    """``python *argv`` in REPO with ``env``: stdout and stderr together in
+    ``.stdout``. Through a tool server unless LT_MM_TEST_TOOL_SERVER=0 or
+    the platform has no fork (or a server could not start: then with a
+    warning)."""
+    if os.environ.get('LT_MM_TEST_TOOL_SERVER',
+                      '1') == '0' or not hasattr(os, 'fork') or _NO_SERVER:
+        return run_fresh([sys.executable, *argv], env, timeout)
+    with _LOCK:
+        server = _IDLE.pop() if _IDLE else None
+    if server is None:
+        try:
+            server = ToolServer(env)
+        except (OSError, RuntimeError) as exc:
+            _NO_SERVER.append(str(exc))
+            warnings.warn(f'tool server unavailable ({exc}); running each '
+                          'tool in a fresh interpreter')
+            return run_python(argv, env, timeout)
+        with _LOCK:
+            _ALL.append(server)
+    try:
+        proc = server.run(list(argv), REPO, env, timeout)
+    except subprocess.TimeoutExpired:  # killed and reaped: still in step
+        with _LOCK:
+            _IDLE.append(server)
+        raise
+    except BaseException:
+        server.close()  # out of step with its client: not reused
+        raise
+    with _LOCK:
+        _IDLE.append(server)
+    return proc
+
+
+def close_tool_server() -> None:
+    with _LOCK:
+        servers = list(_ALL)
+        _ALL.clear()
+        _IDLE.clear()
+    for server in servers:
+        server.close()
 
 
 if __name__ == '__main__':
