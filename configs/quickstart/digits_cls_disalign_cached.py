@@ -7,7 +7,7 @@
 # Matches the standard stage 2 up to the float16 storage of the features
 # when the training pipeline is deterministic; here RandomCrop(padding=2)
 # is random, so the cache holds `views` crops per image (one of them per
-# image and epoch) instead of a new crop every epoch.
+# visit) instead of a new crop at every visit.
 # Stage-1 checkpoint on the command line:
 #   python tools/train.py configs/quickstart/digits_cls_disalign_cached.py \
 #       --work-dir work_dirs/digits_cls_disalign_cached \

@@ -37,8 +37,9 @@ the backbone) and the training pipeline is deterministic (or
 precision of ``x``: float16 rounds each feature with a relative error
 ``<= 2**-11`` (``dtype='float32'`` removes it). When it does not: with
 random augmentation (``RandomCrop``, ``RandomFlip`` ...) the standard
-stage 2 draws a new view of every image each epoch, the cache holds
-``views`` draws (each epoch picks one of them per image, seeded by
+stage 2 draws a new view at every visit of an image (class-balanced
+sampling visits a tail image many times per epoch), the cache holds
+``views`` draws (every visit picks one of them, seeded by
 ``seed + epoch``); with one view it is stage 2 on a fixed augmentation.
 
 Cost: building the cache costs about one standard epoch per view, so a
@@ -334,9 +335,9 @@ class CachedFeatureEpochBasedTrainLoop(CachedFeatureEpochLoopMixin,
         from mmpretrain.structures import DataSample
         model = unwrap_model(self.runner.model)
         device = next(model.head.parameters()).device
-        x = self.cache.gather(views[indices], indices).to(device)
+        x = self.cache.gather(views, indices).to(device)
         samples = [
             DataSample().set_gt_label(int(c))
-            for c in self.cache.gather_labels(views[indices], indices)
+            for c in self.cache.gather_labels(views, indices)
         ]
         return dict(inputs=x, data_samples=samples)

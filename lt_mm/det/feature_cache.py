@@ -67,8 +67,8 @@ the cache equals the standard ``train_step`` up to the float16 storage of
 ``x_cls`` (relative error <= 2**-11; ``dtype='float32'`` removes it). When
 it does not: (1) the RoI sampler is random (``RandomSampler`` draws
 ``num`` of the proposals): the standard stage 2 draws new RoIs at every
-visit of an image, the cache holds ``views`` draws (each epoch picks one
-view per image, seeded by ``seed + epoch``), each view also re-drawing the
+visit of an image, the cache holds ``views`` draws (every visit picks one
+of them, seeded by ``seed + epoch``), each view also re-drawing the
 training pipeline's random transforms (``RandomFlip``); (2) images of
 different sizes are padded to the largest of their batch: the cache is
 built in dataset-order batches (``cache.batch_size``, default the training
@@ -541,7 +541,7 @@ class CachedRoIFeatureEpochBasedTrainLoop(CachedFeatureEpochLoopMixin,
         (M, ) float32 on the classifier's device."""
         model = unwrap_model(self.runner.model)
         device = next(model.roi_head.bbox_head.fc_cls.parameters()).device
-        x, lab, w = self.cache.gather_rois(views[indices], indices)
+        x, lab, w = self.cache.gather_rois(views, indices)
         return dict(
             inputs=x.to(device),
             labels=lab.to(device),

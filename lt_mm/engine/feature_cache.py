@@ -748,15 +748,27 @@ class CachedFeatureLoopMixin:
             self.cache = None
             shutil.rmtree(root, ignore_errors=True)
 
-    def random_views(self, n: int, seed_offset: int) -> np.ndarray:
-        """One view in [0, K) per sample, seeded by ``seed + offset``
-        (all zeros with one view)."""
+    def view_sampler(self, seed_offset: int) -> Callable[[int], np.ndarray]:
+        """A function ``draw(n)`` giving the next ``n`` views in [0, K),
+        one per visit, from one generator seeded by ``seed + offset``
+        (all zeros with one view).
+
+        The standard stage 2 draws new random transforms at every visit of
+        an image, including repeated visits within an epoch (class-balanced
+        sampling repeats tail images); drawing the view per visit, not per
+        image, keeps that as far as K views allow.
+        """
         k = self.cache.num_views
         if k == 1:
-            return np.zeros(n, dtype=np.int64)
+            return lambda n: np.zeros(n, dtype=np.int64)
         g = torch.Generator()
         g.manual_seed(int(self.runner.seed or 0) + int(seed_offset))
-        return torch.randint(k, (n, ), generator=g).numpy()
+        return lambda n: torch.randint(k, (n, ), generator=g).numpy()
+
+    def random_views(self, n: int, seed_offset: int) -> np.ndarray:
+        """``n`` views in [0, K), one per visit, seeded by ``seed + offset``
+        (:meth:`view_sampler`)."""
+        return self.view_sampler(seed_offset)(n)
 
     # -- training ------------------------------------------------------------
     def train_on_cache(self, batch_idx: int, data_batch: dict,
@@ -793,8 +805,8 @@ class CachedFeatureEpochLoopMixin(CachedFeatureLoopMixin):
     and ``cache_loss`` (``(model, data_batch) -> losses``, e.g. the head's
     own loss); validation, hooks and the epoch counter behave as in
     ``EpochBasedTrainLoop``, each epoch visits the sampler's index batches
-    (no image loading) with one random view per sample
-    (:meth:`CachedFeatureLoopMixin.random_views`).
+    (no image loading) with one random view per visit
+    (:meth:`CachedFeatureLoopMixin.view_sampler`).
     """
 
     cache_loss: Callable[[nn.Module, dict], dict]
@@ -821,7 +833,8 @@ class CachedFeatureEpochLoopMixin(CachedFeatureLoopMixin):
         """Refuse a model the adapter cannot cache (at construction)."""
 
     def cached_batch(self, views: np.ndarray, indices: np.ndarray) -> dict:
-        """The batch of samples ``indices`` (views ``views[indices]``)."""
+        """The batch of cache rows ``feats[views[i], indices[i]]`` (both
+        (B, ): one view per visit)."""
         raise NotImplementedError
 
     def run(self) -> nn.Module:
@@ -848,10 +861,11 @@ class CachedFeatureEpochLoopMixin(CachedFeatureLoopMixin):
         """One epoch over the sampler's index batches."""
         self.runner.call_hook('before_train_epoch')
         self.runner.model.train()
-        views = self.random_views(len(self.cache), self._epoch)
+        draw_views = self.view_sampler(self._epoch)
         for idx, indices in enumerate(self.dataloader.batch_sampler):
             indices = np.asarray(list(indices), dtype=np.int64)
-            self.run_iter(idx, self.cached_batch(views, indices))
+            self.run_iter(idx,
+                          self.cached_batch(draw_views(len(indices)), indices))
         self.runner.call_hook('after_train_epoch')
         self._epoch += 1
 

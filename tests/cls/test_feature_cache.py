@@ -162,6 +162,62 @@ def test_cached_equals_standard_stage2(cls_stage1, data_env, tmp_path):
             init)
 
 
+def _record_visits(runner):
+    """Wrap the loop's ``cached_batch`` to record (views, indices) per
+    batch and epoch."""
+    loop = runner.train_loop
+    seen = []
+    inner = loop.cached_batch
+
+    def cached_batch(views, indices):
+        assert views.shape == indices.shape
+        seen.append((loop._epoch, views.copy(), indices.copy()))
+        return inner(views, indices)
+
+    loop.cached_batch = cached_batch
+    return seen
+
+
+def test_views_are_drawn_per_visit(cls_stage1, data_env, tmp_path):
+    # LWS samples class-balanced: tail images are visited several times per
+    # epoch; the standard loop crops them anew at every visit, the cache
+    # picks one of its views at every visit (not once per image and epoch)
+    cache_dir = str(tmp_path / 'cache')
+    runs = []
+    for name in ('a', 'b'):
+        runner = build_runner(
+            _cfg(
+                cls_stage1,
+                'lws',
+                tmp_path / name,
+                deterministic=False,
+                views=3,
+                dir=cache_dir), 'none')
+        seen = _record_visits(runner)
+        runner.train()
+        runs.append(seen)
+    assert len({e for e, _, _ in runs[0]}) == 2  # two epochs recorded
+    views = np.concatenate([v for _, v, _ in runs[0]])
+    assert set(views.tolist()) == {0, 1, 2}
+    for epoch in (0, 1):
+        per_index = {}
+        for e, v, i in runs[0]:
+            if e == epoch:
+                for view, index in zip(v.tolist(), i.tolist()):
+                    per_index.setdefault(index, []).append(view)
+        repeated = [vs for vs in per_index.values() if len(vs) >= 3]
+        assert len(repeated) >= 3, 'class-balanced sampling repeats tails'
+        varied = sum(len(set(vs)) > 1 for vs in repeated)
+        assert varied > len(repeated) // 2, (varied, len(repeated))
+    # the draws follow the seed: the second run (reusing the cache) visits
+    # the same (view, index) sequence
+    assert len(runs[0]) == len(runs[1])
+    for (ea, va, ia), (eb, vb, ib) in zip(*runs):
+        assert ea == eb
+        np.testing.assert_array_equal(ia, ib)
+        np.testing.assert_array_equal(va, vb)
+
+
 def test_cached_config_trains_and_tests_with_tools(cls_stage1, run_tool,
                                                    tmp_path):
     cfg = osp.join(QUICKSTART, 'digits_cls_disalign_cached.py')
