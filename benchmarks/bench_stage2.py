@@ -306,6 +306,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
     p.add_argument('--pipeline', default='train')
     p.add_argument('--threads', type=int, default=1)
     p.add_argument(
+        '--no-channels-last',
+        action='store_true',
+        help='cls: extract with contiguous (NCHW) image batches')
+    p.add_argument(
         '--no-reuse',
         action='store_true',
         help='every cached run builds its own cache')
@@ -354,7 +358,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
     log(f'task={args.task} threads={args.threads} seeds={seeds} '
         f'methods={methods} '
         f'views={args.views} dtype={args.dtype} pipeline={args.pipeline} '
-        f'reuse={not args.no_reuse} stage1={stage1}')
+        f'reuse={not args.no_reuse} '
+        f'channels_last={not args.no_channels_last} stage1={stage1}')
     log(f"{'method':9s} {'seed':>4s} {'standard s':>10s} {'cached s':>9s} "
         f"{'build s':>8s} {'ratio':>6s} {'cold':>6s} {'warm':>6s} "
         f"{'train() ratio':>13s} {lab1 + ' std/cached':>17s} "
@@ -372,6 +377,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
             dir=osp.join(cache_root, f's{seed}'),
             reuse=not args.no_reuse,
             keep=not args.no_reuse)
+        if args.task == 'cls':
+            cached['channels_last'] = not args.no_channels_last
         build_s = None
         for method in methods:
             runs = {}

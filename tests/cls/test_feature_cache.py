@@ -121,6 +121,21 @@ def test_cached_equals_standard_stage2(cls_stage1, data_env, tmp_path):
         if method != 'disalign':
             continue
         cache_dir = tmp_path / 'shared_cache'
+        # the extraction feeds channels_last batches by default; the
+        # contiguous input gives the same features up to summation order
+        nchw = _train(
+            _cfg(
+                cls_stage1,
+                method,
+                tmp_path / f'{method}_nchw',
+                dtype='float32',
+                channels_last=False))
+        _assert_heads_close(_head_state(nchw), ref, FP32_TOL, init)
+        np.testing.assert_allclose(
+            np.asarray(nchw.train_loop.cache.feats),
+            np.asarray(loop.cache.feats),
+            rtol=1e-5,
+            atol=1e-5)
         c16 = _train(
             _cfg(
                 cls_stage1,
@@ -278,7 +293,8 @@ def test_refusals(cls_stage1, data_env, tmp_path):
         _train(cfg)
     for bad, msg in ((dict(views=0), 'views'), (dict(dtype='int8'), 'dtype'),
                      (dict(pipeline='test', views=2),
-                      'deterministic'), (dict(size=3), 'unknown keys')):
+                      'deterministic'), (dict(size=3), 'unknown keys'),
+                     (dict(channels_last='yes'), 'channels_last=.yes.')):
         with pytest.raises(ValueError, match=msg):
             check_cache_options(bad)
     with pytest.raises(ValueError, match='epoch-based'):
