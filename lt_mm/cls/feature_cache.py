@@ -120,8 +120,9 @@ def check_cache_options(cache: Optional[dict]) -> dict:
       image batches to the frozen network in ``torch.channels_last``
       memory format (the weights are untouched). The features are the same
       up to the summation order of the convolutions (measured ~1e-7
-      relative, far below the float16 storage) and the extraction about
-      15-25 % faster on CPU (``benchmarks/bench_stage2.py``). False keeps
+      relative, far below the float16 storage); on the quickstart CPU the
+      frozen forward is 15-25 % faster, the whole cache build ~10 %
+      (``benchmarks/bench_stage2.py --no-channels-last``). False keeps
       the contiguous (NCHW) input, e.g. for a backbone that calls
       ``view`` on its input.
     """
