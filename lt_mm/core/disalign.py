@@ -101,7 +101,8 @@ def disalign_calibrate(logits: Tensor,
         b = torch.cat([b, b.new_zeros(1)])
     a = class_view(a, logits.dim())
     b = class_view(b, logits.dim())
-    return logits + sigma * (a * logits + b)
+    # logits + sigma * (a * logits + b) in two fused passes over the logits
+    return torch.addcmul(logits, sigma, torch.addcmul(b, a, logits))
 
 
 class DisAlignCalibration(nn.Module):
