@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO, free_port, last_checkpoint
+from tests.tool_server import run_fresh
 
 # metric names each toolbox prints after testing
 METRIC_KEYS = {
@@ -108,14 +109,7 @@ def test_dist_train_two_cpu_processes(cls_stage1, run_tool, tmp_path):
     env_port['LT_MM_DATA_ROOT'] = run_tool.data_root
     env_port['PYTHONPATH'] = REPO
     env_port.setdefault('OMP_NUM_THREADS', '1')
-    proc = subprocess.run(
-        cmd,
-        cwd=REPO,
-        env=env_port,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=600)
+    proc = run_fresh(cmd, env_port, timeout=600)
     errors = [
         line for line in proc.stdout.splitlines()
         if 'Error' in line or 'error' in line

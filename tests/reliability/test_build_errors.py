@@ -11,7 +11,6 @@ or file.
 import inspect
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
@@ -30,6 +29,7 @@ from lt_mm.engine.preflight import (ConfigCheckError, DataNotFoundError,
                                     check_config)
 from lt_mm.seg import GRWCrossEntropyLoss
 from tests.conftest import QUICKSTART, REPO
+from tests.tool_server import run_fresh
 
 ADE_CFG = osp.join(REPO, 'configs', 'ade20k', 'fcn_r50_disalign.py')
 INLT_CFG = osp.join(REPO, 'configs', 'imagenet_lt',
@@ -223,14 +223,7 @@ def test_design_card_command_one_line(tmp_path):
         '--work-dir',
         str(tmp_path / 'wd')
     ]
-    proc = subprocess.run(
-        cmd,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=300)
+    proc = run_fresh(cmd, env, timeout=300)
     out = proc.stdout
     assert proc.returncode != 0
     assert "data_root 'data/ade/ADEChallengeData2016' does not exist" in out
