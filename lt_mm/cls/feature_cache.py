@@ -333,7 +333,6 @@ class CachedFeatureEpochBasedTrainLoop(CachedFeatureEpochLoopMixin,
     ``cache``: :func:`check_cache_options`."""
 
     cache_format = CACHE_FORMAT
-    cache_extract = staticmethod(extract_to_cache)
     cache_loss = staticmethod(_head_loss)
     extra_cache_keys = CLS_CACHE_KEYS
 
