@@ -310,6 +310,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
         action='store_true',
         help='cls: extract with contiguous (NCHW) image batches')
     p.add_argument(
+        '--view-allocation',
+        choices=('uniform', 'class_balanced'),
+        default='uniform',
+        help="cls: 'class_balanced' gives an image of class c "
+        'ceil(views * N_min / N_c) views (lt_mm.cls.feature_cache)')
+    p.add_argument(
         '--no-reuse',
         action='store_true',
         help='every cached run builds its own cache')
@@ -359,7 +365,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
         f'methods={methods} '
         f'views={args.views} dtype={args.dtype} pipeline={args.pipeline} '
         f'reuse={not args.no_reuse} '
-        f'channels_last={not args.no_channels_last} stage1={stage1}')
+        f'channels_last={not args.no_channels_last} '
+        f'view_allocation={args.view_allocation} stage1={stage1}')
     log(f"{'method':9s} {'seed':>4s} {'standard s':>10s} {'cached s':>9s} "
         f"{'build s':>8s} {'ratio':>6s} {'cold':>6s} {'warm':>6s} "
         f"{'train() ratio':>13s} {lab1 + ' std/cached':>17s} "
@@ -379,6 +386,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
             keep=not args.no_reuse)
         if args.task == 'cls':
             cached['channels_last'] = not args.no_channels_last
+            cached['view_allocation'] = args.view_allocation
+        elif args.view_allocation != 'uniform':
+            p.error('--view-allocation is a classification option')
         build_s = None
         for method in methods:
             runs = {}

@@ -41,10 +41,16 @@ stage 2 draws a new view at every visit of an image (class-balanced
 sampling visits a tail image many times per epoch), the cache holds
 ``views`` draws (every visit picks one of them, seeded by
 ``seed + epoch``); with one view it is stage 2 on a fixed augmentation.
+``view_allocation='class_balanced'`` gives each image views in proportion
+to its visits under class-balanced sampling (the rarest class ``views``,
+the head classes one), so that the often visited tail images are not
+trained on one fixed crop.
 
-Cost: building the cache costs about one standard epoch per view, so a
+Cost: building the cache costs about one standard epoch per view (per
+stored view and image: ``FeatureCache.num_rows`` forward passes), so a
 single run that builds its own cache is at most about ``epochs / views``
-times faster; the cache is kept (``keep=True``) under a fingerprint of the
+times faster (``epochs * N / num_rows`` with a class-balanced
+allocation); the cache is kept (``keep=True``) under a fingerprint of the
 frozen weights, the data list, the pipeline, ``views``, ``dtype`` and -- for
 the random ``'train'`` pipeline -- the seed, and later runs with the same
 fingerprint (other stage-2 methods from the same stage-1 checkpoint,
@@ -68,7 +74,7 @@ Switched on by one config change::
         max_epochs=10,
         val_interval=5,
         cache=dict(views=1, dtype='float16', pipeline='train', dir=None,
-                   channels_last=True))
+                   channels_last=True, view_allocation='uniform'))
 
 or, in Python, :func:`use_cached_features` on a loaded config.
 """
@@ -82,6 +88,7 @@ from mmengine.registry import LOOPS
 from mmengine.runner import EpochBasedTrainLoop
 from torch import Tensor, nn
 
+from lt_mm.core.checks import check_choice
 from lt_mm.engine.feature_cache import (CACHE_DTYPES, CACHE_PIPELINES,
                                         CachedFeatureEpochLoopMixin,
                                         CacheWriter, FeatureCache,
@@ -91,21 +98,26 @@ from lt_mm.engine.feature_cache import \
 from lt_mm.engine.feature_cache import \
     check_frozen_part_eval_like as _check_eval_like
 from lt_mm.engine.feature_cache import (check_trainable_within,
-                                        check_view_lengths, state_fingerprint,
-                                        unwrap_model, warn_active_dropout)
+                                        check_view_lengths,
+                                        class_balanced_views,
+                                        state_fingerprint, unwrap_model,
+                                        warn_active_dropout)
+from lt_mm.engine.sample_classes import get_sample_classes
 
 CACHE_FORMAT = 'lt_mm.cls_feature_cache/v1'
 LOOP = 'CachedFeatureEpochBasedTrainLoop'
 __all__ = [
     'CACHE_FORMAT', 'CACHE_DTYPES', 'CACHE_PIPELINES', 'CLS_CACHE_KEYS',
-    'FeatureCache', 'check_cache_options', 'use_cached_features',
-    'check_cacheable_model', 'check_trainable_in_head',
+    'VIEW_ALLOCATIONS', 'FeatureCache', 'check_cache_options',
+    'use_cached_features', 'check_cacheable_model', 'check_trainable_in_head',
     'check_frozen_part_eval_like', 'extract_to_cache',
     'CachedFeatureEpochBasedTrainLoop'
 ]
 
 #: the classification loop's own ``cache`` keys and their defaults
-CLS_CACHE_KEYS = dict(channels_last=True)
+CLS_CACHE_KEYS = dict(channels_last=True, view_allocation='uniform')
+#: how the ``views`` are spread over the training samples
+VIEW_ALLOCATIONS = ('uniform', 'class_balanced')
 
 
 def check_cache_options(cache: Optional[dict]) -> dict:
@@ -125,11 +137,29 @@ def check_cache_options(cache: Optional[dict]) -> dict:
       (``benchmarks/bench_stage2.py --no-channels-last``). False keeps
       the contiguous (NCHW) input, e.g. for a backbone that calls
       ``view`` on its input.
+    * ``view_allocation`` (default ``'uniform'``): every image gets
+      ``views`` views; ``'class_balanced'``: an image of class c gets
+      ``ceil(views * N_min / N_c)`` views
+      (:func:`lt_mm.engine.feature_cache.class_balanced_views`), in
+      proportion to how often a class-balanced sampler (cRT, LWS) visits
+      it: the rarest class ``views``, the head classes 1. The cache build
+      runs one forward pass per stored view, so this buys the often
+      visited tail images many views for little more than one pass over
+      the training set (quickstart: ``views=8`` stores 1-8 views, 1.3
+      passes). Needs ``views >= 2`` and the ``'train'`` pipeline.
     """
     out = _check_cache_options(cache, CLS_CACHE_KEYS)
     if not isinstance(out['channels_last'], bool):
         raise ValueError(f"cache channels_last={out['channels_last']!r} "
                          'must be True or False.')
+    check_choice('cache view_allocation', out['view_allocation'],
+                 VIEW_ALLOCATIONS)
+    if out['view_allocation'] == 'class_balanced' and out['views'] < 2:
+        raise ValueError(
+            f"cache view_allocation='class_balanced' with views="
+            f"{out['views']}: every image would get one view. Set views >= "
+            "2 (the views of the rarest class) or view_allocation="
+            "'uniform'.")
     return out
 
 
@@ -187,24 +217,28 @@ def check_frozen_part_eval_like(model: nn.Module, runner) -> List[str]:
 
 
 @torch.no_grad()
-def extract_to_cache(model: nn.Module,
-                     loaders: Sequence[Any],
-                     root: str,
-                     dtype: str,
-                     fingerprint: str,
-                     channels_last: bool = False) -> FeatureCache:
+def extract_to_cache(
+        model: nn.Module,
+        loaders: Sequence[Any],
+        root: str,
+        dtype: str,
+        fingerprint: str,
+        channels_last: bool = False,
+        sample_views: Optional[np.ndarray] = None) -> FeatureCache:
     """Run the frozen part over the training set and write the cache.
 
     For view k, ``loaders[k]`` yields the whole training set in dataset
-    order (unshuffled); every batch goes through
+    order (unshuffled) -- with ``sample_views`` only the samples i with
+    ``sample_views[i] > k``, in dataset order; every batch goes through
     ``data_preprocessor(data, training=False)`` -> ``extract_feat`` (eval
     mode; with ``channels_last`` a 4-D image batch is passed in
     ``torch.channels_last`` memory format). The classifier input is
     ``feats[-1]`` (N, D); on the first batch
     ``head.pre_logits`` is checked to return it unchanged (otherwise the
     head needs more than the pooled feature and the cache is refused).
-    Files: ``feats.npy`` (K, N, D), ``labels.npy`` (N,) int64
-    (:class:`lt_mm.engine.feature_cache.FeatureCache`).
+    Files: ``feats.npy`` (K, N, D), ``labels.npy`` (N,) int64 and, with
+    ``sample_views``, ``views.npy`` (N,) (rows ``k >= sample_views[i]`` of
+    sample i stay empty; :class:`lt_mm.engine.feature_cache.FeatureCache`).
 
     Args:
         model: an mmpretrain ``ImageClassifier`` (unwrapped).
@@ -215,6 +249,8 @@ def extract_to_cache(model: nn.Module,
         fingerprint: stored in ``meta.json``.
         channels_last: feed 4-D image batches as ``torch.channels_last``
             (:func:`check_cache_options`).
+        sample_views: (N, ) views per sample in [1, K], K =
+            ``len(loaders)``; None = K for every sample.
 
     Returns:
         FeatureCache: the opened cache.
@@ -222,10 +258,18 @@ def extract_to_cache(model: nn.Module,
     was_training = model.training
     model.eval()
     n = check_view_lengths(loaders)
+    if sample_views is not None and (np.shape(sample_views) != (n, )
+                                     or np.min(sample_views) < 1
+                                     or np.max(sample_views) != len(loaders)):
+        raise ValueError(
+            f'sample_views must give 1..{len(loaders)} views for each of the '
+            f'{n} samples (the most = the number of loaders).')
     try:
         with CacheWriter(root, CACHE_FORMAT, fingerprint, dtype) as writer:
             labels = writer.array('labels', (n, ), np.int64)
             for k, loader in enumerate(loaders):
+                rows = np.arange(n) if sample_views is None else \
+                    np.flatnonzero(np.asarray(sample_views) > k)
                 pos = 0
                 for data in loader:
                     data = model.data_preprocessor(data, False)
@@ -240,27 +284,32 @@ def extract_to_cache(model: nn.Module,
                     mm = writer.arrays['feats']
                     x = feats[-1]
                     b = x.shape[0]
-                    if pos + b > n:
+                    if pos + b > len(rows):
                         raise ValueError(
                             'the extraction loader yields more samples than '
                             'the dataset has; it must visit every index '
                             'once.')
-                    mm[k,
-                       pos:pos + b] = x.float().cpu().numpy().astype(mm.dtype)
+                    at = rows[pos:pos + b]
+                    mm[k, at] = x.float().cpu().numpy().astype(mm.dtype)
                     lab = _labels_of(data['data_samples'])
                     if k == 0:
-                        labels[pos:pos + b] = lab
-                    elif not np.array_equal(labels[pos:pos + b], lab):
+                        labels[at] = lab
+                    elif not np.array_equal(labels[at], lab):
                         raise ValueError(
                             f'view {k} visits the samples in another order '
                             'than view 0; the cache needs dataset order.')
                     pos += b
-                if pos != n:
-                    raise ValueError(f'view {k} yielded {pos} samples, the '
-                                     f'dataset has {n}.')
+                if pos != len(rows):
+                    raise ValueError(f'view {k} yielded {pos} samples, it '
+                                     f'has {len(rows)}.')
             if 'feats' not in writer.arrays:
                 raise ValueError('the training set is empty.')
-            return writer.finish(views=len(loaders), num_samples=n)
+            if sample_views is not None:
+                writer.array('views', (n, ), np.int64)[:] = sample_views
+            return writer.finish(
+                views=len(loaders),
+                num_samples=n,
+                sample_views=sample_views is not None)
     finally:
         model.train(was_training)
 
@@ -349,7 +398,16 @@ class CachedFeatureEpochBasedTrainLoop(CachedFeatureEpochLoopMixin,
             root,
             self.cache_cfg['dtype'],
             fingerprint,
-            channels_last=self.cache_cfg['channels_last'])
+            channels_last=self.cache_cfg['channels_last'],
+            sample_views=self.sample_views)
+
+    def allocate_views(self, dataset: Any) -> Optional[np.ndarray]:
+        """``view_allocation='class_balanced'``: the views of each image
+        from its class count (:func:`class_balanced_views`); else None."""
+        if self.cache_cfg['view_allocation'] != 'class_balanced':
+            return None
+        return class_balanced_views(
+            get_sample_classes(dataset), self.cache_cfg['views'])
 
     def check_cacheable(self, model: nn.Module) -> None:
         """:func:`check_cacheable_model`."""
@@ -367,8 +425,9 @@ class CachedFeatureEpochBasedTrainLoop(CachedFeatureEpochLoopMixin,
         return [state_fingerprint(model, _in_head)]
 
     def describe_cache(self, cache: FeatureCache) -> str:
-        return (f'{cache.num_views} view(s) x {len(cache)} samples x '
-                f'{cache.feats.shape[2]}')
+        views = f'{cache.num_views} view(s)' if cache.sample_views is None \
+            else f'1-{cache.num_views} views ({cache.num_rows} passes)'
+        return f'{views} x {len(cache)} samples x {cache.feats.shape[2]}'
 
     def prepare_cache(self) -> FeatureCache:
         """Check the model and build (or reuse) the feature cache."""

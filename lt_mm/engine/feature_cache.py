@@ -374,6 +374,11 @@ class FeatureCache:
             self.meta = json.load(f)
         self.feats = np.load(osp.join(root, 'feats.npy'), mmap_mode='r')
         self.labels = np.load(osp.join(root, 'labels.npy'), mmap_mode='r')
+        #: (N, ) int64 views per sample (its first ``sample_views[i]`` rows
+        #: of ``feats`` hold data), or None: every sample has all K views
+        self.sample_views: Optional[np.ndarray] = None
+        if self.meta.get('sample_views', False):
+            self.sample_views = np.load(osp.join(root, 'views.npy'))
         self.labels_per_view = bool(self.meta.get('labels_per_view', False))
         lab_n = self.labels.shape[1] if self.labels_per_view else \
             self.labels.shape[0]
@@ -383,11 +388,26 @@ class FeatureCache:
             raise ValueError(
                 f'feature cache {root!r} is inconsistent: feats '
                 f'{self.feats.shape}, labels {self.labels.shape}; delete it.')
+        sv = self.sample_views
+        if sv is not None and (sv.shape != (self.feats.shape[1], ) or sv.min()
+                               < 1 or sv.max() > self.feats.shape[0]):
+            raise ValueError(
+                f'feature cache {root!r} is inconsistent: views.npy '
+                f'{sv.shape} must give 1..{self.feats.shape[0]} views for '
+                f'each of the {self.feats.shape[1]} samples; delete it.')
 
     @property
     def num_views(self) -> int:
-        """K."""
+        """K (the most views a sample has)."""
         return int(self.feats.shape[0])
+
+    @property
+    def num_rows(self) -> int:
+        """The feature rows that hold data: ``sum(sample_views)`` or K x N
+        (one forward pass of the frozen part each)."""
+        if self.sample_views is None:
+            return self.num_views * len(self)
+        return int(self.sample_views.sum())
 
     def __len__(self) -> int:
         """N, the number of training samples."""
@@ -419,6 +439,52 @@ class FeatureCache:
             return False
         return meta.get('format') == fmt and meta.get(
             'fingerprint') == fingerprint
+
+
+def class_balanced_views(sample_classes: Sequence[Sequence[int]],
+                         max_views: int) -> np.ndarray:
+    """Views per sample in proportion to its visits under class-balanced
+    sampling.
+
+    A class-balanced sampler (Decoupling, Kang et al., ICLR 2020, Eq. 1
+    with q = 0) visits every class equally often, so it visits a sample of
+    class c in proportion to ``1 / N_c`` (N_c = training samples of class
+    c). Sample i of class c gets::
+
+        v_i = ceil(K * N_min / N_c)     (1 <= v_i <= K)
+
+    views, K = ``max_views``, N_min the smallest class: the rarest class K
+    views, every other class in proportion to its visits (at least 1), so
+    the visits per stored view are about equal across classes. A sample
+    with several classes counts as its rarest class; one without a class
+    gets 1 view.
+
+    Example: classes ``[0] * 10 + [1] * 5 + [2] * 2`` and K = 4 give 1, 2
+    and 4 views (ceil(0.8), ceil(1.6), ceil(4)).
+
+    Args:
+        sample_classes: the classes of each sample
+            (:func:`lt_mm.engine.sample_classes.get_sample_classes`).
+        max_views: K >= 1.
+
+    Returns:
+        np.ndarray: (N, ) int64 in [1, K].
+    """
+    check_range('max_views', max_views, low=1)
+    counts: Dict[int, int] = {}
+    for classes in sample_classes:
+        for c in set(classes):
+            counts[int(c)] = counts.get(int(c), 0) + 1
+    out = np.ones(len(sample_classes), dtype=np.int64)
+    if not counts:
+        return out
+    n_min = min(counts.values())
+    k = int(max_views)
+    for i, classes in enumerate(sample_classes):
+        if classes:
+            n_c = min(counts[int(c)] for c in classes)
+            out[i] = -(-k * n_min // n_c)  # integer ceil
+    return out
 
 
 def check_view_lengths(loaders: Sequence[Any]) -> int:
@@ -610,6 +676,7 @@ class CachedFeatureLoopMixin:
         self._loader_cfg = copy.deepcopy(dataloader) if isinstance(
             dataloader, dict) else None
         self.cache: Optional[FeatureCache] = None
+        self.sample_views: Optional[np.ndarray] = None
         self.cache_seconds = 0.0
         self.cache_reused = False
 
@@ -638,9 +705,18 @@ class CachedFeatureLoopMixin:
         """Shape description for the log line."""
         return f'{cache.num_views} view(s) x {len(cache)} samples'
 
+    def allocate_views(self, dataset: Any) -> Optional[np.ndarray]:
+        """Views per sample ((N, ) int64 in [1, K]) when they differ
+        between samples, or None: every sample gets ``views``."""
+        return None
+
     # -- cache ---------------------------------------------------------------
-    def _extraction_loaders(self) -> List[Any]:
-        """One unshuffled loader per view over the training samples."""
+    def _extraction_loaders(self,
+                            sample_views: Optional[np.ndarray] = None
+                            ) -> List[Any]:
+        """One unshuffled loader per view over the training samples (with
+        ``sample_views``: view k over the samples that have more than k
+        views, in dataset order)."""
         from functools import partial
 
         from mmengine.dataset import worker_init_fn
@@ -672,7 +748,8 @@ class CachedFeatureLoopMixin:
             DataLoader(
                 dl.dataset,
                 batch_size=opts['batch_size'] or dl.batch_size or 1,
-                sampler=SequentialSampler(dl.dataset),
+                sampler=SequentialSampler(dl.dataset) if sample_views is None
+                else np.flatnonzero(sample_views > k).tolist(),
                 collate_fn=dl.collate_fn,
                 num_workers=workers,
                 worker_init_fn=partial(
@@ -680,14 +757,20 @@ class CachedFeatureLoopMixin:
                     k) if workers else None) for k in range(opts['views'])
         ]
 
-    def _fingerprint(self, model: nn.Module, dataset: Any,
-                     keys: Sequence[str]) -> str:
+    def _fingerprint(self,
+                     model: nn.Module,
+                     dataset: Any,
+                     keys: Sequence[str],
+                     sample_views: Optional[np.ndarray] = None) -> str:
         opts = self.cache_cfg
         parts = [self.cache_format] + list(self.fingerprint_parts(model)) + [
             dataset_fingerprint(dataset, keys), opts['pipeline'],
             str(opts['views']), opts['dtype']
         ]
         parts += [f'{k}={opts[k]!r}' for k in self.extra_cache_keys]
+        if sample_views is not None:
+            parts.append('sample_views=' + hashlib.sha1(
+                np.ascontiguousarray(sample_views, np.int64)).hexdigest())
         if opts['pipeline'] == 'train':  # random views depend on the seed
             parts.append(f'seed={self.runner.seed}')
         return hashlib.sha1('|'.join(parts).encode()).hexdigest()
@@ -714,9 +797,11 @@ class CachedFeatureLoopMixin:
         runner = self.runner
         model = unwrap_model(runner.model)
         t0 = time.time()
-        loaders = self._extraction_loaders()
+        self.sample_views = self.allocate_views(self.dataloader.dataset)
+        loaders = self._extraction_loaders(self.sample_views)
         opts = self.cache_cfg
-        fp = self._fingerprint(model, loaders[0].dataset, keys)
+        fp = self._fingerprint(model, loaders[0].dataset, keys,
+                               self.sample_views)
         folder = opts['dir'] or osp.join(runner.work_dir, 'feature_cache')
         root = osp.join(folder, fp[:16])
         if opts['reuse'] and FeatureCache.is_complete(root, fp,
@@ -729,6 +814,13 @@ class CachedFeatureLoopMixin:
             raise ValueError(
                 f'the cache has {len(cache)} samples but the training set '
                 f'{len(self.dataloader.dataset)}.')
+        if not (cache.sample_views is None and self.sample_views is None
+                or cache.sample_views is not None
+                and self.sample_views is not None
+                and np.array_equal(cache.sample_views, self.sample_views)):
+            raise ValueError(
+                f'the feature cache {root!r} holds other views per sample '
+                'than this run allocates; delete it.')
         self.cache = cache
         self.cache_seconds = time.time() - t0
         runner.logger.info(
@@ -737,9 +829,17 @@ class CachedFeatureLoopMixin:
             f'{root} ({self.describe_cache(cache)}, {opts["dtype"]}, '
             f"pipeline={opts['pipeline']!r}) in {self.cache_seconds:.2f}s." +
             (f" Random transforms of the training pipeline are drawn "
-             f"{cache.num_views} time(s) per image, not at every visit as in "
+             f"{self._views_text(cache)} per image, not at every visit as in "
              "the standard stage 2." if opts['pipeline'] == 'train' else ''))
         return cache
+
+    @staticmethod
+    def _views_text(cache: FeatureCache) -> str:
+        if cache.sample_views is None:
+            return f'{cache.num_views} time(s)'
+        sv = cache.sample_views
+        return (f'{int(sv.min())}-{int(sv.max())} times ({cache.num_rows} '
+                f'passes for {len(cache)} samples)')
 
     def drop_cache(self) -> None:
         """Delete the cache files unless ``keep``."""
@@ -748,27 +848,47 @@ class CachedFeatureLoopMixin:
             self.cache = None
             shutil.rmtree(root, ignore_errors=True)
 
-    def view_sampler(self, seed_offset: int) -> Callable[[int], np.ndarray]:
-        """A function ``draw(n)`` giving the next ``n`` views in [0, K),
-        one per visit, from one generator seeded by ``seed + offset``
-        (all zeros with one view).
+    def _view_generator(self, seed_offset: int) -> torch.Generator:
+        g = torch.Generator()
+        g.manual_seed(int(self.runner.seed or 0) + int(seed_offset))
+        return g
+
+    def view_sampler(self,
+                     seed_offset: int) -> Callable[[np.ndarray], np.ndarray]:
+        """A function ``draw(indices)`` giving one view per visit of the
+        samples ``indices`` (B, ), from one generator seeded by
+        ``seed + offset``: uniform in [0, K), or in [0, v_i) when the cache
+        holds ``v_i`` views of sample i (``sample_views``); all zeros with
+        one view.
 
         The standard stage 2 draws new random transforms at every visit of
         an image, including repeated visits within an epoch (class-balanced
         sampling repeats tail images); drawing the view per visit, not per
-        image, keeps that as far as K views allow.
+        image, keeps that as far as the stored views allow.
         """
         k = self.cache.num_views
         if k == 1:
-            return lambda n: np.zeros(n, dtype=np.int64)
-        g = torch.Generator()
-        g.manual_seed(int(self.runner.seed or 0) + int(seed_offset))
-        return lambda n: torch.randint(k, (n, ), generator=g).numpy()
+            return lambda idx: np.zeros(len(idx), dtype=np.int64)
+        g = self._view_generator(seed_offset)
+        per = self.cache.sample_views
+        if per is None:
+            return lambda idx: torch.randint(
+                k, (len(idx), ), generator=g).numpy()
+
+        def draw(idx: np.ndarray) -> np.ndarray:
+            u = torch.rand(len(idx), generator=g, dtype=torch.float64)
+            return (u.numpy() * per[idx]).astype(np.int64)  # floor: < v_i
+
+        return draw
 
     def random_views(self, n: int, seed_offset: int) -> np.ndarray:
-        """``n`` views in [0, K), one per visit, seeded by ``seed + offset``
-        (:meth:`view_sampler`)."""
-        return self.view_sampler(seed_offset)(n)
+        """``n`` views uniform in [0, K), seeded by ``seed + offset``
+        (all zeros with one view)."""
+        k = self.cache.num_views
+        if k == 1:
+            return np.zeros(n, dtype=np.int64)
+        return torch.randint(
+            k, (n, ), generator=self._view_generator(seed_offset)).numpy()
 
     # -- training ------------------------------------------------------------
     def train_on_cache(self, batch_idx: int, data_batch: dict,
@@ -864,8 +984,7 @@ class CachedFeatureEpochLoopMixin(CachedFeatureLoopMixin):
         draw_views = self.view_sampler(self._epoch)
         for idx, indices in enumerate(self.dataloader.batch_sampler):
             indices = np.asarray(list(indices), dtype=np.int64)
-            self.run_iter(idx,
-                          self.cached_batch(draw_views(len(indices)), indices))
+            self.run_iter(idx, self.cached_batch(draw_views(indices), indices))
         self.runner.call_hook('after_train_epoch')
         self._epoch += 1
 

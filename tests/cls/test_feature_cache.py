@@ -233,6 +233,76 @@ def test_views_are_drawn_per_visit(cls_stage1, data_env, tmp_path):
         np.testing.assert_array_equal(va, vb)
 
 
+def test_class_balanced_view_allocation(cls_stage1, data_env, tmp_path):
+    # view_allocation='class_balanced': image i of class c holds
+    # v_i = ceil(K * N_min / N_c) views, the extraction runs one forward
+    # pass per stored view, and every visit draws one of the image's own
+    from lt_mm.engine.feature_cache import class_balanced_views
+    from lt_mm.engine.sample_classes import get_sample_classes
+
+    # deterministic pipeline: every stored view of an image is the same
+    # image, so the rows show where the extraction wrote
+    det = build_runner(
+        _cfg(
+            cls_stage1,
+            'lws',
+            tmp_path / 'det',
+            dtype='float32',
+            views=4,
+            view_allocation='class_balanced'), 'none')
+    det.train()
+    cache = det.train_loop.cache
+    want = class_balanced_views(
+        get_sample_classes(det.train_dataloader.dataset), 4)
+    assert want.min() == 1 and want.max() == 4 and len(set(want)) >= 3
+    np.testing.assert_array_equal(cache.sample_views, want)
+    assert cache.num_rows == int(want.sum()) < 4 * len(want)
+    feats = np.asarray(cache.feats)
+    for i, v in enumerate(want):
+        assert np.abs(feats[0, i]).max() > 0
+        for k in range(1, 4):
+            if k < v:  # the same image through the same frozen network
+                np.testing.assert_allclose(
+                    feats[k, i], feats[0, i], rtol=1e-5, atol=1e-6)
+            else:  # never extracted, never read
+                assert not feats[k, i].any(), (i, k)
+    # uniform views give another cache (fingerprint)
+    uni = _train(
+        _cfg(cls_stage1, 'lws', tmp_path / 'uni', dtype='float32', views=4))
+    assert uni.train_loop.cache.sample_views is None
+    assert uni.train_loop.cache.root != cache.root
+
+    # random crops: each visit draws one of the image's own views, the tail
+    # images (visited most) see several, a re-run on the cache the same
+    cache_dir = str(tmp_path / 'cache')
+    runs = []
+    for name in ('a', 'b'):
+        runner = build_runner(
+            _cfg(
+                cls_stage1,
+                'lws',
+                tmp_path / name,
+                deterministic=False,
+                views=4,
+                view_allocation='class_balanced',
+                dir=cache_dir), 'none')
+        seen = _record_visits(runner)
+        runner.train()
+        runs.append(seen)
+    assert runner.train_loop.cache_reused  # the second run
+    per_index = {}
+    for _, v, i in runs[0]:
+        assert (v < want[i]).all() and (v >= 0).all()
+        for view, index in zip(v.tolist(), i.tolist()):
+            per_index.setdefault(index, set()).add(view)
+    tails = [i for i in range(len(want)) if want[i] == 4]
+    assert sum(len(per_index.get(i, ())) > 1 for i in tails) > len(tails) // 2
+    for (ea, va, ia), (eb, vb, ib) in zip(*runs):
+        assert ea == eb
+        np.testing.assert_array_equal(ia, ib)
+        np.testing.assert_array_equal(va, vb)
+
+
 def test_cached_config_trains_and_tests_with_tools(cls_stage1, run_tool,
                                                    tmp_path):
     cfg = osp.join(QUICKSTART, 'digits_cls_disalign_cached.py')
@@ -294,7 +364,10 @@ def test_refusals(cls_stage1, data_env, tmp_path):
     for bad, msg in ((dict(views=0), 'views'), (dict(dtype='int8'), 'dtype'),
                      (dict(pipeline='test', views=2),
                       'deterministic'), (dict(size=3), 'unknown keys'),
-                     (dict(channels_last='yes'), 'channels_last=.yes.')):
+                     (dict(channels_last='yes'), 'channels_last=.yes.'),
+                     (dict(view_allocation='by_class'), 'view_allocation'),
+                     (dict(view_allocation='class_balanced'),
+                      'every image would get one view')):
         with pytest.raises(ValueError, match=msg):
             check_cache_options(bad)
     with pytest.raises(ValueError, match='epoch-based'):

@@ -1,10 +1,13 @@
 """lt_mm.engine.feature_cache: the cache key (dataset_fingerprint) follows the
 image list, also inside mmengine's dataset wrappers (ClassBalancedDataset,
-ConcatDataset), which have no data_list of their own."""
+ConcatDataset), which have no data_list of their own; the class-balanced
+view allocation against hand-computed counts."""
+import numpy as np
 import pytest
 from mmengine.dataset import BaseDataset, ClassBalancedDataset, ConcatDataset
 
-from lt_mm.engine.feature_cache import dataset_fingerprint
+from lt_mm.engine.feature_cache import (class_balanced_views,
+                                        dataset_fingerprint)
 
 
 class _Tiny(BaseDataset):
@@ -65,3 +68,23 @@ def test_views_must_hold_the_same_training_list():
     assert check_view_lengths([DataLoader(a), DataLoader(a)]) == 2
     with pytest.raises(ValueError, match='view 1 has 3 samples, view 0 has 2'):
         check_view_lengths([DataLoader(a), DataLoader(b)])
+
+
+def test_class_balanced_views_by_hand():
+    # N_c = 10, 5, 2; K = 4: ceil(4*2/10) = 1, ceil(4*2/5) = 2, ceil(4) = 4
+    classes = [[0]] * 10 + [[1]] * 5 + [[2]] * 2
+    v = class_balanced_views(classes, 4)
+    assert v.dtype == np.int64
+    np.testing.assert_array_equal(v, [1] * 10 + [2] * 5 + [4] * 2)
+    # K = 7: ceil(1.4) = 2, ceil(2.8) = 3, 7 (integer ceil, exact)
+    np.testing.assert_array_equal(
+        class_balanced_views(classes, 7), [2] * 10 + [3] * 5 + [7] * 2)
+    # K = 1: one view each; N_c = N_min everywhere: K each
+    np.testing.assert_array_equal(class_balanced_views(classes, 1), [1] * 17)
+    np.testing.assert_array_equal(
+        class_balanced_views([[0], [1], [1], [0]], 3), [3, 3, 3, 3])
+    # several classes: the rarest; none: one view (N_0 = 3, N_1 = 1)
+    np.testing.assert_array_equal(
+        class_balanced_views([[0], [0, 1], [0], []], 5), [2, 5, 2, 1])
+    with pytest.raises(ValueError, match='max_views'):
+        class_balanced_views(classes, 0)
