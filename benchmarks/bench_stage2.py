@@ -270,6 +270,15 @@ def _fmt_ms(values: List[float]) -> str:
     return f'{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}'
 
 
+def _fmt_paired(cached: Sequence[float], standard: Sequence[float]) -> str:
+    """Per-seed differences: mean +- std (standard error of the mean)."""
+    d = [c - s for c, s in zip(cached, standard)]
+    if len(d) < 2:
+        return f'{d[0]:+.2f}'
+    sd = statistics.stdev(d)
+    return f'{statistics.mean(d):+.2f} +- {sd:.2f} ({sd / len(d)**0.5:.2f})'
+
+
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
     """Run the benchmark; returns the rows (also printed)."""
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -458,6 +467,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
             f'{_fmt_ms(t1c)} (diff {d_top1:+.2f}); {lab2} standard '
             f'{_fmt_ms(fs)} cached {_fmt_ms(fc)} (diff {d_few:+.2f}); max '
             f'|head param diff| {max(r["param_diff"] for r in rs):.2e}')
+        log(f'{"":9s} paired cached - standard per seed (mean +- std, '
+            f'standard error): {lab1} {_fmt_paired(t1c, t1s)}; {lab2} '
+            f'{_fmt_paired(fc, fs)}')
         if args.quick:
             diff = max(r['param_diff'] for r in rs)
             if diff > QUICK_PARAM_TOL:
