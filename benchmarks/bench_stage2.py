@@ -319,6 +319,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
         action='store_true',
         help='cls: extract with contiguous (NCHW) image batches')
     p.add_argument(
+        '--no-fuse-conv-bn',
+        action='store_true',
+        help='cls: extract without folding BatchNorm into the convolutions')
+    p.add_argument(
         '--view-allocation',
         choices=('uniform', 'class_balanced'),
         default='uniform',
@@ -375,6 +379,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
         f'views={args.views} dtype={args.dtype} pipeline={args.pipeline} '
         f'reuse={not args.no_reuse} '
         f'channels_last={not args.no_channels_last} '
+        f'fuse_conv_bn={not args.no_fuse_conv_bn} '
         f'view_allocation={args.view_allocation} stage1={stage1}')
     log(f"{'method':9s} {'seed':>4s} {'standard s':>10s} {'cached s':>9s} "
         f"{'build s':>8s} {'ratio':>6s} {'cold':>6s} {'warm':>6s} "
@@ -396,6 +401,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
         if args.task == 'cls':
             cached['channels_last'] = not args.no_channels_last
             cached['view_allocation'] = args.view_allocation
+            cached['fuse_conv_bn'] = not args.no_fuse_conv_bn
         elif args.view_allocation != 'uniform':
             p.error('--view-allocation is a classification option')
         build_s = None

@@ -621,6 +621,53 @@ class InfiniteIndexIterator:
         return np.asarray(list(batch), dtype=np.int64)
 
 
+#: fused vs. original output of the frozen part on the first extraction
+#: batch: the largest difference accepted, relative to the output's largest
+#: magnitude (folding BatchNorm into the convolution changes the rounding
+#: only, measured ~4e-7; float16 storage rounds by up to 4.9e-4)
+FUSE_CHECK_RTOL = 1e-4
+
+
+def fuse_conv_bn(module: nn.Module) -> Optional[nn.Module]:
+    """A copy of an eval-mode ``module`` with every Conv-BatchNorm pair
+    folded into one convolution, or None when ``torch.fx`` cannot trace it.
+
+    Frozen BatchNorm in eval mode is the affine map
+    ``y = (x - mean) / sqrt(var + eps) * w + b``, so a convolution followed
+    by it is one convolution with scaled weights and a bias
+    (``torch.fx.experimental.optimization.fuse``): the same function up to
+    rounding, one memory pass less per layer (the quickstart ResNet's
+    forward ~27 % faster on CPU). ``module`` itself is untouched. Callers
+    compare the copy's output with the original's before using it
+    (:data:`FUSE_CHECK_RTOL`): tracing may bake in a branch.
+    """
+    from torch.fx.experimental.optimization import fuse
+    if module.training:
+        raise ValueError('fuse_conv_bn needs the module in eval mode.')
+    try:
+        return fuse(module, inplace=False)
+    except Exception:  # noqa: BLE001  (not traceable: use the original)
+        return None
+
+
+def outputs_match(a: Any, b: Any, rtol: float = FUSE_CHECK_RTOL) -> bool:
+    """Whether two outputs (tensors or nested tuples / lists of them) have
+    the same structure and shapes and differ by at most ``rtol`` times the
+    largest magnitude of ``a``."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if a.shape != b.shape:
+            return False
+        if a.numel() == 0:
+            return True
+        scale = float(a.detach().abs().max())
+        diff = float((a.detach() - b.detach()).abs().max())
+        return diff <= rtol * max(scale, 1e-12)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(
+            outputs_match(x, y, rtol) for x, y in zip(a, b))
+    return False
+
+
 def warn_active_dropout(drop: List[str], loop: str) -> None:
     """Warn that dropout / drop-path modules of the frozen part are active
     in the standard stage 2 but not in the cached (eval-mode) features."""

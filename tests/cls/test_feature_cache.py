@@ -136,6 +136,23 @@ def test_cached_equals_standard_stage2(cls_stage1, data_env, tmp_path):
             np.asarray(loop.cache.feats),
             rtol=1e-5,
             atol=1e-5)
+        # the extraction folds BatchNorm into the convolutions by default;
+        # unfolded, the same features up to rounding
+        assert loop.cache.meta['fused'] is True
+        plain = _train(
+            _cfg(
+                cls_stage1,
+                method,
+                tmp_path / f'{method}_unfused',
+                dtype='float32',
+                fuse_conv_bn=False))
+        assert plain.train_loop.cache.meta['fused'] is False
+        _assert_heads_close(_head_state(plain), ref, FP32_TOL, init)
+        np.testing.assert_allclose(
+            np.asarray(plain.train_loop.cache.feats),
+            np.asarray(loop.cache.feats),
+            rtol=1e-5,
+            atol=1e-5)
         c16 = _train(
             _cfg(
                 cls_stage1,
@@ -301,6 +318,49 @@ def test_class_balanced_view_allocation(cls_stage1, data_env, tmp_path):
         assert ea == eb
         np.testing.assert_array_equal(ia, ib)
         np.testing.assert_array_equal(va, vb)
+
+
+def test_folded_backbone_is_checked_before_use(cls_stage1, data_env,
+                                               tmp_path, monkeypatch):
+    # a folded copy that computes something else is caught on the first
+    # batch: the extraction warns and runs the original backbone
+    import copy
+
+    import lt_mm.cls.feature_cache as fc
+
+    def wrong_fold(backbone):
+        bad = copy.deepcopy(backbone)
+        conv = next(m for m in bad.modules()
+                    if isinstance(m, torch.nn.Conv2d))
+        conv.weight.data.mul_(1.5)
+        return bad
+
+    ref = _train(
+        _cfg(
+            cls_stage1,
+            'disalign',
+            tmp_path / 'ref',
+            dtype='float32',
+            fuse_conv_bn=False))
+    monkeypatch.setattr(fc, 'fuse_conv_bn', wrong_fold)
+    runner = build_runner(
+        _cfg(cls_stage1, 'disalign', tmp_path / 'bad', dtype='float32'),
+        'none')
+    runner.train()
+    cache = runner.train_loop.cache
+    assert cache.meta['fused'] is False
+    np.testing.assert_array_equal(
+        np.asarray(cache.feats), np.asarray(ref.train_loop.cache.feats))
+    log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
+    assert 'folded copy of the backbone gives other features' in log
+    # a backbone torch.fx cannot trace: the original runs
+    monkeypatch.setattr(fc, 'fuse_conv_bn', lambda backbone: None)
+    untraced = _train(
+        _cfg(cls_stage1, 'disalign', tmp_path / 'untraced', dtype='float32'))
+    assert untraced.train_loop.cache.meta['fused'] is False
+    np.testing.assert_array_equal(
+        np.asarray(untraced.train_loop.cache.feats),
+        np.asarray(ref.train_loop.cache.feats))
 
 
 def test_cached_config_trains_and_tests_with_tools(cls_stage1, run_tool,

@@ -1,13 +1,17 @@
 """lt_mm.engine.feature_cache: the cache key (dataset_fingerprint) follows the
 image list, also inside mmengine's dataset wrappers (ClassBalancedDataset,
 ConcatDataset), which have no data_list of their own; the class-balanced
-view allocation against hand-computed counts."""
+view allocation against hand-computed counts; the Conv-BatchNorm folding of
+the extraction and its output check."""
 import numpy as np
 import pytest
+import torch
 from mmengine.dataset import BaseDataset, ClassBalancedDataset, ConcatDataset
+from torch import nn
 
 from lt_mm.engine.feature_cache import (class_balanced_views,
-                                        dataset_fingerprint)
+                                        dataset_fingerprint, fuse_conv_bn,
+                                        outputs_match)
 
 
 class _Tiny(BaseDataset):
@@ -88,3 +92,56 @@ def test_class_balanced_views_by_hand():
         class_balanced_views([[0], [0, 1], [0], []], 5), [2, 5, 2, 1])
     with pytest.raises(ValueError, match='max_views'):
         class_balanced_views(classes, 0)
+
+
+class _ConvBN(nn.Module):
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.conv(x)))
+        return (y, self.fc(y.mean((2, 3))))
+
+
+class _Branchy(_ConvBN):
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent: torch.fx cannot trace it
+            x = -x
+        return super().forward(x)
+
+
+def test_fuse_conv_bn_folds_and_keeps_the_function():
+    torch.manual_seed(0)
+    net = _ConvBN()
+    net.bn.running_mean.uniform_(-1, 1)
+    net.bn.running_var.uniform_(0.5, 2)
+    net.bn.weight.data.uniform_(0.5, 1.5)
+    net.bn.bias.data.uniform_(-0.5, 0.5)
+    with pytest.raises(ValueError, match='eval mode'):
+        fuse_conv_bn(net)
+    net.eval()
+    x = torch.randn(2, 3, 6, 6)
+    fused = fuse_conv_bn(net)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    with torch.no_grad():
+        a, b = net(x), fused(x)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert outputs_match(a, b)
+    assert fuse_conv_bn(_Branchy().eval()) is None
+
+
+def test_outputs_match_by_hand():
+    a = torch.tensor([[1.0, -10.0]])
+    # tolerance relative to the largest magnitude (10): 1e-4 * 10 = 1e-3
+    assert outputs_match(a, a + torch.tensor([[9e-4, 0.0]]))
+    assert not outputs_match(a, a + torch.tensor([[1.1e-3, 0.0]]))
+    assert outputs_match((a, [a]), (a, [a]))
+    assert not outputs_match((a, ), (a, a))
+    assert not outputs_match(a, a.reshape(2, 1))
+    assert not outputs_match(a, (a, ))
