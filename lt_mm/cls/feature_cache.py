@@ -46,16 +46,17 @@ to its visits under class-balanced sampling (the rarest class ``views``,
 the head classes one), so that the often visited tail images are not
 trained on one fixed crop.
 
-Cost: building the cache costs about one standard epoch per view (per
-stored view and image: ``FeatureCache.num_rows`` forward passes), so a
-single run that builds its own cache is at most about ``epochs / views``
-times faster (``epochs * N / num_rows`` with a class-balanced
-allocation); the cache is kept (``keep=True``) under a fingerprint of the
-frozen weights, the data list, the pipeline, ``views``, ``dtype`` and -- for
-the random ``'train'`` pipeline -- the seed, and later runs with the same
-fingerprint (other stage-2 methods from the same stage-1 checkpoint,
-re-runs) reuse it and only pay the cheap epochs
-(``benchmarks/bench_stage2.py``).
+Cost: building the cache costs about one standard epoch per view (one
+forward pass per stored view and image, ``FeatureCache.num_rows`` in all;
+measured 0.75-0.9 of an epoch on the quickstart CPU with channels_last
+input and BatchNorm folded into the convolutions), so a single run that
+builds its own cache is at most about ``epochs / views`` times faster
+(``epochs * N / num_rows`` with a class-balanced allocation); the cache is
+kept (``keep=True``) under a fingerprint of the frozen weights, the data
+list, the pipeline, ``views``, ``dtype`` and -- for the random ``'train'``
+pipeline -- the seed, and later runs with the same fingerprint (other
+stage-2 methods from the same stage-1 checkpoint, re-runs) reuse it and
+only pay the cheap epochs (``benchmarks/bench_stage2.py``).
 
 Refused (``ValueError`` before any training step): a parameter outside
 ``head`` would train (e.g. no ``Stage2FreezeHook``); the head needs more
@@ -146,7 +147,7 @@ def check_cache_options(cache: Optional[dict]) -> dict:
       convolution (:func:`lt_mm.engine.feature_cache.fuse_conv_bn`; the
       same function up to rounding, ~4e-7 relative; on the quickstart CPU
       the frozen forward ~27 % faster). The copy is used only if its
-      features on the first batch match the original backbone's
+      features on the first two images match the original backbone's
       (relative difference <= 1e-4); otherwise, or when ``torch.fx``
       cannot trace the backbone, the original runs (with a warning). The
       model and its checkpoint are untouched.
@@ -249,7 +250,7 @@ def extract_to_cache(
     mode; with ``channels_last`` a 4-D image batch is passed in
     ``torch.channels_last`` memory format; with ``fuse`` through a copy of
     the backbone with Conv-BatchNorm folded, once its features on the first
-    batch match the original's). The classifier input is
+    two images match the original's). The classifier input is
     ``feats[-1]`` (N, D); on the first batch
     ``head.pre_logits`` is checked to return it unchanged (otherwise the
     head needs more than the pooled feature and the cache is refused).
@@ -270,7 +271,8 @@ def extract_to_cache(
             ``len(loaders)``; None = K for every sample.
         fuse: run a Conv-BatchNorm folded copy of ``model.backbone``
             (:func:`lt_mm.engine.feature_cache.fuse_conv_bn`), checked
-            against the original on the first batch; ``meta['fused']``
+            against the original on the first two images (eval mode:
+            every sample on its own); ``meta['fused']``
             records whether it ran.
 
     Returns:
@@ -300,12 +302,14 @@ def extract_to_cache(
                     if channels_last and inputs.ndim == 4:
                         inputs = inputs.contiguous(
                             memory_format=torch.channels_last)
-                    feats = _extract_with(model, inputs, fused)
                     if not checked:  # the folded copy computes the same
-                        reference = model.extract_feat(inputs)
-                        if not _fused_matches(reference, feats):
-                            fused, feats = None, reference
+                        # (eval mode: per sample; two samples suffice)
+                        if not _fused_matches(
+                                model.extract_feat(inputs[:2]),
+                                _extract_with(model, inputs[:2], fused)):
+                            fused = None
                         checked = True
+                    feats = _extract_with(model, inputs, fused)
                     if 'feats' not in writer.arrays:
                         x = _check_pre_logits(model.head, feats)
                         writer.array('feats', (len(loaders), n, x.shape[1]))
@@ -381,7 +385,7 @@ def _fused_matches(reference: Any, fused_feats: Any) -> bool:
         return True
     print_log(
         f'{LOOP}: the Conv-BatchNorm folded copy of the backbone gives other '
-        f'features than the backbone on the first batch (relative '
+        f'features than the backbone on the first images (relative '
         f'difference > {FUSE_CHECK_RTOL}); the cache extraction runs the '
         'original backbone.',
         logger='current',

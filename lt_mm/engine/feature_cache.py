@@ -22,7 +22,13 @@ does not depend on the toolbox:
   classifier would train; frozen BatchNorm in training mode);
 * :class:`FeatureCache` / :class:`CacheWriter` -- the memory-mapped
   ``.npy`` files (``feats.npy`` (K, N, ...) float16/32, ``labels.npy``,
-  ``meta.json`` written last; atomic rename);
+  optional ``views.npy`` (N, ) views per sample, ``meta.json`` written
+  last; atomic rename);
+* :func:`class_balanced_views` -- views per sample in proportion to its
+  visits under class-balanced sampling;
+* :func:`fuse_conv_bn` / :func:`outputs_match` -- a Conv-BatchNorm folded
+  copy of the frozen network for the extraction, and the check that it
+  computes the same;
 * :class:`CachedFeatureLoopMixin` -- the loop machinery: extraction
   loaders (one unshuffled pass per view), fingerprint + reuse, the random
   view per visit, and one optimisation step on a cached batch exactly as
