@@ -12,6 +12,7 @@ checkpoint.
   the pooled feature, batch augmentation, BatchNorm with batch statistics,
   bad cache options.
 """
+import logging
 import os.path as osp
 import re
 
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 
 from lt_mm.cls.feature_cache import (CachedFeatureEpochBasedTrainLoop,
@@ -346,13 +348,23 @@ def test_folded_backbone_is_checked_before_use(cls_stage1, data_env,
     runner = build_runner(
         _cfg(cls_stage1, 'disalign', tmp_path / 'bad', dtype='float32'),
         'none')
-    runner.train()
+    # the runner's logger (MMLogger instances are shared by name, so its
+    # log file may be an earlier runner's within the same second)
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        runner.train()
+    finally:
+        logger.removeHandler(handler)
     cache = runner.train_loop.cache
     assert cache.meta['fused'] is False
     np.testing.assert_array_equal(
         np.asarray(cache.feats), np.asarray(ref.train_loop.cache.feats))
-    log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
-    assert 'folded copy of the backbone gives other features' in log
+    assert any('folded copy of the backbone gives other features' in
+               r.getMessage() for r in records)
     # a backbone torch.fx cannot trace: the original runs
     monkeypatch.setattr(fc, 'fuse_conv_bn', lambda backbone: None)
     untraced = _train(
