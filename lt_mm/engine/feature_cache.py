@@ -892,7 +892,7 @@ class CachedFeatureLoopMixin:
             return f'{cache.num_views} time(s)'
         sv = cache.sample_views
         return (f'{int(sv.min())}-{int(sv.max())} times ({cache.num_rows} '
-                f'passes for {len(cache)} samples)')
+                f'extracted rows for {len(cache)} samples)')
 
     def drop_cache(self) -> None:
         """Delete the cache files unless ``keep``."""
