@@ -322,6 +322,26 @@ def test_class_balanced_view_allocation(cls_stage1, data_env, tmp_path):
         np.testing.assert_array_equal(va, vb)
 
 
+def test_crt_cached_config_stores_class_balanced_views(
+        cls_stage1, data_env, tmp_path):
+    # configs/quickstart/digits_cls_crt_cached.py: cRT's class-balanced
+    # sampler on a cache with 1-8 views per image by class count
+    from lt_mm.engine.feature_cache import class_balanced_views
+    from lt_mm.engine.sample_classes import get_sample_classes
+    from lt_mm.engine.samplers import ClassBalancedSampler
+    runner = _train(
+        _cfg(cls_stage1, 'crt_cached', tmp_path / 'crt', deterministic=False))
+    loop = runner.train_loop
+    assert isinstance(loop, CachedFeatureEpochBasedTrainLoop)
+    assert isinstance(runner.train_dataloader.sampler, ClassBalancedSampler)
+    assert loop.cache_cfg['view_allocation'] == 'class_balanced'
+    np.testing.assert_array_equal(
+        loop.cache.sample_views,
+        class_balanced_views(
+            get_sample_classes(runner.train_dataloader.dataset), 8))
+    assert loop._iter > 0
+
+
 def test_folded_backbone_is_checked_before_use(cls_stage1, data_env,
                                                tmp_path, monkeypatch):
     # a folded copy that computes something else is caught on the first
