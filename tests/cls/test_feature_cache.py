@@ -212,11 +212,9 @@ def _record_visits(runner):
     return seen
 
 
-def test_views_are_drawn_per_visit(cls_stage1, data_env, tmp_path):
-    # LWS samples class-balanced: tail images are visited several times per
-    # epoch; the standard loop crops them anew at every visit, the cache
-    # picks one of its views at every visit (not once per image and epoch)
-    cache_dir = str(tmp_path / 'cache')
+def _recorded_lws_runs(cls_stage1, tmp_path, **cache):
+    """Two LWS runs with random crops on one cache folder (the second
+    reuses it), each with the recorded (epoch, views, indices) batches."""
     runs = []
     for name in ('a', 'b'):
         runner = build_runner(
@@ -225,11 +223,30 @@ def test_views_are_drawn_per_visit(cls_stage1, data_env, tmp_path):
                 'lws',
                 tmp_path / name,
                 deterministic=False,
-                views=3,
-                dir=cache_dir), 'none')
+                dir=str(tmp_path / 'cache'),
+                **cache), 'none')
         seen = _record_visits(runner)
         runner.train()
         runs.append(seen)
+        assert runner.train_loop.cache_reused == (name == 'b')
+    return runs
+
+
+def _assert_same_visits(runs):
+    """The draws follow the seed: the second run (on the reused cache)
+    visits the same (view, index) sequence."""
+    assert len(runs[0]) == len(runs[1])
+    for (ea, va, ia), (eb, vb, ib) in zip(*runs):
+        assert ea == eb
+        np.testing.assert_array_equal(ia, ib)
+        np.testing.assert_array_equal(va, vb)
+
+
+def test_views_are_drawn_per_visit(cls_stage1, data_env, tmp_path):
+    # LWS samples class-balanced: tail images are visited several times per
+    # epoch; the standard loop crops them anew at every visit, the cache
+    # picks one of its views at every visit (not once per image and epoch)
+    runs = _recorded_lws_runs(cls_stage1, tmp_path, views=3)
     assert len({e for e, _, _ in runs[0]}) == 2  # two epochs recorded
     views = np.concatenate([v for _, v, _ in runs[0]])
     assert set(views.tolist()) == {0, 1, 2}
@@ -243,13 +260,7 @@ def test_views_are_drawn_per_visit(cls_stage1, data_env, tmp_path):
         assert len(repeated) >= 3, 'class-balanced sampling repeats tails'
         varied = sum(len(set(vs)) > 1 for vs in repeated)
         assert varied > len(repeated) // 2, (varied, len(repeated))
-    # the draws follow the seed: the second run (reusing the cache) visits
-    # the same (view, index) sequence
-    assert len(runs[0]) == len(runs[1])
-    for (ea, va, ia), (eb, vb, ib) in zip(*runs):
-        assert ea == eb
-        np.testing.assert_array_equal(ia, ib)
-        np.testing.assert_array_equal(va, vb)
+    _assert_same_visits(runs)
 
 
 def test_class_balanced_view_allocation(cls_stage1, data_env, tmp_path):
@@ -293,22 +304,8 @@ def test_class_balanced_view_allocation(cls_stage1, data_env, tmp_path):
 
     # random crops: each visit draws one of the image's own views, the tail
     # images (visited most) see several, a re-run on the cache the same
-    cache_dir = str(tmp_path / 'cache')
-    runs = []
-    for name in ('a', 'b'):
-        runner = build_runner(
-            _cfg(
-                cls_stage1,
-                'lws',
-                tmp_path / name,
-                deterministic=False,
-                views=4,
-                view_allocation='class_balanced',
-                dir=cache_dir), 'none')
-        seen = _record_visits(runner)
-        runner.train()
-        runs.append(seen)
-    assert runner.train_loop.cache_reused  # the second run
+    runs = _recorded_lws_runs(
+        cls_stage1, tmp_path, views=4, view_allocation='class_balanced')
     per_index = {}
     for _, v, i in runs[0]:
         assert (v < want[i]).all() and (v >= 0).all()
@@ -316,10 +313,7 @@ def test_class_balanced_view_allocation(cls_stage1, data_env, tmp_path):
             per_index.setdefault(index, set()).add(view)
     tails = [i for i in range(len(want)) if want[i] == 4]
     assert sum(len(per_index.get(i, ())) > 1 for i in tails) > len(tails) // 2
-    for (ea, va, ia), (eb, vb, ib) in zip(*runs):
-        assert ea == eb
-        np.testing.assert_array_equal(ia, ib)
-        np.testing.assert_array_equal(va, vb)
+    _assert_same_visits(runs)
 
 
 def test_crt_cached_config_stores_class_balanced_views(
