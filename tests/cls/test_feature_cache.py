@@ -123,38 +123,26 @@ def test_cached_equals_standard_stage2(cls_stage1, data_env, tmp_path):
         if method != 'disalign':
             continue
         cache_dir = tmp_path / 'shared_cache'
-        # the extraction feeds channels_last batches by default; the
-        # contiguous input gives the same features up to summation order
-        nchw = _train(
-            _cfg(
-                cls_stage1,
-                method,
-                tmp_path / f'{method}_nchw',
-                dtype='float32',
-                channels_last=False))
-        _assert_heads_close(_head_state(nchw), ref, FP32_TOL, init)
-        np.testing.assert_allclose(
-            np.asarray(nchw.train_loop.cache.feats),
-            np.asarray(loop.cache.feats),
-            rtol=1e-5,
-            atol=1e-5)
-        # the extraction folds BatchNorm into the convolutions by default;
-        # unfolded, the same features up to rounding
+        # the extraction feeds channels_last batches and folds BatchNorm
+        # into the convolutions by default; contiguous input / the unfolded
+        # backbone give the same features up to summation order / rounding
         assert loop.cache.meta['fused'] is True
-        plain = _train(
-            _cfg(
-                cls_stage1,
-                method,
-                tmp_path / f'{method}_unfused',
-                dtype='float32',
-                fuse_conv_bn=False))
-        assert plain.train_loop.cache.meta['fused'] is False
-        _assert_heads_close(_head_state(plain), ref, FP32_TOL, init)
-        np.testing.assert_allclose(
-            np.asarray(plain.train_loop.cache.feats),
-            np.asarray(loop.cache.feats),
-            rtol=1e-5,
-            atol=1e-5)
+        for name, option in (('nchw', dict(channels_last=False)),
+                             ('unfused', dict(fuse_conv_bn=False))):
+            other = _train(
+                _cfg(
+                    cls_stage1,
+                    method,
+                    tmp_path / f'{method}_{name}',
+                    dtype='float32',
+                    **option))
+            assert other.train_loop.cache.meta['fused'] is (name == 'nchw')
+            _assert_heads_close(_head_state(other), ref, FP32_TOL, init)
+            np.testing.assert_allclose(
+                np.asarray(other.train_loop.cache.feats),
+                np.asarray(loop.cache.feats),
+                rtol=1e-5,
+                atol=1e-5)
         c16 = _train(
             _cfg(
                 cls_stage1,
