@@ -627,10 +627,10 @@ class InfiniteIndexIterator:
         return np.asarray(list(batch), dtype=np.int64)
 
 
-#: fused vs. original output of the frozen part on the first extraction
-#: batch: the largest difference accepted, relative to the output's largest
-#: magnitude (folding BatchNorm into the convolution changes the rounding
-#: only, measured ~4e-7; float16 storage rounds by up to 4.9e-4)
+#: fused vs. original output of the frozen part on the first images of the
+#: extraction: the largest difference accepted, relative to the output's
+#: largest magnitude (folding BatchNorm into the convolution changes the
+#: rounding only, measured ~4e-7; float16 storage rounds by up to 4.9e-4)
 FUSE_CHECK_RTOL = 1e-4
 
 
