@@ -162,8 +162,9 @@ def check_cache_options(cache: Optional[dict]) -> dict:
       the training set (quickstart: ``views=8`` stores 1-8 views, 1.24
       passes; cRT then stays within 0.6 point of the standard stage 2
       where one view per image loses 3.9 few-shot points,
-      ``benchmarks/README.md``). Needs ``views >= 2`` and the ``'train'``
-      pipeline.
+      ``benchmarks/README.md``). ``feats.npy`` keeps its (K, N, D) shape,
+      of which ``num_rows`` rows are written (a sparse file on most
+      filesystems). Needs ``views >= 2`` and the ``'train'`` pipeline.
     """
     out = _check_cache_options(cache, CLS_CACHE_KEYS)
     for key in ('channels_last', 'fuse_conv_bn'):
