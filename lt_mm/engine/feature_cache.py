@@ -45,6 +45,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import os.path as osp
 import shutil
@@ -862,6 +863,7 @@ class CachedFeatureLoopMixin:
             cache = self.cache_class(root)
             self.cache_reused = True
         else:
+            self._warn_rebuild_on_resume(root)
             cache = self.build_cache(model, loaders, root, fp)
         if len(cache) != len(self.dataloader.dataset):
             raise ValueError(
@@ -885,6 +887,23 @@ class CachedFeatureLoopMixin:
              f"{self._views_text(cache)} per image, not at every visit as in "
              "the standard stage 2." if opts['pipeline'] == 'train' else ''))
         return cache
+
+    def _warn_rebuild_on_resume(self, root: str) -> None:
+        """A resumed run that must build the cache with the random training
+        pipeline draws new views: warn that it is not the straight run."""
+        if self.cache_cfg['pipeline'] != 'train' or not (self._epoch
+                                                         or self._iter):
+            return
+        from mmengine.logging import print_log
+        print_log(
+            f'{type(self).__name__}: resuming at epoch {self._epoch} / '
+            f'iteration {self._iter} without the feature cache of the '
+            f'interrupted run ({root} is missing or incomplete): its random '
+            'views are drawn anew, so the resumed run does not continue the '
+            'straight run exactly. Keep the cache (cache keep=True, the '
+            'default, and the same cache dir) for an exact resume.',
+            logger='current',
+            level=logging.WARNING)
 
     @staticmethod
     def _views_text(cache: FeatureCache) -> str:

@@ -304,8 +304,8 @@ def test_class_balanced_view_allocation(cls_stage1, data_env, tmp_path):
     _assert_same_visits(runs)
 
 
-def test_crt_cached_config_stores_class_balanced_views(
-        cls_stage1, data_env, tmp_path):
+def test_crt_cached_config_stores_class_balanced_views(cls_stage1, data_env,
+                                                       tmp_path):
     # configs/quickstart/digits_cls_crt_cached.py: cRT's class-balanced
     # sampler on a cache with 1-8 views per image by class count
     from lt_mm.engine.feature_cache import class_balanced_views
@@ -324,8 +324,8 @@ def test_crt_cached_config_stores_class_balanced_views(
     assert loop._iter > 0
 
 
-def test_folded_backbone_is_checked_before_use(cls_stage1, data_env,
-                                               tmp_path, monkeypatch):
+def test_folded_backbone_is_checked_before_use(cls_stage1, data_env, tmp_path,
+                                               monkeypatch):
     # a folded copy that computes something else is caught on the first
     # batch: the extraction warns and runs the original backbone
     import copy
@@ -334,8 +334,7 @@ def test_folded_backbone_is_checked_before_use(cls_stage1, data_env,
 
     def wrong_fold(backbone):
         bad = copy.deepcopy(backbone)
-        conv = next(m for m in bad.modules()
-                    if isinstance(m, torch.nn.Conv2d))
+        conv = next(m for m in bad.modules() if isinstance(m, torch.nn.Conv2d))
         conv.weight.data.mul_(1.5)
         return bad
 
@@ -365,8 +364,9 @@ def test_folded_backbone_is_checked_before_use(cls_stage1, data_env,
     assert cache.meta['fused'] is False
     np.testing.assert_array_equal(
         np.asarray(cache.feats), np.asarray(ref.train_loop.cache.feats))
-    assert any('folded copy of the backbone gives other features' in
-               r.getMessage() for r in records)
+    assert any(
+        'folded copy of the backbone gives other features' in r.getMessage()
+        for r in records)
     # a backbone torch.fx cannot trace: the original runs
     monkeypatch.setattr(fc, 'fuse_conv_bn', lambda backbone: None)
     untraced = _train(
@@ -447,3 +447,59 @@ def test_refusals(cls_stage1, data_env, tmp_path):
     with pytest.raises(ValueError, match='epoch-based'):
         use_cached_features(
             Config(dict(train_cfg=dict(by_epoch=False, max_iters=4))))
+
+
+def test_cached_stage2_resumes_exactly(cls_stage1, data_env, tmp_path):
+    # a cached run stopped after epoch 1 and resumed (the cache reused from
+    # its folder) ends where the straight run ends: the sampler and the
+    # per-visit views are seeded by seed + epoch, the head's state and the
+    # random states travel in the checkpoint
+    cache = dict(
+        views=4, view_allocation='class_balanced', dir=str(tmp_path / 'c'))
+    cfg = _cfg(
+        cls_stage1, 'lws', tmp_path / 'straight', deterministic=False, **cache)
+    cfg.default_hooks.checkpoint.interval = 1
+    straight = _train(cfg)
+    epoch1 = osp.join(str(tmp_path / 'straight'), 'epoch_1.pth')
+    assert osp.isfile(epoch1)
+    cfg = _cfg(
+        cls_stage1, 'lws', tmp_path / 'resumed', deterministic=False, **cache)
+    cfg.resume = True
+    cfg.load_from = epoch1
+    resumed = _train(cfg)
+    assert resumed.train_loop.cache_reused
+    assert resumed.train_loop._epoch == 2
+    a, b = _head_state(straight), _head_state(resumed)
+    assert set(a) == set(b)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+    # without the interrupted run's cache (keep=False deletes it) the
+    # resumed run draws new views: a warning says it is not exact
+    cache = dict(views=2, keep=False, dir=str(tmp_path / 'c2'))
+    cfg = _cfg(
+        cls_stage1, 'lws', tmp_path / 'nokeep', deterministic=False, **cache)
+    cfg.default_hooks.checkpoint.interval = 1
+    _train(cfg)
+    assert not list((tmp_path / 'c2').glob('*/feats.npy'))
+    cfg = _cfg(
+        cls_stage1,
+        'lws',
+        tmp_path / 'nokeep_resumed',
+        deterministic=False,
+        **cache)
+    cfg.resume = True
+    cfg.load_from = osp.join(str(tmp_path / 'nokeep'), 'epoch_1.pth')
+    runner = build_runner(cfg, 'none')
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        runner.train()
+    finally:
+        logger.removeHandler(handler)
+    assert not runner.train_loop.cache_reused
+    assert any('does not continue the straight run exactly' in r.getMessage()
+               for r in records)
