@@ -200,6 +200,22 @@ def _record_visits(runner):
     return seen
 
 
+def _train_recording_warnings(runner):
+    """``runner.train()``; the warnings of its logger. (MMLogger instances
+    are shared by name -- config name + timestamp to the second --, so a
+    runner's log file may be an earlier runner's.)"""
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        runner.train()
+    finally:
+        logger.removeHandler(handler)
+    return records
+
+
 def _recorded_lws_runs(cls_stage1, tmp_path, **cache):
     """Two LWS runs with random crops on one cache folder (the second
     reuses it), each with the recorded (epoch, views, indices) batches."""
@@ -349,17 +365,7 @@ def test_folded_backbone_is_checked_before_use(cls_stage1, data_env, tmp_path,
     runner = build_runner(
         _cfg(cls_stage1, 'disalign', tmp_path / 'bad', dtype='float32'),
         'none')
-    # the runner's logger (MMLogger instances are shared by name, so its
-    # log file may be an earlier runner's within the same second)
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        runner.train()
-    finally:
-        logger.removeHandler(handler)
+    records = _train_recording_warnings(runner)
     cache = runner.train_loop.cache
     assert cache.meta['fused'] is False
     np.testing.assert_array_equal(
@@ -491,15 +497,7 @@ def test_cached_stage2_resumes_exactly(cls_stage1, data_env, tmp_path):
     cfg.resume = True
     cfg.load_from = osp.join(str(tmp_path / 'nokeep'), 'epoch_1.pth')
     runner = build_runner(cfg, 'none')
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        runner.train()
-    finally:
-        logger.removeHandler(handler)
+    records = _train_recording_warnings(runner)
     assert not runner.train_loop.cache_reused
     assert any('does not continue the straight run exactly' in r.getMessage()
                for r in records)
