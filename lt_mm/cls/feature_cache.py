@@ -105,7 +105,8 @@ from lt_mm.engine.feature_cache import (check_trainable_within,
                                         check_view_lengths,
                                         class_balanced_views, fuse_conv_bn,
                                         outputs_match, state_fingerprint,
-                                        unwrap_model, warn_active_dropout)
+                                        unwrap_model, view_rows,
+                                        warn_active_dropout)
 from lt_mm.engine.sample_classes import get_sample_classes
 
 CACHE_FORMAT = 'lt_mm.cls_feature_cache/v1'
@@ -297,8 +298,7 @@ def extract_to_cache(
         with CacheWriter(root, CACHE_FORMAT, fingerprint, dtype) as writer:
             labels = writer.array('labels', (n, ), np.int64)
             for k, loader in enumerate(loaders):
-                rows = np.arange(n) if sample_views is None else \
-                    np.flatnonzero(np.asarray(sample_views) > k)
+                rows = view_rows(sample_views, n, k)
                 pos = 0
                 for data in loader:
                     data = model.data_preprocessor(data, False)
@@ -509,9 +509,8 @@ class CachedFeatureEpochBasedTrainLoop(CachedFeatureEpochLoopMixin,
         return [state_fingerprint(model, _in_head)]
 
     def describe_cache(self, cache: FeatureCache) -> str:
-        views = f'{cache.num_views} view(s)' if cache.sample_views is None \
-            else f'1-{cache.num_views} views ({cache.num_rows} rows)'
-        return f'{views} x {len(cache)} samples x {cache.feats.shape[2]}'
+        return (f'{cache.describe_views()} x {len(cache)} samples x '
+                f'{cache.feats.shape[2]}')
 
     def prepare_cache(self) -> FeatureCache:
         """Check the model and build (or reuse) the feature cache."""

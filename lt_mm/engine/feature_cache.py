@@ -408,6 +408,14 @@ class FeatureCache:
         """K (the most views a sample has)."""
         return int(self.feats.shape[0])
 
+    def describe_views(self) -> str:
+        """``'K view(s)'``, or ``'1-K views (R rows)'`` with views per
+        sample (for log lines)."""
+        if self.sample_views is None:
+            return f'{self.num_views} view(s)'
+        return (f'{int(self.sample_views.min())}-{self.num_views} views '
+                f'({self.num_rows} rows)')
+
     @property
     def num_rows(self) -> int:
         """The feature rows that hold data: ``sum(sample_views)`` or K x N
@@ -492,6 +500,15 @@ def class_balanced_views(sample_classes: Sequence[Sequence[int]],
             n_c = min(counts[int(c)] for c in classes)
             out[i] = -(-k * n_min // n_c)  # integer ceil
     return out
+
+
+def view_rows(sample_views: Optional[np.ndarray], n: int,
+              k: int) -> np.ndarray:
+    """The samples that have a view ``k``, in dataset order: all ``n`` or,
+    with ``sample_views``, those with more than ``k`` views."""
+    if sample_views is None:
+        return np.arange(n)
+    return np.flatnonzero(np.asarray(sample_views) > k)
 
 
 def check_view_lengths(loaders: Sequence[Any]) -> int:
@@ -757,7 +774,7 @@ class CachedFeatureLoopMixin:
 
     def describe_cache(self, cache: FeatureCache) -> str:
         """Shape description for the log line."""
-        return f'{cache.num_views} view(s) x {len(cache)} samples'
+        return f'{cache.describe_views()} x {len(cache)} samples'
 
     def allocate_views(self, dataset: Any) -> Optional[np.ndarray]:
         """Views per sample ((N, ) int64 in [1, K]) when they differ
@@ -803,7 +820,7 @@ class CachedFeatureLoopMixin:
                 dl.dataset,
                 batch_size=opts['batch_size'] or dl.batch_size or 1,
                 sampler=SequentialSampler(dl.dataset) if sample_views is None
-                else np.flatnonzero(sample_views > k).tolist(),
+                else view_rows(sample_views, len(dl.dataset), k).tolist(),
                 collate_fn=dl.collate_fn,
                 num_workers=workers,
                 worker_init_fn=partial(
@@ -883,9 +900,10 @@ class CachedFeatureLoopMixin:
             f"{'reused' if self.cache_reused else 'built'} the feature cache "
             f'{root} ({self.describe_cache(cache)}, {opts["dtype"]}, '
             f"pipeline={opts['pipeline']!r}) in {self.cache_seconds:.2f}s." +
-            (f" Random transforms of the training pipeline are drawn "
-             f"{self._views_text(cache)} per image, not at every visit as in "
-             "the standard stage 2." if opts['pipeline'] == 'train' else ''))
+            (f" Random transforms of the training pipeline are drawn once "
+             f"per stored view ({cache.describe_views()} per image), not at "
+             "every visit as in the standard stage 2."
+             if opts['pipeline'] == 'train' else ''))
         return cache
 
     def _warn_rebuild_on_resume(self, root: str) -> None:
@@ -904,14 +922,6 @@ class CachedFeatureLoopMixin:
             'default, and the same cache dir) for an exact resume.',
             logger='current',
             level=logging.WARNING)
-
-    @staticmethod
-    def _views_text(cache: FeatureCache) -> str:
-        if cache.sample_views is None:
-            return f'{cache.num_views} time(s)'
-        sv = cache.sample_views
-        return (f'{int(sv.min())}-{int(sv.max())} times ({cache.num_rows} '
-                f'extracted rows for {len(cache)} samples)')
 
     def drop_cache(self) -> None:
         """Delete the cache files unless ``keep``."""
