@@ -455,6 +455,23 @@ def test_refusals(cls_stage1, data_env, tmp_path):
             Config(dict(train_cfg=dict(by_epoch=False, max_iters=4))))
 
 
+def _resume_cfg(cls_stage1, tmp_path, name, resume_from=None, **cache):
+    """LWS on a cached loop with random crops; a checkpoint every epoch, all
+    kept; a unique experiment name (MMLogger / MessageHub instances are
+    shared by name, config name + timestamp to the second, and the
+    checkpoint hook's list of checkpoints to delete travels in the
+    MessageHub); with ``resume_from``: resume from that checkpoint."""
+    cfg = _cfg(
+        cls_stage1, 'lws', tmp_path / name, deterministic=False, **cache)
+    cfg.default_hooks.checkpoint.interval = 1
+    cfg.default_hooks.checkpoint.max_keep_ckpts = -1
+    cfg.experiment_name = f'lt_mm_cached_resume_{name}'
+    if resume_from is not None:
+        cfg.resume = True
+        cfg.load_from = resume_from
+    return cfg
+
+
 def test_cached_stage2_resumes_exactly(cls_stage1, data_env, tmp_path):
     # a cached run stopped after epoch 1 and resumed (the cache reused from
     # its folder) ends where the straight run ends: the sampler and the
@@ -462,17 +479,11 @@ def test_cached_stage2_resumes_exactly(cls_stage1, data_env, tmp_path):
     # random states travel in the checkpoint
     cache = dict(
         views=4, view_allocation='class_balanced', dir=str(tmp_path / 'c'))
-    cfg = _cfg(
-        cls_stage1, 'lws', tmp_path / 'straight', deterministic=False, **cache)
-    cfg.default_hooks.checkpoint.interval = 1
-    straight = _train(cfg)
+    straight = _train(_resume_cfg(cls_stage1, tmp_path, 'straight', **cache))
     epoch1 = osp.join(str(tmp_path / 'straight'), 'epoch_1.pth')
     assert osp.isfile(epoch1)
-    cfg = _cfg(
-        cls_stage1, 'lws', tmp_path / 'resumed', deterministic=False, **cache)
-    cfg.resume = True
-    cfg.load_from = epoch1
-    resumed = _train(cfg)
+    resumed = _train(
+        _resume_cfg(cls_stage1, tmp_path, 'resumed', epoch1, **cache))
     assert resumed.train_loop.cache_reused
     assert resumed.train_loop._epoch == 2
     a, b = _head_state(straight), _head_state(resumed)
@@ -483,20 +494,12 @@ def test_cached_stage2_resumes_exactly(cls_stage1, data_env, tmp_path):
     # without the interrupted run's cache (keep=False deletes it) the
     # resumed run draws new views: a warning says it is not exact
     cache = dict(views=2, keep=False, dir=str(tmp_path / 'c2'))
-    cfg = _cfg(
-        cls_stage1, 'lws', tmp_path / 'nokeep', deterministic=False, **cache)
-    cfg.default_hooks.checkpoint.interval = 1
-    _train(cfg)
+    _train(_resume_cfg(cls_stage1, tmp_path, 'nokeep', **cache))
     assert not list((tmp_path / 'c2').glob('*/feats.npy'))
-    cfg = _cfg(
-        cls_stage1,
-        'lws',
-        tmp_path / 'nokeep_resumed',
-        deterministic=False,
-        **cache)
-    cfg.resume = True
-    cfg.load_from = osp.join(str(tmp_path / 'nokeep'), 'epoch_1.pth')
-    runner = build_runner(cfg, 'none')
+    runner = build_runner(
+        _resume_cfg(cls_stage1, tmp_path, 'nokeep_resumed',
+                    osp.join(str(tmp_path / 'nokeep'), 'epoch_1.pth'),
+                    **cache), 'none')
     records = _train_recording_warnings(runner)
     assert not runner.train_loop.cache_reused
     assert any('does not continue the straight run exactly' in r.getMessage()
