@@ -108,6 +108,80 @@ def predict(config: str,
     return results, dataset.ann_file, {k: float(v) for k, v in metrics.items()}
 
 
+def gt_box_classification(config: str,
+                          checkpoint: str,
+                          data_root: str,
+                          work_dir: str,
+                          split: str = 'val') -> Dict[str, Dict[str, float]]:
+    """How the box classifier of ``checkpoint`` labels the ground-truth boxes
+    of ``split`` ('val' or 'train'): per frequency group ('r', 'c', 'f'),
+    ``top1`` (the argmax over the C foreground logits is the true class),
+    ``rank`` (mean rank of the true class among the C foreground logits,
+    1 = first; a classifier without information about a group ranks it at
+    (C + 1) / 2 on average) and ``boxes``.
+
+    This is the quantity DisAlign re-balances (as top-1 accuracy in
+    classification); box AP sees it only through the order of each class's
+    scores over all detections."""
+    import torch
+    from mmdet.structures.bbox import bbox2roi, get_box_tensor
+
+    from lt_mm.det.hooks import gt_box_dataloader_cfg
+    from lt_mm.engine.counts import fill_class_counts
+    from lt_mm.engine.runner_utils import build_runner, load_config
+    if split not in ('val', 'train'):
+        raise ValueError(f"split must be 'val' or 'train', got {split!r}.")
+    os.environ['LT_MM_DATA_ROOT'] = data_root
+    cfg = load_config(config, None, work_dir)
+    cfg.load_from = checkpoint
+    fill_class_counts(cfg)  # from the training set, before it is replaced
+    if split == 'val':
+        cfg.train_dataloader = cfg.val_dataloader
+    loader = gt_box_dataloader_cfg(cfg)
+    for key in ('train_cfg', 'optim_wrapper', 'param_scheduler', 'val_cfg',
+                'val_dataloader', 'val_evaluator'):
+        cfg[key] = None
+    cfg.train_dataloader = None
+    cfg.custom_hooks = []
+    cfg.log_level = 'WARNING'
+    runner = build_runner(cfg, 'none')
+    runner.load_or_resume()
+    model = runner.model.eval()
+    dataloader = runner.build_dataloader(loader)
+    dataset = dataloader.dataset
+    cat_ids = list(dataset.cat_ids)
+    with open(dataset.ann_file) as f:  # LVIS frequency letters
+        freq = {c['id']: c['frequency'] for c in json.load(f)['categories']}
+    logits, labels = [], []
+    with torch.no_grad():
+        for data in dataloader:
+            data = model.data_preprocessor(data, False)
+            boxes = [
+                get_box_tensor(s.gt_instances.bboxes)
+                for s in data['data_samples']
+            ]
+            if sum(len(b) for b in boxes) == 0:
+                continue
+            x = model.extract_feat(data['inputs'])
+            out = model.roi_head._bbox_forward(x, bbox2roi(boxes))
+            logits.append(out['cls_score'].float())
+            labels += [s.gt_instances.labels for s in data['data_samples']]
+    z = torch.cat(logits)[:, :len(cat_ids)]  # foreground columns
+    y = torch.cat(labels).long()
+    rank = (z > z.gather(1, y[:, None])).sum(1) + 1
+    top1 = z.argmax(1) == y
+    groups = np.array([freq.get(cat_ids[int(k)], '?') for k in y])
+    result = {}
+    for g in ('r', 'c', 'f'):
+        m = torch.from_numpy(groups == g)
+        if m.any():
+            result[g] = dict(
+                top1=float(top1[m].float().mean()),
+                rank=float(rank[m].float().mean()),
+                boxes=int(m.sum()))
+    return result
+
+
 def evaluate_caps(gt: str, results: List[dict],
                   caps: Sequence[int]) -> Dict[int, Dict[str, float]]:
     """LVIS box metrics of ``results`` with the top ``cap`` detections per
@@ -152,9 +226,20 @@ def seed_dirs(work_dir: str) -> List[str]:
     return dirs
 
 
-def run_seed(seed_dir: str, methods: Sequence[str], caps: Sequence[int],
-             out_dir: str) -> Dict[str, dict]:
-    """Uncapped detections (cached) and their capped metrics per model."""
+def run_seed(seed_dir: str,
+             methods: Sequence[str],
+             caps: Sequence[int],
+             out_dir: str,
+             test_proposals: Optional[int] = None) -> Dict[str, dict]:
+    """Uncapped detections (cached) and their capped metrics per model;
+    ``test_proposals`` replaces the configs' RPN test proposals per image
+    (``nms_pre`` and ``max_per_img`` of ``model.test_cfg.rpn``)."""
+    options = None
+    if test_proposals is not None:
+        options = {
+            'model.test_cfg.rpn.nms_pre': int(test_proposals),
+            'model.test_cfg.rpn.max_per_img': int(test_proposals)
+        }
     from lt_mm.quickstart.runs import find_checkpoint
     os.makedirs(out_dir, exist_ok=True)
     per_model: Dict[str, dict] = {}
@@ -171,7 +256,8 @@ def run_seed(seed_dir: str, methods: Sequence[str], caps: Sequence[int],
         else:
             results, gt, _ = predict(
                 osp.join(CONFIGS, config), ckpt, osp.join(seed_dir, 'data'),
-                osp.join(out_dir, 'work_' + name))
+                osp.join(out_dir, 'work_' + name),
+                options=options)
             with open(cache, 'w') as f:
                 json.dump(dict(results=results, gt=gt), f)
         per_model[name] = dict(
@@ -228,19 +314,31 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help='quickstart stage-2 configs (without .py) to '
                    'compare with the baseline')
     p.add_argument('--caps', nargs='+', type=int, default=list(CAPS))
-    p.add_argument('--out', default=None,
-                   help='cache folder (default <work-dir>/det_cap_experiment)')
+    p.add_argument(
+        '--test-proposals',
+        type=int,
+        default=None,
+        help='RPN proposals per test image (default: the configs\' 100; '
+        'the stock LVIS Mask R-CNN tests with 1000)')
+    p.add_argument(
+        '--out',
+        default=None,
+        help='cache folder (default <work-dir>/det_cap_experiment, '
+        '<work-dir>/det_cap_experiment_p<N> with --test-proposals N)')
     return p.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, dict]]:
     args = parse_args(argv)
-    out = args.out or osp.join(args.work_dir, 'det_cap_experiment')
+    suffix = '' if args.test_proposals is None else \
+        f'_p{args.test_proposals}'
+    out = args.out or osp.join(args.work_dir, 'det_cap_experiment' + suffix)
     per_seed = []
     for sdir in seed_dirs(args.work_dir):
         per_seed.append(
             run_seed(sdir, args.methods, args.caps,
-                     osp.join(out, osp.basename(osp.normpath(sdir)))))
+                     osp.join(out, osp.basename(osp.normpath(sdir))),
+                     args.test_proposals))
     text = table(per_seed, args.caps)
     print(text)
     with open(osp.join(out, 'table.md'), 'w') as f:
