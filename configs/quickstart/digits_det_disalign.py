@@ -28,7 +28,7 @@ model = dict(
 
 # the stage-1 checkpoint (default work dir of tools/train.py for the stage-1
 # quickstart config); override with --cfg-options load_from=...
-load_from = 'work_dirs/digits_det_mask_rcnn_stage1/epoch_12.pth'
+load_from = 'work_dirs/digits_det_mask_rcnn_stage1/epoch_36.pth'
 custom_hooks = [dict(type='Stage2FreezeHook')]
 
 max_epochs = 6

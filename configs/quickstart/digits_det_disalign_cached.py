@@ -13,7 +13,7 @@
 # sampler (64 of the proposals) are random, so the cache holds `views`
 # draws per image instead of a new draw at every visit.
 #   python tools/train.py configs/quickstart/digits_det_disalign_cached.py \
-#       --cfg-options load_from=work_dirs/digits_det_mask_rcnn_stage1/epoch_12.pth
+#       --cfg-options load_from=work_dirs/digits_det_mask_rcnn_stage1/epoch_36.pth
 _base_ = './digits_det_disalign.py'
 
 train_cfg = dict(

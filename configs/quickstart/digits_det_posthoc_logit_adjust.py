@@ -3,7 +3,7 @@
 # (lt_mm.det.decoupling). No training:
 #   python tools/test.py \
 #       configs/quickstart/digits_det_posthoc_logit_adjust.py \
-#       work_dirs/digits_det_mask_rcnn_stage1/epoch_12.pth
+#       work_dirs/digits_det_mask_rcnn_stage1/epoch_36.pth
 _base_ = './digits_det_posthoc_nc_tau.py'
 
 model = dict(

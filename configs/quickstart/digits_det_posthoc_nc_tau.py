@@ -3,7 +3,7 @@
 # image counts of train_dataloader.dataset, lt_mm.engine.counts), background
 # probability kept. No training:
 #   python tools/test.py configs/quickstart/digits_det_posthoc_nc_tau.py \
-#       work_dirs/digits_det_mask_rcnn_stage1/epoch_12.pth
+#       work_dirs/digits_det_mask_rcnn_stage1/epoch_36.pth
 _base_ = './digits_det_mask_rcnn_stage1.py'
 
 model = dict(

@@ -4,7 +4,7 @@
 # and bias left as they are; foreground biases dropped as in the paper):
 #
 #   python tools/test.py configs/quickstart/digits_det_taunorm.py \
-#       work_dirs/digits_det_mask_rcnn_stage1/epoch_12.pth
+#       work_dirs/digits_det_mask_rcnn_stage1/epoch_36.pth
 _base_ = './digits_det_mask_rcnn_stage1.py'
 
 model = dict(

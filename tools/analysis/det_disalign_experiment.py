@@ -24,13 +24,22 @@ then evaluates those detections with the LVIS evaluator at per-image caps
 300 (the protocol: identical to the normal test when at most 300
 candidates exist), 100, 20, 10 and 5, and prints, per cap, AP / APr / APc /
 APf as mean +- std over the seeds, the candidates per image, and the
-per-class AP at cap 300.
+per-class AP at cap 300. ``--test-proposals 1000`` tests with the stock
+LVIS Mask R-CNN's 1000 RPN proposals instead of the quickstart's 100.
+
+``--gt-boxes`` adds how each model's box classifier labels the
+ground-truth boxes of the training and val splits, per frequency group
+(top-1 over the foreground classes and the mean rank of the true class):
+the quantity a classifier re-balancing changes. A stage 1 that ranks the
+rare classes last on their own training boxes gives DisAlign nothing to
+re-balance.
 
 Usage::
 
     OMP_NUM_THREADS=1 python tools/analysis/det_disalign_experiment.py \
         --work-dir work_dirs/qs3 [--caps 300 100 20 10 5] \
-        [--methods digits_det_disalign digits_det_lws]
+        [--methods digits_det_disalign digits_det_lws] [--gt-boxes] \
+        [--test-proposals 1000]
 
 The detections are cached under ``<work-dir>/det_cap_experiment``.
 """
@@ -230,10 +239,12 @@ def run_seed(seed_dir: str,
              methods: Sequence[str],
              caps: Sequence[int],
              out_dir: str,
-             test_proposals: Optional[int] = None) -> Dict[str, dict]:
+             test_proposals: Optional[int] = None,
+             gt_boxes: bool = False) -> Dict[str, dict]:
     """Uncapped detections (cached) and their capped metrics per model;
     ``test_proposals`` replaces the configs' RPN test proposals per image
-    (``nms_pre`` and ``max_per_img`` of ``model.test_cfg.rpn``)."""
+    (``nms_pre`` and ``max_per_img`` of ``model.test_cfg.rpn``);
+    ``gt_boxes`` adds :func:`gt_box_classification` on both splits."""
     options = None
     if test_proposals is not None:
         options = {
@@ -263,6 +274,14 @@ def run_seed(seed_dir: str,
         per_model[name] = dict(
             caps=evaluate_caps(gt, results, caps),
             candidates=candidates_per_image(results))
+        if gt_boxes:
+            per_model[name]['gt_boxes'] = {
+                split: gt_box_classification(
+                    osp.join(CONFIGS, config), ckpt,
+                    osp.join(seed_dir, 'data'),
+                    osp.join(out_dir, 'gt_' + name), split)
+                for split in ('train', 'val')
+            }
     return per_model
 
 
@@ -270,6 +289,35 @@ def _mean_std(vals: List[float]) -> str:
     a = np.asarray(vals) * 100
     std = a.std(ddof=1) if len(a) > 1 else 0.0
     return f'{a.mean():.1f} ± {std:.1f}'
+
+
+def gt_box_table(per_seed: List[Dict[str, dict]]) -> str:
+    """Markdown table of :func:`gt_box_classification`: per split, model
+    and frequency group, top-1 (percent) and true-class rank, mean +- std
+    over seeds."""
+    names = list(per_seed[0])
+    lines = [
+        '| split | model | ' + ' | '.join(
+            f'{g} top-1 | {g} rank' for g in 'rcf') + ' |',
+        '|---|---|' + '---|' * 6
+    ]
+    for split in ('train', 'val'):
+        for name in names:
+            cols = []
+            for g in 'rcf':
+                vals = [s[name]['gt_boxes'][split].get(g) for s in per_seed]
+                vals = [v for v in vals if v is not None]
+                if not vals:
+                    cols += ['-', '-']
+                    continue
+                rank = np.asarray([v['rank'] for v in vals])
+                rstd = rank.std(ddof=1) if len(rank) > 1 else 0.0
+                cols += [
+                    _mean_std([v['top1'] for v in vals]),
+                    f'{rank.mean():.2f} ± {rstd:.2f}'
+                ]
+            lines.append(f'| {split} | {name} | ' + ' | '.join(cols) + ' |')
+    return '\n'.join(lines)
 
 
 def table(per_seed: List[Dict[str, dict]], caps: Sequence[int]) -> str:
@@ -325,6 +373,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=None,
         help='cache folder (default <work-dir>/det_cap_experiment, '
         '<work-dir>/det_cap_experiment_p<N> with --test-proposals N)')
+    p.add_argument(
+        '--gt-boxes',
+        action='store_true',
+        help='also the box classifiers\' top-1 / true-class rank on the '
+        'ground-truth boxes of both splits, per frequency group')
     return p.parse_args(argv)
 
 
@@ -338,8 +391,12 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, dict]]:
         per_seed.append(
             run_seed(sdir, args.methods, args.caps,
                      osp.join(out, osp.basename(osp.normpath(sdir))),
-                     args.test_proposals))
+                     args.test_proposals, args.gt_boxes))
     text = table(per_seed, args.caps)
+    if args.gt_boxes:
+        text += '\n\nground-truth boxes (C = number of classes; a ' \
+            'classifier without information ranks a class (C + 1) / 2)\n\n' \
+            + gt_box_table(per_seed)
     print(text)
     with open(osp.join(out, 'table.md'), 'w') as f:
         f.write(text + '\n')
