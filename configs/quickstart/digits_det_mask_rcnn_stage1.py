@@ -102,8 +102,9 @@ optim_wrapper = dict(optimizer=dict(lr=0.02, weight_decay=1e-4))
 # 36 epochs (steps at 27 and 33, the 1x schedule's 9/12 and 11/12): the
 # shortest of 12 / 24 / 36 / 48 after which the box classifier labels at
 # least half of the common-class *training* boxes correctly (3 seeds: 12
-# epochs 4 %, 24: 11 %, 36: 55 %, 48: 72 %); at 12 it labels every common
-# and rare box as another class, so no classifier re-balancing can show
+# epochs 4 %, 24: 11 %, 36: 55 %, 48: 72 %); at 12 it labels almost every
+# common and every rare box as another class, so no classifier
+# re-balancing can show
 # (`tools/analysis/det_disalign_experiment.py --gt-boxes`)
 max_epochs = 36
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)

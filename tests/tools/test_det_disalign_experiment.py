@@ -56,3 +56,80 @@ def test_missing_quickstart_run_is_named(tmp_path):
     tool = _tool()
     with pytest.raises(ValueError, match='quickstart.py --seeds 3'):
         tool.seed_dirs(str(tmp_path))
+
+
+def test_gt_box_classification_matches_the_classifier_by_hand(
+        det_stage1, data_root, tmp_path, monkeypatch):
+    """top-1 and true-class rank per frequency group, recomputed from the
+    box classifier's inputs (recorded by lt_mm's NCM extraction on the
+    training split) through ``fc_cls`` by hand."""
+    import json
+
+    import torch
+
+    from lt_mm.det.hooks import extract_gt_box_features, gt_box_dataloader_cfg
+    from lt_mm.engine.runner_utils import build_runner, load_config
+    monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
+    tool = _tool()
+    got = tool.gt_box_classification(det_stage1['config'],
+                                     det_stage1['checkpoint'], data_root,
+                                     str(tmp_path / 'tool'), 'train')
+    cfg = load_config(det_stage1['config'], None, str(tmp_path / 'ref'))
+    cfg.load_from = det_stage1['checkpoint']
+    runner = build_runner(cfg)
+    runner.load_or_resume()
+    loader = runner.build_dataloader(gt_box_dataloader_cfg(cfg))
+    fc_cls = runner.model.roi_head.bbox_head.fc_cls
+    feats, labels = extract_gt_box_features(runner.model, loader,
+                                            {'fc_cls': fc_cls})
+    with torch.no_grad():
+        logits = fc_cls(feats['fc_cls'])[:, :-1]  # foreground columns
+    with open(loader.dataset.ann_file) as f:
+        cats = json.load(f)['categories']
+    letters = [c['frequency'] for c in cats]  # category order = label order
+    expected = {}
+    for g in 'rcf':
+        rows = [i for i, y in enumerate(labels.tolist()) if letters[y] == g]
+        if not rows:
+            continue
+        z, y = logits[rows], labels[rows]
+        true = z[torch.arange(len(rows)), y]
+        rank = [1 + int((z[i] > true[i]).sum()) for i in range(len(rows))]
+        expected[g] = dict(
+            top1=float((z.argmax(1) == y).float().mean()),
+            rank=sum(rank) / len(rank),
+            boxes=len(rows))
+    assert set(got) == set(expected) and got
+    for g in expected:
+        assert got[g]['boxes'] == expected[g]['boxes']
+        assert got[g]['top1'] == pytest.approx(expected[g]['top1'], abs=1e-6)
+        assert got[g]['rank'] == pytest.approx(expected[g]['rank'], abs=1e-6)
+
+
+def test_gt_box_classification_refuses_an_unknown_split(
+        det_stage1, data_root, tmp_path):
+    tool = _tool()
+    with pytest.raises(ValueError, match="'val' or 'train'.*'test'"):
+        tool.gt_box_classification(det_stage1['config'],
+                                   det_stage1['checkpoint'], data_root,
+                                   str(tmp_path), 'test')
+
+
+def test_gt_box_table_by_hand():
+    tool = _tool()
+
+    def seed(top1_r, rank_r):
+        split = dict(
+            r=dict(top1=top1_r, rank=rank_r, boxes=2),
+            c=dict(top1=0.5, rank=2.0, boxes=4),
+            f=dict(top1=1.0, rank=1.0, boxes=9))
+        return {'stage1': dict(gt_boxes=dict(train=split, val=split))}
+
+    text = tool.gt_box_table([seed(0.0, 7.0), seed(0.5, 5.0)])
+    lines = text.splitlines()
+    assert lines[0].startswith('| split | model | r top-1 | r rank |')
+    # r top-1: mean 25.0, sample std 35.4; rank: mean 6.00, std 1.41
+    assert lines[2] == ('| train | stage1 | 25.0 ± 35.4 | 6.00 ± 1.41 | '
+                        '50.0 ± 0.0 | 2.00 ± 0.00 | 100.0 ± 0.0 | '
+                        '1.00 ± 0.00 |')
+    assert lines[3].startswith('| val | stage1 | 25.0 ± 35.4 |')
