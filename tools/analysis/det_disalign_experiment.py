@@ -266,7 +266,9 @@ def run_seed(seed_dir: str,
             results, gt = saved['results'], saved['gt']
         else:
             results, gt, _ = predict(
-                osp.join(CONFIGS, config), ckpt, osp.join(seed_dir, 'data'),
+                osp.join(CONFIGS, config),
+                ckpt,
+                osp.join(seed_dir, 'data'),
                 osp.join(out_dir, 'work_' + name),
                 options=options)
             with open(cache, 'w') as f:
@@ -276,9 +278,10 @@ def run_seed(seed_dir: str,
             candidates=candidates_per_image(results))
         if gt_boxes:
             per_model[name]['gt_boxes'] = {
-                split: gt_box_classification(
-                    osp.join(CONFIGS, config), ckpt,
-                    osp.join(seed_dir, 'data'),
+                split:
+                gt_box_classification(
+                    osp.join(CONFIGS, config),
+                    ckpt, osp.join(seed_dir, 'data'),
                     osp.join(out_dir, 'gt_' + name), split)
                 for split in ('train', 'val')
             }
@@ -297,8 +300,8 @@ def gt_box_table(per_seed: List[Dict[str, dict]]) -> str:
     over seeds."""
     names = list(per_seed[0])
     lines = [
-        '| split | model | ' + ' | '.join(
-            f'{g} top-1 | {g} rank' for g in 'rcf') + ' |',
+        '| split | model | ' + ' | '.join(f'{g} top-1 | {g} rank'
+                                          for g in 'rcf') + ' |',
         '|---|---|' + '---|' * 6
     ]
     for split in ('train', 'val'):
