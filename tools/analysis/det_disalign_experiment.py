@@ -1,4 +1,4 @@
-"""Why does DisAlign not raise APr in toy detection? The per-image cap.
+"""Why does DisAlign not raise APr in toy detection? The cap and the boxes.
 
 Experiment tool for issue #11 (DisAlign, Zhang et al., CVPR 2021, Sec. 3.2
 and Table 8; LVIS AP, Gupta et al., CVPR 2019, Sec. 5). LVIS AP keeps the
@@ -14,7 +14,11 @@ does not bind, LVIS AP is a per-class ranking metric: for class c only
 the order of the class-c scores across boxes and images counts, and
 DisAlign's per-class map ``(1 + sigma(x)(alpha_c - 1)) z_c + sigma(x)
 beta_c`` (Eq. 5-6, background untouched) changes that order only through
-the variation of sigma(x) and of the softmax denominator.
+the variation of sigma(x) and of the softmax denominator. On the
+quickstart data the cap does not bind, and (``--gt-boxes``) the stage-1
+box classifier never learns the rare classes (1-2 training instances), so
+neither mechanism is there for DisAlign to act through (README, detection
+notes).
 
 For every seed of a quickstart run (``python tools/quickstart.py --seeds 3
 --tasks det --work-dir W``) the tool tests the baseline (``det/stage1``)
