@@ -60,14 +60,17 @@ def test_missing_quickstart_run_is_named(tmp_path):
 
 def test_gt_box_classification_matches_the_classifier_by_hand(
         det_stage1, data_root, tmp_path, monkeypatch):
-    """top-1 and true-class rank per frequency group, recomputed from the
-    box classifier's inputs (recorded by lt_mm's NCM extraction on the
-    training split) through ``fc_cls`` by hand."""
+    """top-1 and true-class rank per frequency group, recomputed by hand
+    from the detector's own box-head forward on the training split's
+    ground-truth boxes (``roi_head._bbox_forward``; the tool goes through
+    the recorded inputs of ``fc_cls`` instead)."""
     import json
 
     import torch
 
-    from lt_mm.det.hooks import extract_gt_box_features, gt_box_dataloader_cfg
+    from mmdet.structures.bbox import bbox2roi, get_box_tensor
+
+    from lt_mm.det.hooks import gt_box_dataloader_cfg
     from lt_mm.engine.runner_utils import build_runner, load_config
     monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
     tool = _tool()
@@ -79,11 +82,21 @@ def test_gt_box_classification_matches_the_classifier_by_hand(
     runner = build_runner(cfg)
     runner.load_or_resume()
     loader = runner.build_dataloader(gt_box_dataloader_cfg(cfg))
-    fc_cls = runner.model.roi_head.bbox_head.fc_cls
-    feats, labels = extract_gt_box_features(runner.model, loader,
-                                            {'fc_cls': fc_cls})
+    model = runner.model.eval()
+    scores, targets = [], []
     with torch.no_grad():
-        logits = fc_cls(feats['fc_cls'])[:, :-1]  # foreground columns
+        for data in loader:
+            data = model.data_preprocessor(data, False)
+            boxes = [
+                get_box_tensor(s.gt_instances.bboxes)
+                for s in data['data_samples']
+            ]
+            out = model.roi_head._bbox_forward(
+                model.extract_feat(data['inputs']), bbox2roi(boxes))
+            scores.append(out['cls_score'])
+            targets += [s.gt_instances.labels for s in data['data_samples']]
+    logits = torch.cat(scores)[:, :-1]  # foreground columns
+    labels = torch.cat(targets).long()
     with open(loader.dataset.ann_file) as f:
         cats = json.load(f)['categories']
     letters = [c['frequency'] for c in cats]  # category order = label order

@@ -69,6 +69,38 @@ CAPS = (300, 100, 20, 10, 5)
 KEYS = ('AP', 'APr', 'APc', 'APf')
 
 
+def _test_config(config: str,
+                 checkpoint: str,
+                 data_root: str,
+                 work_dir: str,
+                 options: Optional[dict] = None,
+                 loader_split: Optional[str] = None):
+    """``config`` loading ``checkpoint`` on ``data_root`` (the folder that
+    holds ``det/``), with the class counts of its training set filled in
+    and everything of training dropped. With ``loader_split`` ('train' or
+    'val') it also returns the ground-truth box loader config of that split
+    (:func:`lt_mm.det.hooks.gt_box_dataloader_cfg`), else None."""
+    from lt_mm.det.hooks import gt_box_dataloader_cfg
+    from lt_mm.engine.counts import fill_class_counts
+    from lt_mm.engine.runner_utils import load_config
+    os.environ['LT_MM_DATA_ROOT'] = data_root
+    cfg = load_config(config, options, work_dir)
+    cfg.load_from = checkpoint
+    fill_class_counts(cfg)  # from the training set, before it is dropped
+    loader = None
+    if loader_split is not None:
+        if loader_split == 'val':
+            cfg.train_dataloader = cfg.val_dataloader
+        loader = gt_box_dataloader_cfg(cfg)
+    for key in ('train_cfg', 'train_dataloader', 'optim_wrapper',
+                'param_scheduler', 'val_cfg', 'val_dataloader',
+                'val_evaluator'):
+        cfg[key] = None
+    cfg.custom_hooks = []
+    cfg.log_level = 'WARNING'
+    return cfg, loader
+
+
 def predict(config: str,
             checkpoint: str,
             data_root: str,
@@ -79,20 +111,10 @@ def predict(config: str,
     holds ``det/``) at ``max_per_img``; returns the LVIS-format box results
     (``image_id``, ``category_id``, ``bbox`` xywh, ``score``), the val
     annotation file and the metrics of the normal test."""
-    from lt_mm.engine.counts import fill_class_counts
-    from lt_mm.engine.runner_utils import build_runner, load_config
-    os.environ['LT_MM_DATA_ROOT'] = data_root
-    cfg = load_config(config, options, work_dir)
-    cfg.load_from = checkpoint
-    fill_class_counts(cfg)  # from the training set, before it is dropped
-    for key in ('train_cfg', 'train_dataloader', 'optim_wrapper',
-                'param_scheduler', 'val_cfg', 'val_dataloader',
-                'val_evaluator'):
-        cfg[key] = None
-    cfg.custom_hooks = []
+    from lt_mm.engine.runner_utils import build_runner
+    cfg, _ = _test_config(config, checkpoint, data_root, work_dir, options)
     cfg.test_evaluator.metric = ['bbox']
     cfg.model.test_cfg.rcnn.max_per_img = int(max_per_img)
-    cfg.log_level = 'WARNING'
     runner = build_runner(cfg, 'none')
     dataset = runner.test_dataloader.dataset
     cat_ids = list(dataset.cat_ids)
@@ -137,26 +159,13 @@ def gt_box_classification(config: str,
     classification); box AP sees it only through the order of each class's
     scores over all detections."""
     import torch
-    from mmdet.structures.bbox import bbox2roi, get_box_tensor
 
-    from lt_mm.det.hooks import gt_box_dataloader_cfg
-    from lt_mm.engine.counts import fill_class_counts
-    from lt_mm.engine.runner_utils import build_runner, load_config
+    from lt_mm.det.hooks import extract_gt_box_features
+    from lt_mm.engine.runner_utils import build_runner
     if split not in ('val', 'train'):
         raise ValueError(f"split must be 'val' or 'train', got {split!r}.")
-    os.environ['LT_MM_DATA_ROOT'] = data_root
-    cfg = load_config(config, None, work_dir)
-    cfg.load_from = checkpoint
-    fill_class_counts(cfg)  # from the training set, before it is replaced
-    if split == 'val':
-        cfg.train_dataloader = cfg.val_dataloader
-    loader = gt_box_dataloader_cfg(cfg)
-    for key in ('train_cfg', 'optim_wrapper', 'param_scheduler', 'val_cfg',
-                'val_dataloader', 'val_evaluator'):
-        cfg[key] = None
-    cfg.train_dataloader = None
-    cfg.custom_hooks = []
-    cfg.log_level = 'WARNING'
+    cfg, loader = _test_config(
+        config, checkpoint, data_root, work_dir, loader_split=split)
     runner = build_runner(cfg, 'none')
     runner.load_or_resume()
     model = runner.model.eval()
@@ -165,22 +174,13 @@ def gt_box_classification(config: str,
     cat_ids = list(dataset.cat_ids)
     with open(dataset.ann_file) as f:  # LVIS frequency letters
         freq = {c['id']: c['frequency'] for c in json.load(f)['categories']}
-    logits, labels = [], []
+    fc_cls = model.roi_head.bbox_head.fc_cls
+    # the classifier's inputs on the boxes (lt_mm's NCM extraction), then
+    # the classifier itself in eval mode
+    feats, y = extract_gt_box_features(model, dataloader, {'fc_cls': fc_cls})
     with torch.no_grad():
-        for data in dataloader:
-            data = model.data_preprocessor(data, False)
-            boxes = [
-                get_box_tensor(s.gt_instances.bboxes)
-                for s in data['data_samples']
-            ]
-            if sum(len(b) for b in boxes) == 0:
-                continue
-            x = model.extract_feat(data['inputs'])
-            out = model.roi_head._bbox_forward(x, bbox2roi(boxes))
-            logits.append(out['cls_score'].float())
-            labels += [s.gt_instances.labels for s in data['data_samples']]
-    z = torch.cat(logits)[:, :len(cat_ids)]  # foreground columns
-    y = torch.cat(labels).long()
+        logits = fc_cls(feats['fc_cls'])
+    z = logits[:, :len(cat_ids)]  # foreground columns
     rank = (z > z.gather(1, y[:, None])).sum(1) + 1
     top1 = z.argmax(1) == y
     groups = np.array([freq.get(cat_ids[int(k)], '?') for k in y])
