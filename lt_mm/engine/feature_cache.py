@@ -791,7 +791,7 @@ class CachedFeatureLoopMixin:
         from functools import partial
 
         from mmengine.dataset import worker_init_fn
-        from torch.utils.data import DataLoader, SequentialSampler
+        from torch.utils.data import DataLoader
 
         from lt_mm.engine.features import eval_dataloader_cfg
         opts = self.cache_cfg
@@ -819,8 +819,7 @@ class CachedFeatureLoopMixin:
             DataLoader(
                 dl.dataset,
                 batch_size=opts['batch_size'] or dl.batch_size or 1,
-                sampler=SequentialSampler(dl.dataset) if sample_views is None
-                else view_rows(sample_views, len(dl.dataset), k).tolist(),
+                sampler=view_rows(sample_views, len(dl.dataset), k).tolist(),
                 collate_fn=dl.collate_fn,
                 num_workers=workers,
                 worker_init_fn=partial(
