@@ -5,7 +5,7 @@
 # classes present in each label map, 4 images per class visit).
 #
 #   python tools/train.py configs/quickstart/digits_seg_crt.py \
-#       --cfg-options load_from=work_dirs/digits_seg_fcn_stage1/iter_1000.pth
+#       --cfg-options load_from=work_dirs/digits_seg_fcn_stage1/iter_1500.pth
 _base_ = './digits_seg_disalign.py'
 
 model = dict(

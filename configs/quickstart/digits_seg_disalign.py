@@ -5,7 +5,7 @@
 # the training pixel frequencies (tools/class_stats.py writes them).
 #
 #   python tools/train.py configs/quickstart/digits_seg_disalign.py \
-#       --cfg-options load_from=work_dirs/digits_seg_fcn_stage1/iter_1000.pth
+#       --cfg-options load_from=work_dirs/digits_seg_fcn_stage1/iter_1500.pth
 _base_ = './digits_seg_fcn_stage1.py'
 
 stats_file = '{{$LT_MM_DATA_ROOT:data/quickstart}}/seg/class_stats.json'

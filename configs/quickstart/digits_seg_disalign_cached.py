@@ -11,7 +11,7 @@
 # cache holds `views` flips per image, and the head's dropout is re-drawn
 # at every step (after the cache) with other random numbers.
 #   python tools/train.py configs/quickstart/digits_seg_disalign_cached.py \
-#       --cfg-options load_from=work_dirs/digits_seg_fcn_stage1/iter_1000.pth
+#       --cfg-options load_from=work_dirs/digits_seg_fcn_stage1/iter_1500.pth
 _base_ = './digits_seg_disalign.py'
 
 train_cfg = dict(

@@ -4,7 +4,7 @@
 # (pixels cannot be re-sampled).
 #
 #   python tools/train.py configs/quickstart/digits_seg_lws.py \
-#       --cfg-options load_from=work_dirs/digits_seg_fcn_stage1/iter_1000.pth
+#       --cfg-options load_from=work_dirs/digits_seg_fcn_stage1/iter_1500.pth
 _base_ = './digits_seg_disalign.py'
 
 model = dict(decode_head=dict(classifier=dict(_delete_=True,

@@ -5,7 +5,7 @@
 # as <work_dir>/ncm_centroids.pth.
 #
 #   python tools/test.py configs/quickstart/digits_seg_ncm.py \
-#       work_dirs/digits_seg_fcn_stage1/iter_1000.pth
+#       work_dirs/digits_seg_fcn_stage1/iter_1500.pth
 _base_ = './digits_seg_fcn_stage1.py'
 
 model = dict(

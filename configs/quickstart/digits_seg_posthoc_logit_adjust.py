@@ -4,7 +4,7 @@
 #
 #   python tools/test.py \
 #       configs/quickstart/digits_seg_posthoc_logit_adjust.py \
-#       work_dirs/digits_seg_fcn_stage1/iter_1000.pth
+#       work_dirs/digits_seg_fcn_stage1/iter_1500.pth
 _base_ = './digits_seg_posthoc_nc_tau.py'
 
 model = dict(decode_head=dict(posthoc=dict(type='logit_adjust', tau=1.0)))

@@ -3,7 +3,7 @@
 # (tools/class_stats.py). No training:
 #
 #   python tools/test.py configs/quickstart/digits_seg_posthoc_nc_tau.py \
-#       work_dirs/digits_seg_fcn_stage1/iter_1000.pth
+#       work_dirs/digits_seg_fcn_stage1/iter_1500.pth
 #
 # tau has no published value for segmentation: tune it on val
 # (--cfg-options model.decode_head.posthoc.tau=...).

@@ -3,7 +3,7 @@
 # `conv_seg` rows w_c / ||w_c|| ** tau and no bias (no training).
 #
 #   python tools/test.py configs/quickstart/digits_seg_taunorm.py \
-#       work_dirs/digits_seg_fcn_stage1/iter_1000.pth
+#       work_dirs/digits_seg_fcn_stage1/iter_1500.pth
 _base_ = './digits_seg_fcn_stage1.py'
 
 model = dict(
