@@ -19,9 +19,19 @@ def _run(args, timeout=1500):
     return proc.stdout
 
 
+def _metric_rows(work, task):
+    """The metric columns of every row of ``task`` (timings dropped)."""
+    with open(osp.join(work, 'results.json')) as f:
+        rows = json.load(f)['tables'][task]
+    return [{k: v for k, v in r.items() if k != 'seconds'} for r in rows]
+
+
 def test_quickstart_fast(tmp_path):
     work = str(tmp_path / 'qs')
-    out = _run(['--fast', '--work-dir', work])
+    # the tasks side by side in two worker processes (the default on 2
+    # cores; explicit here so that a 1-core machine runs the same path)
+    out = _run(['--fast', '--work-dir', work, '--jobs', '2'])
+    assert 'side by side in 2 worker processes' in out
     # one table per task, every method a row
     for title in ('classification', 'semantic segmentation', 'detection'):
         assert title in out
@@ -43,6 +53,8 @@ def test_quickstart_fast(tmp_path):
         with open(path, 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 
+    parallel = {task: _metric_rows(work, task)[:2] for task in ('seg', 'det')}
+
     # re-running another method never overwrites the stage-1 checkpoint
     s1_dir = osp.join(work, 'cls', 'stage1')
     with open(osp.join(s1_dir, 'last_checkpoint')) as f:
@@ -52,6 +64,18 @@ def test_quickstart_fast(tmp_path):
                  'NCM'])
     assert 'reusing' in out2
     assert (os.stat(ckpt).st_mtime_ns, os.stat(ckpt).st_size) == before
+
+    # one process, one task after the other: the same numbers
+    seq = str(tmp_path / 'seq')
+    out3 = _run([
+        '--fast', '--work-dir', seq, '--jobs', '1', '--tasks', 'seg', 'det',
+        '--methods', 'DisAlign'
+    ])
+    assert 'one after another in this process' in out3
+    for task in ('seg', 'det'):
+        rows = _metric_rows(seq, task)
+        assert [r['method'] for r in rows] == ['baseline (joint)', 'DisAlign']
+        assert rows == parallel[task], task
 
 
 def test_aggregate_mean_std_by_hand():
@@ -81,11 +105,7 @@ def test_aggregate_mean_std_by_hand():
 
 
 def test_seed_list():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'lt_mm_quickstart_tool', osp.join(REPO, 'tools', 'quickstart.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _quickstart_tool()
     assert tool.seed_list([3]) == [0, 1, 2]
     assert tool.seed_list([0, 1, 2]) == [0, 1, 2]
     assert tool.seed_list([4, 7]) == [4, 7]
@@ -93,6 +113,28 @@ def test_seed_list():
         tool.seed_list([1, 1])
     with pytest.raises(SystemExit, match='>= 1'):
         tool.seed_list([0])
+
+
+def _quickstart_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'lt_mm_quickstart_tool', osp.join(REPO, 'tools', 'quickstart.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_job_count():
+    from lt_mm.quickstart.runs import available_cpus
+    tool = _quickstart_tool()
+    # at most one worker per task; the default also at most one per core
+    assert tool.job_count(None, 3) == min(3, available_cpus())
+    assert tool.job_count(8, 3) == 3
+    assert tool.job_count(2, 3) == 2
+    assert tool.job_count(1, 3) == 1
+    assert tool.job_count(4, 1) == 1
+    with pytest.raises(SystemExit, match='--jobs 0'):
+        tool.job_count(0, 3)
 
 
 def test_quickstart_seeds_fast(tmp_path):

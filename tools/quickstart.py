@@ -59,6 +59,14 @@ def parse_args(argv=None):
         help='tiny data and schedules (seconds per run; used by the tests)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument(
+        '--jobs',
+        type=int,
+        default=None,
+        help='worker processes that run the tasks side by side (default: '
+        'the number of tasks or of CPU cores, whichever is smaller; 1 runs '
+        'everything in this process). Each worker gets cores / jobs '
+        'threads unless OMP_NUM_THREADS is set')
+    p.add_argument(
         '--seeds',
         nargs='+',
         type=int,
@@ -112,7 +120,8 @@ def run_seed(args, seed, work_dir, log):
                                          plot_per_class_accuracy, plot_sweeps,
                                          plot_weight_norms, print_table,
                                          results_table, write_tables)
-    from lt_mm.quickstart.runs import QUICKSTART_CONFIGS, run_task
+    from lt_mm.quickstart.runs import (QUICKSTART_CONFIGS, run_task,
+                                       run_tasks_parallel)
 
     size = 'fast' if args.fast else 'full'
     summaries = {}
@@ -122,17 +131,19 @@ def run_seed(args, seed, work_dir, log):
         summaries[task] = build_task_data(
             task, osp.join(data_root, task), size=size, seed=seed)
 
-    tables, plots, all_results = {}, [], {}
-    for task in args.tasks:
-        results = run_task(
-            task,
-            work_dir,
-            fast=args.fast,
-            methods=args.methods,
-            seed=seed,
-            log=log,
-            all_methods=args.all)
-        all_results[task] = results
+    tables, plots = {}, []
+    kwargs = dict(
+        fast=args.fast, methods=args.methods, seed=seed,
+        all_methods=args.all)
+    if args.jobs > 1:
+        all_results = run_tasks_parallel(args.tasks, work_dir, args.jobs,
+                                         log, **kwargs)
+    else:
+        all_results = {
+            task: run_task(task, work_dir, log=log, **kwargs)
+            for task in args.tasks
+        }
+    for task, results in all_results.items():
         tables[task] = results_table(task, results)
         print_table(task, tables[task])
 
@@ -182,6 +193,17 @@ METRICS_NOTE = ('percent; cls: top-1 on the balanced test split, '
                 'tail by training pixel share; det: LVIS AP (bbox)')
 
 
+def job_count(jobs, num_tasks):
+    """``--jobs`` -> worker processes: at most one per task; by default
+    also at most one per CPU core."""
+    from lt_mm.quickstart.runs import available_cpus
+    if jobs is None:
+        jobs = available_cpus()
+    elif jobs < 1:
+        raise SystemExit(f'--jobs {jobs}: give 1 (one process) or more.')
+    return max(1, min(jobs, num_tasks))
+
+
 def seed_list(seeds):
     """``--seeds K`` -> 0 .. K-1; ``--seeds a b c`` -> those seeds."""
     if len(seeds) == 1:
@@ -196,12 +218,16 @@ def seed_list(seeds):
 
 def main(argv=None):
     args = parse_args(argv)
+    args.jobs = job_count(args.jobs, len(args.tasks))
     t_start = time.time()
     work_dir = osp.abspath(args.work_dir)
     os.environ.setdefault('MPLBACKEND', 'Agg')
 
-    def log(msg):
-        print(f'[{time.time() - t_start:6.1f}s] {msg}', flush=True)
+    from lt_mm.quickstart.runs import ElapsedLog
+    log = ElapsedLog(t_start)
+    log(f'tasks {" ".join(args.tasks)}: ' +
+        (f'side by side in {args.jobs} worker processes (--jobs)'
+         if args.jobs > 1 else 'one after another in this process'))
 
     if args.seeds is None:
         tables, plots = run_seed(args, args.seed, work_dir, log)

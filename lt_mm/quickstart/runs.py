@@ -12,6 +12,7 @@ import glob
 import numbers
 import os
 import os.path as osp
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -174,8 +175,6 @@ def run_config(config: str,
                quiet: bool = True,
                on_runner: Optional[Callable] = None) -> RunResult:
     """Train (optionally) and test one config in-process."""
-    import time
-
     from lt_mm.engine.runner_utils import build_runner, load_config
     start = time.time()
     cfg_path = config if osp.isabs(config) else osp.join(
@@ -262,6 +261,69 @@ def run_task(task: str,
         log(f'[{task}] {m.name} done in {res.seconds:.0f} s: ' +
             _summary(spec, res.metrics))
     return results
+
+
+class ElapsedLog:
+    """``print('[<seconds since start>s] <msg>')``, flushed at once; a
+    picklable ``log`` for :func:`run_task` in worker processes."""
+
+    def __init__(self, start: Optional[float] = None) -> None:
+        self.start = time.time() if start is None else start
+
+    def __call__(self, msg: str) -> None:
+        print(f'[{time.time() - self.start:6.1f}s] {msg}', flush=True)
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity where the platform
+    reports it, else ``os.cpu_count()``)."""
+    if hasattr(os, 'sched_getaffinity'):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def _init_worker(threads: Optional[int]) -> None:
+    if threads is not None:
+        import torch
+        torch.set_num_threads(threads)
+
+
+def run_tasks_parallel(tasks: Sequence[str],
+                       work_dir: str,
+                       jobs: int,
+                       log: Callable[[str], None],
+                       **kwargs) -> Dict[str, Dict[str, RunResult]]:
+    """:func:`run_task` for every task of ``tasks`` in ``jobs`` worker
+    processes (``kwargs`` as for :func:`run_task`; ``log`` picklable, e.g.
+    :class:`ElapsedLog`). The tasks are independent (own data, work dirs
+    and seeded runners), so the results equal a sequential run; a failure
+    in a worker is raised here.
+
+    Workers are forked where the platform can (the parent's imports are
+    shared). Unless ``OMP_NUM_THREADS`` is set, each worker gets
+    ``available_cpus() // jobs`` intra-op threads, so the workers do not
+    oversubscribe the cores."""
+    import multiprocessing as mp
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+    if jobs < 1:
+        raise ValueError(f'jobs={jobs!r}: need at least 1 worker process.')
+    method = 'fork' if 'fork' in mp.get_all_start_methods() else 'spawn'
+    threads = None if 'OMP_NUM_THREADS' in os.environ else max(
+        1, available_cpus() // jobs)
+    # nothing buffered is written twice by the forked workers
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with ProcessPoolExecutor(
+            jobs,
+            mp_context=mp.get_context(method),
+            initializer=_init_worker,
+            initargs=(threads, )) as pool:
+        futures = {
+            task: pool.submit(run_task, task, work_dir, log=log, **kwargs)
+            for task in tasks
+        }
+        return {task: fut.result() for task, fut in futures.items()}
 
 
 def _summary(spec: TaskSpec, metrics: Dict[str, float]) -> str:
