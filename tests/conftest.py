@@ -68,6 +68,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def load_script(*parts: str):
+    """The script ``REPO/<parts>`` (a tool or a benchmark) as a module; its
+    ``if __name__ == '__main__'`` block does not run."""
+    import importlib.util
+    name = 'lt_mm_script_' + '_'.join(parts).replace('.py', '')
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, *parts))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def last_checkpoint(work_dir: str) -> str:
     """Path of the checkpoint mmengine's ``last_checkpoint`` file names."""
     marker = osp.join(work_dir, 'last_checkpoint')

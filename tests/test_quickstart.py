@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, load_script
 from tests.tool_server import run_python
 
 
@@ -116,12 +116,7 @@ def test_seed_list():
 
 
 def _quickstart_tool():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'lt_mm_quickstart_tool', osp.join(REPO, 'tools', 'quickstart.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_script('tools', 'quickstart.py')
 
 
 def test_job_count():

@@ -21,7 +21,11 @@ Everything lands under ``--work-dir`` (default ``work_dirs/quickstart``);
 a stage-1 checkpoint already there is reused, never overwritten.
 
     python tools/quickstart.py [--work-dir DIR] [--tasks cls seg det]
-                               [--fast] [--seed 0 | --seeds 3]
+                               [--fast] [--seed 0 | --seeds 3] [--jobs N]
+
+The tasks of a seed are independent and run side by side in ``--jobs``
+worker processes (default: one per task, at most one per CPU core; the
+numbers equal a one-process run, ``--jobs 1``).
 
 ``--seeds 3`` (or ``--seeds 0 1 2``) repeats everything -- data, stage 1,
 every method -- per seed under ``WORK_DIR/seed_<s>`` and reports the mean

@@ -2,18 +2,12 @@
 stock head at tiny sizes; the outputs must agree (identity calibrations ==
 stock head, cached == uncached normalised weights, TDE box scores survive
 mmdet's softmax). No timing is asserted."""
-import importlib.util
-import os.path as osp
 
-from ..conftest import REPO
+from ..conftest import load_script
 
 
 def _bench():
-    path = osp.join(REPO, 'benchmarks', 'bench_heads.py')
-    spec = importlib.util.spec_from_file_location('bench_heads', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script('benchmarks', 'bench_heads.py')
 
 
 def test_bench_heads_quick(capsys):

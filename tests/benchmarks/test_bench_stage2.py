@@ -2,19 +2,13 @@
 stage 2 on the tiny data from the session stage-1 checkpoint; the bench
 itself asserts that the trained head parameters agree (QUICK_PARAM_TOL);
 no timing is asserted."""
-import importlib.util
 import math
-import os.path as osp
 
-from ..conftest import REPO
+from ..conftest import load_script
 
 
 def _bench():
-    path = osp.join(REPO, 'benchmarks', 'bench_stage2.py')
-    spec = importlib.util.spec_from_file_location('bench_stage2', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script('benchmarks', 'bench_stage2.py')
 
 
 def test_bench_stage2_quick(cls_stage1, data_root, tmp_path, monkeypatch,

@@ -4,7 +4,6 @@ tool's plain PyTorch loop on identical inputs, and a --fast smoke run.
 No accuracy is asserted (the --fast run trains 1 epoch on tiny data); the
 evidence table is in the report of issue #11 / the README.
 """
-import importlib.util
 import math
 import os.path as osp
 import re
@@ -13,16 +12,13 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from tests.conftest import REPO, ToolRunner
+from tests.conftest import REPO, ToolRunner, load_script
 
 TOOL = osp.join(REPO, 'tools', 'analysis', 'cdt_experiment.py')
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location('cdt_experiment', TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(osp.relpath(TOOL, REPO))
 
 
 # lt_mm: LTLinearClsHead + CDTLoss through mmpretrain (the shipped path);

@@ -1,6 +1,5 @@
 """tools/analysis/det_tde_experiment.py: the alpha = 0 identity by hand and
 a --fast end-to-end run (no accuracy assertions)."""
-import importlib.util
 import math
 import os.path as osp
 
@@ -8,16 +7,13 @@ import torch
 
 from lt_mm.core.causal_norm import causal_norm_logits
 from lt_mm.det.classifiers import CausalNormLinear
+from tests.conftest import load_script
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _tool():
-    path = osp.join(REPO, 'tools', 'analysis', 'det_tde_experiment.py')
-    spec = importlib.util.spec_from_file_location('det_tde_experiment', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script('tools', 'analysis', 'det_tde_experiment.py')
 
 
 def _tiny_classifier() -> CausalNormLinear:

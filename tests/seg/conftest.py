@@ -4,10 +4,11 @@ save a subprocess) before the stage-1 model trains (its
 ``HeadBodyTailIoUMetric`` reads them)."""
 from __future__ import annotations
 
-import importlib.util
 import os.path as osp
 
 import pytest
+
+from tests.conftest import load_script
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SEG_STAGE1 = osp.join(REPO, 'configs', 'quickstart',
@@ -16,11 +17,7 @@ SEG_STAGE1 = osp.join(REPO, 'configs', 'quickstart',
 
 def class_stats_tool():
     """``tools/class_stats.py`` as a module (its ``main(argv)``)."""
-    path = osp.join(REPO, 'tools', 'class_stats.py')
-    spec = importlib.util.spec_from_file_location('lt_mm_class_stats', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script('tools', 'class_stats.py')
 
 
 @pytest.fixture(scope='session')

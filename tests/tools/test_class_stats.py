@@ -1,13 +1,14 @@
 """tools/class_stats.py: counts of the three toolboxes against numpy / the
 raw annotation files."""
 import glob
-import importlib.util
 import json
 import os.path as osp
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.conftest import load_script
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(REPO, 'tools', 'class_stats.py')
@@ -16,10 +17,7 @@ SEG_CFG = osp.join(REPO, 'configs', 'quickstart', 'digits_seg_fcn_stage1.py')
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('lt_mm_class_stats', TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(osp.relpath(TOOL, REPO))
 
 
 def _load(path):

@@ -1,21 +1,17 @@
 """tools/analysis/det_disalign_experiment.py: evaluating the top k of the
 uncapped detections equals testing with ``max_per_img=k`` (the tool's
 premise), the candidate count by hand, and the missing-run error."""
-import importlib.util
 import os.path as osp
 
 import pytest
+
+from tests.conftest import load_script
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _tool():
-    path = osp.join(REPO, 'tools', 'analysis', 'det_disalign_experiment.py')
-    spec = importlib.util.spec_from_file_location('det_disalign_experiment',
-                                                  path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script('tools', 'analysis', 'det_disalign_experiment.py')
 
 
 def test_capping_uncapped_detections_equals_capped_test(

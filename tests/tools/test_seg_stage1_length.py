@@ -1,7 +1,6 @@
 """tools/analysis/seg_stage1_length.py: the length rule by hand, each length
 its own stage 1, the training-mosaic test equal to the README's
 ``tools/test.py`` command, the cache, and the refused arguments."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -9,16 +8,14 @@ import re
 
 import pytest
 
+from tests.conftest import load_script
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 STAGE1 = osp.join(REPO, 'configs', 'quickstart', 'digits_seg_fcn_stage1.py')
 
 
 def _tool():
-    path = osp.join(REPO, 'tools', 'analysis', 'seg_stage1_length.py')
-    spec = importlib.util.spec_from_file_location('seg_stage1_length', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script('tools', 'analysis', 'seg_stage1_length.py')
 
 
 def test_choose_length_by_hand():
