@@ -152,3 +152,13 @@ def test_quickstart_seeds_fast(tmp_path):
     with open(osp.join(work, 'results.md')) as f:
         md = f.read()
     assert '## seed 0' in md and '## seed 1' in md and ' ± ' in md
+
+
+def test_a_failing_task_is_logged_and_raised_from_its_worker(tmp_path, capfd):
+    from lt_mm.quickstart.runs import ElapsedLog, run_tasks_parallel
+    with pytest.raises(KeyError, match='nope'):
+        run_tasks_parallel(['nope'], str(tmp_path), 1, ElapsedLog())
+    # logged by the worker when it failed (fd-level: the worker is forked)
+    assert '[nope] FAILED: KeyError' in capfd.readouterr().out
+    with pytest.raises(ValueError, match='jobs=0'):
+        run_tasks_parallel(['seg'], str(tmp_path), 0, ElapsedLog())

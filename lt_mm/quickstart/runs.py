@@ -288,6 +288,17 @@ def _init_worker(threads: Optional[int]) -> None:
         torch.set_num_threads(threads)
 
 
+def _run_task_in_worker(task: str, work_dir: str, log: Callable[[str], None],
+                        **kwargs) -> Dict[str, RunResult]:
+    """:func:`run_task`; a failure is logged at once (the other workers
+    may still be running) and raised to the parent."""
+    try:
+        return run_task(task, work_dir, log=log, **kwargs)
+    except BaseException as exc:
+        log(f'[{task}] FAILED: {type(exc).__name__}: {exc}')
+        raise
+
+
 def run_tasks_parallel(tasks: Sequence[str],
                        work_dir: str,
                        jobs: int,
@@ -296,8 +307,9 @@ def run_tasks_parallel(tasks: Sequence[str],
     """:func:`run_task` for every task of ``tasks`` in ``jobs`` worker
     processes (``kwargs`` as for :func:`run_task`; ``log`` picklable, e.g.
     :class:`ElapsedLog`). The tasks are independent (own data, work dirs
-    and seeded runners), so the results equal a sequential run; a failure
-    in a worker is raised here.
+    and seeded runners), so the results equal a sequential run. The first
+    failure in a worker is logged at once and raised here; tasks not
+    started by then are not run.
 
     Workers are forked where the platform can (the parent's imports are
     shared). Unless ``OMP_NUM_THREADS`` is set, each worker gets
@@ -305,7 +317,7 @@ def run_tasks_parallel(tasks: Sequence[str],
     oversubscribe the cores."""
     import multiprocessing as mp
     import sys
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
     if jobs < 1:
         raise ValueError(f'jobs={jobs!r}: need at least 1 worker process.')
     method = 'fork' if 'fork' in mp.get_all_start_methods() else 'spawn'
@@ -320,9 +332,16 @@ def run_tasks_parallel(tasks: Sequence[str],
             initializer=_init_worker,
             initargs=(threads, )) as pool:
         futures = {
-            task: pool.submit(run_task, task, work_dir, log=log, **kwargs)
+            task: pool.submit(_run_task_in_worker, task, work_dir, log,
+                              **kwargs)
             for task in tasks
         }
+        wait(futures.values(), return_when=FIRST_EXCEPTION)
+        for fut in futures.values():
+            if fut.done() and fut.exception() is not None:
+                # tasks not started yet are dropped; running ones finish
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise fut.exception()
         return {task: fut.result() for task, fut in futures.items()}
 
 
