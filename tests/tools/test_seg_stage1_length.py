@@ -95,6 +95,19 @@ def test_each_length_trains_its_own_stage1_and_tests_the_training_mosaics(
         again, sort_keys=True) == json.dumps(
             results, sort_keys=True)
 
+    # a cache written with other settings is recomputed, not returned
+    stale = out / 'iters_2' / 'result.json'
+    saved = json.loads(stale.read_text())
+    assert saved['params'] == dict(seed=0, iters=2, size='fast')
+    saved['params']['size'] = 'full'
+    saved['val']['aAcc'] = -1.0
+    stale.write_text(json.dumps(saved))
+    redone = tool.run_length(
+        str(work / 'seed_0'), 0, 2, str(out / 'iters_2'), size='fast')
+    assert (out / 'iters_2' / 'train' / 'iter_2.pth').is_file()
+    for split in ('val', 'train'):
+        assert redone[split] == pytest.approx(results[2][0][split])
+
 
 @pytest.mark.parametrize('argv, message', [
     (['--iters', '0', '1500'], '--iters'),

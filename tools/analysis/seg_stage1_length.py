@@ -60,17 +60,24 @@ def seed_data(work_dir: str, seed: int, size: str = 'full') -> str:
     return seed_dir
 
 
-def run_length(seed_dir: str, seed: int, iters: int,
-               out_dir: str) -> Dict[str, Dict[str, float]]:
+def run_length(seed_dir: str,
+               seed: int,
+               iters: int,
+               out_dir: str,
+               size: str = 'full') -> Dict[str, Dict[str, float]]:
     """Train the stage 1 for ``iters`` iterations on ``seed_dir``'s data
-    (training seed ``seed``) and test it on val and on the training
-    mosaics; returns ``{'val': metrics, 'train': metrics}`` (cached in
-    ``out_dir/result.json``)."""
+    (training seed ``seed``, data size ``size``) and test it on val and on
+    the training mosaics; returns ``{'val': metrics, 'train': metrics}``
+    (cached in ``out_dir/result.json``; a cache of other settings is
+    recomputed)."""
     from lt_mm.quickstart.runs import run_config
     cache = osp.join(out_dir, 'result.json')
+    params = dict(seed=seed, iters=iters, size=size)
     if osp.isfile(cache):
         with open(cache) as f:
-            return json.load(f)
+            saved = json.load(f)
+        if saved.get('params') == params:
+            return dict(val=saved['val'], train=saved['train'])
     os.environ['LT_MM_DATA_ROOT'] = osp.join(seed_dir, 'data')
     seed_opt = f'randomness.seed={seed}'
     trained = run_config(
@@ -89,7 +96,7 @@ def run_length(seed_dir: str, seed: int, iters: int,
         options=[seed_opt, *TRAIN_SPLIT_OPTIONS])
     result = dict(val=trained.metrics, train=on_train.metrics)
     with open(cache, 'w') as f:
-        json.dump(result, f)
+        json.dump(dict(result, params=params), f)
     return result
 
 
@@ -185,7 +192,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[int, Dict[int, dict]]:
         for seed, sdir in seeds.items():
             results[iters][seed] = run_length(
                 sdir, seed, iters,
-                osp.join(out, f'seed_{seed}', f'iters_{iters}'))
+                osp.join(out, f'seed_{seed}', f'iters_{iters}'), args.size)
     text = table(results, args.min_tail_acc)
     print(text)
     os.makedirs(out, exist_ok=True)
