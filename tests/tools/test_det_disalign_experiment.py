@@ -63,7 +63,6 @@ def test_gt_box_classification_matches_the_classifier_by_hand(
     import json
 
     import torch
-
     from mmdet.structures.bbox import bbox2roi, get_box_tensor
 
     from lt_mm.det.hooks import gt_box_dataloader_cfg
