@@ -292,10 +292,13 @@ def run_seed(seed_dir: str,
     return per_model
 
 
-def _mean_std(vals: List[float]) -> str:
-    a = np.asarray(vals) * 100
+def _mean_std(vals: Sequence[float],
+              scale: float = 100.0,
+              digits: int = 1) -> str:
+    """``mean ± std`` (sample std, 0 for one value) of ``vals * scale``."""
+    a = np.asarray(vals, dtype=float) * scale
     std = a.std(ddof=1) if len(a) > 1 else 0.0
-    return f'{a.mean():.1f} ± {std:.1f}'
+    return f'{a.mean():.{digits}f} ± {std:.{digits}f}'
 
 
 def gt_box_table(per_seed: List[Dict[str, dict]]) -> str:
@@ -317,11 +320,9 @@ def gt_box_table(per_seed: List[Dict[str, dict]]) -> str:
                 if not vals:
                     cols += ['-', '-']
                     continue
-                rank = np.asarray([v['rank'] for v in vals])
-                rstd = rank.std(ddof=1) if len(rank) > 1 else 0.0
                 cols += [
                     _mean_std([v['top1'] for v in vals]),
-                    f'{rank.mean():.2f} ± {rstd:.2f}'
+                    _mean_std([v['rank'] for v in vals], scale=1, digits=2)
                 ]
             lines.append(f'| {split} | {name} | ' + ' | '.join(cols) + ' |')
     return '\n'.join(lines)
