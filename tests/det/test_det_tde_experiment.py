@@ -1,5 +1,6 @@
-"""tools/analysis/det_tde_experiment.py: the alpha = 0 identity by hand and
-a --fast end-to-end run (no accuracy assertions)."""
+"""tools/analysis/det_tde_experiment.py: the alpha = 0 identity, the
+per-class AUC / top-1 and the head-direction AUC by hand, and a --fast
+end-to-end run (no accuracy assertions)."""
 import math
 import os.path as osp
 
@@ -65,14 +66,70 @@ def test_alpha0_tde_equals_plain_causal_norm_logits():
         stats['fg-bg logit'], 1.8 - 2.4 / math.sqrt(2), rel_tol=1e-5)
 
 
+def test_class_aucs_and_top1_by_hand():
+    tool = _tool()
+    # class 0: its boxes score 0.9, 0.3; the others 0.5, 0.1 -> of the 4
+    # (own, other) pairs 3 are ordered right: 0.75. Class 1: its boxes
+    # 0.5, 0.5; the others 0.5, 0.2 -> ties count 1/2: (0.5 + 1 + 0.5 + 1)
+    # / 4 = 0.75. Class 2 has no box: nan.
+    scores = torch.tensor([[0.9, 0.5, 0.0], [0.5, 0.5, 0.0], [0.3, 0.2, 0.0],
+                           [0.1, 0.5, 0.0]])
+    labels = torch.tensor([0, 1, 0, 1])
+    aucs = tool.class_aucs(scores, labels)
+    assert aucs[:2] == [0.75, 0.75] and math.isnan(aucs[2])
+    # argmax per box: 0, 0 (tie -> first), 0, 1 -> class 0: 2/2, class 1:
+    # 1/2
+    metrics = tool._class_metrics(scores, labels)
+    assert metrics['top1'][:2] == [1.0, 0.5]
+    assert math.isnan(metrics['top1'][2])
+    # group means skip classes without boxes
+    assert tool._group_means(metrics, ['f', 'f', 'r']) == {
+        'AUC f': 0.75,
+        'top1 f': 0.75
+    }
+
+
+def test_ranking_rows_by_hand():
+    tool = _tool()
+    fc = _tiny_classifier().train()
+    # mean over the 2 heads of cos(x_k, d_k), d_1 = (0, 1), d_2 = (1, 0):
+    # box 0 (3, 4 | 1, 0): (0.8 + 1) / 2 = 0.9; box 1 (1, 0 | 0, 1): 0;
+    # box 2 (0, 1 | 1, 1): (1 + 1 / sqrt2) / 2 = 0.85
+    feats = torch.tensor([[3., 4., 1., 0.], [1., 0., 0., 1.], [0., 1., 1.,
+                                                               1.]])
+    labels = torch.tensor([0, 1, 0])
+    rows = tool.ranking_rows(
+        fc, feats, labels, ['f', 'r'], [0.0, 1.0], shuffles=3)
+    # class 0's boxes lie nearer the head direction than class 1's
+    assert rows['cos(x,d)'] == {'AUC f': 1.0, 'AUC r': 0.0}
+    assert set(rows) == {'a=0', 'a=1', 'a=1 shuffled', 'cos(x,d)'}
+    assert fc.training  # the mode is restored
+    # alpha = 0: Eq. 9 is the softmax of the causal-norm logits
+    plain = torch.log_softmax(tool._plain_logits(fc.eval(), feats), 1)
+    assert rows['a=0'] == tool._group_means(
+        tool._class_metrics(plain[:, :2], labels), ['f', 'r'])
+    # a softmax classifier gives one row
+    lin = torch.nn.Linear(4, 3)
+    rows = tool.ranking_rows(lin, feats, labels, ['f', 'r'], [1.0])
+    assert list(rows) == ['softmax']
+
+
 def test_fast_run_end_to_end(tmp_path, monkeypatch):
     # main() points LT_MM_DATA_ROOT at its own data; restore it afterwards
     monkeypatch.setenv('LT_MM_DATA_ROOT', str(tmp_path / 'data'))
     tool = _tool()
     per_seed = tool.main(
         ['--fast', '--seeds', '0', '--work-dir',
-         str(tmp_path / 'w')])
+         str(tmp_path / 'w'), '--gt-boxes'])
     res = per_seed[0]
+    # the ranking of the val ground-truth boxes, both models
+    assert list(res['gt base']) == ['softmax']
+    assert {'a=0', 'a=1.5', 'a=1.5 shuffled',
+            'cos(x,d)'} <= set(res['gt tde'])
+    for row in list(res['gt base'].values()) + list(
+            res['gt tde'].values()):
+        assert row and all(0.0 <= v <= 1.0 for v in row.values())
+    assert 'AUC f' in (tmp_path / 'w' / 'table.md').read_text()
     for key in ('base thr=1e-4', 'base thr=1e-5', 'tde a=0 exact',
                 'tde a=1.5 exact', 'tde a=1.5 eps', 'tde a=0 plain',
                 'tde a=1.5 plain'):
@@ -87,5 +144,6 @@ def test_fast_run_end_to_end(tmp_path, monkeypatch):
     # a rerun reuses the cached results (no training, no test)
     again = tool.main(
         ['--fast', '--seeds', '0', '--work-dir',
-         str(tmp_path / 'w')])
+         str(tmp_path / 'w'), '--gt-boxes'])
     assert again[0]['tde a=1.5 plain'] == res['tde a=1.5 plain']
+    assert again[0]['gt tde'] == res['gt tde']

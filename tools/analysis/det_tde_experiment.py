@@ -21,7 +21,18 @@ b) sweeps the *inference-time* factors on the same TDE checkpoint, without
 c) optionally (``--train-factors``) trains the training-time variants
    ``tau8`` (tau = 8), ``gamma0`` (gamma = 0), ``e24`` (24 epochs, TDE and
    baseline; 2 with ``--fast``) and sweeps alpha with exact Eq. 9 on them;
-d) prints box AP / APr / APc / APf per setting as mean +- std over the
+d) optionally (``--gt-boxes``) measures, on the ground-truth boxes of the
+   val images, how well each class's score ranks that class's boxes
+   above the other boxes (per-class ROC AUC, averaged per r / c / f
+   group; LVIS AP counts the same order over all detections): the
+   baseline's softmax, exact Eq. 9 at every alpha, and a control in which
+   the counterfactual term of Eq. 8 (``TDE - plain`` logits) is taken
+   from a randomly chosen other box (rows shuffled, 20 times). If the
+   control loses as much as the real term, the term carries no
+   information about the box's class, only box-to-box variation; the
+   AUC of ``cos(x, d)`` (mean over the K heads) per class says whether
+   the head direction tells one class's boxes from the others;
+e) prints box AP / APr / APc / APf per setting as mean +- std over the
    seeds, and the score statistics that show how TDE's scores interact
    with mmdet's score threshold (foreground scores above 1e-5 / 0.05 per
    image, detections per image, median top score), the head direction
@@ -31,7 +42,7 @@ d) prints box AP / APr / APc / APf per setting as mean +- std over the
 Usage::
 
     OMP_NUM_THREADS=1 nice -n 10 python tools/analysis/det_tde_experiment.py \
-        --seeds 0 1 2 --work-dir work_dirs/det_tde_experiment
+        --seeds 0 1 2 --work-dir work_dirs/det_tde_experiment [--gt-boxes]
 
 Seeds change the training seed; the data set is the quickstart's (data
 seed ``--data-seed``, default 0). Per-seed results are cached in
@@ -66,6 +77,8 @@ COLUMNS = (('AP', 'lvis/bbox_AP'), ('APr', 'lvis/bbox_APr'),
 STAT_COLUMNS = ('fg>1e-5', 'fg>0.05', 'dets', 'top')
 # training-time variants: (name, base config, cfg edits)
 TRAIN_FACTORS = ('tau8', 'gamma0', 'e24')
+GROUPS = ('r', 'c', 'f')
+SHUFFLES = 20
 
 
 def _log(msg: str) -> None:
@@ -315,12 +328,163 @@ def sweep_tde(runner, alphas: Sequence[float], forms: Sequence[str],
 
 
 # --------------------------------------------------------------------------
+# ranking of the ground-truth boxes
+# --------------------------------------------------------------------------
+def class_aucs(scores, labels) -> List[float]:
+    """Per column ``c`` of ``scores`` (M, C): the ROC AUC of ``scores[:, c]``
+    separating the boxes with ``labels == c`` from the other boxes (the
+    probability that a random box of class c scores above a random other
+    box, ties counting one half); nan for a class without boxes or without
+    other boxes."""
+    from sklearn.metrics import roc_auc_score
+    labels = labels.cpu().numpy()
+    scores = scores.detach().double().cpu().numpy()
+    out = []
+    for c in range(scores.shape[1]):
+        pos = labels == c
+        if pos.all() or not pos.any():
+            out.append(math.nan)
+        else:
+            out.append(float(roc_auc_score(pos, scores[:, c])))
+    return out
+
+
+def _class_metrics(scores, labels) -> Dict[str, List[float]]:
+    """Per class: ``AUC`` (:func:`class_aucs` of ``scores``) and ``top1``
+    (the fraction of the class's boxes whose argmax over the columns of
+    ``scores`` is the class; nan without boxes)."""
+    pred = scores.argmax(dim=1)
+    top1 = []
+    for c in range(scores.shape[1]):
+        mask = labels == c
+        top1.append(
+            float((
+                pred[mask] == c).float().mean()) if mask.any() else math.nan)
+    return {'AUC': class_aucs(scores, labels), 'top1': top1}
+
+
+def _group_means(per_class: Dict[str, List[float]],
+                 groups: Sequence[str]) -> Dict[str, float]:
+    """``{'<metric> <group>': mean over the group's classes}``."""
+    out = {}
+    for metric, values in per_class.items():
+        for g in GROUPS:
+            vals = [
+                v for v, h in zip(values, groups)
+                if h == g and not math.isnan(v)
+            ]
+            if vals:
+                out[f'{metric} {g}'] = sum(vals) / len(vals)
+    return out
+
+
+def ranking_rows(fc_cls,
+                 feats,
+                 labels,
+                 groups: Sequence[str],
+                 alphas: Sequence[float],
+                 shuffles: int = SHUFFLES,
+                 seed: int = 0) -> Dict[str, Dict[str, float]]:
+    """How a box classifier ranks and labels ground-truth boxes.
+
+    ``feats`` (M, D) are the classifier's inputs on M ground-truth boxes of
+    class ``labels`` (M,); ``groups[c]`` is class c's frequency letter.
+    Each row holds, averaged over the classes of each group, the per-class
+    ``AUC`` (:func:`class_aucs` of the foreground log-probs: the order of
+    one class's scores over boxes, which LVIS AP counts) and ``top1`` (the
+    argmax decision, which a re-balancing is meant to change).
+
+    A softmax classifier gives the row ``softmax``. A CausalNormLinear
+    gives ``a=<alpha>`` (exact Eq. 9) per alpha; for alpha > 0 also
+    ``a=<alpha> shuffled``, the control: Eq. 9 with the counterfactual
+    term of Eq. 8, ``TDE_fg - plain_fg``, of box ``perm[i]`` added to box
+    ``i``'s plain logits (mean over ``shuffles`` random permutations); and
+    ``cos(x,d)``: the AUC of the box's mean ``cos(x_k, d_k)`` for each
+    class (50 = the head direction does not tell the class's boxes from
+    the others).
+    """
+    import torch
+
+    from lt_mm.core.causal_norm import (_head_cosines,
+                                        background_exempt_log_probs)
+    num_fg = len(groups)
+    rows: Dict[str, Dict[str, float]] = {}
+    was_training = fc_cls.training
+    fc_cls.eval()
+    try:
+        with torch.no_grad():
+            if not hasattr(fc_cls, 'head_direction'):
+                logp = torch.log_softmax(fc_cls(feats), dim=1)
+                rows['softmax'] = _group_means(
+                    _class_metrics(logp[:, :num_fg], labels), groups)
+                return rows
+            gen = torch.Generator().manual_seed(seed)
+            for alpha in alphas:
+                plain, tde = fc_cls.plain_and_tde_logits(feats, alpha)
+                if plain is None:
+                    raise ValueError('ranking_rows needs a background-'
+                                     'exempt CausalNormLinear (Eq. 9).')
+                logp = background_exempt_log_probs(plain, tde)
+                rows[f'a={alpha:g}'] = _group_means(
+                    _class_metrics(logp[:, :num_fg], labels), groups)
+                if alpha == 0:
+                    continue
+                added = tde[:, :num_fg] - plain[:, :num_fg]
+                runs = []
+                for _ in range(shuffles):
+                    perm = torch.randperm(len(labels), generator=gen)
+                    moved = plain.clone()
+                    moved[:, :num_fg] += added[perm]
+                    logp = background_exempt_log_probs(plain, moved)
+                    runs.append(_class_metrics(logp[:, :num_fg], labels))
+                mean = {
+                    m: [sum(v) / len(v) for v in zip(*(r[m] for r in runs))]
+                    for m in runs[0]
+                }
+                rows[f'a={alpha:g} shuffled'] = _group_means(mean, groups)
+            cos = _head_cosines(feats, fc_cls.head_direction,
+                                fc_cls.num_heads).mean(dim=1)
+            rows['cos(x,d)'] = _group_means(
+                {'AUC': class_aucs(cos[:, None].expand(-1, num_fg), labels)},
+                groups)
+    finally:
+        fc_cls.train(was_training)
+    return rows
+
+
+def gt_box_ranking(runner,
+                   alphas: Sequence[float],
+                   seed: int = 0) -> Dict[str, Dict[str, float]]:
+    """:func:`ranking_rows` of a runner's box classifier on the
+    ground-truth boxes of its test (val) images (the features through
+    :func:`lt_mm.det.hooks.extract_gt_box_features`, the frequency groups
+    from the LVIS annotation file)."""
+    from lt_mm.det.hooks import extract_gt_box_features, gt_box_dataloader_cfg
+    runner.load_or_resume()  # no-op once loaded (by a test or training)
+    cfg = copy.deepcopy(runner.cfg)
+    cfg.train_dataloader = cfg.test_dataloader
+    dataloader = runner.build_dataloader(gt_box_dataloader_cfg(cfg))
+    dataset = dataloader.dataset
+    with open(dataset.ann_file) as f:
+        freq = {c['id']: c['frequency'] for c in json.load(f)['categories']}
+    groups = [freq[c] for c in dataset.cat_ids]
+    fc_cls = runner.model.roi_head.bbox_head.fc_cls
+    feats, labels = extract_gt_box_features(runner.model, dataloader,
+                                            {'fc_cls': fc_cls})
+    return ranking_rows(
+        fc_cls, feats['fc_cls'], labels, groups, alphas, seed=seed)
+
+
+# --------------------------------------------------------------------------
 # one seed
 # --------------------------------------------------------------------------
 def run_seed(seed: int, work_dir: str, fast: bool,
              alphas: Sequence[float], train_factors: Sequence[str],
-             log: Callable[[str], None] = _log) -> dict:
-    """All settings of one seed; cached in ``<work_dir>/seed<k>``."""
+             log: Callable[[str], None] = _log,
+             gt_boxes: bool = False) -> dict:
+    """All settings of one seed; cached in ``<work_dir>/seed<k>``.
+    ``gt_boxes`` adds :func:`gt_box_ranking` of the baseline and of the
+    TDE detector (keys ``gt base``, ``gt tde``)."""
     import torch
     sdir = osp.join(work_dir, f'seed{seed}')
     os.makedirs(sdir, exist_ok=True)
@@ -353,6 +517,10 @@ def run_seed(seed: int, work_dir: str, fast: bool,
                              f'{TRAIN_FACTORS}.')
     for name, config, n_ep, edits in runs:
         keys_needed = _keys_for(name, alphas)
+        gt_key = f'gt {name}' if gt_boxes and name in ('base', 'tde') \
+            else None
+        if gt_key:
+            keys_needed.append(gt_key)
         if all(k in done for k in keys_needed):
             continue
         cfg = build_cfg(config, osp.join(sdir, name), seed, n_ep, edits)
@@ -371,6 +539,10 @@ def run_seed(seed: int, work_dir: str, fast: bool,
             else:
                 forms = FORMS if name == 'tde' else ('exact', )
                 sweep_tde(runner, alphas, forms, name, done, save)
+        if gt_key and gt_key not in done:
+            done[gt_key] = gt_box_ranking(runner, alphas, seed)
+            log(f'{gt_key}: ranking of the val ground-truth boxes done')
+            save()
         del runner
     save()
     return done
@@ -413,7 +585,8 @@ def results_table(per_seed: Dict[int, dict]) -> str:
     keys: List[str] = []
     for res in per_seed.values():
         for k, v in res.items():
-            if isinstance(v, dict) and k not in keys:
+            if isinstance(v, dict) and k not in keys and \
+                    not k.startswith('gt '):
                 keys.append(k)
     head = ['setting', 'n'] + [c for c, _ in COLUMNS] + list(STAT_COLUMNS) + [
         '|d|', 'cos(x,d)', 'fg-bg logit'
@@ -437,6 +610,34 @@ def results_table(per_seed: Dict[int, dict]) -> str:
     return '\n'.join(lines)
 
 
+def gt_box_table(per_seed: Dict[int, dict]) -> str:
+    """Markdown table of :func:`gt_box_ranking`: one row per model and
+    setting, per-class AUC and top-1 x100 averaged per group, mean ± std
+    over the seeds that have it."""
+    rows: List[tuple] = []
+    for model in ('base', 'tde'):
+        for res in per_seed.values():
+            for setting in res.get(f'gt {model}', {}):
+                if (model, setting) not in rows:
+                    rows.append((model, setting))
+    cols = [f'{m} {g}' for m in ('AUC', 'top1') for g in GROUPS]
+    lines = [
+        '| model | setting | n | ' + ' | '.join(cols) + ' |',
+        '|' + '---|' * (3 + len(cols))
+    ]
+    for model, setting in rows:
+        per = [
+            res[f'gt {model}'][setting] for res in per_seed.values()
+            if setting in res.get(f'gt {model}', {})
+        ]
+        cells = [model, setting, str(len(per))]
+        cells += [
+            _mean_std([100 * p.get(c, math.nan) for p in per]) for c in cols
+        ]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
@@ -447,6 +648,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--alphas', type=float, nargs='+', default=None)
     p.add_argument('--train-factors', nargs='*', default=[],
                    choices=TRAIN_FACTORS)
+    p.add_argument('--gt-boxes', action='store_true',
+                   help='also rank the val ground-truth boxes per class '
+                   '(per-class AUC, shuffled counterfactual control)')
     p.add_argument('--table-only', action='store_true',
                    help='print the table of the cached results, run nothing')
     return p.parse_args(argv)
@@ -473,7 +677,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[int, dict]:
             for seed in args.seeds:
                 _log(f'seed {seed}')
                 per_seed[seed] = run_seed(seed, work_dir, args.fast, alphas,
-                                          args.train_factors)
+                                          args.train_factors,
+                                          gt_boxes=args.gt_boxes)
     else:
         for seed in args.seeds:
             path = osp.join(work_dir, f'seed{seed}', 'results.json')
@@ -486,6 +691,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[int, dict]:
           'scores above thr per image before NMS; dets = detections per '
           'image; top = median best score per image\n')
     print(table)
+    if any(k.startswith('gt ') for res in per_seed.values() for k in res):
+        gt_table = gt_box_table(per_seed)
+        print('\nval ground-truth boxes, x100, mean over the classes of '
+              "each group, mean±std over seeds: AUC = ROC AUC of the class's "
+              'score (its boxes vs the other boxes); top1 = its boxes whose '
+              'argmax is the class\n')
+        print(gt_table)
+        table += '\n\n' + gt_table
     with open(osp.join(work_dir, 'table.md'), 'w') as f:
         f.write(table + '\n')
     _log(f'wall time {time.time() - t0:.0f} s')
