@@ -1,6 +1,6 @@
-"""tools/analysis/det_tde_experiment.py: the alpha = 0 identity, the
-per-class AUC / top-1 and the head-direction AUC by hand, and a --fast
-end-to-end run (no accuracy assertions)."""
+"""tools/analysis/det_tde_experiment.py: the alpha = 0 identity and the
+ground-truth box ranking rows by hand, and a --fast end-to-end run (no
+accuracy assertions)."""
 import math
 import os.path as osp
 
@@ -8,6 +8,7 @@ import torch
 
 from lt_mm.core.causal_norm import causal_norm_logits
 from lt_mm.det.classifiers import CausalNormLinear
+from lt_mm.det.gt_box_stats import group_means
 from tests.conftest import load_script
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -66,29 +67,6 @@ def test_alpha0_tde_equals_plain_causal_norm_logits():
         stats['fg-bg logit'], 1.8 - 2.4 / math.sqrt(2), rel_tol=1e-5)
 
 
-def test_class_aucs_and_top1_by_hand():
-    tool = _tool()
-    # class 0: its boxes score 0.9, 0.3; the others 0.5, 0.1 -> of the 4
-    # (own, other) pairs 3 are ordered right: 0.75. Class 1: its boxes
-    # 0.5, 0.5; the others 0.5, 0.2 -> ties count 1/2: (0.5 + 1 + 0.5 + 1)
-    # / 4 = 0.75. Class 2 has no box: nan.
-    scores = torch.tensor([[0.9, 0.5, 0.0], [0.5, 0.5, 0.0], [0.3, 0.2, 0.0],
-                           [0.1, 0.5, 0.0]])
-    labels = torch.tensor([0, 1, 0, 1])
-    aucs = tool.class_aucs(scores, labels)
-    assert aucs[:2] == [0.75, 0.75] and math.isnan(aucs[2])
-    # argmax per box: 0, 0 (tie -> first), 0, 1 -> class 0: 2/2, class 1:
-    # 1/2
-    metrics = tool._class_metrics(scores, labels)
-    assert metrics['top1'][:2] == [1.0, 0.5]
-    assert math.isnan(metrics['top1'][2])
-    # group means skip classes without boxes
-    assert tool._group_means(metrics, ['f', 'f', 'r']) == {
-        'AUC f': 0.75,
-        'top1 f': 0.75
-    }
-
-
 def test_ranking_rows_by_hand():
     tool = _tool()
     fc = _tiny_classifier().train()
@@ -106,7 +84,7 @@ def test_ranking_rows_by_hand():
     assert fc.training  # the mode is restored
     # alpha = 0: Eq. 9 is the softmax of the causal-norm logits
     plain = torch.log_softmax(tool._plain_logits(fc.eval(), feats), 1)
-    assert rows['a=0'] == tool._group_means(
+    assert rows['a=0'] == group_means(
         tool._class_metrics(plain[:, :2], labels), ['f', 'r'])
     # a softmax classifier gives one row
     lin = torch.nn.Linear(4, 3)

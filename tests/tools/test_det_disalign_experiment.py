@@ -107,11 +107,24 @@ def test_gt_box_classification_matches_the_classifier_by_hand(
             top1=float((z.argmax(1) == y).float().mean()),
             rank=sum(rank) / len(rank),
             boxes=len(rows))
+    # per-class AUC of the softmax score over every (own box, other box)
+    # pair, ties 1/2, averaged over the group's classes
+    probs = torch.softmax(torch.cat(scores), 1).tolist()
+    y_all = labels.tolist()
+    aucs = {g: [] for g in 'rcf'}
+    for c, letter in enumerate(letters):
+        own = [p[c] for p, y in zip(probs, y_all) if y == c]
+        other = [p[c] for p, y in zip(probs, y_all) if y != c]
+        if own and other:
+            wins = sum((a > b) + 0.5 * (a == b) for a in own for b in other)
+            aucs[letter].append(wins / (len(own) * len(other)))
     assert set(got) == set(expected) and got
     for g in expected:
         assert got[g]['boxes'] == expected[g]['boxes']
         assert got[g]['top1'] == pytest.approx(expected[g]['top1'], abs=1e-6)
         assert got[g]['rank'] == pytest.approx(expected[g]['rank'], abs=1e-6)
+        assert got[g]['AUC'] == pytest.approx(
+            sum(aucs[g]) / len(aucs[g]), abs=1e-6)
 
 
 def test_gt_box_classification_refuses_an_unknown_split(
@@ -128,16 +141,18 @@ def test_gt_box_table_by_hand():
 
     def seed(top1_r, rank_r):
         split = dict(
-            r=dict(top1=top1_r, rank=rank_r, boxes=2),
-            c=dict(top1=0.5, rank=2.0, boxes=4),
-            f=dict(top1=1.0, rank=1.0, boxes=9))
+            r=dict(top1=top1_r, rank=rank_r, boxes=2, AUC=0.8),
+            c=dict(top1=0.5, rank=2.0, boxes=4, AUC=0.9),
+            f=dict(top1=1.0, rank=1.0, boxes=9, AUC=1.0))
         return {'stage1': dict(gt_boxes=dict(train=split, val=split))}
 
     text = tool.gt_box_table([seed(0.0, 7.0), seed(0.5, 5.0)])
     lines = text.splitlines()
-    assert lines[0].startswith('| split | model | r top-1 | r rank |')
+    assert lines[0].startswith(
+        '| split | model | r top-1 | r rank | r AUC |')
     # r top-1: mean 25.0, sample std 35.4; rank: mean 6.00, std 1.41
     assert lines[2] == ('| train | stage1 | 25.0 ± 35.4 | 6.00 ± 1.41 | '
-                        '50.0 ± 0.0 | 2.00 ± 0.00 | 100.0 ± 0.0 | '
-                        '1.00 ± 0.00 |')
+                        '80.0 ± 0.0 | 50.0 ± 0.0 | 2.00 ± 0.00 | '
+                        '90.0 ± 0.0 | 100.0 ± 0.0 | 1.00 ± 0.00 | '
+                        '100.0 ± 0.0 |')
     assert lines[3].startswith('| val | stage1 | 25.0 ± 35.4 |')

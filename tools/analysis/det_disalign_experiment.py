@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import os
 import os.path as osp
 import sys
@@ -153,13 +154,18 @@ def gt_box_classification(config: str,
     ``top1`` (the argmax over the C foreground logits is the true class),
     ``rank`` (mean rank of the true class among the C foreground logits,
     1 = first; a classifier without information about a group ranks it at
-    (C + 1) / 2 on average) and ``boxes``.
+    (C + 1) / 2 on average), both over the group's boxes, ``boxes``, and
+    ``AUC``: the mean over the group's classes of the per-class ROC AUC of
+    the class's softmax score, its boxes against the others
+    (:func:`lt_mm.det.gt_box_stats.class_aucs`; 0.5 = no information).
 
-    This is the quantity DisAlign re-balances (as top-1 accuracy in
-    classification); box AP sees it only through the order of each class's
-    scores over all detections."""
+    ``top1`` and ``rank`` are the decisions DisAlign re-balances (as top-1
+    accuracy in classification); box AP sees them only through ``AUC``,
+    the order of each class's scores over the boxes."""
     import torch
 
+    from lt_mm.det.gt_box_stats import (class_aucs, frequency_groups,
+                                        group_means)
     from lt_mm.det.hooks import extract_gt_box_features
     from lt_mm.engine.runner_utils import build_runner
     if split not in ('val', 'train'):
@@ -171,27 +177,30 @@ def gt_box_classification(config: str,
     model = runner.model.eval()
     dataloader = runner.build_dataloader(loader)
     dataset = dataloader.dataset
-    cat_ids = list(dataset.cat_ids)
-    with open(dataset.ann_file) as f:  # LVIS frequency letters
-        freq = {c['id']: c['frequency'] for c in json.load(f)['categories']}
+    # the LVIS letter per class index
+    groups = frequency_groups(dataset.ann_file, dataset.cat_ids)
     fc_cls = model.roi_head.bbox_head.fc_cls
     # the classifier's inputs on the boxes (lt_mm's NCM extraction), then
     # the classifier itself in eval mode
     feats, y = extract_gt_box_features(model, dataloader, {'fc_cls': fc_cls})
     with torch.no_grad():
         logits = fc_cls(feats['fc_cls'])
-    z = logits[:, :len(cat_ids)]  # foreground columns
+    z = logits[:, :len(groups)]  # foreground columns
     rank = (z > z.gather(1, y[:, None])).sum(1) + 1
     top1 = z.argmax(1) == y
-    groups = np.array([freq.get(cat_ids[int(k)], '?') for k in y])
+    aucs = group_means(
+        {'AUC': class_aucs(torch.softmax(logits, 1)[:, :len(groups)], y)},
+        groups)
+    box_groups = np.array([groups[int(k)] for k in y])
     result = {}
     for g in ('r', 'c', 'f'):
-        m = torch.from_numpy(groups == g)
+        m = torch.from_numpy(box_groups == g)
         if m.any():
             result[g] = dict(
                 top1=float(top1[m].float().mean()),
                 rank=float(rank[m].float().mean()),
-                boxes=int(m.sum()))
+                boxes=int(m.sum()),
+                AUC=aucs.get(f'AUC {g}', math.nan))
     return result
 
 
@@ -303,13 +312,13 @@ def _mean_std(vals: Sequence[float],
 
 def gt_box_table(per_seed: List[Dict[str, dict]]) -> str:
     """Markdown table of :func:`gt_box_classification`: per split, model
-    and frequency group, top-1 (percent) and true-class rank, mean +- std
-    over seeds."""
+    and frequency group, top-1 (percent), true-class rank and per-class AUC
+    (percent), mean +- std over seeds."""
     names = list(per_seed[0])
     lines = [
-        '| split | model | ' + ' | '.join(f'{g} top-1 | {g} rank'
+        '| split | model | ' + ' | '.join(f'{g} top-1 | {g} rank | {g} AUC'
                                           for g in 'rcf') + ' |',
-        '|---|---|' + '---|' * 6
+        '|---|---|' + '---|' * 9
     ]
     for split in ('train', 'val'):
         for name in names:
@@ -318,11 +327,12 @@ def gt_box_table(per_seed: List[Dict[str, dict]]) -> str:
                 vals = [s[name]['gt_boxes'][split].get(g) for s in per_seed]
                 vals = [v for v in vals if v is not None]
                 if not vals:
-                    cols += ['-', '-']
+                    cols += ['-', '-', '-']
                     continue
                 cols += [
                     _mean_std([v['top1'] for v in vals]),
-                    _mean_std([v['rank'] for v in vals], scale=1, digits=2)
+                    _mean_std([v['rank'] for v in vals], scale=1, digits=2),
+                    _mean_std([v.get('AUC', math.nan) for v in vals])
                 ]
             lines.append(f'| {split} | {name} | ' + ' | '.join(cols) + ' |')
     return '\n'.join(lines)
@@ -384,8 +394,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument(
         '--gt-boxes',
         action='store_true',
-        help='also the box classifiers\' top-1 / true-class rank on the '
-        'ground-truth boxes of both splits, per frequency group')
+        help='also the box classifiers\' top-1 / true-class rank / '
+        'per-class AUC on the ground-truth boxes of both splits, per '
+        'frequency group')
     return p.parse_args(argv)
 
 

@@ -77,7 +77,6 @@ COLUMNS = (('AP', 'lvis/bbox_AP'), ('APr', 'lvis/bbox_APr'),
 STAT_COLUMNS = ('fg>1e-5', 'fg>0.05', 'dets', 'top')
 # training-time variants: (name, base config, cfg edits)
 TRAIN_FACTORS = ('tau8', 'gamma0', 'e24')
-GROUPS = ('r', 'c', 'f')
 SHUFFLES = 20
 
 
@@ -330,52 +329,10 @@ def sweep_tde(runner, alphas: Sequence[float], forms: Sequence[str],
 # --------------------------------------------------------------------------
 # ranking of the ground-truth boxes
 # --------------------------------------------------------------------------
-def class_aucs(scores, labels) -> List[float]:
-    """Per column ``c`` of ``scores`` (M, C): the ROC AUC of ``scores[:, c]``
-    separating the boxes with ``labels == c`` from the other boxes (the
-    probability that a random box of class c scores above a random other
-    box, ties counting one half); nan for a class without boxes or without
-    other boxes."""
-    from sklearn.metrics import roc_auc_score
-    labels = labels.cpu().numpy()
-    scores = scores.detach().double().cpu().numpy()
-    out = []
-    for c in range(scores.shape[1]):
-        pos = labels == c
-        if pos.all() or not pos.any():
-            out.append(math.nan)
-        else:
-            out.append(float(roc_auc_score(pos, scores[:, c])))
-    return out
-
-
 def _class_metrics(scores, labels) -> Dict[str, List[float]]:
-    """Per class: ``AUC`` (:func:`class_aucs` of ``scores``) and ``top1``
-    (the fraction of the class's boxes whose argmax over the columns of
-    ``scores`` is the class; nan without boxes)."""
-    pred = scores.argmax(dim=1)
-    top1 = []
-    for c in range(scores.shape[1]):
-        mask = labels == c
-        top1.append(
-            float((
-                pred[mask] == c).float().mean()) if mask.any() else math.nan)
-    return {'AUC': class_aucs(scores, labels), 'top1': top1}
-
-
-def _group_means(per_class: Dict[str, List[float]],
-                 groups: Sequence[str]) -> Dict[str, float]:
-    """``{'<metric> <group>': mean over the group's classes}``."""
-    out = {}
-    for metric, values in per_class.items():
-        for g in GROUPS:
-            vals = [
-                v for v, h in zip(values, groups)
-                if h == g and not math.isnan(v)
-            ]
-            if vals:
-                out[f'{metric} {g}'] = sum(vals) / len(vals)
-    return out
+    from lt_mm.det.gt_box_stats import class_aucs, class_top1
+    return {'AUC': class_aucs(scores, labels),
+            'top1': class_top1(scores, labels)}
 
 
 def ranking_rows(fc_cls,
@@ -390,9 +347,10 @@ def ranking_rows(fc_cls,
     ``feats`` (M, D) are the classifier's inputs on M ground-truth boxes of
     class ``labels`` (M,); ``groups[c]`` is class c's frequency letter.
     Each row holds, averaged over the classes of each group, the per-class
-    ``AUC`` (:func:`class_aucs` of the foreground log-probs: the order of
-    one class's scores over boxes, which LVIS AP counts) and ``top1`` (the
-    argmax decision, which a re-balancing is meant to change).
+    ``AUC`` (:func:`lt_mm.det.gt_box_stats.class_aucs` of the foreground
+    log-probs: the order of one class's scores over boxes, which LVIS AP
+    counts) and ``top1`` (the argmax decision, which a re-balancing is
+    meant to change).
 
     A softmax classifier gives the row ``softmax``. A CausalNormLinear
     gives ``a=<alpha>`` (exact Eq. 9) per alpha; for alpha > 0 also
@@ -407,6 +365,7 @@ def ranking_rows(fc_cls,
 
     from lt_mm.core.causal_norm import (_head_cosines,
                                         background_exempt_log_probs)
+    from lt_mm.det.gt_box_stats import class_aucs, group_means
     num_fg = len(groups)
     rows: Dict[str, Dict[str, float]] = {}
     was_training = fc_cls.training
@@ -415,7 +374,7 @@ def ranking_rows(fc_cls,
         with torch.no_grad():
             if not hasattr(fc_cls, 'head_direction'):
                 logp = torch.log_softmax(fc_cls(feats), dim=1)
-                rows['softmax'] = _group_means(
+                rows['softmax'] = group_means(
                     _class_metrics(logp[:, :num_fg], labels), groups)
                 return rows
             gen = torch.Generator().manual_seed(seed)
@@ -425,7 +384,7 @@ def ranking_rows(fc_cls,
                     raise ValueError('ranking_rows needs a background-'
                                      'exempt CausalNormLinear (Eq. 9).')
                 logp = background_exempt_log_probs(plain, tde)
-                rows[f'a={alpha:g}'] = _group_means(
+                rows[f'a={alpha:g}'] = group_means(
                     _class_metrics(logp[:, :num_fg], labels), groups)
                 if alpha == 0:
                     continue
@@ -441,10 +400,10 @@ def ranking_rows(fc_cls,
                     m: [sum(v) / len(v) for v in zip(*(r[m] for r in runs))]
                     for m in runs[0]
                 }
-                rows[f'a={alpha:g} shuffled'] = _group_means(mean, groups)
+                rows[f'a={alpha:g} shuffled'] = group_means(mean, groups)
             cos = _head_cosines(feats, fc_cls.head_direction,
                                 fc_cls.num_heads).mean(dim=1)
-            rows['cos(x,d)'] = _group_means(
+            rows['cos(x,d)'] = group_means(
                 {'AUC': class_aucs(cos[:, None].expand(-1, num_fg), labels)},
                 groups)
     finally:
@@ -459,15 +418,14 @@ def gt_box_ranking(runner,
     ground-truth boxes of its test (val) images (the features through
     :func:`lt_mm.det.hooks.extract_gt_box_features`, the frequency groups
     from the LVIS annotation file)."""
+    from lt_mm.det.gt_box_stats import frequency_groups
     from lt_mm.det.hooks import extract_gt_box_features, gt_box_dataloader_cfg
     runner.load_or_resume()  # no-op once loaded (by a test or training)
     cfg = copy.deepcopy(runner.cfg)
     cfg.train_dataloader = cfg.test_dataloader
     dataloader = runner.build_dataloader(gt_box_dataloader_cfg(cfg))
-    dataset = dataloader.dataset
-    with open(dataset.ann_file) as f:
-        freq = {c['id']: c['frequency'] for c in json.load(f)['categories']}
-    groups = [freq[c] for c in dataset.cat_ids]
+    groups = frequency_groups(dataloader.dataset.ann_file,
+                              dataloader.dataset.cat_ids)
     fc_cls = runner.model.roi_head.bbox_head.fc_cls
     feats, labels = extract_gt_box_features(runner.model, dataloader,
                                             {'fc_cls': fc_cls})
@@ -620,7 +578,7 @@ def gt_box_table(per_seed: Dict[int, dict]) -> str:
             for setting in res.get(f'gt {model}', {}):
                 if (model, setting) not in rows:
                     rows.append((model, setting))
-    cols = [f'{m} {g}' for m in ('AUC', 'top1') for g in GROUPS]
+    cols = [f'{m} {g}' for m in ('AUC', 'top1') for g in 'rcf']
     lines = [
         '| model | setting | n | ' + ' | '.join(cols) + ' |',
         '|' + '---|' * (3 + len(cols))
