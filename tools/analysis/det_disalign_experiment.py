@@ -16,9 +16,10 @@ DisAlign's per-class map ``(1 + sigma(x)(alpha_c - 1)) z_c + sigma(x)
 beta_c`` (Eq. 5-6, background untouched) changes that order only through
 the variation of sigma(x) and of the softmax denominator. On the
 quickstart data the cap does not bind, and (``--gt-boxes``) the stage-1
-box classifier never learns the rare classes (1-2 training instances), so
-neither mechanism is there for DisAlign to act through (README, detection
-notes).
+box classifier never makes a rare class (1-2 training instances) a box's
+top class while its rare scores already order the boxes well (per-class
+AUC): the decisions DisAlign re-balances do not count, and the order that
+counts is one its per-class map hardly changes (README, detection notes).
 
 For every seed of a quickstart run (``python tools/quickstart.py --seeds 3
 --tasks det --work-dir W``) the tool tests the baseline (``det/stage1``)
@@ -31,12 +32,12 @@ APf as mean +- std over the seeds, the candidates per image, and the
 per-class AP at cap 300. ``--test-proposals 1000`` tests with the stock
 LVIS Mask R-CNN's 1000 RPN proposals instead of the quickstart's 100.
 
-``--gt-boxes`` adds how each model's box classifier labels the
-ground-truth boxes of the training and val splits, per frequency group
-(top-1 over the foreground classes and the mean rank of the true class):
-the quantity a classifier re-balancing changes. A stage 1 that ranks the
-rare classes last on their own training boxes gives DisAlign nothing to
-re-balance.
+``--gt-boxes`` adds how each model's box classifier labels and orders the
+ground-truth boxes of the training and val splits, per frequency group:
+top-1 over the foreground classes and the mean rank of the true class
+(the decisions a classifier re-balancing changes), and the per-class ROC
+AUC of the class's score, its boxes against the others
+(:mod:`lt_mm.det.gt_box_stats`; the order LVIS AP counts).
 
 Usage::
 
