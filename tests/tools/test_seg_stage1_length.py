@@ -109,7 +109,32 @@ def test_each_length_trains_its_own_stage1_and_tests_the_training_mosaics(
         assert redone[split] == pytest.approx(results[2][0][split])
 
 
+def test_another_config_trains_that_model_in_its_own_folder(
+        data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)  # the tool sets it
+    tool = _tool()
+    work = tmp_path / 'w'
+    os.makedirs(work / 'seed_0')
+    os.symlink(data_root, work / 'seed_0' / 'data')
+    cdt = osp.join(REPO, 'configs', 'quickstart', 'digits_seg_cdt.py')
+    results = tool.main([
+        '--work-dir',
+        str(work), '--seeds', '0', '--iters', '2', '--size', 'fast',
+        '--config', osp.relpath(cdt)
+    ])
+    out = work / 'seg_stage1_length_digits_seg_cdt' / 'seed_0' / 'iters_2'
+    # the CDT model (its loss in the dumped config), not the stage 1
+    dumped = (out / 'train' / 'digits_seg_cdt.py').read_text()
+    assert 'CDTCrossEntropyLoss' in dumped
+    assert not (work / 'seg_stage1_length').exists()
+    saved = json.loads((out / 'result.json').read_text())
+    assert saved['params'] == dict(
+        seed=0, iters=2, size='fast', config='digits_seg_cdt.py')
+    assert 0 <= results[2][0]['train']['mAcc_tail'] <= 100
+
+
 @pytest.mark.parametrize('argv, message', [
+    (['--config', 'no_such_config.py'], '--config'),
     (['--iters', '0', '1500'], '--iters'),
     (['--iters', '1500', '1500'], '--iters'),
     (['--seeds', '-1'], '--seeds'),

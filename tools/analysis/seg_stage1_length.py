@@ -18,15 +18,20 @@ least ``--min-tail-acc`` (default 50) on average over the seeds and above
 0 in every seed. The val numbers (the quickstart's test set) are printed
 for the record; the choice never reads them.
 
+``--config`` applies the same rule to another segmentation model trained
+from scratch (a one-stage method such as
+``configs/quickstart/digits_seg_cdt.py``, whose class-dependent
+temperatures slow the fitting of the tail).
+
 Usage::
 
     OMP_NUM_THREADS=1 python tools/analysis/seg_stage1_length.py \\
         --work-dir W [--seeds 0 1 2] [--iters 1000 1500 2000 3000] \\
-        [--min-tail-acc 50]
+        [--min-tail-acc 50] [--config configs/quickstart/digits_seg_cdt.py]
 
 Each (seed, length) run is cached as json under
-``<work-dir>/seg_stage1_length`` (its own work dirs, never the
-quickstart's stage 1).
+``<work-dir>/seg_stage1_length`` (``seg_stage1_length_<config name>`` for
+another ``--config``; its own work dirs, never the quickstart's).
 """
 from __future__ import annotations
 
@@ -64,15 +69,18 @@ def run_length(seed_dir: str,
                seed: int,
                iters: int,
                out_dir: str,
-               size: str = 'full') -> Dict[str, Dict[str, float]]:
-    """Train the stage 1 for ``iters`` iterations on ``seed_dir``'s data
-    (training seed ``seed``, data size ``size``) and test it on val and on
-    the training mosaics; returns ``{'val': metrics, 'train': metrics}``
-    (cached in ``out_dir/result.json``; a cache of other settings is
-    recomputed)."""
+               size: str = 'full',
+               config: str = STAGE1) -> Dict[str, Dict[str, float]]:
+    """Train ``config`` (default the stage 1) for ``iters`` iterations on
+    ``seed_dir``'s data (training seed ``seed``, data size ``size``) and
+    test it on val and on the training mosaics; returns ``{'val': metrics,
+    'train': metrics}`` (cached in ``out_dir/result.json``; a cache of
+    other settings is recomputed)."""
     from lt_mm.quickstart.runs import run_config
     cache = osp.join(out_dir, 'result.json')
     params = dict(seed=seed, iters=iters, size=size)
+    if osp.abspath(config) != STAGE1:
+        params['config'] = osp.basename(config)
     if osp.isfile(cache):
         with open(cache) as f:
             saved = json.load(f)
@@ -81,7 +89,7 @@ def run_length(seed_dir: str,
     os.environ['LT_MM_DATA_ROOT'] = osp.join(seed_dir, 'data')
     seed_opt = f'randomness.seed={seed}'
     trained = run_config(
-        STAGE1,
+        config,
         osp.join(out_dir, 'train'),
         train=True,
         options=[
@@ -89,7 +97,7 @@ def run_length(seed_dir: str,
             f'default_hooks.checkpoint.interval={iters}', seed_opt
         ])
     on_train = run_config(
-        STAGE1,
+        config,
         osp.join(out_dir, 'test_training_mosaics'),
         train=False,
         load_from=trained.checkpoint,
@@ -167,10 +175,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=50.0,
         help='percent of the tail training pixels, in (0, 100]')
     p.add_argument(
+        '--config',
+        default=STAGE1,
+        help='the segmentation config to train (default: the quickstart '
+        'stage 1)')
+    p.add_argument(
         '--out',
         default=None,
-        help='cache folder (default <work-dir>/seg_stage1_length)')
+        help='cache folder (default <work-dir>/seg_stage1_length, '
+        '<work-dir>/seg_stage1_length_<config name> for another --config)')
     args = p.parse_args(argv)
+    if not osp.isfile(args.config):
+        p.error(f'--config {args.config}: no such file.')
+    args.config = osp.abspath(args.config)
     bad = [i for i in args.iters if i < 1]
     if bad or len(set(args.iters)) != len(args.iters):
         p.error(f'--iters {args.iters}: give distinct lengths >= 1.')
@@ -185,14 +202,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[int, Dict[int, dict]]:
     args = parse_args(argv)
     seeds = {s: seed_data(args.work_dir, s, args.size) for s in args.seeds}
-    out = args.out or osp.join(args.work_dir, 'seg_stage1_length')
+    name = 'seg_stage1_length'
+    if osp.abspath(args.config) != STAGE1:
+        name += '_' + osp.splitext(osp.basename(args.config))[0]
+    out = args.out or osp.join(args.work_dir, name)
     results: Dict[int, Dict[int, dict]] = {}
     for iters in sorted(args.iters):
         results[iters] = {}
         for seed, sdir in seeds.items():
             results[iters][seed] = run_length(
                 sdir, seed, iters,
-                osp.join(out, f'seed_{seed}', f'iters_{iters}'), args.size)
+                osp.join(out, f'seed_{seed}', f'iters_{iters}'), args.size,
+                args.config)
     text = table(results, args.min_tail_acc)
     print(text)
     os.makedirs(out, exist_ok=True)
