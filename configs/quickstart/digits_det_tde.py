@@ -4,6 +4,10 @@
 # head direction is a moving average of foreground RoI features only) and
 # TDE inference with alpha = 1.5 and background-exempted scores (Eq. 9).
 # Test settings as the TDE paper / code: top 300 boxes, score_thr 1e-5.
+# On the quickstart data APr falls with every step of alpha: the box-to-box
+# part of the subtracted term carries no class information and scrambles
+# each class's order over boxes (tools/analysis/det_tde_experiment.py
+# --gt-boxes; README, detection notes).
 _base_ = './digits_det_mask_rcnn_stage1.py'
 
 model = dict(
