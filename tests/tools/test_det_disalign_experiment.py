@@ -156,3 +156,29 @@ def test_gt_box_table_by_hand():
                         '90.0 ± 0.0 | 100.0 ± 0.0 | 1.00 ± 0.00 | '
                         '100.0 ± 0.0 |')
     assert lines[3].startswith('| val | stage1 | 25.0 ± 35.4 |')
+
+
+def test_method_spec_by_hand():
+    tool = _tool()
+    assert tool.method_spec('digits_det_disalign') == (
+        'digits_det_disalign', 'digits_det_disalign.py')
+    assert tool.method_spec('lr01=digits_det_disalign') == (
+        'lr01', 'digits_det_disalign.py')
+    assert tool.method_spec('lr01=digits_det_disalign.py') == (
+        'lr01', 'digits_det_disalign.py')
+
+
+@pytest.mark.parametrize('spec', ['lr01=', '=digits_det_disalign',
+                                  'a/b=digits_det_disalign'])
+def test_malformed_method_spec_is_named(spec):
+    with pytest.raises(ValueError, match='FOLDER=CONFIG'):
+        _tool().method_spec(spec)
+
+
+def test_unknown_method_config_is_named_before_any_test(tmp_path):
+    # the work dir holds no run: the config error comes first
+    with pytest.raises(ValueError, match="no config digits_det_nope.py"):
+        _tool().main([
+            '--work-dir',
+            str(tmp_path), '--methods', 'x=digits_det_nope'
+        ])

@@ -46,6 +46,11 @@ Usage::
         [--methods digits_det_disalign digits_det_lws] [--gt-boxes] \
         [--test-proposals 1000]
 
+A stage 2 trained with other settings into ``seed_<s>/det/FOLDER`` (e.g.
+``tools/train.py configs/quickstart/digits_det_disalign.py --work-dir
+W/seed_<s>/det/disalign_lr01 --cfg-options ...``) is compared as
+``--methods digits_det_disalign disalign_lr01=digits_det_disalign``.
+
 The detections are cached under ``<work-dir>/det_cap_experiment``.
 """
 from __future__ import annotations
@@ -249,6 +254,26 @@ def seed_dirs(work_dir: str) -> List[str]:
     return dirs
 
 
+def method_spec(spec: str) -> tuple:
+    """``'FOLDER=CONFIG'`` -> ``(FOLDER, 'CONFIG.py')``: the stage-2 run in
+    ``seed_<s>/det/FOLDER`` tested with ``configs/quickstart/CONFIG.py``
+    (e.g. a stage 2 trained with other ``--cfg-options``); a plain
+    ``NAME`` is ``NAME=NAME``, a quickstart method's own folder."""
+    folder, sep, config = spec.partition('=')
+    config = config if sep else folder
+    config = config[:-3] if config.endswith('.py') else config
+    if not folder or not config or '/' in folder or osp.sep in folder:
+        raise ValueError(f'--methods {spec!r}: expected NAME or '
+                         'FOLDER=CONFIG, FOLDER a folder name under '
+                         'seed_<s>/det/ and CONFIG a config of '
+                         'configs/quickstart (without .py).')
+    if not osp.isfile(osp.join(CONFIGS, config + '.py')):
+        raise ValueError(f'--methods {spec!r}: no config {config}.py in '
+                         f'{CONFIGS}; name a quickstart detection config '
+                         '(e.g. digits_det_disalign).')
+    return folder, config + '.py'
+
+
 def run_seed(seed_dir: str,
              methods: Sequence[str],
              caps: Sequence[int],
@@ -256,6 +281,7 @@ def run_seed(seed_dir: str,
              test_proposals: Optional[int] = None,
              gt_boxes: bool = False) -> Dict[str, dict]:
     """Uncapped detections (cached) and their capped metrics per model;
+    ``methods`` are :func:`method_spec` strings;
     ``test_proposals`` replaces the configs' RPN test proposals per image
     (``nms_pre`` and ``max_per_img`` of ``model.test_cfg.rpn``);
     ``gt_boxes`` adds :func:`gt_box_classification` on both splits."""
@@ -268,7 +294,7 @@ def run_seed(seed_dir: str,
     from lt_mm.quickstart.runs import find_checkpoint
     os.makedirs(out_dir, exist_ok=True)
     per_model: Dict[str, dict] = {}
-    for name, config in [BASELINE] + [(m, m + '.py') for m in methods]:
+    for name, config in [BASELINE] + [method_spec(m) for m in methods]:
         ckpt = find_checkpoint(osp.join(seed_dir, 'det', name))
         if ckpt is None:
             raise ValueError(f'no checkpoint in {seed_dir}/det/{name}; run '
@@ -378,8 +404,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--work-dir', required=True,
                    help='a quickstart work dir (seed_<s>/det/... inside)')
     p.add_argument('--methods', nargs='*', default=['digits_det_disalign'],
-                   help='quickstart stage-2 configs (without .py) to '
-                   'compare with the baseline')
+                   help='stage-2 runs to compare with the baseline: '
+                   'NAME (a quickstart config without .py, its run in '
+                   'seed_<s>/det/NAME) or FOLDER=NAME (the run in '
+                   'seed_<s>/det/FOLDER, tested with config NAME)')
     p.add_argument('--caps', nargs='+', type=int, default=list(CAPS))
     p.add_argument(
         '--test-proposals',
@@ -403,6 +431,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, dict]]:
     args = parse_args(argv)
+    for spec in args.methods:  # a bad name fails before any test runs
+        method_spec(spec)
     suffix = '' if args.test_proposals is None else \
         f'_p{args.test_proposals}'
     out = args.out or osp.join(args.work_dir, 'det_cap_experiment' + suffix)
