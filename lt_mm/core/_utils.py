@@ -8,12 +8,21 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
 
+import torch
 import torch.nn as nn
 from torch import Tensor
 
 #: Clamp of L2 norms before a division (as ``F.normalize``'s ``eps``): a
-#: zero-norm feature or weight row gives zeros instead of NaN.
+#: zero-norm feature or weight row gives zeros instead of NaN. Use
+#: :func:`norm_eps` for the clamp of a given dtype.
 EPS = 1e-12
+
+
+def norm_eps(dtype: torch.dtype) -> float:
+    """:data:`EPS`, or the smallest normal number of ``dtype`` where EPS
+    is not representable (float16: 1e-12 rounds to 0, and a zero-norm row
+    would give 0 / 0 = NaN). float32, float64 and bfloat16 get EPS."""
+    return max(EPS, torch.finfo(dtype).tiny)
 
 
 def class_view(vec: Tensor, ndim: int) -> Tensor:

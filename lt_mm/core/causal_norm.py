@@ -39,8 +39,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._utils import EPS, weight_2d
-from .checks import check_choice, check_range
+from ._utils import norm_eps, weight_2d
+from .checks import check_choice, check_range, check_size
 from .decoupling import WeightCache, cache_enabled
 
 DIRECTION_UPDATES = ('reference', 'ema')
@@ -52,7 +52,7 @@ CAUSAL_NORM_ARGS = ('num_heads', 'tau', 'gamma', 'alpha', 'momentum',
 
 
 def _check_heads(dim: int, num_heads: int) -> int:
-    k = int(check_range('num_heads', num_heads, 1))
+    k = check_size('num_heads', num_heads)
     if k != num_heads or dim % k != 0:
         raise ValueError(
             f'num_heads={num_heads!r} must be a positive integer that '
@@ -81,7 +81,7 @@ def _check_feats(feats: Tensor) -> int:
 def _split_normalize(x: Tensor, k: int) -> Tensor:
     """(..., D) -> (..., K, D/K) with every chunk L2-normalised."""
     x = x.reshape(x.shape[:-1] + (k, x.shape[-1] // k))
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(EPS)
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(norm_eps(x.dtype))
 
 
 def _normalize_heads(feats: Tensor, k: int) -> Tensor:
@@ -92,7 +92,7 @@ def _normalize_heads(feats: Tensor, k: int) -> Tensor:
     """
     n, dim = feats.shape[:2]
     x = feats.reshape((n, k, dim // k) + tuple(feats.shape[2:]))
-    x = x / x.norm(dim=2, keepdim=True).clamp_min(EPS)
+    x = x / x.norm(dim=2, keepdim=True).clamp_min(norm_eps(x.dtype))
     return x.reshape(feats.shape)
 
 
@@ -119,7 +119,8 @@ def causal_weight(weight: Tensor, num_heads: int, gamma: float) -> Tensor:
     w = weight.flatten(1) if weight.dim() == 4 else weight
     c, dim = w.shape
     w = w.reshape(c, num_heads, dim // num_heads)
-    w = w / (w.norm(dim=-1, keepdim=True) + gamma).clamp_min(EPS)
+    w = w / (w.norm(dim=-1, keepdim=True) + gamma).clamp_min(
+        norm_eps(w.dtype))
     return w.reshape(c, dim)
 
 
@@ -437,8 +438,8 @@ class CausalNormClassifier(nn.Module):
                  use_tde_at_test: bool = True,
                  background_exempt: bool = False) -> None:
         super().__init__()
-        check_range('in_channels', in_channels, 1)
-        check_range('num_classes', num_classes, 1)
+        check_size('in_channels', in_channels)
+        check_size('num_classes', num_classes)
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
         self.num_heads = _check_heads(self.in_channels, num_heads)

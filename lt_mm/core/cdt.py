@@ -210,15 +210,20 @@ def nc_tau_adjust(logits: Tensor,
         exclude_background: deprecated name of ``background``.
 
     Returns:
-        Tensor: same shape as ``logits``.
+        Tensor: same shape as ``logits``; float32 for float16 / bfloat16
+        logits (the factor underflows there).
     """
     background = renamed_arg(background, exclude_background, 'background',
                              'exclude_background', 'nc_tau_adjust')
     tau = check_range('tau', tau, 0.0)
     n = _check_counts(logits, counts, background)
+    # N_c ** -tau in float64, the product in at least float32: in float16
+    # the factor and the adjusted logits underflow for large counts (pixel
+    # counts ~1e9), so half-precision logits come back as float32
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    logits = logits.to(dtype)
     fg = logits[:, :-1] if background else logits
-    # factor computed in float64 (N_c ** tau can overflow float16)
-    inv = n.pow(-tau).to(device=fg.device, dtype=fg.dtype)
+    inv = n.pow(-tau).to(device=fg.device, dtype=dtype)
     out = fg * class_view(inv, fg.dim())
     return _apply_fg(logits, out, background)
 
@@ -370,6 +375,16 @@ class PosthocAdjust(nn.Module):
                               self.counts if counts is None else counts, rule
                               or self.rule, self.tau if tau is None else tau,
                               self.background)
+
+    def _apply(self, fn, *args, **kwargs):
+        # device moves apply to the counts, dtype casts do not: ``.half()``
+        # would turn pixel counts above 65504 into inf (and bfloat16 round
+        # them), in the module and in every checkpoint saved from it
+        counts = self.counts
+        out = super()._apply(fn, *args, **kwargs)
+        if self.counts.dtype != counts.dtype:
+            self._buffers['counts'] = counts.to(self.counts.device)
+        return out
 
     def _load_from_state_dict(self, state_dict, prefix, *args,
                               **kwargs) -> None:

@@ -92,6 +92,19 @@ def check_range(name: str,
     return v
 
 
+def check_size(name: str, value: int, low: int = 1) -> int:
+    """A size (number of classes, channels, heads): an integer ``>= low``.
+
+    :func:`check_range` plus integrality: ``in_channels=16.9`` would be
+    truncated to 16 by ``int()`` without a word.
+    """
+    v = check_range(name, value, low)
+    if not v.is_integer():
+        raise ValueError(f'{name}={value!r} is not an integer; expected a '
+                         f'whole number >= {low}.')
+    return int(v)
+
+
 def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     """Raise a clear ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:

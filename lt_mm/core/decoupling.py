@@ -24,8 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._utils import EPS, weight_2d
-from .checks import check_choice, check_range
+from ._utils import norm_eps, weight_2d
+from .checks import check_choice, check_range, check_size
 
 NCM_FEAT_TYPES = ('un', 'l2n', 'cl2n')
 NCM_DISTS = ('l2', 'cos')
@@ -141,7 +141,8 @@ def tau_normalize(weight: Tensor, tau: float) -> Tensor:
         Tensor: normalised weights, same shape as ``weight``.
     """
     tau = check_range('tau', tau, 0.0)
-    norms = weight.flatten(1).norm(dim=1).clamp_min(EPS)
+    norms = weight.flatten(1).norm(dim=1)
+    norms = norms.clamp_min(norm_eps(norms.dtype))
     scale = norms.pow(-tau)
     return weight * scale.reshape((-1, ) + (1, ) * (weight.dim() - 1))
 
@@ -185,7 +186,7 @@ class LearnableWeightScaling(nn.Module):
 
     def __init__(self, num_classes: int, scale_bias: bool = True) -> None:
         super().__init__()
-        check_range('num_classes', num_classes, 1)
+        check_size('num_classes', num_classes)
         self.num_classes = int(num_classes)
         self.scale_bias = bool(scale_bias)
         self.scales = nn.Parameter(torch.ones(self.num_classes))
@@ -258,7 +259,7 @@ def _ncm_transform(x: Tensor, feat_type: str,
             raise ValueError("feat_type='cl2n' needs global_mean (the mean "
                              'training feature from class_centroids).')
         x = x - global_mean.to(x.dtype).reshape(1, -1)
-    return x / x.norm(dim=1, keepdim=True).clamp_min(EPS)
+    return x / x.norm(dim=1, keepdim=True).clamp_min(norm_eps(x.dtype))
 
 
 def _labelled_samples(feats: Tensor, labels: Tensor, num_classes: int,
@@ -313,7 +314,7 @@ def class_centroids(
         is over the non-ignored samples.
     """
     check_choice('feat_type', feat_type, NCM_FEAT_TYPES)
-    check_range('num_classes', num_classes, 1)
+    check_size('num_classes', num_classes)
     x, y = _labelled_samples(feats, labels, num_classes, ignore_index)
     counts = torch.bincount(y, minlength=int(num_classes))
     if (counts == 0).any():
@@ -367,8 +368,8 @@ def ncm_logits(feats: Tensor,
         sq = x2 + c2 - 2.0 * x @ c.t()
         out = -sq.clamp_min(0.0)
     else:
-        xn = F.normalize(x, dim=1, eps=EPS)
-        out = xn @ F.normalize(c, dim=1, eps=EPS).t()
+        xn = F.normalize(x, dim=1, eps=norm_eps(x.dtype))
+        out = xn @ F.normalize(c, dim=1, eps=norm_eps(c.dtype)).t()
     if feats.dim() == 4:
         n, _, h, w = feats.shape
         out = out.reshape(n, h, w, -1).movedim(-1, 1)
@@ -395,8 +396,8 @@ class CosineClassifier(nn.Module):
                  scale: float = 16.0,
                  learn_scale: bool = False) -> None:
         super().__init__()
-        check_range('in_channels', in_channels, 1)
-        check_range('num_classes', num_classes, 1)
+        check_size('in_channels', in_channels)
+        check_size('num_classes', num_classes)
         scale = check_range('scale', scale, 0.0, low_inclusive=False)
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
@@ -429,7 +430,9 @@ class CosineClassifier(nn.Module):
         key = (dtype, None if isinstance(scale, Tensor) else float(scale))
 
         def compute() -> Tensor:
-            w = F.normalize(self.weight, dim=1, eps=EPS).to(dtype)
+            w = F.normalize(
+                self.weight, dim=1,
+                eps=norm_eps(self.weight.dtype)).to(dtype)
             return w * scale.to(dtype) if isinstance(scale, Tensor) \
                 else w * scale
 
@@ -440,10 +443,12 @@ class CosineClassifier(nn.Module):
     def forward(self, feats: Tensor) -> Tensor:
         """(N, D) -> (N, C); (N, D, H, W) -> (N, C, H, W)."""
         _check_dim(feats, self.in_channels)
-        x = F.normalize(feats, dim=1, eps=EPS)
+        x = F.normalize(feats, dim=1, eps=norm_eps(feats.dtype))
         if not cache_enabled(self, (self.weight, )):
             # training path, as written in the paper: s * <x_hat, w_hat>
-            w = F.normalize(self.weight, dim=1, eps=EPS).to(x.dtype)
+            w = F.normalize(
+                self.weight, dim=1,
+                eps=norm_eps(self.weight.dtype)).to(x.dtype)
             return self.scale * _linear(x, w)
         return _linear(x, self._scaled_weight(x.dtype))
 
@@ -475,8 +480,8 @@ def cosine_logits(feats: Tensor, weight: Tensor, scale: float) -> Tensor:
     """
     w = weight_2d(weight)
     _check_dim(feats, w.shape[1])
-    x = F.normalize(feats, dim=1, eps=EPS)
-    w = F.normalize(w, dim=1, eps=EPS).to(x.dtype)
+    x = F.normalize(feats, dim=1, eps=norm_eps(feats.dtype))
+    w = F.normalize(w, dim=1, eps=norm_eps(w.dtype)).to(x.dtype)
     return scale * _linear(x, w)
 
 
@@ -549,7 +554,7 @@ def class_feature_sums(
         tuple: ``sums`` (C, D) float64 and ``counts`` (C,) int64.
     """
     check_choice('feat_type', feat_type, NCM_FEAT_TYPES)
-    check_range('num_classes', num_classes, 1)
+    check_size('num_classes', num_classes)
     x, y = _labelled_samples(feats, labels, num_classes, ignore_index)
     z = _ncm_transform(x.double(), feat_type,
                        None if global_mean is None else global_mean.double())

@@ -32,7 +32,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ._utils import class_view
-from .checks import check_choice, check_range, renamed_arg
+from .checks import check_choice, check_range, check_size, renamed_arg
 
 DISALIGN_PARAMS = ('identity', 'shifted')
 SIGMA_INITS = ('normal', 'constant')
@@ -78,11 +78,15 @@ def disalign_calibrate(logits: Tensor,
                          f'{tuple(logits.shape)}.')
     if sigma.dim() == 1 and logits.dim() == 2:
         sigma = sigma.unsqueeze(1)
-    if sigma.dim() != logits.dim() or sigma.shape[1] != 1:
+    if (sigma.dim() != logits.dim() or sigma.shape[1] != 1
+            or sigma.shape[0] != logits.shape[0]
+            or sigma.shape[2:] != logits.shape[2:]):
         raise ValueError(
             f'sigma has shape {tuple(sigma.shape)} but logits have shape '
             f'{tuple(logits.shape)}: expected sigma of shape (N, 1) for '
-            '(N, C) logits or (N, 1, H, W) for (N, C, H, W) logits.')
+            '(N, C) logits or (N, 1, H, W) for (N, C, H, W) logits, with '
+            'the same N (and H, W): one confidence per sample / pixel, '
+            'computed from that sample\'s features.')
     num_cols = logits.shape[1]
     num_cal = num_cols - 1 if background else num_cols
     for name, vec in (('alpha', alpha), ('beta', beta)):
@@ -174,8 +178,8 @@ class DisAlignCalibration(nn.Module):
         super().__init__()
         background = renamed_arg(background, exclude_background, 'background',
                                  'exclude_background', 'DisAlignCalibration')
-        check_range('num_classes', num_classes, 1)
-        check_range('in_channels', in_channels, 1)
+        check_size('num_classes', num_classes)
+        check_size('in_channels', in_channels)
         check_choice('param', param, DISALIGN_PARAMS)
         check_choice('sigma_init', sigma_init, SIGMA_INITS)
         check_range('sigma_std', sigma_std, 0)

@@ -58,9 +58,10 @@ def grw_class_weights(counts: CountsLike,
     hint = 'rho=0 is plain CE, rho=1 inverse-frequency weighting.'
     rho = check_range('rho', rho, 0.0, hint=hint)
     n = as_counts(counts, allow_zero=False)
-    r = n / n.sum()
-    w = r.pow(-rho)
-    w = w * (n.numel() / w.sum())
+    # w_c = C * r_c^-rho / sum_k r_k^-rho = C * softmax(-rho * log n)_c:
+    # the same weights, computed in log space (r^-rho overflows float64
+    # for large rho at LVIS-scale count ratios)
+    w = n.numel() * torch.softmax(-rho * n.log(), dim=0)
     if background:
         w = torch.cat([w, w.new_ones(1)])
     return w.to(torch.float32)

@@ -49,7 +49,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .checks import CountsLike, check_choice, check_range
+from .checks import CountsLike, check_choice, check_range, check_size
 
 REDUCTIONS = ('weighted_mean', 'mean', 'sum', 'none')
 
@@ -116,6 +116,16 @@ def reduced_cross_entropy(logits: Tensor,
         valid = flat_labels != ignore_index
     # Remove ignored elements first: never index class_weight with them.
     vlabels = flat_labels[valid]
+    if vlabels.numel() and (vlabels.min() < 0 or vlabels.max() >= num_cols):
+        # F.cross_entropy would silently ignore -100 (its own default
+        # ignore label) while class_weight[-100] entered the denominator
+        bad = vlabels[(vlabels < 0) | (vlabels >= num_cols)].unique()
+        raise ValueError(
+            f'labels {bad[:10].tolist()} are outside [0, {num_cols}) and '
+            f'not the ignore label (ignore_index={ignore_index}); the '
+            f'logits have {num_cols} classes. Set the loss\'s '
+            'ignore_index to the label the dataset uses for ignored '
+            'elements, or check num_classes against the dataset.')
     ce = F.cross_entropy(flat_logits[valid].float(), vlabels, reduction='none')
     w = ce.new_ones(ce.shape) if class_weight is None else \
         class_weight.to(device=ce.device, dtype=ce.dtype)[vlabels]
@@ -244,7 +254,7 @@ class LongTailCrossEntropy(nn.Module):
         self._loss_name = loss_name
         self.epoch = 0
         if num_classes is not None:
-            num_classes = int(check_range('num_classes', num_classes, 1))
+            num_classes = check_size('num_classes', num_classes)
         # class statistics on the CPU, also when the model is built under
         # another default device (e.g. 'meta')
         with torch.device('cpu'):

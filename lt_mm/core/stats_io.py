@@ -45,6 +45,9 @@ from .checks import check_choice
 
 FORMAT = 'lt_mm.class_stats/v1'
 UNITS = ('images', 'instances', 'pixels')
+#: ``extra`` entries with one value per class (checked by ``validate``)
+PER_CLASS_EXTRA = ('image_counts', 'instance_counts', 'pixel_counts',
+                   'frequency')
 _UNIT_WORDS = {
     'images': 'per-class image counts',
     'instances': 'per-class instance counts',
@@ -171,6 +174,15 @@ class ClassStats:
             dup = sorted({n for n in self.names if n in seen or seen.add(n)})
             if dup:
                 raise ValueError(f'names must be unique; duplicated: {dup}.')
+        for key in PER_CLASS_EXTRA:
+            value = self.extra.get(key)
+            if value is not None and (not isinstance(value, (list, tuple))
+                                      or len(value) != c):
+                got = (f'{len(value)} entries' if isinstance(
+                    value, (list, tuple)) else repr(value))
+                raise ValueError(
+                    f'extra[{key!r}]{src} has {got} but counts has {c}; '
+                    'give one value per class, in the order of counts.')
         owner: Dict[int, str] = {}
         for group, idx in self.splits.items():
             if not isinstance(idx, list) or not all(

@@ -35,7 +35,7 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from lt_mm.core.causal_norm import CausalNormClassifier
-from lt_mm.core.checks import check_choice, check_range
+from lt_mm.core.checks import check_choice, check_range, check_size
 from lt_mm.core.decoupling import (LearnableWeightScaling, WeightCache,
                                    cache_enabled, tau_norm_logits,
                                    tau_normalize)
@@ -64,8 +64,8 @@ class _ConvSegBase(nn.Conv2d):
     uses_head_cfg = False
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
-        check_range('in_channels', in_channels, 1)
-        check_range('num_classes', num_classes, 1)
+        check_size('in_channels', in_channels)
+        check_size('num_classes', num_classes)
         super().__init__(int(in_channels), int(num_classes), kernel_size=1)
         self.num_classes = int(num_classes)
 

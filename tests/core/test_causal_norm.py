@@ -481,3 +481,14 @@ def test_zero_head_direction_warns_once_and_rechecks_only_on_change():
         m2.head_direction.mul_(2.0)
     m2.predict(x)
     assert m2._checked_direction != key
+
+
+def test_zero_feature_chunk_gives_no_nan_in_float16():
+    # a zero (post-ReLU) feature head: the norm clamp must not round to 0
+    feats = torch.zeros(2, 8)
+    feats[1, :4] = 1.0  # second row: head 2 zero
+    weight = torch.randn(3, 8)
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        out = causal_norm_logits(feats.to(dtype), weight.to(dtype), 2)
+        assert not out.isnan().any(), dtype
+        assert (out[0] == 0).all(), dtype

@@ -216,3 +216,31 @@ def test_posthoc_mixin_configured_explicit_and_none():
     assert_close(
         _Posthoc(background=True).apply_posthoc(z, 'nc_tau', 1.0, counts[:2]),
         torch.tensor([[1.0, 2.0 / math.e, 0.5]]))
+
+
+def test_nc_tau_half_logits_come_back_float32_without_underflow():
+    # pixel counts ~1e9: N_c ** -1 = 1.4e-10 is 0 in float16
+    counts = [7e9, 1e6, 10.0]
+    z = torch.tensor([[1.0, -2.0, 0.5], [0.25, 3.0, -1.0]])
+    ref = nc_tau_adjust(z.double(), counts, 1.0)
+    out = nc_tau_adjust(z.half(), counts, 1.0)
+    assert out.dtype == torch.float32
+    assert (out != 0).all()
+    assert_close(out.double(), ref, rtol=1e-3, atol=0)
+    # float32 and float64 logits keep their dtype
+    assert nc_tau_adjust(z, counts, 1.0).dtype == torch.float32
+    assert ref.dtype == torch.float64
+
+
+def test_posthoc_counts_survive_half_and_bfloat16():
+    # a dtype cast of the module must not round the training counts
+    # (float16: 1e9 -> inf; bfloat16: 1e9 -> 998244352), in the module or
+    # in the checkpoint saved from it; device moves still apply
+    counts = [1e9, 1e6, 10.0]
+    for dtype in (torch.float16, torch.bfloat16):
+        m = PosthocAdjust(counts, 'nc_tau', 1.0).to(dtype)
+        assert m.counts.dtype == torch.float64
+        assert m.counts.tolist() == counts
+        assert m.state_dict()['counts'].tolist() == counts
+        out = m(torch.ones(1, 3, dtype=dtype))
+        assert torch.isfinite(out).all() and (out != 0).all()

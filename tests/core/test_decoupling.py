@@ -277,3 +277,14 @@ def test_class_means_mixin_refuses_bad_choices():
         _Means(feat_type='l3n')
     with pytest.raises(ValueError, match='dist'):
         _Means(dist='l1')
+
+
+def test_cosine_classifier_zero_feature_gives_no_nan_in_float16():
+    clf = CosineClassifier(4, 3).half()
+    feats = torch.zeros(2, 4, dtype=torch.float16)
+    for mode in (clf.train, clf.eval):
+        mode()
+        out = clf(feats)
+        assert not out.isnan().any() and (out == 0).all()
+    assert not tau_norm_logits(
+        feats, torch.zeros(3, 4, dtype=torch.float16), 1.0).isnan().any()

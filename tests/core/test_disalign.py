@@ -223,3 +223,26 @@ def test_exclude_background_is_a_deprecated_alias_of_background():
     with pytest.raises(ValueError, match='use background only'):
         disalign_calibrate(
             z, sigma, alpha, beta, background=True, exclude_background=False)
+
+
+@pytest.mark.parametrize('sigma_shape,logit_shape', [
+    ((1, 1), (8, 4)),
+    ((8, 1), (1, 4)),
+    ((1, 1, 5, 5), (4, 4, 5, 5)),
+    ((4, 1, 1, 1), (4, 4, 5, 5)),
+])
+def test_sigma_of_another_batch_or_size_is_refused(sigma_shape, logit_shape):
+    # one confidence per sample / pixel: no silent broadcast of one
+    # sample's sigma over the batch
+    with pytest.raises(ValueError, match='same N'):
+        disalign_calibrate(
+            torch.zeros(logit_shape), torch.full(sigma_shape, 0.5),
+            torch.ones(4), torch.zeros(4))
+
+
+def test_fractional_sizes_are_refused():
+    with pytest.raises(ValueError, match=r'in_channels=16.9 is not an int'):
+        DisAlignCalibration(16.9, 4)
+    with pytest.raises(ValueError, match=r'num_classes=4.5 is not an int'):
+        DisAlignCalibration(16, 4.5)
+    assert DisAlignCalibration(16.0, 4).in_channels == 16

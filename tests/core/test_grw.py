@@ -151,3 +151,17 @@ def test_module_seg_options():
         GRWCrossEntropy(COUNTS, rho=1.0, reduction='avg')
     with pytest.raises(ValueError, match='rho'):
         GRWCrossEntropy(COUNTS, rho=-1.0)
+
+
+def test_grw_weights_in_log_space_at_large_rho():
+    # r ** -rho overflows float64 for rho = 60 at LVIS-scale ratios; the
+    # weights are C * softmax(-rho * log n): the rarest class gets all
+    counts = [1.0, 10.0, 1e4]
+    w = grw_class_weights(counts, 60.0)
+    assert torch.isfinite(w).all()
+    assert_close(w, torch.tensor([3.0, 0.0, 0.0]))
+    # and equal the linear form where that one is finite (rho = 0.8):
+    # r^-0.8 = [1, 10^-0.8, 10^-3.2] up to a common factor
+    lin = torch.tensor([1.0, 10**-0.8, 10**-3.2], dtype=torch.float64)
+    assert_close(grw_class_weights(counts, 0.8),
+                 (3 * lin / lin.sum()).float())

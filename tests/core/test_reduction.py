@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.testing import assert_close
 
 from lt_mm.core.cdt import CDTCrossEntropy
@@ -53,8 +54,8 @@ def test_reductions_hand_computed():
 
 
 def test_ignore_index_none_ignores_nothing_and_empty_is_zero():
-    # ignore_index=None: label 255 is a real label -> out of range
-    with pytest.raises(IndexError):
+    # ignore_index=None: label 255 is a real label -> out of range, named
+    with pytest.raises(ValueError, match=r'labels \[255\] are outside'):
         reduced_cross_entropy(LOGITS, LABELS, W, 'sum')
     labels = torch.full((4, ), 255)
     logits = LOGITS.clone().requires_grad_()
@@ -64,6 +65,23 @@ def test_ignore_index_none_ignores_nothing_and_empty_is_zero():
         assert out.item() == 0.0
     out.backward()
     assert_close(logits.grad, torch.zeros_like(logits))
+
+
+@pytest.mark.parametrize('bad', [-100, -1, 2])
+def test_out_of_range_label_is_refused_not_ignored(bad):
+    # -100 is F.cross_entropy's own default ignore label: it used to give a
+    # zero loss while w[-100] still entered the weighted-mean denominator
+    labels = torch.tensor([0, 1, bad, 1])
+    for red in ('weighted_mean', 'mean', 'sum', 'none'):
+        with pytest.raises(ValueError,
+                           match=rf'\[{bad}\] are outside \[0, 2\)'):
+            reduced_cross_entropy(LOGITS[:, :2], labels, W[:2], red)
+    # the same label as the ignore label is ignored
+    out = reduced_cross_entropy(LOGITS[:, :2], labels, W[:2],
+                                'weighted_mean', ignore_index=bad)
+    keep = torch.tensor([0, 1, 3])
+    ref = F.cross_entropy(LOGITS[keep, :2], labels[keep], weight=W[:2])
+    assert_close(out, ref)
 
 
 def test_bad_inputs():
