@@ -545,15 +545,15 @@ def _fast_tables(gt: LVIS, results: List[dict], iou_type: str, max_dets: int,
         return precision, recall
 
     def list_keys(field: str) -> np.ndarray:
-        keys = [(i, c) for i, im in enumerate(gt.dataset['images'])
+        # keyed by image id, not by position: the json's image list need
+        # not be sorted by id (COCO-derived files are not)
+        keys = [(im['id'], c) for im in gt.dataset['images']
                 for c in im.get(field, ())]
         if not keys:
             return np.zeros(0, dtype=np.int64)
         arr = np.array(keys, dtype=np.int64)
-        order = np.argsort(img_ids)  # dataset image order -> sorted index
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        return rank[arr[:, 0]] * num_cats + np.searchsorted(cat_ids, arr[:, 1])
+        return (np.searchsorted(img_ids, arr[:, 0]) * num_cats +
+                np.searchsorted(cat_ids, arr[:, 1]))
 
     neg_key = list_keys('neg_category_ids')
     nel_key = list_keys('not_exhaustive_category_ids')
