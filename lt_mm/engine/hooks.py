@@ -10,11 +10,15 @@ iteration; :func:`check_stage2_work_dir` also runs in ``tools/train.py``
 before the Runner creates anything in the work dir):
 
 * a fresh stage 2 needs ``load_from`` (the stage-1 checkpoint);
-* the work dir must not be the folder of ``load_from`` and must not hold a
-  checkpoint that is not a stage-2 checkpoint (a checkpoint is "stage 2"
-  when its ``meta`` carries ``lt_mm_stage2``, written by this hook, or its
-  saved config uses ``Stage2FreezeHook``): stage 1's checkpoints are never
-  resumed from, overwritten or deleted by ``max_keep_ckpts``;
+* the work dir, and the folder the checkpoints go to when
+  ``default_hooks.checkpoint.out_dir`` is set (mmengine saves them to
+  ``<out_dir>/<basename of the work dir>``), must not be the folder of
+  ``load_from`` and must not hold a checkpoint that is not a stage-2
+  checkpoint (a checkpoint is "stage 2" when its ``meta`` carries
+  ``lt_mm_stage2``, written by this hook, or its saved config uses
+  ``Stage2FreezeHook``), and the work dir's ``last_checkpoint`` must not
+  name one: stage 1's checkpoints are never resumed from, overwritten or
+  deleted by ``max_keep_ckpts``;
 * a resumed stage 2 resumes only from a stage-2 checkpoint of the same
   method (its state dict holds every stage-2 parameter with the right
   shape); with no checkpoint to resume from it refuses (``tools/train.py
@@ -28,6 +32,7 @@ before the Runner creates anything in the work dir):
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os.path as osp
 import re
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
@@ -36,7 +41,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
-from mmengine.runner import BaseLoop
+from mmengine.runner import BaseLoop, IterBasedTrainLoop
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -108,29 +113,115 @@ def _same_dir(a: str, b: str) -> bool:
         return osp.abspath(a) == osp.abspath(b)
 
 
+def checkpoint_save_dir(work_dir: str,
+                        out_dir: Optional[Any] = None,
+                        backend_args: Optional[dict] = None,
+                        file_client_args: Optional[dict] = None) -> str:
+    """The folder mmengine's ``CheckpointHook`` saves checkpoints to.
+
+    Mirrors ``CheckpointHook.before_train`` (mmengine 0.10): ``out_dir``
+    defaults to the Runner's work dir (``osp.abspath(work_dir)``); any
+    other ``out_dir`` becomes ``join_path(out_dir, basename(work_dir))``
+    with the file backend of ``out_dir``.
+
+    Args:
+        work_dir: the run's work dir (as in the config).
+        out_dir: ``default_hooks.checkpoint.out_dir``.
+        backend_args / file_client_args: the hook's file backend settings.
+    """
+    work_dir = osp.abspath(work_dir)  # what Runner.work_dir holds
+    if out_dir is None:
+        return work_dir
+    if out_dir == work_dir:
+        return work_dir
+    if file_client_args is not None:
+        from mmengine.fileio import FileClient
+        backend: Any = FileClient.infer_client(file_client_args, out_dir)
+    else:
+        from mmengine.fileio import get_file_backend
+        backend = get_file_backend(out_dir, backend_args=backend_args)
+    return str(
+        backend.join_path(out_dir, osp.basename(work_dir.rstrip(osp.sep))))
+
+
+def _is_local(path: str) -> bool:
+    return '://' not in str(path)
+
+
+def _in_folder(path: str, folder: str) -> bool:
+    """Whether the checkpoint ``path`` lies directly in ``folder``."""
+    if _is_local(path) and _is_local(folder):
+        return osp.isfile(path) and osp.isdir(folder) and _same_dir(
+            osp.dirname(osp.abspath(path)), folder)
+    return str(path).rsplit('/', 1)[0].rstrip('/') == str(folder).rstrip('/')
+
+
+def _check_no_stage1_checkpoint(folder: str, what: str, resume: bool,
+                                fix: str) -> None:
+    """Refuse when the local ``folder`` holds a non-stage-2 checkpoint."""
+    if not osp.isdir(folder):
+        return
+    for path in reversed(list_checkpoints(folder)):
+        if _stage2_meta_or_none(path) is False:
+            verb = 'resume from it, ' if resume else ''
+            raise Stage2GuardError(
+                f'Stage2FreezeHook: {what} {folder!r} holds {path!r}, which '
+                'is not a stage-2 checkpoint (its config has no '
+                'Stage2FreezeHook: stage 1?). Stage 2 there would '
+                f'{verb}overwrite or delete (max_keep_ckpts) stage-1 '
+                f'checkpoints. {fix}')
+
+
 def check_stage2_work_dir(work_dir: str,
                           load_from: Optional[str],
                           resume: bool,
-                          resume_from: Optional[str] = None) -> None:
+                          resume_from: Optional[str] = None,
+                          out_dir: Optional[Any] = None,
+                          backend_args: Optional[dict] = None,
+                          file_client_args: Optional[dict] = None) -> None:
     """Refuse a stage-2 run that would touch stage-1 checkpoints.
+
+    Two folders are checked: the work dir (logs, ``last_checkpoint`` and,
+    by default, the checkpoints) and the folder the checkpoints go to
+    (:func:`checkpoint_save_dir`: ``<out_dir>/<basename(work_dir)>`` when
+    ``default_hooks.checkpoint.out_dir`` is set). Neither may be the folder
+    of ``load_from`` (fresh run) nor hold a checkpoint that is not a
+    stage-2 checkpoint, and the work dir's ``last_checkpoint`` may not name
+    one (stage 2 would overwrite stage 1's resume pointer).
 
     Args:
         work_dir: the run's work dir (need not exist).
         load_from: the configured checkpoint (stage 1 for a fresh run).
         resume: whether the run resumes.
         resume_from: the checkpoint it resumes from (when resuming).
+        out_dir: ``default_hooks.checkpoint.out_dir`` (None: the work dir).
+        backend_args / file_client_args: the checkpoint hook's file
+            backend settings (only used to place the checkpoint folder).
 
     Raises:
         Stage2GuardError: naming the folder and the offending checkpoint.
     """
-    if not resume and load_from and '://' not in load_from and \
-            osp.isfile(load_from) and osp.isdir(work_dir) and _same_dir(
-                osp.dirname(osp.abspath(load_from)), work_dir):
-        raise Stage2GuardError(
-            f'Stage2FreezeHook: work_dir {work_dir!r} is the folder of the '
-            f'stage-1 checkpoint {load_from!r}; stage 2 would overwrite '
-            'stage-1 checkpoints. Use another --work-dir.')
-    if resume and resume_from and '://' not in resume_from and \
+    ckpt_dir = checkpoint_save_dir(work_dir, out_dir, backend_args,
+                                   file_client_args)
+    separate = not (_is_local(ckpt_dir) and _same_dir(ckpt_dir, work_dir))
+    fix = ('Use a new --work-dir for stage 2 and load_from=<stage-1 '
+           'checkpoint>.')
+    if separate:
+        fix = (f'Stage 2 saves its checkpoints to {ckpt_dir!r} '
+               '(default_hooks.checkpoint.out_dir joined with the last '
+               'folder name of the work dir): use another '
+               'default_hooks.checkpoint.out_dir, or a new --work-dir with '
+               'another last folder name, for stage 2, with '
+               'load_from=<stage-1 checkpoint>.')
+    if not resume and load_from:
+        for folder, what in ((work_dir, 'work_dir'),
+                             (ckpt_dir, 'the checkpoint folder')):
+            if _in_folder(load_from, folder):
+                raise Stage2GuardError(
+                    f'Stage2FreezeHook: {what} {folder!r} is the folder of '
+                    f'the stage-1 checkpoint {load_from!r}; stage 2 would '
+                    f'overwrite stage-1 checkpoints. {fix}')
+    if resume and resume_from and _is_local(resume_from) and \
             osp.isfile(resume_from):
         flag = _stage2_meta_or_none(resume_from)
         if flag is False:
@@ -140,18 +231,34 @@ def check_stage2_work_dir(work_dir: str,
                 'config has no Stage2FreezeHook, e.g. a stage-1 '
                 'checkpoint). Start stage 2 with load_from='
                 f'{resume_from} (no --resume) and a new --work-dir.')
-    if osp.isdir(work_dir):
-        for path in reversed(list_checkpoints(work_dir)):
-            if _stage2_meta_or_none(path) is False:
-                what = 'resume from it, ' if resume else ''
-                raise Stage2GuardError(
-                    f'Stage2FreezeHook: work_dir {work_dir!r} holds '
-                    f'{path!r}, which is not a stage-2 checkpoint (its '
-                    'config has no Stage2FreezeHook: stage 1?). Stage 2 '
-                    f'there would {what}overwrite or delete '
-                    '(max_keep_ckpts) stage-1 checkpoints. Use a new '
-                    '--work-dir for stage 2 and load_from=<stage-1 '
-                    'checkpoint>.')
+    _check_no_stage1_checkpoint(work_dir, 'work_dir', resume, fix)
+    if separate and _is_local(ckpt_dir):
+        _check_no_stage1_checkpoint(ckpt_dir, 'the checkpoint folder', resume,
+                                    fix)
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(marker):
+        with open(marker) as f:
+            named = f.read().strip()
+        if named and _is_local(named) and osp.isfile(named) and \
+                _stage2_meta_or_none(named) is False:
+            raise Stage2GuardError(
+                f'Stage2FreezeHook: {marker!r} names {named!r}, which is '
+                'not a stage-2 checkpoint (stage 1?): stage 2 in work_dir '
+                f'{work_dir!r} would overwrite stage 1\'s last_checkpoint. '
+                f'{fix}')
+
+
+def _checkpoint_hook_settings(runner) -> List[Dict[str, Any]]:
+    """``out_dir`` / backend settings of the runner's CheckpointHooks (as
+    configured: their ``before_train`` has not run yet)."""
+    from mmengine.hooks import CheckpointHook
+    return [
+        dict(
+            out_dir=h.out_dir,
+            backend_args=getattr(h, 'backend_args', None),
+            file_client_args=getattr(h, 'file_client_args', None))
+        for h in getattr(runner, 'hooks', []) if isinstance(h, CheckpointHook)
+    ] or [dict()]
 
 
 @HOOKS.register_module()
@@ -179,8 +286,9 @@ class Stage2FreezeHook(Hook):
 
     Raises (:class:`Stage2GuardError`, a ``ValueError``) before the first
     training iteration when nothing would train, when a backbone parameter
-    would train, when no stage-1 checkpoint is given, when the work dir
-    holds stage-1 checkpoints, when a resume finds no stage-2 checkpoint,
+    would train, when no stage-1 checkpoint is given, when the work dir or
+    the checkpoint folder (``out_dir``) holds stage-1 checkpoints, when a
+    resume finds no stage-2 checkpoint,
     and when the loaded checkpoint does not fit the frozen model.
     """
 
@@ -235,7 +343,9 @@ class Stage2FreezeHook(Hook):
                 'Stage2FreezeHook: this is a stage-2 config but load_from is '
                 'not set. Point load_from at the stage-1 checkpoint, e.g. '
                 "--cfg-options load_from=work_dirs/stage1/epoch_90.pth.")
-        check_stage2_work_dir(runner.work_dir, load_from, resume, resume_from)
+        for settings in _checkpoint_hook_settings(runner):
+            check_stage2_work_dir(runner.work_dir, load_from, resume,
+                                  resume_from, **settings)
 
     def before_run(self, runner) -> None:
         self._training = isinstance(
@@ -439,6 +549,36 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
+def warn_persistent_workers_resume(dataloader: Any) -> bool:
+    """Warn that an epoch-based resume with persistent workers is not exact.
+
+    A straight run's persistent DataLoader workers carry their random state
+    (random augmentations of the pipeline) from epoch to epoch; a resumed
+    run starts new workers, seeded by ``worker_init_fn`` as at the first
+    epoch, so its augmentations differ from the straight run's. That state
+    lives in the worker processes and cannot be saved in the checkpoint.
+    Without persistent workers every epoch starts new, identically seeded
+    workers in both runs, so the resume is exact.
+
+    Returns:
+        bool: whether the warning was logged.
+    """
+    workers = int(getattr(dataloader, 'num_workers', 0) or 0)
+    if workers <= 0 or not getattr(dataloader, 'persistent_workers', False):
+        return False
+    print_log(
+        f'Resuming an epoch-based run whose train_dataloader has '
+        f'num_workers={workers} and persistent_workers=True: the resume is '
+        "not exact. The workers' random state (random augmentations) "
+        'restarts from the seed of worker_init_fn, while the persistent '
+        'workers of the interrupted run carried it across epochs, so the '
+        'augmented data differ from a straight run. Set '
+        'train_dataloader.persistent_workers=False in the training config '
+        '(for the original run and the resume) to make --resume exact.',
+        'current', logging.WARNING)
+    return True
+
+
 class _RestoreRNGAfterSkip:
     """Wraps the iteration-based loop's data iterator: after the ``skip``
     batches mmengine replays on resume, restore the saved random states
@@ -481,7 +621,10 @@ class ResumeRNGHook(Hook):
     checkpoint was written: before the first new batch is fetched
     (iteration-based loop, after mmengine's replay) or at the start of the
     next epoch (epoch-based loop). Single-process runs only (each DDP rank
-    has its own generators; only rank 0's are saved).
+    has its own generators; only rank 0's are saved). The random state of
+    persistent DataLoader workers is out of reach: an epoch-based resume
+    with ``persistent_workers=True`` and ``num_workers > 0`` logs a warning
+    (:func:`warn_persistent_workers_resume`).
     ``lt_mm.engine.runner_utils.build_runner`` registers it for training.
     """
 
@@ -495,11 +638,13 @@ class ResumeRNGHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         from mmengine.dist import get_world_size
-        from mmengine.runner import IterBasedTrainLoop
         meta = checkpoint.get('meta', {}) if isinstance(checkpoint,
                                                         dict) else {}
         state = meta.get(RNG_META_KEY) if isinstance(meta, dict) else None
         loop = getattr(runner, '_train_loop', None)
+        if runner._resume and isinstance(loop, BaseLoop) and \
+                not isinstance(loop, IterBasedTrainLoop):
+            warn_persistent_workers_resume(loop.dataloader)
         if (state is None or not runner._resume or get_world_size() > 1
                 or not isinstance(loop, BaseLoop)):
             return

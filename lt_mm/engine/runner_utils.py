@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os.path as osp
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
 from mmengine.config import Config
 from mmengine.runner import Runner
 
 from .checkpoint import (CheckpointReadError, checkpoint_is_complete,
                          install_safe_checkpoint_loading,
-                         last_complete_checkpoint, list_checkpoints)
+                         last_complete_checkpoint, list_checkpoints,
+                         read_checkpoint_meta)
 from .dist import setup_distributed
 
 
@@ -77,6 +78,67 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     return fallback
 
 
+def _checkpoint_hook_settings(cfg: Config) -> List[Dict[str, Any]]:
+    """``out_dir`` / backend settings of the config's CheckpointHooks
+    (``default_hooks.checkpoint`` and any in ``custom_hooks``)."""
+    hooks = []
+    default = (cfg.get('default_hooks', None) or {}).get('checkpoint', None)
+    if isinstance(default, dict):
+        hooks.append(default)
+    for h in cfg.get('custom_hooks', None) or []:
+        if isinstance(h, dict) and str(h.get(
+                'type', '')).split('.')[-1] == 'CheckpointHook':
+            hooks.append(h)
+    return [
+        dict(
+            out_dir=h.get('out_dir', None),
+            backend_args=h.get('backend_args', None),
+            file_client_args=h.get('file_client_args', None)) for h in hooks
+    ] or [dict()]
+
+
+def sync_resume_seed(cfg: Config) -> Optional[int]:
+    """Resume with the random seed of the checkpoint (exact resume).
+
+    mmengine restores the checkpoint's seed in ``Runner.resume``, after the
+    Runner has built the training sampler with ``cfg.randomness.seed``; with
+    ``seed=None`` that is a fresh random seed, so the resumed data order
+    differs from the straight run's. This sets ``cfg.randomness.seed`` to
+    the checkpoint's ``meta['seed']`` before the Runner is built. A
+    different explicit seed in the config is overridden with a warning
+    (exact resume wins). Nothing changes when the run does not resume or
+    the checkpoint (local files only) has no seed.
+
+    Returns:
+        int | None: the seed taken from the checkpoint.
+    """
+    from mmengine.logging import print_log
+    if not cfg.get('resume', False):
+        return None
+    path = cfg.get('load_from', None)
+    if path is None and osp.isdir(cfg.work_dir):
+        from mmengine.runner.checkpoint import find_latest_checkpoint
+        path = find_latest_checkpoint(cfg.work_dir)
+    if not path or '://' in str(path) or not osp.isfile(path):
+        return None
+    seed = read_checkpoint_meta(path).get('seed', None)
+    if seed is None:
+        return None
+    seed = int(seed)
+    randomness = dict(cfg.get('randomness', None) or {})
+    current = randomness.get('seed', None)
+    if current is not None and int(current) != seed:
+        print_log(
+            f'--resume: the config sets randomness.seed={current} but the '
+            f'checkpoint {path!r} was trained with seed {seed}; resuming '
+            f'with seed {seed} so that the run continues exactly (data '
+            'order, augmentations). Start a new run (no --resume) to use '
+            'another seed.', 'current', 30)
+    randomness['seed'] = seed
+    cfg.randomness = randomness
+    return seed
+
+
 def apply_resume(cfg: Config, resume: Optional[str]) -> None:
     """Apply ``tools/train.py --resume [PATH]`` to ``cfg`` and run the
     stage-2 work-dir checks before anything is written.
@@ -88,7 +150,10 @@ def apply_resume(cfg: Config, resume: Optional[str]) -> None:
     * ``--resume PATH``: resume from PATH (a truncated PATH is refused
       naming the last complete checkpoint of its folder);
     * stage-2 configs (``Stage2FreezeHook``): see
-      :func:`lt_mm.engine.hooks.check_stage2_work_dir`.
+      :func:`lt_mm.engine.hooks.check_stage2_work_dir` (the work dir and
+      the checkpoint folder of ``default_hooks.checkpoint.out_dir``);
+    * a resumed run takes the checkpoint's random seed
+      (:func:`sync_resume_seed`).
     """
     from mmengine.logging import print_log
 
@@ -131,8 +196,10 @@ def apply_resume(cfg: Config, resume: Optional[str]) -> None:
         cfg.resume = bool(cfg.get('resume', False))
     if stage2:
         resume_from = cfg.load_from if cfg.resume else None
-        check_stage2_work_dir(work_dir, cfg.get('load_from', None),
-                              bool(cfg.resume), resume_from)
+        for settings in _checkpoint_hook_settings(cfg):
+            check_stage2_work_dir(work_dir, cfg.get('load_from', None),
+                                  bool(cfg.resume), resume_from, **settings)
+    sync_resume_seed(cfg)
 
 
 def build_runner(cfg: Config, launcher: str = 'none') -> Runner:
@@ -143,6 +210,8 @@ def build_runner(cfg: Config, launcher: str = 'none') -> Runner:
       resumed run continues with the random state of the straight run) and
       :class:`~lt_mm.engine.schedule.ResumeScheduleHook` (a run resumed
       with a longer ``train_cfg`` follows the longer schedule);
+    - a resumed run (``cfg.resume``) gets the checkpoint's random seed
+      before the sampler is built (:func:`sync_resume_seed`);
     - ``--launcher pytorch`` works on CPU-only machines (gloo);
     - count-based components without a count source get the counts of
       ``train_dataloader.dataset`` (:func:`lt_mm.engine.counts.
@@ -150,6 +219,8 @@ def build_runner(cfg: Config, launcher: str = 'none') -> Runner:
     """
     install_safe_checkpoint_loading()
     setup_distributed(cfg, launcher)
+    # a resumed run builds its sampler with the checkpoint's seed
+    sync_resume_seed(cfg)
     # class counts without a source follow the training dataset
     from .counts import fill_class_counts
     fill_class_counts(cfg)

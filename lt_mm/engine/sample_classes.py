@@ -34,7 +34,12 @@ _CACHE_FORMAT = 'lt_mm.sample_classes/v1'
 # Classes of each sample
 # ---------------------------------------------------------------------------
 def _has_cat_ids(dataset: Any) -> bool:
-    """Whether ``dataset.get_cat_ids`` exists and is implemented."""
+    """Whether ``dataset.get_cat_ids`` exists and is implemented.
+
+    Raises:
+        ValueError: it exists but the data infos lack the label key it
+            reads (a ``KeyError``, e.g. mmpretrain's ``with_label=False``).
+    """
     fn = getattr(dataset, 'get_cat_ids', None)
     if not callable(fn):
         return False
@@ -42,7 +47,31 @@ def _has_cat_ids(dataset: Any) -> bool:
         fn(0)
     except NotImplementedError:  # mmengine BaseDataset's default
         return False
+    except KeyError as exc:
+        raise _no_label_error(dataset, 0, exc) from None
     return True
+
+
+def _describe(dataset: Any) -> str:
+    """The dataset's type and, when known, its data root / annotation."""
+    parts = []
+    for attr in ('data_root', 'ann_file'):
+        value = getattr(dataset, attr, None)
+        if value:
+            parts.append(f'{attr}={value!r}')
+    name = type(dataset).__name__
+    return f'{name}({", ".join(parts)})' if parts else name
+
+
+def _no_label_error(dataset: Any, idx: int, exc: KeyError) -> ValueError:
+    key = exc.args[0] if exc.args else None
+    return ValueError(
+        f'cannot determine the classes of each sample of '
+        f'{_describe(dataset)}: its get_cat_ids({idx}) failed because the '
+        f'data info of sample {idx} has no {key!r} key (a dataset without '
+        'labels, e.g. mmpretrain with_label=False or an annotation file '
+        'without labels?). Give the dataset labels, or pass '
+        'sample_classes=[[class indices of sample 0], ...] to the sampler.')
 
 
 def _data_info(dataset: Any, idx: int) -> Optional[dict]:
@@ -208,15 +237,24 @@ def get_sample_classes(dataset: Any,
     Returns:
         list[list[int]]: ``len(dataset)`` sorted lists of class indices
         (possibly empty, e.g. an image without instances).
+
+    Raises:
+        ValueError: the classes cannot be found (no ``get_cat_ids`` and no
+            label maps, or data infos without the label key that
+            ``get_cat_ids`` reads): pass ``sample_classes=`` instead.
     """
     n = len(dataset)
     if n == 0:
         raise ValueError('the dataset is empty; nothing to sample.')
     if _has_cat_ids(dataset):
-        return [
-            sorted({int(c)
-                    for c in dataset.get_cat_ids(i)}) for i in range(n)
-        ]
+        out = []
+        for i in range(n):
+            try:
+                cat_ids = dataset.get_cat_ids(i)
+            except KeyError as exc:
+                raise _no_label_error(dataset, i, exc) from None
+            out.append(sorted({int(c) for c in cat_ids}))
+        return out
     info = _data_info(dataset, 0)
     if isinstance(info, dict) and 'seg_map_path' in info:
         return seg_sample_classes(dataset, n, cache_file, ignore_index)
@@ -235,7 +273,7 @@ def get_sample_classes(dataset: Any,
             return out
     raise ValueError(
         f'cannot determine the classes of each sample of '
-        f'{type(dataset).__name__}: it implements no get_cat_ids(idx) '
+        f'{_describe(dataset)}: it implements no get_cat_ids(idx) '
         '(mmpretrain / mmdet datasets) and its data infos have no '
         "'seg_map_path' (mmseg datasets). Pass sample_classes=[[class "
         'indices of sample 0], ...] to the sampler.')

@@ -402,3 +402,30 @@ def test_runner_calls_set_epoch(tmp_path):
     assert [(e, se, sd) for e, se, sd, _ in seen] == [(0, 0, 7), (1, 1, 7)]
     assert_close(seen[0][3], torch.tensor(0.1, dtype=torch.float64))
     assert_close(seen[1][3], torch.tensor(0.05 + 0.5 / 3, dtype=torch.float64))
+
+
+def test_dataset_without_labels_names_the_key(tmp_path):
+    """mmpretrain's ``CustomDataset(with_label=False)`` implements
+    ``get_cat_ids`` but its data infos have no ``gt_label``: a ValueError
+    naming the dataset, the key and the fix, not a bare KeyError."""
+    from mmpretrain.datasets import CustomDataset
+    root = tmp_path / 'images'
+    root.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / f'{i}.png')
+    ds = CustomDataset(data_root=str(root), with_label=False, pipeline=[])
+    with pytest.raises(ValueError) as err:
+        _build('ClassBalancedSampler', ds, seed=0)
+    msg = str(err.value)
+    assert 'cannot determine the classes' in msg and 'CustomDataset' in msg
+    assert str(root) in msg and "'gt_label'" in msg
+    assert 'sample_classes=' in msg
+
+    # a label missing from a later sample: named with its index
+    class Partial(ToyClsDataset):
+
+        def load_data_list(self):
+            return super().load_data_list()[:2] + [dict(img_path='x.png')]
+
+    with pytest.raises(ValueError, match=r"sample 2 has no 'gt_label'"):
+        get_sample_classes(Partial([0, 1, 2]))
