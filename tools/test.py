@@ -30,6 +30,13 @@ def parse_args():
         action=DictAction,
         help='override settings in the config, key=value pairs')
     parser.add_argument(
+        '--allow-missing-keys',
+        action='store_true',
+        help='evaluate even when model parameters/buffers are missing from '
+        'the checkpoint or have another shape in it (they keep their '
+        'initial, random values; only a warning is logged). Without it '
+        'such a checkpoint (e.g. one of another model) is refused')
+    parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
@@ -46,6 +53,16 @@ def main():
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
         raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist.')
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    # a scheme lt_mm cannot load safely (e.g. registered by a plugin of
+    # custom_imports) fails before anything is built
+    from lt_mm.engine.checkpoint import (CheckpointMismatchError,
+                                         UnverifiedSchemeError,
+                                         check_checkpoint_scheme,
+                                         require_complete_checkpoint)
+    try:
+        check_checkpoint_scheme(args.checkpoint)
+    except UnverifiedSchemeError as exc:
+        raise SystemExit(f'lt_mm: UnverifiedSchemeError: {exc}')
     from lt_mm.engine.preflight import check_config
     try:
         check_config(cfg, mode='test')
@@ -61,13 +78,19 @@ def main():
         enable_visualization(cfg, args.show_dir)
 
     runner = build_runner(cfg, args.launcher)
+    # mmengine loads with strict=False and only warns when the checkpoint
+    # lacks model entries: refuse that (--allow-missing-keys: warn)
+    require_complete_checkpoint(runner, args.allow_missing_keys)
     if args.out:
         from mmengine.evaluator import DumpResults
         assert args.out.endswith(('.pkl', '.pickle')), \
             '--out must be a .pkl file'
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
-    runner.test()
+    try:
+        runner.test()
+    except CheckpointMismatchError as exc:
+        raise SystemExit(f'lt_mm: CheckpointMismatchError: {exc}')
 
 
 if __name__ == '__main__':

@@ -22,8 +22,13 @@ scheme by one path:
    globals mmengine writes (:data:`MMENGINE_SAFE_GLOBALS`).
 
 mmengine's own http loader (``torch.hub.load_state_dict_from_url``, which
-unpickles with ``weights_only=False``) is never called. A scheme registered
-by a third party is run with ``torch.load`` forced to ``weights_only=True``.
+unpickles with ``weights_only=False``) is never called. The loader of a
+scheme registered with mmengine by a third party is never called either (it
+may unpickle by itself, e.g. with ``pickle`` or a ``torch.load`` bound at
+import): loading through it fails with :class:`UnverifiedSchemeError`, which
+names the scheme and the fix: :func:`register_checkpoint_scheme`, whose
+``fetch`` function only returns a local path or bytes that lt_mm unpickles
+as above.
 ``builtins.getattr`` is not allowed as such: it is mapped to
 :func:`history_buffer_getattr`, which only resolves the statistics methods
 registered on ``HistoryBuffer``. Any other global makes loading fail with
@@ -34,8 +39,6 @@ other checkpoints, the newest complete one to use instead.
 """
 from __future__ import annotations
 
-import contextlib
-import functools
 import glob
 import io
 import os
@@ -44,7 +47,8 @@ import pickle
 import re
 import tempfile
 import zipfile
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import (Any, Callable, Dict, List, Optional, Sequence, Tuple,
+                    Union)
 from urllib.parse import urlparse
 
 import numpy as np
@@ -398,30 +402,52 @@ def load_checkpoint_safely(filename: str, map_location: Any = None) -> Any:
     return ckpt
 
 
-@contextlib.contextmanager
-def _forced_weights_only():
-    """Force ``torch.load(..., weights_only=True)`` (for loaders lt_mm does
-    not know: schemes registered by third parties)."""
-    original = torch.load
-
-    @functools.wraps(original)
-    def load(*args, **kwargs):
-        kwargs['weights_only'] = True
-        kwargs.pop('pickle_module', None)
-        return original(*args, **kwargs)
-
-    torch.load = load
-    try:
-        with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
-            yield
-    finally:
-        torch.load = original
+class UnverifiedSchemeError(UnsafeCheckpointError):
+    """A checkpoint scheme whose loader lt_mm cannot keep safe."""
 
 
 def _known(prefix: str) -> bool:
     return prefix in ('', 'pavi://', 'mmcls://') or prefix in _HTTP or \
         prefix in _TORCHVISION or prefix in _OPENMMLAB or \
         's3://' in prefix or 'petrel://' in prefix
+
+
+def _loader_kind(prefix: str) -> str:
+    """What mmengine logs: 'Loads checkpoint by <kind> ... backend'."""
+    if prefix == '':
+        return 'local'
+    if _CEPH.match(prefix.replace('(\\S+\\:)?', '')):
+        return 'ceph'
+    return re.sub(r'[^a-z]', '', prefix.split(':')[0].lower()) or 'scheme'
+
+
+def _refusing_loader(prefix: str, original: Callable) -> Callable:
+    """The loader of a scheme registered with mmengine by a third party.
+
+    Such a loader may unpickle by any means (``pickle``, a ``torch.load``
+    bound at import time, ``weights_only=False``), which lt_mm can neither
+    see nor force to ``weights_only=True``; so it is never called (fail
+    closed) and loading names the scheme and the safe way to register it:
+    :func:`register_checkpoint_scheme`.
+    """
+    where = f'{getattr(original, "__module__", "?")}.' \
+        f'{getattr(original, "__qualname__", repr(original))}'
+
+    def refuse(filename, map_location=None, *args, **kwargs):
+        raise UnverifiedSchemeError(
+            f'Refused to load checkpoint {filename!r}: its scheme '
+            f'{prefix!r} is served by {where}, a loader registered with '
+            "mmengine's CheckpointLoader.register_scheme that lt_mm has not "
+            'verified (it may unpickle without weights_only=True, which '
+            'would let the file run code). Nothing was read. Fix: register '
+            'the scheme with lt_mm.engine.checkpoint.'
+            f'register_checkpoint_scheme({prefix!r}, fetch, force=True), '
+            'where fetch(filename) returns a local path or the '
+            "checkpoint's bytes (lt_mm then unpickles them with "
+            'weights_only=True and its allowlist); or download the file and '
+            'pass its local path.')
+
+    return refuse
 
 
 def _make_loader(prefix: str, original: Callable) -> Callable:
@@ -431,26 +457,99 @@ def _make_loader(prefix: str, original: Callable) -> Callable:
             return load_checkpoint_safely(filename, map_location)
 
         loader = load_safely
+        # mmengine logs 'Loads checkpoint by <__name__[10:]> backend'
+        loader.__name__ = \
+            f'load_from_{_loader_kind(prefix)} (lt_mm, weights_only)'
     else:
-
-        @functools.wraps(original)
-        def load_forced(filename, map_location=None, *args, **kwargs):
-            try:
-                with _forced_weights_only():
-                    return original(filename, map_location, *args, **kwargs)
-            except UnsafeCheckpointError:
-                raise
-            except pickle.UnpicklingError as exc:
-                raise _explain(exc, filename) from None
-
-        loader = load_forced
-    # mmengine logs 'Loads checkpoint by <__name__[10:]> backend'
-    kind = 'local' if prefix == '' else 'ceph' if _CEPH.match(
-        prefix.replace('(\\S+\\:)?', '')) else re.sub(r'[^a-z]', '',
-                                                      prefix.split(':')[0])
-    loader.__name__ = f'load_from_{kind} (lt_mm, weights_only)'
+        loader = _refusing_loader(prefix, original)
+        loader.__name__ = (f'load_from_{_loader_kind(prefix)} (lt_mm: '
+                           'refused, unverified scheme)')
+        loader._lt_mm_refused = True  # type: ignore[attr-defined]
     loader._lt_mm_safe = True  # type: ignore[attr-defined]
     return loader
+
+
+CheckpointSource = Union[str, os.PathLike, bytes, bytearray, memoryview,
+                         io.IOBase]
+
+
+def register_checkpoint_scheme(
+        prefixes: Union[str, List[str], Tuple[str, ...]],
+        fetch: Optional[Callable[[str], CheckpointSource]] = None,
+        force: bool = False) -> Callable:
+    """Register a checkpoint scheme that lt_mm loads safely.
+
+    The safe counterpart of mmengine's
+    ``CheckpointLoader.register_scheme``: ``fetch`` only *obtains* the
+    checkpoint -- it returns a local path, the file's bytes or a binary file
+    object -- and lt_mm unpickles it with :func:`safe_torch_load`
+    (``weights_only=True`` plus :data:`MMENGINE_SAFE_GLOBALS`). A loader
+    registered directly with mmengine (which unpickles by itself) is refused
+    by lt_mm (:class:`UnverifiedSchemeError`).
+
+    Usable as a function or a decorator::
+
+        @register_checkpoint_scheme('myhub://')
+        def fetch_myhub(filename: str) -> str:
+            return download(filename[len('myhub://'):])  # a local path
+
+    Args:
+        prefixes: the scheme prefix(es), e.g. ``'myhub://'`` (regular
+            expressions, as mmengine matches them).
+        fetch: ``fetch(filename) -> path | bytes | file object``; None when
+            used as a decorator.
+        force: replace a scheme registered before (mmengine's or another).
+
+    Returns:
+        ``fetch`` (decorator use) or the registering decorator.
+    """
+    if isinstance(prefixes, str):
+        prefixes = [prefixes]
+    if not isinstance(prefixes, (list, tuple)) or not all(
+            isinstance(p, str) for p in prefixes):
+        raise TypeError('register_checkpoint_scheme: prefixes must be a str '
+                        f'or a list of str, got {prefixes!r}.')
+
+    def _register(fetch: Callable[[str], CheckpointSource]) -> Callable:
+        if not callable(fetch):
+            raise TypeError(f'register_checkpoint_scheme({prefixes!r}): '
+                            f'fetch must be callable, got {fetch!r}.')
+        for prefix in prefixes:
+            CheckpointLoader.register_scheme(
+                prefix, _fetching_loader(prefix, fetch), force=force)
+        return fetch
+
+    return _register if fetch is None else _register(fetch)
+
+
+def _fetching_loader(prefix: str,
+                     fetch: Callable[[str], CheckpointSource]) -> Callable:
+
+    def load_fetched(filename, map_location=None, *args, **kwargs):
+        source = fetch(filename)
+        if isinstance(source, os.PathLike):
+            source = os.fspath(source)
+        if isinstance(source, str):
+            local = osp.expanduser(source)
+            if not osp.isfile(local):
+                raise FileNotFoundError(
+                    f'checkpoint {filename!r}: the {prefix!r} scheme fetched '
+                    f'{source!r}, which is not a file.')
+            return safe_torch_load(local, map_location, name=filename)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return safe_torch_load(
+                bytes(source), map_location, name=filename)
+        if hasattr(source, 'read'):
+            return safe_torch_load(source, map_location, name=filename)
+        raise TypeError(
+            f'checkpoint {filename!r}: the fetch function of scheme '
+            f'{prefix!r} returned {type(source).__name__}; it must return '
+            'a local path, bytes or a binary file object.')
+
+    load_fetched.__name__ = \
+        f'load_from_{_loader_kind(prefix)} (lt_mm, weights_only)'
+    load_fetched._lt_mm_safe = True  # type: ignore[attr-defined]
+    return load_fetched
 
 
 def safe_load_url(url: str,
@@ -476,10 +575,35 @@ _MODULE_LOADERS = ('load_from_local', 'load_from_http', 'load_from_pavi',
                    'load_from_openmmlab', 'load_from_mmcls')
 
 
+def _get_safe_checkpoint_loader(cls, path: str) -> Optional[Callable]:
+    """``CheckpointLoader._get_checkpoint_loader`` that never returns a
+    loader lt_mm has not made safe: a scheme registered after
+    :func:`install_safe_checkpoint_loading` is converted (known prefix) or
+    refused (third-party loader) when it is first used."""
+    for prefix in list(cls._schemes):
+        if re.match(prefix, path) is not None:
+            loader = cls._schemes[prefix]
+            if not getattr(loader, '_lt_mm_safe', False):
+                loader = _make_loader(prefix, loader)
+                cls._schemes[prefix] = loader
+            return loader
+    return None
+
+
+_get_safe_checkpoint_loader._lt_mm_safe = True  # type: ignore[attr-defined]
+
+
 def install_safe_checkpoint_loading() -> None:
     """Route every registered mmengine checkpoint scheme through
-    :func:`load_checkpoint_safely` (idempotent; call again after a library
-    registers new schemes).
+    :func:`load_checkpoint_safely` (idempotent).
+
+    Schemes lt_mm knows (local, ``http(s)``, ``torchvision`` /
+    ``modelzoo``, ``open-mmlab`` / ``openmmlab``, ``mmcls``, ``pavi``,
+    ``s3`` / ``petrel``) go through the safe path whoever registered them;
+    the loader of any other scheme registered with mmengine is refused when
+    used (:class:`UnverifiedSchemeError`; register it with
+    :func:`register_checkpoint_scheme` instead), also when it is registered
+    after this call.
 
     mmengine's module-level loaders (``load_from_http`` ...) and its
     ``load_url`` are replaced as well, for code that calls them directly.
@@ -490,6 +614,11 @@ def install_safe_checkpoint_loading() -> None:
         if getattr(loader, '_lt_mm_safe', False):
             continue
         schemes[prefix] = _make_loader(prefix, loader)
+    # a scheme registered after this call is checked when it is looked up
+    if not getattr(CheckpointLoader._get_checkpoint_loader, '_lt_mm_safe',
+                   False):
+        CheckpointLoader._get_checkpoint_loader = classmethod(  # type: ignore
+            _get_safe_checkpoint_loader)
     for name in _MODULE_LOADERS:
         if not getattr(getattr(mck, name, None), '_lt_mm_safe', False):
             if name == 'load_from_http':
@@ -504,3 +633,211 @@ def install_safe_checkpoint_loading() -> None:
     if not getattr(mck.load_url, '_lt_mm_safe', False):
         safe_load_url._lt_mm_safe = True  # type: ignore[attr-defined]
         mck.load_url = safe_load_url
+
+
+def check_checkpoint_scheme(filename: str) -> None:
+    """Refuse, before anything is built, a checkpoint whose scheme lt_mm
+    would refuse when loading it (:class:`UnverifiedSchemeError`)."""
+    install_safe_checkpoint_loading()
+    loader = CheckpointLoader._get_checkpoint_loader(filename)
+    if getattr(loader, '_lt_mm_refused', False):
+        loader(filename)
+
+
+# ------------------------------------------- checkpoint fits the model
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint lacks parameters / buffers of the model, or holds them
+    with another shape."""
+
+
+_SIZE_MISMATCH = re.compile(
+    r'size mismatch for (.+?): copying a param with shape torch\.Size\((.*?)\)'
+    r' from checkpoint, the shape in current model is torch\.Size\((.*?)\)')
+
+
+def _head(names: List[str], n: int = 5) -> str:
+    more = f', ... (+{len(names) - n} more)' if len(names) > n else ''
+    return ', '.join(names[:n]) + more
+
+
+def load_state_dict_checked(
+        module: torch.nn.Module,
+        state_dict: Dict[str, Any]) -> Tuple[List[str], List[str], List[str]]:
+    """mmengine's ``load_state_dict(module, state_dict, strict=False)``,
+    returning what does not fit instead of only logging it.
+
+    The same walk as mmengine (model wrappers and TTA models unwrapped,
+    every module's ``_load_from_state_dict`` and load-state-dict post hooks
+    run, ``num_batches_tracked`` not counted as missing), so a key that a
+    module fills itself while loading (lt_mm's optional inference buffers,
+    cRT's re-initialised classifier) is not reported.
+
+    Returns:
+        tuple: ``(missing_keys, unexpected_keys, error_msgs)``; the error
+        messages are torch's (e.g. ``size mismatch for <key>: ...``).
+    """
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+    from torch.nn.modules.module import _IncompatibleKeys
+    missing: List[str] = []
+    unexpected: List[str] = []
+    errors: List[str] = []
+    metadata = getattr(state_dict, '_metadata', None)
+    state_dict = state_dict.copy()
+    if metadata is not None:
+        state_dict._metadata = metadata  # type: ignore[attr-defined]
+
+    def load(mod: torch.nn.Module, local: Dict[str, Any],
+             prefix: str = '') -> None:
+        if is_model_wrapper(mod) or isinstance(mod, BaseTTAModel):
+            mod = mod.module
+        local_metadata = {} if metadata is None else metadata.get(
+            prefix[:-1], {})
+        mod._load_from_state_dict(local, prefix, local_metadata, True,
+                                  missing, unexpected, errors)
+        for name, child in mod._modules.items():
+            if child is not None:
+                child_prefix = prefix + name + '.'
+                load(child, {
+                    k: v
+                    for k, v in local.items() if k.startswith(child_prefix)
+                }, child_prefix)
+        keys = _IncompatibleKeys(missing, unexpected)
+        for hook in getattr(mod, '_load_state_dict_post_hooks', {}).values():
+            hook(mod, keys)
+
+    load(module, state_dict)
+    missing = [k for k in missing if 'num_batches_tracked' not in k]
+    return missing, unexpected, errors
+
+
+def check_state_dict_fit(filename: str,
+                         missing: List[str],
+                         errors: List[str],
+                         num_entries: int,
+                         allow_missing_keys: bool = False,
+                         opt_out: str = '--allow-missing-keys') -> None:
+    """Refuse a checkpoint that leaves model entries unloaded.
+
+    Args:
+        filename: the checkpoint, named in the error.
+        missing: model parameters / buffers the checkpoint lacks.
+        errors: torch's load errors (``size mismatch for ...``).
+        num_entries: entries of the checkpoint's state dict.
+        allow_missing_keys: only warn (``opt_out``).
+        opt_out: the option that sets ``allow_missing_keys``, named in the
+            error.
+
+    Raises:
+        CheckpointMismatchError: ``missing`` or ``errors`` is not empty and
+            ``allow_missing_keys`` is False.
+    """
+    if not missing and not errors:
+        return
+    shapes = [
+        f'{m.group(1)}: checkpoint {m.group(2)} vs model {m.group(3)}'
+        for m in map(_SIZE_MISMATCH.match, errors) if m
+    ]
+    others = [e.strip() for e in errors if not _SIZE_MISMATCH.match(e)]
+    problems = []
+    if missing:
+        problems.append(f'{len(missing)} model parameter(s)/buffer(s) are '
+                        f'missing from it ({_head(missing)})')
+    if shapes:
+        problems.append(f'{len(shapes)} have another shape in it '
+                        f'({_head(shapes, 3)})')
+    if others:
+        problems.append(f'{len(others)} could not be copied '
+                        f'({_head(others, 2)})')
+    entries = f'{num_entries} entr' + ('y' if num_entries == 1 else 'ies')
+    what = (f'checkpoint {filename!r} ({entries}) does not fit '
+            'the model: ' + '; '.join(problems) + '.')
+    if allow_missing_keys:
+        print_log(
+            f'{what} {opt_out}: continuing; those entries keep their '
+            'initial (random) values.', 'current', 30)
+        return
+    raise CheckpointMismatchError(
+        f'{what} They would keep their initial (random) values, and the '
+        'metrics would not be those of the checkpoint. Fix: give the '
+        'checkpoint trained with this config (post-hoc configs: the '
+        'stage-1 checkpoint of the same model; stage-2 configs: the '
+        'stage-2 checkpoint) or the config it was trained with; pass '
+        f'{opt_out} to evaluate anyway.')
+
+
+def load_checkpoint_checked(runner: Any,
+                            filename: str,
+                            map_location: Any = 'cpu',
+                            strict: bool = False,
+                            revise_keys: Sequence[Tuple[str, str]] = (
+                                (r'^module\.', ''), ),
+                            allow_missing_keys: bool = False) -> Any:
+    """``Runner.load_checkpoint`` that refuses a checkpoint not fitting
+    the model (:func:`check_state_dict_fit`).
+
+    As mmengine: the checkpoint is read (through the safe loaders),
+    ``after_load_checkpoint`` hooks run, ``revise_keys`` are applied and
+    the state dict is copied into the (unwrapped) model -- once. Then
+    missing / other-shaped entries raise :class:`CheckpointMismatchError`
+    (a warning with ``allow_missing_keys``); unexpected entries are logged
+    as mmengine does. ``strict=True`` raises on unexpected keys as well.
+    """
+    from collections import OrderedDict
+
+    from mmengine.model import is_model_wrapper
+    from mmengine.runner.checkpoint import _load_checkpoint
+    checkpoint = _load_checkpoint(filename, map_location=map_location)
+    runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+    model = runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
+    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(
+        checkpoint, dict) else None
+    if not isinstance(state_dict, dict):
+        raise CheckpointMismatchError(
+            f'checkpoint {filename!r} holds no state dict (a '
+            f'{type(checkpoint).__name__}); give a checkpoint written by '
+            'mmengine (a dict with a "state_dict").')
+    metadata = getattr(state_dict, '_metadata', OrderedDict())
+    for pattern, repl in revise_keys:
+        state_dict = OrderedDict(
+            (re.sub(pattern, repl, k), v) for k, v in state_dict.items())
+    state_dict._metadata = metadata  # type: ignore[attr-defined]
+    missing, unexpected, errors = load_state_dict_checked(model, state_dict)
+    if unexpected:
+        msg = (f'checkpoint {filename!r}: {len(unexpected)} entries are not '
+               f'in the model ({_head(unexpected)}).')
+        if strict:
+            raise CheckpointMismatchError(msg)
+        print_log(msg + ' They are ignored.', 'current', 30)
+    check_state_dict_fit(filename, missing, errors, len(state_dict),
+                         allow_missing_keys)
+    runner._has_loaded = True
+    print_log(f'Load checkpoint from {filename}', 'current')
+    return checkpoint
+
+
+def require_complete_checkpoint(runner: Any,
+                                allow_missing_keys: bool = False) -> None:
+    """Make ``runner`` load ``load_from`` with
+    :func:`load_checkpoint_checked` (``tools/test.py``).
+
+    mmengine's ``Runner.load_checkpoint`` loads with ``strict=False`` and
+    only warns about missing keys and size mismatches, so the checkpoint of
+    another model evaluates random weights. The runner keeps mmengine's
+    order (``before_run`` hooks, then the checkpoint, then the loop).
+    """
+
+    def load_checkpoint(filename: str,
+                        map_location: Any = 'cpu',
+                        strict: bool = False,
+                        revise_keys: Sequence[Tuple[str, str]] = (
+                            (r'^module\.', ''), )) -> Any:
+        return load_checkpoint_checked(
+            runner,
+            filename,
+            map_location=map_location,
+            strict=strict,
+            revise_keys=revise_keys,
+            allow_missing_keys=allow_missing_keys)
+
+    runner.load_checkpoint = load_checkpoint
