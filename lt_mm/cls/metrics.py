@@ -22,6 +22,7 @@ from mmpretrain.registry import METRICS
 from torch import Tensor
 
 from lt_mm.core.checks import check_range
+from lt_mm.core.splits import compute_splits
 from lt_mm.core.stats import ClassStats, load_class_stats, shot_splits
 from .counts import FEW_THR, MANY_THR, resolve_cls_counts
 
@@ -133,8 +134,14 @@ class LongTailAccuracy(BaseMetric):
     The class groups come from exactly one source:
 
     * ``splits=dict(many=[...], medium=[...], few=[...])``;
-    * ``stats_file``: its ``splits`` when it has many/medium/few groups and
-      ``use_file_splits=True``, else :func:`shot_splits` of its counts;
+    * ``stats_file``: with ``many_thr`` and/or ``few_thr`` given, the
+      groups are recomputed from the file's counts with those thresholds
+      (:func:`lt_mm.core.splits.compute_splits`, rule ``'shot'``; an
+      omitted one takes its default, 100 or 20) -- explicit thresholds
+      win over the groups stored in the file; with neither given, the
+      file's ``splits`` when it has many/medium/few groups and
+      ``use_file_splits=True``, else :func:`shot_splits` of its counts
+      with 100 / 20;
     * ``counts=[...]`` or ``train_ann_file`` (the ImageNet-LT style training
       list; counts cached next to it): :func:`shot_splits` with
       ``many_thr`` / ``few_thr`` (many ``n_j > many_thr``, few
@@ -149,9 +156,11 @@ class LongTailAccuracy(BaseMetric):
     Args:
         topk: k of the overall top-k accuracies.
         counts, stats_file, train_ann_file, splits: see above.
-        many_thr, few_thr: thresholds of :func:`shot_splits`.
+        many_thr, few_thr: thresholds of :func:`shot_splits` (None: 100
+            and 20; given, they override the groups of ``stats_file``).
         num_classes: C; checked against the statistics.
-        use_file_splits: use the groups stored in ``stats_file``.
+        use_file_splits: use the groups stored in ``stats_file`` when no
+            threshold is given.
         per_class_file: see above.
         collect_device, prefix: as in :class:`mmengine.evaluator.BaseMetric`.
     """
@@ -167,8 +176,8 @@ class LongTailAccuracy(BaseMetric):
                  stats_file: Optional[str] = None,
                  train_ann_file: Optional[str] = None,
                  splits: Optional[Dict[str, Sequence[int]]] = None,
-                 many_thr: float = MANY_THR,
-                 few_thr: float = FEW_THR,
+                 many_thr: Optional[float] = None,
+                 few_thr: Optional[float] = None,
                  num_classes: Optional[int] = None,
                  use_file_splits: bool = True,
                  per_class_file: Optional[str] = 'auto',
@@ -180,6 +189,10 @@ class LongTailAccuracy(BaseMetric):
         self.topk = tuple(int(k) for k in topk)
         if not self.topk or min(self.topk) < 1:
             raise ValueError(f'topk={topk!r} must be positive integers.')
+        # explicit thresholds override the groups stored in a stats_file
+        self._thr_given = many_thr is not None or few_thr is not None
+        many_thr = MANY_THR if many_thr is None else many_thr
+        few_thr = FEW_THR if few_thr is None else few_thr
         check_range('many_thr', many_thr, 0)
         check_range(
             'few_thr',
@@ -225,9 +238,12 @@ class LongTailAccuracy(BaseMetric):
             st = load_class_stats(stats_file, num_classes, unit='images')
             self.num_classes = st.num_classes
             self.counts = list(st.counts)
-            if use_file_splits and all(k in st.splits for k in SPLIT_NAMES):
-                return {k: list(st.splits[k]) for k in SPLIT_NAMES}
-            return shot_splits(st.counts, self.many_thr, self.few_thr)
+            if self._thr_given or not (use_file_splits
+                                       and all(k in st.splits
+                                               for k in SPLIT_NAMES)):
+                return compute_splits(
+                    st, 'shot', many_thr=self.many_thr, few_thr=self.few_thr)
+            return {k: list(st.splits[k]) for k in SPLIT_NAMES}
         self.counts = resolve_cls_counts(
             counts,
             None,

@@ -16,6 +16,11 @@ stage 1; new parameters live beside (``fc_cls.calibration.*``) and the
 stage-2 ones are declared by ``stage2_parameter_names()`` for
 :class:`lt_mm.engine.hooks.Stage2FreezeHook`.
 
+A head whose ``loss_cls`` uses custom classification channels (mmdet's
+``custom_cls_channels``, e.g. ``SeesawLoss``: C class logits then two
+objectness logits) is refused when the layer is built: every layer here
+treats the last of ``num_classes + 1`` softmax columns as the background.
+
 All layers are thin wrappers of :mod:`lt_mm.core` (DisAlign, cosine,
 tau-normalised and causal-norm / TDE classifiers).
 """
@@ -33,14 +38,21 @@ from lt_mm.core.causal_norm import CausalNormClassifier
 from lt_mm.core.checks import check_range
 from lt_mm.core.decoupling import CosineClassifier, WeightCache, cache_enabled
 from lt_mm.core.disalign import DisAlignCalibration
+from ._head_context import check_classifier_in_head
 
 
 def _check_out_features(out_features: int, what: str) -> int:
+    """``out_features`` (C + 1) of a box classifier, checked at build time:
+    at least 2, and -- when a box head builds the layer -- exactly the
+    head's ``num_classes + 1`` softmax columns (background last), not the
+    custom channels of a loss such as ``SeesawLoss``
+    (:func:`lt_mm.det._head_context.check_classifier_in_head`)."""
     if int(out_features) < 2:
         raise ValueError(
             f'{what}: out_features={out_features} but a box classifier has '
             'num_classes + 1 outputs (the background last); the softmax box '
             'head with at least one foreground class is required.')
+    check_classifier_in_head(int(out_features), what)
     return int(out_features)
 
 
@@ -125,7 +137,7 @@ class CosineLinear(CosineClassifier):
                  out_features: int,
                  scale: float = 20.0,
                  learn_scale: bool = True) -> None:
-        out_features = _check_out_features(out_features, 'CosineLinear')
+        out_features = _check_out_features(out_features, type(self).__name__)
         super().__init__(
             in_features, out_features, scale=scale, learn_scale=learn_scale)
 

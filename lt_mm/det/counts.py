@@ -73,9 +73,14 @@ def lvis_class_stats(ann_file: str,
                      cache_file: Union[str, bool, None] = None) -> ClassStats:
     """Class statistics of an LVIS (or COCO-format) training json.
 
-    The C categories are ordered by increasing category id, which is the
-    label order of mmdet's ``LVISV05Dataset`` / ``LVISV1Dataset`` /
-    ``CocoDataset`` (``cat2label``). ``counts[j]`` is the category's
+    The C categories are in the order of the json's ``categories`` list,
+    which is the label order of mmdet's ``LVISV05Dataset`` /
+    ``LVISV1Dataset`` (``cat_ids = lvis.LVIS.get_cat_ids()``, the keys of a
+    dict filled in file order) and ``CocoDataset`` (``COCO.get_cat_ids``
+    walks ``dataset['categories']`` in file order): label ``j`` is the
+    ``j``-th category of the file, whatever the ids (a json whose
+    categories are not sorted by id keeps its own order; the ids are in
+    ``extra['category_ids']``). ``counts[j]`` is the category's
     ``image_count`` (``unit='images'``) or ``instance_count``
     (``unit='instances'``) when present (LVIS), otherwise they are counted
     from ``annotations``. ``splits`` are LVIS' ``rare`` / ``common`` /
@@ -104,7 +109,8 @@ def lvis_class_stats(ann_file: str,
             'data/lvis_v1/annotations/lvis_v1_train.json.')
     return cached_class_stats(
         ann_file,
-        dict(reader='det.json', unit=unit),
+        # order='file': caches of the id-sorted reader are not reused
+        dict(reader='det.json', unit=unit, order='file'),
         lambda: _read_json_stats(ann_file, unit),
         cache_file,
         default=default_cache_file(ann_file, unit))
@@ -114,7 +120,8 @@ def _read_json_stats(ann_file: str, unit: str) -> ClassStats:
     """Read the json (no cache): see :func:`lvis_class_stats`."""
     with open(ann_file, encoding='utf-8') as f:
         doc = json.load(f)
-    cats = sorted(doc.get('categories') or [], key=lambda c: c['id'])
+    # file order = mmdet's label order (not sorted by id, see above)
+    cats = list(doc.get('categories') or [])
     if not cats:
         raise ValueError(f'{ann_file} has no categories; expected an LVIS '
                          'or COCO-format annotation json.')

@@ -8,7 +8,9 @@ annotations (``train_ann_file``, :func:`lt_mm.det.counts.resolve_det_counts`)
 and the epoch source, and registers the classes. The counts cover the C
 foreground classes; with ``num_classes`` given, counts of another
 vocabulary or counts that include the background fail when the loss is
-built. Call: ``loss(cls_score, labels, label_weights, avg_factor=...,
+built, and so do counts of another number of classes than the
+``num_classes`` of the box head that builds the loss (``loss_cls``).
+Call: ``loss(cls_score, labels, label_weights, avg_factor=...,
 reduction_override=...)``; the label weights are the element weights.
 
 * ``GRWLoss`` -- DisAlign's generalized re-weighting (Eq. 11) on the
@@ -28,13 +30,17 @@ from mmdet.registry import MODELS
 from mmengine.logging import MessageHub
 
 from lt_mm.core.reduction import toolbox_losses
+from ._head_context import check_loss_in_head
 from .counts import resolve_det_counts
 
 
 def _counts(self, counts, stats_file, train_ann_file, num_classes, unit, what):
-    """Foreground counts from ``counts | stats_file | train_ann_file``."""
-    return resolve_det_counts(counts, stats_file, train_ann_file, num_classes,
-                              unit, what)
+    """Foreground counts from ``counts | stats_file | train_ann_file``;
+    built by a box head, they must cover its ``num_classes``."""
+    out = resolve_det_counts(counts, stats_file, train_ann_file, num_classes,
+                             unit, what)
+    check_loss_in_head(len(out), what)
+    return out
 
 
 def _epoch(self) -> int:

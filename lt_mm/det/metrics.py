@@ -183,6 +183,37 @@ class LTLVISMetric(LVISMetric):
                     'position.')
         self._dataset_meta = copy.deepcopy(dataset_meta)
 
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        """mmdet's ``process`` after a range check of the predicted labels.
+
+        Label ``i`` is the ``i``-th category of ``ann_file``; a label
+        outside ``[0, number of categories)`` (a model with more classes
+        than the file) would otherwise fail only in ``compute_metrics``,
+        after the whole inference.
+
+        Raises:
+            ValueError: naming the label, the image, the number of
+                categories and the fix.
+        """
+        num_cats = len(self._lvis_api.dataset['categories'])
+        for sample in data_samples:
+            labels = sample['pred_instances']['labels']
+            if labels.numel() == 0:
+                continue
+            low, high = int(labels.min()), int(labels.max())
+            if low < 0 or high >= num_cats:
+                bad = low if low < 0 else high
+                raise ValueError(
+                    f'LTLVISMetric: predicted label {bad} (image id '
+                    f'{sample.get("img_id")}) is outside [0, {num_cats}): '
+                    f'the annotation file {self.ann_file} has {num_cats} '
+                    'categories and label i is its i-th category. The '
+                    'model predicts another number of classes: build it '
+                    f'with box / mask head num_classes={num_cats} (and a '
+                    'checkpoint trained so), or evaluate with the ann_file '
+                    'of the dataset the model was trained on.')
+        super().process(data_batch, data_samples)
+
     def _per_category_ap(self, tables) -> Dict[str, float]:
         """Per-category AP (area 'all', IoU 0.50:0.95) for ``classwise``:
         the mean of ``precision[:, :, k, 0]`` over its entries > -1 (NaN

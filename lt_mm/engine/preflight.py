@@ -202,16 +202,33 @@ def _dataset_classes(ds: Any) -> Optional[int]:
     return None
 
 
+#: heads whose ``num_classes`` is the dataset's number of classes: cls,
+#: seg and det (one-stage ``bbox_head``; two-stage ``roi_head.bbox_head``,
+#: a list for Cascade R-CNN, and ``roi_head.mask_head``)
+_CLASS_HEADS = ('head', 'decode_head', 'auxiliary_head', 'bbox_head',
+                'roi_head.bbox_head', 'roi_head.mask_head')
+#: the detection ones among them (compared with the dataset's classes)
+_DET_HEADS = ('model.bbox_head', 'model.roi_head.')
+
+
+def _int(n: Any) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool)
+
+
 def _model_classes(cfg: Any) -> List[Tuple[str, int]]:
     """``(config key, num_classes)`` of the model's class outputs."""
     model = _get(cfg, 'model') or {}
     out = []
-    for key in ('head', 'decode_head', 'auxiliary_head'):
-        heads = _get(model, key)
+    for key in _CLASS_HEADS:
+        heads = model
+        for part in key.split('.'):
+            heads = _get(heads, part)
         for i, h in enumerate(
                 heads if isinstance(heads, (list, tuple)) else [heads]):
             n = _get(h, 'num_classes')
-            if isinstance(n, int) and not isinstance(n, bool):
+            if key.endswith('mask_head') and _get(h, 'class_agnostic'):
+                continue  # one mask channel whatever the classes
+            if _int(n):
                 sfx = f'.{i}' if isinstance(heads, (list, tuple)) else ''
                 out.append((f'model.{key}{sfx}.num_classes', n))
     for key, pre in (('model.data_preprocessor',
@@ -273,7 +290,7 @@ def _check_classes(cfg: Any, leaves: List[Tuple[str, Any]],
                 raise ConfigCheckError(
                     f'{key} has {ds_c} classes (num_classes / classes) but '
                     f'{mkey}={c}; they must agree.')
-    # 2. seg / other datasets that name their classes
+    # 2. seg / det / other datasets that name their classes
     for key, ds in leaves:
         fam = _family(_get(ds, 'type'))
         if fam == 'imagenet_lt':
@@ -290,6 +307,22 @@ def _check_classes(cfg: Any, leaves: List[Tuple[str, Any]],
                 raise ConfigCheckError(
                     f'{key} has {ds_c} classes (metainfo classes) but '
                     f'{mkey}={c}; they must agree.')
+            if mkey.startswith(_DET_HEADS) and c != ds_c:
+                raise ConfigCheckError(
+                    f'{key} has {ds_c} classes (metainfo classes) but '
+                    f'{mkey}={c}: the box / mask head predicts the '
+                    'foreground classes of the data (mmdet adds the '
+                    f'background itself); set {mkey}={ds_c} (and every '
+                    'other bbox_head / mask_head num_classes), or give the '
+                    'dataset the classes the model is built for.')
+    # detection heads of a dataset without explicit classes: they agree
+    det_c = [(k, c) for k, c in model_c if k.startswith(_DET_HEADS)]
+    for (key0, c0), (key1, c1) in zip(det_c, det_c[1:]):
+        if c0 != c1:
+            raise ConfigCheckError(
+                f'{key0}={c0} but {key1}={c1}: the box and mask heads '
+                'predict the same foreground classes (the dataset\'s); set '
+                'every num_classes to the number of classes of the data.')
     # 3. metrics and losses: num_classes and their training lists
     nodes: List[Tuple[str, Any]] = [('model', _get(cfg, 'model') or {})]
     for name in evaluators:
@@ -345,7 +378,11 @@ def check_config(cfg: Any, mode: str = 'all') -> None:
        explicit dataset class count equals the head's;
     3. segmentation: the dataset's class count (``metainfo.classes``, or
        ADE20K's 150) equals ``decode_head`` / ``auxiliary_head``
-       ``num_classes``;
+       ``num_classes``; detection: the dataset's ``metainfo.classes``
+       count equals every ``num_classes`` of ``roi_head.bbox_head`` (a
+       dict, or a list for Cascade R-CNN), ``roi_head.mask_head`` (unless
+       ``class_agnostic``) and a one-stage ``bbox_head``, which also
+       agree with each other;
     4. the evaluators' ``num_classes`` equal the model's, and every
        ``train_ann_file`` (losses, heads, metrics) exists and has labels
        below the model's ``num_classes``;

@@ -19,6 +19,7 @@ from mmseg.registry import METRICS
 from prettytable import PrettyTable
 
 from lt_mm.core.checks import as_counts
+from lt_mm.core.splits import compute_splits
 from lt_mm.core.stats import (HEAD_SHARE, TAIL_SHARE, ClassStats,
                               ade20k_class_stats, load_class_stats,
                               pixel_splits)
@@ -45,8 +46,13 @@ class HeadBodyTailIoUMetric(IoUMetric):
 
     1. ``splits=dict(head=[...], body=[...], tail=[...])``;
     2. ``stats_file=`` -- a ``lt_mm.class_stats/v1`` file (e.g. from
-       ``tools/class_stats.py``): its ``splits``, or, if it has none and
-       its unit is ``'pixels'``, :func:`pixel_splits` of its counts;
+       ``tools/class_stats.py``): with ``head_share`` and/or
+       ``tail_share`` given, :func:`pixel_splits` of the file's pixel
+       counts with those thresholds (an omitted one takes its default;
+       :func:`lt_mm.core.splits.compute_splits`, rule ``'pixel'``) --
+       explicit thresholds win over the groups stored in the file; with
+       neither given, the file's ``splits``, or, if it has none and its
+       unit is ``'pixels'``, :func:`pixel_splits` of its counts;
     3. ``counts=`` -- training pixels per class -> :func:`pixel_splits`;
     4. nothing: the dataset must have ADE20K's 150 classes, and DisAlign's
        Table 16 split (20 / 55 / 75, ``lt_mm.core.stats.
@@ -59,7 +65,9 @@ class HeadBodyTailIoUMetric(IoUMetric):
         stats_file: class-statistics file.
         counts: per-class training pixel counts, shape (C,).
         splits: explicit groups (class indices).
-        head_share, tail_share: thresholds of :func:`pixel_splits`.
+        head_share, tail_share: thresholds of :func:`pixel_splits` (None:
+            1.5 and 0.15; given, they override the groups of
+            ``stats_file``).
         **kwargs: ``IoUMetric`` arguments (``iou_metrics``, ``ignore_index``,
             ``nan_to_num``, ``prefix``, ...).
     """
@@ -68,8 +76,8 @@ class HeadBodyTailIoUMetric(IoUMetric):
                  stats_file: Optional[str] = None,
                  counts: Optional[Sequence[float]] = None,
                  splits: Optional[Dict[str, Sequence[int]]] = None,
-                 head_share: float = HEAD_SHARE,
-                 tail_share: float = TAIL_SHARE,
+                 head_share: Optional[float] = None,
+                 tail_share: Optional[float] = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         given = [
@@ -80,6 +88,10 @@ class HeadBodyTailIoUMetric(IoUMetric):
             raise ValueError(
                 f'HeadBodyTailIoUMetric: give only one of {given}.')
         self.stats_file = stats_file
+        # explicit thresholds override the groups stored in a stats_file
+        thr_given = head_share is not None or tail_share is not None
+        head_share = HEAD_SHARE if head_share is None else head_share
+        tail_share = TAIL_SHARE if tail_share is None else tail_share
         self.head_share = head_share
         self.tail_share = tail_share
         self._stats: Optional[ClassStats] = None
@@ -98,6 +110,8 @@ class HeadBodyTailIoUMetric(IoUMetric):
                 splits=dict(splits)).splits
         elif stats_file is not None:
             self._stats = load_class_stats(stats_file)
+            if thr_given:
+                self._stats = self._with_share_splits(self._stats, stats_file)
             if not self._stats.splits and self._stats.unit != 'pixels':
                 raise ValueError(
                     f'{stats_file}: the statistics have no splits and are in '
@@ -114,6 +128,29 @@ class HeadBodyTailIoUMetric(IoUMetric):
                 self._stats.counts,
                 head_share=head_share,
                 tail_share=tail_share)
+
+    def _with_share_splits(self, stats: ClassStats,
+                           stats_file: str) -> ClassStats:
+        """``stats`` with its splits replaced by :func:`pixel_splits` of
+        its pixel counts with ``head_share`` / ``tail_share`` (explicit
+        thresholds win over the file's groups)."""
+        has_pixels = stats.unit == 'pixels' or \
+            stats.extra.get('pixel_counts') is not None
+        if not has_pixels:
+            raise ValueError(
+                f'{stats_file}: head_share / tail_share were given but the '
+                f'statistics are in {stats.unit!r} without pixel counts; '
+                'the head/body/tail thresholds are shares of the pixels. '
+                'Write pixel statistics (python tools/class_stats.py CONFIG '
+                '--unit pixels --out PATH), or drop head_share / tail_share '
+                "to use the file's splits.")
+        stats = copy.deepcopy(stats)
+        stats.splits = compute_splits(
+            stats,
+            'pixel',
+            head_share=self.head_share,
+            tail_share=self.tail_share)
+        return stats
 
     # ------------------------------------------------------------ groups
     @property

@@ -13,7 +13,7 @@ from torch.testing import assert_close
 
 import lt_mm.cls  # noqa: F401
 from lt_mm.cls.metrics import LongTailAccuracy, per_class_accuracy
-from lt_mm.core.stats import ClassStats
+from lt_mm.core.stats import ClassStats, shot_splits
 
 # training counts -> shot_splits(100, 20): many {0} (150 > 100),
 # medium {1, 2} (20 <= 50, 30 <= 100), few {3} (5 < 20)
@@ -110,6 +110,27 @@ def test_splits_from_stats_file_and_thresholds(tmp_path):
     m2 = LongTailAccuracy(
         counts=COUNTS, many_thr=40, few_thr=10, per_class_file=None)
     assert m2.splits == {'many': [0, 1], 'medium': [2], 'few': [3]}
+
+
+def test_explicit_thresholds_override_the_stats_file_splits(tmp_path):
+    # a file written with the papers' 100 / 20 (tools/class_stats.py):
+    # many {0} (150), medium {1, 2} (50, 30), few {3} (5)
+    path = str(tmp_path / 'stats.json')
+    papers = shot_splits(COUNTS, 100, 20)
+    ClassStats(counts=COUNTS, unit='images', splits=papers).save(path)
+    # no threshold given: the file's groups
+    m = LongTailAccuracy(stats_file=path, per_class_file=None)
+    assert m.splits == {'many': [0], 'medium': [1, 2], 'few': [3]}
+    # given thresholds win: many > 40 -> {0, 1}; few < 40 -> {2, 3}
+    m = LongTailAccuracy(
+        stats_file=path, many_thr=40, few_thr=40, per_class_file=None)
+    assert m.splits == {'many': [0, 1], 'medium': [], 'few': [2, 3]}
+    # one threshold given: the other keeps its default (few < 20)
+    m = LongTailAccuracy(stats_file=path, many_thr=40, per_class_file=None)
+    assert m.splits == {'many': [0, 1], 'medium': [2], 'few': [3]}
+    assert (m.many_thr, m.few_thr) == (40, 20)
+    m = LongTailAccuracy(stats_file=path, few_thr=40, per_class_file=None)
+    assert m.splits == {'many': [0], 'medium': [1], 'few': [2, 3]}
 
 
 def test_class_without_test_sample_and_empty_split():

@@ -183,8 +183,11 @@ def test_cls_reader_and_cache(tmp_path):
 def test_det_reader(tmp_path):
     from lt_mm.det.counts import read_det_counts
     ann = tmp_path / 'train.json'
-    # categories 7, 3 (label order: 3, 7); image 1: cat 3 twice + cat 7,
-    # image 2: cat 3 -> images [2, 1], instances [3, 1]
+    # categories 7, 3: mmdet's labels follow the json's category order
+    # (LVIS.get_cat_ids / COCO.get_cat_ids), label 0 = cat 7, 1 = cat 3;
+    # image 1: cat 3 twice + cat 7, image 2: cat 3 -> images [1, 2],
+    # instances [1, 3] (tests/det/test_build_checks.py checks the order
+    # against LVISV1Dataset and CocoDataset)
     ann.write_text(
         json.dumps(
             dict(
@@ -198,8 +201,8 @@ def test_det_reader(tmp_path):
                     dict(id=4, image_id=2, category_id=3)
                 ])))
     ds = dict(data_root=str(tmp_path), ann_file='train.json')
-    assert read_det_counts(ds, 'images', 2).counts == [2.0, 1.0]
-    assert read_det_counts(ds, 'instances', 2).counts == [3.0, 1.0]
+    assert read_det_counts(ds, 'images', 2).counts == [1.0, 2.0]
+    assert read_det_counts(ds, 'instances', 2).counts == [1.0, 3.0]
     assert osp.isfile(tmp_path / 'train_class_stats_instances.json')
     with pytest.raises(ValueError, match='num_classes=3'):
         read_det_counts(ds, 'images', 3)

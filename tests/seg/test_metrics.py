@@ -82,6 +82,37 @@ def test_groups_from_counts_splits_and_stats_file(tmp_path):
     _check(_evaluate(HeadBodyTailIoUMetric(stats_file=path2)))
 
 
+def test_explicit_shares_override_the_stats_file_splits(tmp_path):
+    # a file whose splits follow the default shares (head [0], body [1, 2],
+    # tail [3, 4], pixel shares 0.5, 0.2, 0.27, 0.02, 0.01)
+    path = str(tmp_path / 'stats.json')
+    ClassStats(
+        counts=COUNTS, unit='pixels', splits=pixel_splits(COUNTS)).save(path)
+    metric = HeadBodyTailIoUMetric(stats_file=path)
+    assert metric.resolve_groups(CLASSES) == SPLITS
+    # C = 5: head_share 1.0 -> head r > 0.2: {0, 2}; tail_share 0.11 ->
+    # tail r <= 0.022: {3, 4}; body {1}
+    metric = HeadBodyTailIoUMetric(
+        stats_file=path, head_share=1.0, tail_share=0.11)
+    expected = {'head': [0, 2], 'body': [1], 'tail': [3, 4]}
+    assert metric.resolve_groups(CLASSES) == expected
+    metric.dataset_meta = dict(classes=CLASSES)
+    assert metric._groups == expected
+    # one share given, the other keeps its default (head r > 0.3):
+    # tail_share 0.075 -> tail r <= 0.015: {4}
+    metric = HeadBodyTailIoUMetric(stats_file=path, tail_share=0.075)
+    assert metric.resolve_groups(CLASSES) == {
+        'head': [0],
+        'body': [1, 2, 3],
+        'tail': [4]
+    }
+    # shares of the pixels need pixel counts, not the file's image counts
+    img = str(tmp_path / 'img.json')
+    ClassStats(counts=COUNTS, unit='images', splits=SPLITS).save(img)
+    with pytest.raises(ValueError, match=r'img\.json: head_share'):
+        HeadBodyTailIoUMetric(stats_file=img, head_share=1.0)
+
+
 def test_ade20k_split_built_in():
     metric = HeadBodyTailIoUMetric()
     classes = ADE20KDataset.METAINFO['classes']  # spells 'bed ' with a space
