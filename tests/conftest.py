@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import os
 import os.path as osp
+import shutil
 import socket
 import subprocess
 from typing import Dict, List
@@ -66,6 +67,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
+
+
+def copy_work_dir(folder: str, dst) -> str:
+    """A copy of a work dir whose last_checkpoint names the copy."""
+    shutil.copytree(folder, str(dst))
+    marker = osp.join(str(dst), 'last_checkpoint')
+    with open(marker) as f:
+        name = osp.basename(f.read().strip())
+    with open(marker, 'w') as f:
+        f.write(osp.join(str(dst), name))
+    return str(dst)
 
 
 def load_script(*parts: str):

@@ -36,7 +36,7 @@ import lt_mm.cls  # noqa: F401
 from lt_mm.engine.checkpoint import read_checkpoint_meta
 from lt_mm.engine.hooks import Stage2GuardError, checkpoint_save_dir
 from lt_mm.engine.runner_utils import apply_resume, build_runner, load_config
-from tests.conftest import QUICKSTART, STAGE1_CONFIGS
+from tests.conftest import QUICKSTART, STAGE1_CONFIGS, copy_work_dir
 
 ONE_EPOCH = {
     'train_cfg.max_epochs': 1,
@@ -67,17 +67,6 @@ def _hashes(folder) -> Dict[str, str]:
 def _log(runner) -> str:
     with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
         return f.read()
-
-
-def _copy_work_dir(folder: str, dst) -> str:
-    """A copy of a work dir whose last_checkpoint names the copy."""
-    shutil.copytree(folder, str(dst))
-    marker = osp.join(str(dst), 'last_checkpoint')
-    with open(marker) as f:
-        name = osp.basename(f.read().strip())
-    with open(marker, 'w') as f:
-        f.write(osp.join(str(dst), name))
-    return str(dst)
 
 
 @contextlib.contextmanager
@@ -224,7 +213,7 @@ def test_resume_uses_checkpoint_seed(cls_env, cls_stage1, tmp_path):
     """``randomness.seed=None`` (the ImageNet-LT / LVIS configs): the
     resumed sampler has the checkpoint's seed, so epoch 3 has the data
     order of the straight run."""
-    work = _copy_work_dir(cls_stage1['work_dir'], tmp_path / 'w')
+    work = copy_work_dir(cls_stage1['work_dir'], tmp_path / 'w')
     seed = read_checkpoint_meta(osp.join(work, 'epoch_2.pth'))['seed']
     cfg = _resume_cfg(
         cls_stage1, work, 'seed_none', **{
@@ -268,7 +257,7 @@ def test_resume_with_persistent_workers_warns(cls_env, cls_stage1, tmp_path,
                                               workers):
     """Epoch-based resume with persistent workers is not exact (the workers'
     random state restarts): a warning names the cause and the fix."""
-    work = _copy_work_dir(cls_stage1['work_dir'], tmp_path / 'w')
+    work = copy_work_dir(cls_stage1['work_dir'], tmp_path / 'w')
     cfg = _resume_cfg(
         cls_stage1, work, f'workers{workers}', **{
             'train_dataloader.num_workers': workers,

@@ -24,7 +24,7 @@ from mmengine.registry import DefaultScope
 
 from lt_mm.engine.checkpoint import CheckpointReadError, safe_torch_load
 from lt_mm.engine.runner_utils import apply_resume, build_runner, load_config
-from tests.conftest import QUICKSTART, STAGE1_CONFIGS
+from tests.conftest import QUICKSTART, STAGE1_CONFIGS, copy_work_dir
 from tests.reliability.conftest import folder_hash
 
 
@@ -33,17 +33,6 @@ def _truncate(path):
         data = f.read()
     with open(path, 'wb') as f:
         f.write(data[:len(data) // 3])
-
-
-def _copy(folder, dst):
-    """A copy of a work dir whose last_checkpoint names the copy."""
-    shutil.copytree(folder, dst)
-    marker = osp.join(str(dst), 'last_checkpoint')
-    with open(marker) as f:
-        name = osp.basename(f.read().strip())
-    with open(marker, 'w') as f:
-        f.write(osp.join(str(dst), name))
-    return str(dst)
 
 
 def _log(runner):
@@ -55,7 +44,7 @@ def test_resume_falls_back_to_last_complete_checkpoint(cls_stage1, data_root,
                                                        tmp_path, monkeypatch):
     monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
     before = folder_hash(cls_stage1['work_dir'])
-    work = _copy(cls_stage1['work_dir'], tmp_path / 'w')
+    work = copy_work_dir(cls_stage1['work_dir'], tmp_path / 'w')
     ep1, ep2 = osp.join(work, 'epoch_1.pth'), osp.join(work, 'epoch_2.pth')
     _truncate(ep2)  # last_checkpoint names it
     opts = {
