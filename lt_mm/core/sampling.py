@@ -27,7 +27,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from .checks import CountsLike, as_counts, check_range
+from .checks import CountsLike, as_counts, check_range, check_size
 
 
 def class_sampling_probs(counts: CountsLike, q: float) -> torch.Tensor:
@@ -114,13 +114,13 @@ def _check_class_lists(class_to_indices: Sequence[Sequence[int]],
     if len(class_to_indices) == 0:
         raise ValueError('class_to_indices is empty; expected one list of '
                          'dataset indices per class.')
-    if isinstance(num_samples, bool) or int(num_samples) != num_samples:
-        raise ValueError(f'num_samples={num_samples!r} must be an integer.')
-    check_range('num_samples', num_samples, low=0)
+    # check_size: an integer >= 0 (2.5 / inf / nan / True are refused with
+    # a ValueError instead of being truncated or raising OverflowError)
+    num_samples = check_size('num_samples', num_samples, low=0)
     if not any(len(c) for c in class_to_indices):
         raise ValueError('every class list in class_to_indices is empty: '
                          'there is nothing to sample.')
-    return int(num_samples)
+    return num_samples
 
 
 def class_aware_indices(
@@ -148,11 +148,7 @@ def class_aware_indices(
         list[int]: ``num_samples`` dataset indices.
     """
     num_samples = _check_class_lists(class_to_indices, num_samples)
-    if isinstance(samples_per_class,
-                  bool) or int(samples_per_class) != samples_per_class:
-        raise ValueError(
-            f'samples_per_class={samples_per_class!r} must be an integer.')
-    spc = int(check_range('samples_per_class', samples_per_class, low=1))
+    spc = check_size('samples_per_class', samples_per_class, low=1)
     classes = [j for j, c in enumerate(class_to_indices) if len(c)]
     class_cycle = _ShuffledCycle(classes, generator)
     cycles = {}

@@ -74,6 +74,10 @@ def setup_distributed(cfg: Config, launcher: str,
     wrapper.setdefault('find_unused_parameters',
                        cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = wrapper
-    env_cfg = cfg.get('env_cfg', {}) or {}
-    env_cfg.setdefault('dist_cfg', {})['backend'] = backend or 'gloo'
+    # no setdefault(...)[key] = ...: on a ConfigDict, setdefault stores a
+    # converted copy of the default and the assignment would be lost
+    env_cfg = dict(cfg.get('env_cfg', None) or {})
+    dist_cfg = dict(env_cfg.get('dist_cfg', None) or {})
+    dist_cfg['backend'] = backend or 'gloo'
+    env_cfg['dist_cfg'] = dist_cfg
     cfg.env_cfg = env_cfg

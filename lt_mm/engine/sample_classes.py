@@ -209,9 +209,26 @@ def seg_sample_classes(dataset: Any, n: int, cache_file: Optional[str],
     return classes
 
 
+def _dataset_ignore_index(dataset: Any) -> int:
+    """``dataset.ignore_index`` (mmseg), looked up through mmengine's
+    wrappers (``.dataset`` / ``.datasets[0]``); 255 (mmseg's default) when
+    no dataset defines one."""
+    seen = 0
+    while dataset is not None and seen < 16:
+        value = getattr(dataset, 'ignore_index', None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        inner = getattr(dataset, 'dataset', None)
+        if inner is None:
+            subs = getattr(dataset, 'datasets', None)
+            inner = subs[0] if subs else None
+        dataset, seen = inner, seen + 1
+    return 255
+
+
 def get_sample_classes(dataset: Any,
                        cache_file: Optional[str] = None,
-                       ignore_index: int = 255) -> List[List[int]]:
+                       ignore_index: Optional[int] = None) -> List[List[int]]:
     """The classes present in each sample of ``dataset``.
 
     Resolution order:
@@ -232,7 +249,10 @@ def get_sample_classes(dataset: Any,
     Args:
         dataset: the training dataset.
         cache_file: optional JSON cache for label-map scanning.
-        ignore_index: label value that is not a class (mmseg: 255).
+        ignore_index: label value that is not a class; ``None`` (default)
+            uses the dataset's ``ignore_index`` (mmseg's
+            ``BaseSegDataset``, also through wrappers) or 255, the same
+            value the class counts (:mod:`lt_mm.seg.counts`) use.
 
     Returns:
         list[list[int]]: ``len(dataset)`` sorted lists of class indices
@@ -257,6 +277,8 @@ def get_sample_classes(dataset: Any,
         return out
     info = _data_info(dataset, 0)
     if isinstance(info, dict) and 'seg_map_path' in info:
+        if ignore_index is None:
+            ignore_index = _dataset_ignore_index(dataset)
         return seg_sample_classes(dataset, n, cache_file, ignore_index)
     subs = getattr(dataset, 'datasets', None)
     if subs:

@@ -36,7 +36,7 @@ from mmengine.dist import get_dist_info, sync_random_seed
 from mmengine.registry import DATA_SAMPLERS
 from torch.utils.data import Sampler
 
-from lt_mm.core.checks import check_range
+from lt_mm.core.checks import check_range, check_size
 from lt_mm.core.sampling import (class_aware_indices, class_sampling_probs,
                                  class_weighted_indices,
                                  progressive_class_probs)
@@ -46,6 +46,27 @@ __all__ = [
     'get_sample_classes', 'BaseClassSampler', 'ClassBalancedSampler',
     'SquareRootSampler', 'ProgressivelyBalancedSampler'
 ]
+
+
+def _class_list(idx: int, classes: Any) -> List[int]:
+    """Sorted distinct class indices of sample ``idx`` (validated)."""
+    if isinstance(classes, (str, bytes)) or not hasattr(classes, '__iter__'):
+        raise ValueError(
+            f'sample_classes[{idx}]={classes!r} is not a list; give each '
+            'sample a list of class indices, e.g. sample_classes=[[0], '
+            '[2, 5], ...].')
+    out = set()
+    for c in classes:
+        try:
+            ok = not isinstance(c, bool) and float(c).is_integer()
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(
+                f'sample_classes[{idx}] has class index {c!r}; class '
+                'indices must be integers in [0, num_classes).')
+        out.add(int(c))
+    return sorted(out)
 
 
 # ---------------------------------------------------------------------------
@@ -65,7 +86,8 @@ class BaseClassSampler(Sampler):
         sample_classes: classes of each sample, overriding
             :func:`get_sample_classes`.
         num_classes: C; defaults to ``len(dataset.metainfo['classes'])``
-            or the largest class index + 1.
+            or the largest class index + 1. When given and the metainfo
+            names classes, both must agree (a ``ValueError`` otherwise).
         cache_file: label-map cache for segmentation datasets.
 
     Attributes:
@@ -87,9 +109,12 @@ class BaseClassSampler(Sampler):
                  num_classes: Optional[int] = None,
                  cache_file: Optional[str] = None) -> None:
         dist_rank, dist_world = get_dist_info()
-        self.rank = dist_rank if rank is None else int(rank)
-        self.world_size = dist_world if world_size is None else int(world_size)
-        check_range('world_size', self.world_size, low=1)
+        # check_size: a non-integer rank / world_size (2.7) is refused,
+        # not truncated (a truncated world_size shards the epoch wrongly)
+        self.world_size = check_size(
+            'world_size', dist_world if world_size is None else world_size)
+        self.rank = check_size('rank', dist_rank if rank is None else rank,
+                               low=0)
         check_range(
             'rank',
             self.rank,
@@ -109,8 +134,7 @@ class BaseClassSampler(Sampler):
                 f'sample_classes has {len(sample_classes)} entries but the '
                 f'dataset has {len(dataset)} samples.')
         self.sample_classes = [
-            sorted({int(c)
-                    for c in cls}) for cls in sample_classes
+            _class_list(i, cls) for i, cls in enumerate(sample_classes)
         ]
         self.num_classes = self._infer_num_classes(num_classes)
         self.class_to_indices: List[List[int]] = [
@@ -128,11 +152,7 @@ class BaseClassSampler(Sampler):
 
         if num_samples is None:
             num_samples = len(dataset)
-        if isinstance(num_samples, bool) or int(num_samples) != num_samples:
-            raise ValueError(
-                f'num_samples={num_samples!r} must be a positive integer.')
-        check_range('num_samples', num_samples, low=1)
-        self.epoch_length = int(num_samples)
+        self.epoch_length = check_size('num_samples', num_samples, low=1)
         self.num_samples = math.ceil(self.epoch_length / self.world_size)
         self.total_size = self.num_samples * self.world_size
 
@@ -143,11 +163,18 @@ class BaseClassSampler(Sampler):
             raise ValueError(
                 f'class index {smallest} is negative; class indices must be '
                 'in [0, num_classes).')
+        meta = getattr(self.dataset, 'metainfo', None)
+        names = meta.get('classes') if isinstance(meta, dict) else None
         if num_classes is None:
-            meta = getattr(self.dataset, 'metainfo', None)
-            names = meta.get('classes') if isinstance(meta, dict) else None
             num_classes = len(names) if names else largest + 1
-        num_classes = int(num_classes)
+        else:
+            num_classes = check_size('num_classes', num_classes, low=1)
+            if names and len(names) != num_classes:
+                raise ValueError(
+                    f'num_classes={num_classes} but the dataset metainfo '
+                    f'has {len(names)} classes; pass the number of classes '
+                    'of the training dataset (or leave num_classes unset to '
+                    'use its metainfo).')
         if largest >= num_classes:
             raise ValueError(
                 f'a sample has class index {largest} but num_classes='
@@ -200,12 +227,8 @@ class ClassBalancedSampler(BaseClassSampler):
                  num_samples: Optional[int] = None,
                  seed: Optional[int] = None,
                  **kwargs: Any) -> None:
-        if isinstance(samples_per_class,
-                      bool) or int(samples_per_class) != samples_per_class:
-            raise ValueError(f'samples_per_class={samples_per_class!r} must '
-                             'be a positive integer.')
-        check_range('samples_per_class', samples_per_class, low=1)
-        self.samples_per_class = int(samples_per_class)
+        self.samples_per_class = check_size('samples_per_class',
+                                            samples_per_class, low=1)
         super().__init__(dataset, num_samples=num_samples, seed=seed, **kwargs)
 
     def _generate(self, generator: torch.Generator, n: int) -> List[int]:
@@ -262,8 +285,8 @@ class ProgressivelyBalancedSampler(BaseClassSampler):
                  seed: Optional[int] = None,
                  last_epoch_balanced: bool = False,
                  **kwargs: Any) -> None:
-        check_range('total_epochs', total_epochs, low=1)
-        self.total_epochs = total_epochs
+        # an integer: T = 2.5 would put the last epoch at t/T = 0.8
+        self.total_epochs = check_size('total_epochs', total_epochs, low=1)
         self.last_epoch_balanced = bool(last_epoch_balanced)
         super().__init__(dataset, num_samples=num_samples, seed=seed, **kwargs)
         self.set_epoch(0)

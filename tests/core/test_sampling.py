@@ -117,6 +117,11 @@ def test_class_weighted_determinism_and_errors():
         class_weighted_indices([[], []], [1.0, 1.0], 3)
     with pytest.raises(ValueError, match='num_samples=-1'):
         class_weighted_indices([[0]], [1.0], -1)
+    # before: OverflowError (inf) / a bare "cannot convert" (nan)
+    with pytest.raises(ValueError, match='num_samples=inf'):
+        class_weighted_indices([[0]], [1.0], float('inf'))
+    with pytest.raises(ValueError, match='num_samples=nan'):
+        class_aware_indices([[0]], float('nan'))
 
 
 def test_class_aware_four_consecutive_per_visit():
