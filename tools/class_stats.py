@@ -117,7 +117,8 @@ def dataset_leaves(cfg, split: str) -> List[Tuple[str, dict]]:
     from lt_mm.engine.preflight import leaf_datasets
     key = f'{split}_dataloader'
     if cfg.get(key) is None or cfg[key].get('dataset') is None:
-        raise ValueError(f'the config has no {key}.dataset.')
+        raise SystemExit(f'--split {split}: the config has no {key}.dataset;'
+                         ' choose a split it defines.')
     return [(k, _plain(ds)) for k, ds in leaf_datasets(
         _plain(cfg[key]['dataset']), f'{key}.dataset')]
 
@@ -215,6 +216,12 @@ def make_splits(toolbox: str, rule: str, classes: List[str], res: dict,
             from lt_mm.seg.metrics import _same_names
             ade = ade20k_class_stats()
             rule = 'ade20k' if _same_names(ade.names, classes) else 'pixel'
+            if rule == 'ade20k' and thr:
+                raise SystemExit(
+                    f'--thr {" ".join(thr)}: the dataset has ADE20K\'s '
+                    'classes, so --rule auto takes the fixed DisAlign '
+                    'Table 16 groups and no thresholds; give --rule pixel '
+                    'or --rule ratio to use them.')
         else:
             rule = 'shot' if toolbox == 'mmpretrain' else 'lvis'
     if rule == 'none':
@@ -234,6 +241,55 @@ def make_splits(toolbox: str, rule: str, classes: List[str], res: dict,
             thr.setdefault('total', res['total'])
         return rule, compute_splits(res['pixels'], rule, **thr)
     return rule, compute_splits(res['images'], rule, **thr)
+
+
+#: the thresholds (``--thr``) each counting rule takes
+RULE_THRESHOLDS = {
+    'pixel': ('head_share', 'tail_share'),
+    'ratio': ('head_thr', 'tail_thr', 'total'),
+    'shot': ('many_thr', 'few_thr'),
+    'lvis': ('rare_max', 'common_max'),
+    'ade20k': (),
+    'none': (),
+}
+#: the toolboxes whose counts a rule can group (pixel rules need pixels)
+RULE_TOOLBOXES = {
+    'pixel': ('mmseg', ),
+    'ratio': ('mmseg', ),
+    'ade20k': ('mmseg', ),
+}
+
+
+def check_rule(toolbox: str, rule: str, thr: dict) -> None:
+    """Refuse, before any annotation is read, a rule the toolbox's counts
+    cannot give and ``--thr`` keys or values the rule does not take (an
+    unknown key used to raise a TypeError after the whole count, and the
+    thresholds of ``none`` / ``ade20k`` -- also ``auto`` on ADE20K -- were
+    silently ignored)."""
+    if rule != 'auto' and toolbox not in RULE_TOOLBOXES.get(rule, TOOLBOXES):
+        raise SystemExit(f'--rule {rule} groups pixel counts: it needs an '
+                         f'mmseg config, not {toolbox}; use --rule '
+                         f'{_auto_rule(toolbox)} or none.')
+    if not thr:
+        return
+    rules = [rule] if rule != 'auto' else (
+        ['pixel'] if toolbox == 'mmseg' else [_auto_rule(toolbox)])
+    allowed = RULE_THRESHOLDS[rules[0]]
+    if not allowed:
+        raise SystemExit(f'--thr {" ".join(thr)}: --rule {rule} takes no '
+                         'thresholds; drop --thr or choose --rule pixel / '
+                         'ratio / shot / lvis.')
+    bad = [k for k in thr if k not in allowed]
+    if bad:
+        raise SystemExit(f'--thr {" ".join(bad)}: --rule {rules[0]} takes '
+                         f'{", ".join(allowed)}.')
+    for k, v in thr.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise SystemExit(f'--thr {k}={v!r}: give a number.')
+
+
+def _auto_rule(toolbox: str) -> str:
+    return dict(mmseg='pixel', mmpretrain='shot', mmdet='lvis')[toolbox]
 
 
 def _ade_name(classes: List[str]) -> Optional[str]:
@@ -257,6 +313,7 @@ def main(argv=None) -> str:
     if unit not in UNITS[toolbox]:
         raise SystemExit(f'--unit {unit} is not available for {toolbox} '
                          f'datasets; choose one of {UNITS[toolbox]}.')
+    check_rule(toolbox, args.rule, dict(args.thr or {}))
     leaves = dataset_leaves(cfg, args.split)
     classes, res = count(toolbox, leaves, not args.no_progress)
     rule, splits = make_splits(toolbox, args.rule, classes, res,

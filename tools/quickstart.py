@@ -217,11 +217,35 @@ def seed_list(seeds):
         return list(range(seeds[0]))
     if len(set(seeds)) != len(seeds):
         raise SystemExit(f'--seeds {seeds}: seeds repeat.')
+    if min(seeds) < 0:
+        raise SystemExit(f'--seeds {seeds}: seeds are >= 0 (numpy seeds).')
     return list(seeds)
+
+
+def check_methods(methods, tasks):
+    """``--methods`` names that no chosen task has stop the run before any
+    data or stage 1 is built (a misspelt name used to run only the
+    baselines and exit 0)."""
+    if not methods:
+        return
+    from lt_mm.quickstart.runs import TASKS
+    known = {t: [m.name for m in TASKS[t].methods] for t in tasks}
+    unknown = [m for m in methods if not any(m in v for v in known.values())]
+    if unknown:
+        listed = '; '.join(f'{t}: {", ".join(v)}' for t, v in known.items())
+        raise SystemExit(
+            f'--methods {" ".join(unknown)}: no such method in --tasks '
+            f'{" ".join(tasks)} (names are case-sensitive). Choose from '
+            f'{listed}.')
 
 
 def main(argv=None):
     args = parse_args(argv)
+    check_methods(args.methods, args.tasks)
+    if args.seeds is not None and args.seed != 0:
+        raise SystemExit(f'--seed {args.seed} and --seeds {args.seeds}: '
+                         'give one of them (--seeds 4 runs seeds 0-3, '
+                         '--seeds 7 8 runs seeds 7 and 8).')
     args.jobs = job_count(args.jobs, len(args.tasks))
     t_start = time.time()
     work_dir = osp.abspath(args.work_dir)

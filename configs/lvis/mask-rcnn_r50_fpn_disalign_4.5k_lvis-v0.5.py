@@ -17,4 +17,6 @@ model = dict(
                 stats_file=_base_.data_root +
                 'annotations/lvis_v0.5_train_class_stats_images.json'))))
 
-load_from = 'https://download.openmmlab.com/mmdetection/v2.0/lvis/mask_rcnn_r50_fpn_sample1e-3_mstrain_2x_lvis/mask_rcnn_r50_fpn_sample1e-3_mstrain_2x_lvis-dbd06831.pth'  # noqa
+# stage 1: the uniformly sampled baseline (Table 8 "Baseline", 20.8 box AP);
+# mmdet's RFS checkpoint (sample1e-3, Table 8 "RFS" 23.6) is another stage 1
+load_from = 'work_dirs/mask-rcnn_r50_fpn_ms-2x_lvis-v0.5/epoch_24.pth'

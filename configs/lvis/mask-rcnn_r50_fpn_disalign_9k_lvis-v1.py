@@ -16,4 +16,6 @@ model = dict(
                 stats_file=_base_.data_root +
                 'annotations/lvis_v1_train_class_stats_images.json'))))
 
-load_from = 'https://download.openmmlab.com/mmdetection/v2.0/lvis/mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1/mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1-aa78ac3d.pth'  # noqa
+# stage 1: the uniformly sampled baseline (reference README: 18.8 box AP);
+# mmdet's RFS checkpoint (sample1e-3) is another, stronger stage 1
+load_from = 'work_dirs/mask-rcnn_r50_fpn_ms-1x_lvis-v1/epoch_12.pth'

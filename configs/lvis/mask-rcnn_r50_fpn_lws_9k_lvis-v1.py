@@ -11,4 +11,6 @@ train_dataloader = dict(
     sampler=dict(
         _delete_=True, type='ClassBalancedSampler', samples_per_class=4))
 
-load_from = 'https://download.openmmlab.com/mmdetection/v2.0/lvis/mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1/mask_rcnn_r50_fpn_sample1e-3_mstrain_1x_lvis_v1-aa78ac3d.pth'  # noqa
+# stage 1: the instance-balanced (uniformly sampled) baseline, as Decoupling's
+# joint stage; mmdet's RFS checkpoint (sample1e-3) would re-balance twice
+load_from = 'work_dirs/mask-rcnn_r50_fpn_ms-1x_lvis-v1/epoch_12.pth'

@@ -638,11 +638,21 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[int, dict]:
                                           args.train_factors,
                                           gt_boxes=args.gt_boxes)
     else:
+        missing = []
         for seed in args.seeds:
             path = osp.join(work_dir, f'seed{seed}', 'results.json')
             if osp.isfile(path):
                 with open(path) as f:
                     per_seed[seed] = json.load(f)
+            else:
+                missing.append(path)
+        if not per_seed:
+            raise SystemExit(
+                f'--table-only: no cached results ({", ".join(missing)}); '
+                'run without --table-only first, or give the --work-dir '
+                'and --seeds of that run.')
+        for path in missing:
+            print(f'--table-only: {path} is missing; that seed is left out')
     table = results_table(per_seed)
     print(f'\nseeds {sorted(per_seed)} (data seed {args.data_seed}); box AP '
           'x100 mean±std over seeds; fg>thr = foreground (RoI, class) '

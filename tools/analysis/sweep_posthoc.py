@@ -528,6 +528,8 @@ def load_task(args):
     task = TASKS[scope]
     if args.max_images is not None and scope != 'mmseg':
         raise SystemExit('--max-images is for segmentation configs.')
+    if args.max_images is not None and args.max_images < 1:
+        raise SystemExit(f'--max-images {args.max_images}: give 1 or more.')
     # the class counts of the training set, as tools/train.py gives them
     fill_class_counts(cfg)
     args.metric = _metric_key(task, args.metric)
@@ -655,6 +657,14 @@ def main(argv=None):
     cfg, task = load_task(args)
     ctx = task.prepare(args, cfg)
     sweeps, skipped = plan_sweeps(args, task, ctx)
+    if not sweeps:
+        # nothing applies: stop before the (long) feature extraction
+        # instead of extracting, printing empty tables and exiting 0
+        why = '; '.join(f'{k}: {v}' for k, v in skipped.items())
+        raise SystemExit(
+            f'nothing to sweep for this checkpoint ({why}). Choose --sweeps '
+            f'among {", ".join(task.sweeps)} that fit it, or give '
+            '--stats-file for the prior rules.')
     curves, timing = run_sweeps(args, cfg, task, ctx, sweeps)
     selected = report(args, task, curves, skipped, timing)
     if args.out:
