@@ -41,13 +41,15 @@ def extract_pre_logits(model, dataloader) -> Tuple[Tensor, Tensor]:
     was_training = model.training
     model.eval()
     rows = []
-    for data in dataloader:
-        data = model.data_preprocessor(data, False)
-        x = model.head.pre_logits(model.extract_feat(data['inputs']))
-        x = x.float().cpu()
-        for i, ds in enumerate(data['data_samples']):
-            rows.append((x[i], int(ds.gt_label.reshape(-1)[0])))
-    model.train(was_training)
+    try:
+        for data in dataloader:
+            data = model.data_preprocessor(data, False)
+            x = model.head.pre_logits(model.extract_feat(data['inputs']))
+            x = x.float().cpu()
+            for i, ds in enumerate(data['data_samples']):
+                rows.append((x[i], int(ds.gt_label.reshape(-1)[0])))
+    finally:  # the caller's mode, also when the loader or model raises
+        model.train(was_training)
     size = len(dataloader.dataset)
     _, world = get_dist_info()
     if world > 1:

@@ -14,9 +14,10 @@ does not depend on the toolbox:
   loops (views, dtype, pipeline, dir, batch_size, reuse, keep, plus the
   adapter's own keys); :func:`switch_train_loop` -- the one config switch
   (each adapter's ``use_cached_features``);
-* :func:`state_fingerprint` / :func:`dataset_fingerprint` -- SHA-1 of the
-  frozen weights and of the training list + pipeline, through dataset
-  wrappers (the cache key);
+* :func:`state_fingerprint` / :func:`dataset_fingerprint` /
+  :func:`preprocessor_fingerprint` -- SHA-1 of the frozen weights, of the
+  training list + pipeline (through dataset wrappers) and of the data
+  preprocessor's normalisation (the cache key);
 * :func:`check_trainable_within` / :func:`check_frozen_part_eval_like` --
   the refusals shared by the loops (a parameter outside the cached
   classifier would train; frozen BatchNorm in training mode);
@@ -165,13 +166,64 @@ def state_fingerprint(module: nn.Module,
         str: 40 hex digits.
     """
     h = hashlib.sha1()
-    for k, v in module.state_dict().items():
+    state = module.state_dict()
+    # non-persistent buffers (e.g. the data preprocessor's ``mean`` /
+    # ``std``) are not in the state dict but change the features too
+    extra = {
+        k: v
+        for k, v in module.named_buffers() if k not in state and v is not None
+    }
+    for k, v in list(state.items()) + sorted(extra.items()):
         if skip(k):
             continue
         t = v.detach().cpu().contiguous()
         h.update(f'{k}|{t.dtype}|{tuple(t.shape)}|'.encode())
         if t.numel():
             h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is a plain setting (numbers, strings, None and
+    lists / tuples / dicts of them) whose ``repr`` is stable."""
+    if isinstance(value, _PLAIN):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def preprocessor_fingerprint(preprocessor: Any) -> str:
+    """SHA-1 of what a data preprocessor does to the images.
+
+    Its buffers -- ``mean`` / ``std`` are *non-persistent* in every
+    OpenMMLab preprocessor, so :func:`state_fingerprint` of a state dict
+    alone misses them -- and its plain settings (``_channel_conversion`` /
+    ``to_rgb``, ``_enable_normalize``, padding sizes and values...): a
+    changed normalisation or channel order changes every cached feature.
+
+    Args:
+        preprocessor: the model's ``data_preprocessor`` (or None).
+
+    Returns:
+        str: 40 hex digits.
+    """
+    h = hashlib.sha1(type(preprocessor).__name__.encode())
+    if isinstance(preprocessor, nn.Module):
+        for k, v in sorted(preprocessor.named_buffers()):
+            t = v.detach().cpu().contiguous()
+            h.update(f'|{k}|{t.dtype}|{tuple(t.shape)}|'.encode())
+            if t.numel():
+                h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    for k, v in sorted(vars(preprocessor).items() if preprocessor is not None
+                       else ()):
+        if k != 'training' and _plain(v):
+            h.update(f'|{k}={v!r}'.encode())
     return h.hexdigest()
 
 
@@ -334,21 +386,23 @@ def check_frozen_part_eval_like(model: nn.Module, runner,
     model = unwrap_model(model)
     was_training = model.training
     model.train()
-    for hook in getattr(runner, 'hooks', []):
-        if isinstance(hook, Stage2FreezeHook):
-            hook.before_train_iter(runner, 0)
     bn, drop = [], []
-    for name, m in model.named_modules():
-        if not name or exempt(name) or not m.training:
-            continue
-        if isinstance(m, _BatchNorm) and m.track_running_stats:
-            bn.append(name)
-        elif isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
-            drop.append(name)
-        elif 'droppath' in type(m).__name__.lower() and getattr(
-                m, 'drop_prob', 0) > 0:
-            drop.append(name)
-    model.train(was_training)
+    try:
+        for hook in getattr(runner, 'hooks', []):
+            if isinstance(hook, Stage2FreezeHook):
+                hook.before_train_iter(runner, 0)
+        for name, m in model.named_modules():
+            if not name or exempt(name) or not m.training:
+                continue
+            if isinstance(m, _BatchNorm) and m.track_running_stats:
+                bn.append(name)
+            elif isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
+                drop.append(name)
+            elif 'droppath' in type(m).__name__.lower() and getattr(
+                    m, 'drop_prob', 0) > 0:
+                drop.append(name)
+    finally:
+        model.train(was_training)
     if bn:
         raise ValueError(
             f'{loop}: {len(bn)} BatchNorm layers of the frozen part train '
@@ -834,6 +888,8 @@ class CachedFeatureLoopMixin:
                      sample_views: Optional[np.ndarray] = None) -> str:
         opts = self.cache_cfg
         parts = [self.cache_format] + list(self.fingerprint_parts(model)) + [
+            'preprocessor=' + preprocessor_fingerprint(
+                getattr(model, 'data_preprocessor', None)),
             dataset_fingerprint(dataset, keys), opts['pipeline'],
             str(opts['views']), opts['dtype']
         ]

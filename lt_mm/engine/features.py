@@ -51,9 +51,8 @@ def eval_dataloader_cfg(cfg: Any,
     test_pipeline = None
     if ref is not None:
         test_pipeline = ref.get('dataset', {}).get('pipeline')
-    ds = loader['dataset']
-    if test_pipeline is not None and 'pipeline' in ds:
-        ds['pipeline'] = copy.deepcopy(test_pipeline)
+    if test_pipeline is not None:
+        _set_pipeline(loader['dataset'], test_pipeline)
     loader['sampler'] = dict(
         type='DefaultSampler', shuffle=False, round_up=bool(round_up))
     loader.pop('batch_sampler', None)
@@ -61,6 +60,21 @@ def eval_dataloader_cfg(cfg: Any,
         loader['batch_size'] = ref['batch_size']
     loader['persistent_workers'] = False
     return loader
+
+
+def _set_pipeline(ds: Any, pipeline: list) -> None:
+    """Give ``pipeline`` to a dataset config, through mmengine's wrappers
+    (``ClassBalancedDataset`` / ``RepeatDataset``: ``dataset``;
+    ``ConcatDataset``: ``datasets``), which keep their indexing."""
+    if not isinstance(ds, dict):
+        return
+    inner = [ds['dataset']] if isinstance(ds.get('dataset'), dict) else []
+    inner += [d for d in ds.get('datasets') or [] if isinstance(d, dict)]
+    if not inner:
+        ds['pipeline'] = copy.deepcopy(pipeline)
+        return
+    for d in inner:
+        _set_pipeline(d, pipeline)
 
 
 def eval_batches(model: torch.nn.Module,

@@ -131,6 +131,11 @@ LOOP = 'CachedFeatureIterBasedTrainLoop'
 #: the segmentation keys of ``cache=dict(...)`` and their defaults
 SEG_CACHE_KEYS = dict(pixels_per_image=None, class_balanced=False)
 CLASSIFIER = 'decode_head.conv_seg'
+#: the data-info fields of the cache key: the images, the label maps and
+#: how they are decoded (``reduce_zero_label``, a class subset's
+#: ``label_map``)
+SEG_FINGERPRINT_KEYS = ('img_path', 'seg_map_path', 'reduce_zero_label',
+                        'label_map')
 
 __all__ = [
     'CACHE_FORMAT', 'SEG_CACHE_KEYS', 'check_seg_cache_options',
@@ -574,7 +579,7 @@ class CachedFeatureIterBasedTrainLoop(CachedFeatureLoopMixin,
 
     def prepare_cache(self) -> FeatureCache:
         """Check the model and build (or reuse) the feature cache."""
-        return super().prepare_cache(keys=('img_path', 'seg_map_path'))
+        return super().prepare_cache(keys=SEG_FINGERPRINT_KEYS)
 
     # -- training ------------------------------------------------------------
     def cached_batch(self, indices: np.ndarray) -> dict:
