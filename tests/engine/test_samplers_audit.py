@@ -2,8 +2,6 @@
 
 Real mmengine datasets and configs on tiny generated data.
 """
-import socket
-
 import numpy as np
 import pytest
 import torch.distributed as torch_dist
@@ -15,22 +13,10 @@ import lt_mm.engine.dist as lt_dist
 from lt_mm.engine.samplers import (ClassBalancedSampler,
                                    ProgressivelyBalancedSampler,
                                    SquareRootSampler, get_sample_classes)
+from tests.conftest import free_port
+from tests.engine.test_samplers import ToyClsDataset
 
 LABELS = [0, 1, 0, 0, 2, 1, 0, 0, 1, 0]
-
-
-class ToyClsDataset(BaseDataset):
-    METAINFO = dict(classes=('a', 'b', 'c', 'd'))
-
-    def __init__(self, labels, **kwargs):
-        self._labels = list(labels)
-        super().__init__(**kwargs)
-
-    def load_data_list(self):
-        return [dict(gt_label=int(v)) for v in self._labels]
-
-    def get_cat_ids(self, idx):
-        return [self.get_data_info(idx)['gt_label']]
 
 
 class ToySegDataset(BaseDataset):
@@ -118,12 +104,6 @@ def test_seg_classes_use_the_dataset_ignore_index(tmp_path):
     assert get_sample_classes(ds, ignore_index=255) == [[0, 1, 3], [2, 3]]
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return str(sock.getsockname()[1])
-
-
 def test_setup_distributed_keeps_the_backend(monkeypatch):
     """An ``env_cfg`` (a ConfigDict) without ``dist_cfg`` gets
     ``dist_cfg.backend='gloo'``; before, ``setdefault`` stored a converted
@@ -135,7 +115,7 @@ def test_setup_distributed_keeps_the_backend(monkeypatch):
             RANK='0',
             WORLD_SIZE='1',
             MASTER_ADDR='127.0.0.1',
-            MASTER_PORT=_free_port()).items():
+            MASTER_PORT=str(free_port())).items():
         monkeypatch.setenv(key, value)
     cfg = Config(dict(env_cfg=dict(cudnn_benchmark=False)))
     try:
