@@ -36,7 +36,8 @@ from torch import Tensor
 
 from lt_mm.core.causal_norm import CausalNormClassifier
 from lt_mm.core.checks import check_range
-from lt_mm.core.decoupling import CosineClassifier, WeightCache, cache_enabled
+from lt_mm.core.decoupling import (CosineClassifier, WeightCache,
+                                   cache_enabled, tau_normalize)
 from lt_mm.core.disalign import DisAlignCalibration
 from ._head_context import check_classifier_in_head
 
@@ -227,16 +228,13 @@ class TauNormLinear(nn.Linear):
         self._weight_cache.clear()
         return super().train(mode)
 
-    def _row_scales(self) -> Tensor:
-        """(C + 1,) row factors: ``||w_j|| ** -tau`` (fg), 1 (bg)."""
-        norms = self.weight[:-1].flatten(1).norm(dim=1).clamp_min(1e-12)
-        return torch.cat([norms.pow(-self.tau), norms.new_ones(1)])
-
     def normalized_weight(self) -> Tensor:
         """(C + 1, D) weights with tau-normalised foreground rows
-        (Decoupling Eq. 3; ``w_j / ||w_j|| ** tau``, background row kept).
+        (Decoupling Eq. 3, :func:`lt_mm.core.decoupling.tau_normalize`;
+        background row kept).
         """
-        return self.weight * self._row_scales()[:, None]
+        return torch.cat(
+            [tau_normalize(self.weight[:-1], self.tau), self.weight[-1:]])
 
     def normalized_bias(self) -> Optional[Tensor]:
         """(C + 1,) bias used at test time (foreground zeroed unless
