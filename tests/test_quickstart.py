@@ -162,3 +162,159 @@ def test_a_failing_task_is_logged_and_raised_from_its_worker(tmp_path, capfd):
     assert '[nope] FAILED: KeyError' in capfd.readouterr().out
     with pytest.raises(ValueError, match='jobs=0'):
         run_tasks_parallel(['seg'], str(tmp_path), 0, ElapsedLog())
+
+
+def _tree(root):
+    return sorted(
+        osp.relpath(osp.join(d, f), root) for d, _, fs in os.walk(root)
+        for f in fs)
+
+
+def test_data_of_other_settings_is_replaced_not_mixed(tmp_path):
+    from lt_mm.quickstart.data import build_task_data
+    root = str(tmp_path / 'seg')
+    build_task_data('seg', root, size='full', seed=0)
+    full = _tree(root)
+    # the fast set (8 + 4 mosaics) in the same folder: none of the 80 + 40
+    # full mosaics is left for mmseg to list
+    build_task_data('seg', root, size='fast', seed=1)
+    fast = _tree(root)
+    maps = [p for p in fast if p.startswith('annotations')]
+    assert len(maps) == 8 + 4, maps
+    assert len(full) > len(fast)
+    fresh = str(tmp_path / 'fresh')
+    build_task_data('seg', fresh, size='fast', seed=1)
+    assert _tree(fresh) == fast
+
+
+def test_interrupted_data_is_rebuilt(tmp_path):
+    from lt_mm.quickstart.data import _done_marker, build_task_data
+    root = str(tmp_path / 'cls')
+    build_task_data('cls', root, size='fast', seed=0)
+    files = _tree(root)
+    # an interrupted rebuild: the marker written first, a stray file
+    with open(_done_marker(root)) as f:
+        marker = json.load(f)
+    marker['complete'] = False
+    marker.pop('summary')
+    with open(_done_marker(root), 'w') as f:
+        json.dump(marker, f)
+    with open(osp.join(root, 'stray.txt'), 'w') as f:
+        f.write('half-written')
+    build_task_data('cls', root, size='fast', seed=0)
+    assert _tree(root) == files
+    with open(_done_marker(root)) as f:
+        assert json.load(f)['complete'] is True
+
+
+def test_a_foreign_data_folder_is_refused(tmp_path):
+    from lt_mm.quickstart.data import build_task_data
+    root = tmp_path / 'det'
+    root.mkdir()
+    (root / 'mine.json').write_text('{}')
+    with pytest.raises(FileExistsError, match='no quickstart data marker'):
+        build_task_data('det', str(root), size='fast', seed=0)
+    assert (root / 'mine.json').read_text() == '{}'
+
+
+def _fake_stage1(work, task, record):
+    from lt_mm.quickstart.runs import STAGE1_RECORD
+    s1 = osp.join(work, task, 'stage1')
+    os.makedirs(s1)
+    ckpt = osp.join(s1, 'epoch_2.pth')
+    with open(ckpt, 'wb') as f:
+        f.write(b'not used')
+    if record is not None:
+        with open(osp.join(s1, STAGE1_RECORD), 'w') as f:
+            json.dump(record, f)
+    return ckpt
+
+
+def test_stage1_is_reused_only_for_the_same_settings(tmp_path):
+    from lt_mm.quickstart.runs import (Stage1Mismatch, reusable_stage1,
+                                       stage1_record)
+    work = str(tmp_path)
+    assert reusable_stage1('cls', work, True, 0) is None
+    ckpt = _fake_stage1(work, 'cls',
+                        dict(stage1_record('cls', True, 0), complete=True))
+    assert reusable_stage1('cls', work, True, 0) == ckpt
+    with pytest.raises(Stage1Mismatch, match='fast data, seed 0.*full data'):
+        reusable_stage1('cls', work, False, 0)
+    with pytest.raises(Stage1Mismatch, match='seed 0.*seed 1'):
+        reusable_stage1('cls', work, True, 1)
+    # unfinished training, and a work dir without a record
+    _fake_stage1(work, 'seg', dict(stage1_record('seg', True, 0),
+                                   complete=False))
+    with pytest.raises(Stage1Mismatch, match='did not finish'):
+        reusable_stage1('seg', work, True, 0)
+    _fake_stage1(work, 'det', None)
+    with pytest.raises(Stage1Mismatch, match='is missing'):
+        reusable_stage1('det', work, True, 0)
+
+
+def test_other_seed_in_a_used_work_dir_stops_before_any_data(tmp_path):
+    from lt_mm.quickstart.runs import stage1_record
+    work = str(tmp_path)
+    _fake_stage1(work, 'cls', dict(stage1_record('cls', True, 0),
+                                   complete=True))
+    tool = _quickstart_tool()
+    with pytest.raises(SystemExit, match='seed 0.*seed 1.*--seeds'):
+        tool.main(['--fast', '--work-dir', work, '--tasks', 'cls', '--seed',
+                   '1'])
+    with pytest.raises(SystemExit, match='full data'):
+        tool.main(['--work-dir', work, '--tasks', 'cls'])
+    assert not osp.exists(osp.join(work, 'data'))
+
+
+def test_tasks_and_seeds_checked_before_any_work(tmp_path):
+    tool = _quickstart_tool()
+    work = str(tmp_path / 'w')
+    with pytest.raises(SystemExit, match='cls named more than once'):
+        tool.main(['--fast', '--work-dir', work, '--tasks', 'cls', 'cls'])
+    with pytest.raises(SystemExit, match=r'--seed 4294967296: seeds are 0'):
+        tool.main(['--fast', '--work-dir', work, '--seed', '4294967296'])
+    with pytest.raises(SystemExit, match=r'--seed -1: seeds are 0'):
+        tool.main(['--fast', '--work-dir', work, '--seed', '-1'])
+    with pytest.raises(SystemExit, match=r'--seeds 4294967296: seeds are 0'):
+        tool.main(['--fast', '--work-dir', work, '--seeds', '0',
+                   '4294967296'])
+    assert not osp.exists(work)
+
+
+def test_report_missing_groups_and_single_values():
+    from lt_mm.quickstart.report import (aggregate_markdown, aggregate_tables,
+                                         results_table)
+    from lt_mm.quickstart.runs import RunResult
+
+    # LVIS reports -1 for a group without categories: not a score
+    res = RunResult(metrics={'lvis/bbox_AP': 0.3, 'lvis/bbox_APr': -1.0},
+                    work_dir='', checkpoint=None)
+    row = results_table('det', {'baseline (joint)': res})[0]
+    assert row['box AP'] == 30.0 and row['APr'] is None
+    # a value in 1 of 3 seeds: its mean, no std, and how many seeds
+    base = dict(method='m', kind='stage 1', head=60.0, body=None, tail=None,
+                seconds=1.0)
+    per_seed = {
+        0: {'seg': [dict(base, mIoU=12.0)]},
+        1: {'seg': [dict(base, mIoU=float('nan'))]},
+        2: {'seg': [dict(base, mIoU=None)]},
+    }
+    agg = aggregate_tables(per_seed)['seg'][0]
+    assert agg['mIoU'] == dict(mean=12.0, std=None, values=[12.0])
+    md = aggregate_markdown('seg', [agg], 3)
+    assert '| m | stage 1 | 12.0 (1 of 3) | 60.0 ± 0.0 | n/a | n/a | 1 |' \
+        in md
+    one = aggregate_tables({0: {'seg': [dict(base, mIoU=12.0)]}})['seg'][0]
+    assert '| 12.0 | 60.0 | n/a |' in aggregate_markdown('seg', [one], 1)
+
+
+def test_outside_a_checkout_the_configs_are_named(tmp_path, monkeypatch):
+    from lt_mm.quickstart import runs
+    from lt_mm.quickstart.report import tool_path
+    assert tool_path('train.py') == osp.join(REPO, 'tools', 'train.py')
+    monkeypatch.setattr(runs, 'REPO', str(tmp_path))  # a wheel's site dir
+    with pytest.raises(FileNotFoundError, match='not one .*LT_MM_REPO'):
+        runs.run_config('digits_cls_resnet_stage1.py', str(tmp_path / 'w'),
+                        train=False)
+    with pytest.raises(FileNotFoundError, match='pip install -e'):
+        tool_path('analysis', 'sweep_posthoc.py')

@@ -18,7 +18,9 @@ With nothing on disk it
    weight norms before/after tau-norm and LWS, and the alpha / tau sweeps.
 
 Everything lands under ``--work-dir`` (default ``work_dirs/quickstart``);
-a stage-1 checkpoint already there is reused, never overwritten.
+a stage-1 checkpoint already there is reused when it was trained with the
+same settings (seed, ``--fast``) and never overwritten: with other settings
+the run stops before any work and names the folder.
 
     python tools/quickstart.py [--work-dir DIR] [--tasks cls seg det]
                                [--fast] [--seed 0 | --seeds 3] [--jobs N]
@@ -193,8 +195,10 @@ def run_seed(args, seed, work_dir, log):
 
 
 METRICS_NOTE = ('percent; cls: top-1 on the balanced test split, '
-                'many/medium/few by training images; seg: IoU, head/body/'
-                'tail by training pixel share; det: LVIS AP (bbox)')
+                'many (> 25) / medium / few (< 10) by training images; seg: '
+                'IoU, head/body/tail by training pixel share; det: LVIS AP '
+                '(bbox; mask AP: segm), r (<= 2) / c (3-6) / f (>= 7) by '
+                'training images')
 
 
 def job_count(jobs, num_tasks):
@@ -217,9 +221,41 @@ def seed_list(seeds):
         return list(range(seeds[0]))
     if len(set(seeds)) != len(seeds):
         raise SystemExit(f'--seeds {seeds}: seeds repeat.')
-    if min(seeds) < 0:
-        raise SystemExit(f'--seeds {seeds}: seeds are >= 0 (numpy seeds).')
+    for seed in seeds:
+        check_seed(seed, '--seeds')
     return list(seeds)
+
+
+def check_seed(seed, option='--seed'):
+    """numpy / mmengine seeds are 0 .. 2**32 - 1; refused before any data
+    is written."""
+    if not 0 <= seed < 2**32:
+        raise SystemExit(f'{option} {seed}: seeds are 0 .. 2**32 - 1 '
+                         '(numpy and mmengine seeds).')
+    return seed
+
+
+def check_tasks(tasks):
+    """A task named twice would run twice, side by side, in one work dir
+    (two trainings writing the same checkpoints)."""
+    repeated = sorted({t for t in tasks if tasks.count(t) > 1})
+    if repeated:
+        raise SystemExit(f'--tasks {" ".join(tasks)}: {", ".join(repeated)} '
+                         'named more than once; name each task once.')
+
+
+def check_stage1(args, seeds_and_dirs):
+    """Before any data is written: a stage-1 checkpoint already in a work
+    dir must have been trained with this run's settings (seed, --fast, data;
+    :func:`lt_mm.quickstart.runs.reusable_stage1`), since it is reused and
+    never overwritten."""
+    from lt_mm.quickstart.runs import Stage1Mismatch, reusable_stage1
+    for seed, work_dir in seeds_and_dirs:
+        for task in args.tasks:
+            try:
+                reusable_stage1(task, work_dir, args.fast, seed)
+            except Stage1Mismatch as exc:
+                raise SystemExit(f'--work-dir {args.work_dir}: {exc}')
 
 
 def check_methods(methods, tasks):
@@ -241,7 +277,9 @@ def check_methods(methods, tasks):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_tasks(args.tasks)
     check_methods(args.methods, args.tasks)
+    check_seed(args.seed)
     if args.seeds is not None and args.seed != 0:
         raise SystemExit(f'--seed {args.seed} and --seeds {args.seeds}: '
                          'give one of them (--seeds 4 runs seeds 0-3, '
@@ -258,6 +296,7 @@ def main(argv=None):
          if args.jobs > 1 else 'one after another in this process'))
 
     if args.seeds is None:
+        check_stage1(args, [(args.seed, work_dir)])
         tables, plots = run_seed(args, args.seed, work_dir, log)
         md = osp.join(work_dir, 'results.md')
         js = osp.join(work_dir, 'results.json')
@@ -273,6 +312,7 @@ def main(argv=None):
                                          print_aggregate_table,
                                          write_aggregate)
     seeds = seed_list(args.seeds)
+    check_stage1(args, [(s, osp.join(work_dir, f'seed_{s}')) for s in seeds])
     per_seed, seconds = {}, {}
     for seed in seeds:
         t0 = time.time()

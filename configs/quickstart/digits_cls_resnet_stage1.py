@@ -61,8 +61,9 @@ test_dataloader = dict(
 
 # many / medium / few accuracy; the split comes from the training list.
 # ImageNet-LT uses many > 100 and few < 20 training images; the toy set has
-# at most 100 images per class, so the thresholds are scaled down
-# (test data 40..2 images: many = classes 0-1, medium = 2-4, few = 5-9).
+# at most 100 images per class, so the thresholds are scaled down (the
+# quickstart's training images 100 64 41 27 17 11 7 4 3 2: many = classes
+# 0-3, medium = 4-5, few = 6-9).
 val_evaluator = dict(
     _delete_=True,
     type='LongTailAccuracy',

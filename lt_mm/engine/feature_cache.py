@@ -61,6 +61,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from lt_mm.core.checks import check_choice, check_range
+from .file_stamp import file_stamp
 
 CACHE_DTYPES = ('float16', 'float32')
 CACHE_PIPELINES = ('train', 'test')
@@ -227,9 +228,18 @@ def preprocessor_fingerprint(preprocessor: Any) -> str:
     return h.hexdigest()
 
 
+def _stamp(key: str, value: Any) -> str:
+    # a local file behind a path field: its size and mtime (a file
+    # rewritten under the same name is another sample)
+    stamp = file_stamp(value) if key.endswith('_path') else ''
+    return f'@{stamp}' if stamp else ''
+
+
 def dataset_fingerprint(dataset: Any,
                         keys: Sequence[str] = ('img_path', )) -> str:
-    """SHA-1 of a dataset's type, length, pipeline and data list.
+    """SHA-1 of a dataset's type, length, pipeline and data list (with
+    the size and modification time of each local file named by a
+    ``*_path`` field, :func:`lt_mm.engine.file_stamp.file_stamp`).
 
     mmengine's dataset wrappers (``ClassBalancedDataset`` -- e.g. mmdet's
     LVIS repeat-factor sampling --, ``RepeatDataset``, ``ConcatDataset``)
@@ -260,8 +270,9 @@ def dataset_fingerprint(dataset: Any,
     data_list = getattr(dataset, 'data_list', None)
     if data_list:
         for info in data_list:
-            h.update(
-                ('|'.join(str(info.get(k)) for k in keys) + '\n').encode())
+            h.update(('|'.join(
+                f'{info.get(k)}{_stamp(k, info.get(k))}'
+                for k in keys) + '\n').encode())
     return h.hexdigest()
 
 

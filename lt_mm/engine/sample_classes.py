@@ -25,6 +25,8 @@ from mmengine.fileio import get as file_get
 from mmengine.logging import print_log
 from PIL import Image
 
+from .file_stamp import file_stamp
+
 __all__ = ['get_sample_classes', 'seg_sample_classes', 'read_seg_classes']
 
 _CACHE_FORMAT = 'lt_mm.sample_classes/v1'
@@ -127,9 +129,13 @@ def read_seg_classes(path: str,
 
 def _seg_fingerprint(paths: Sequence[str], rzl: Sequence[bool],
                      label_maps: Sequence[Any]) -> str:
+    """Paths, settings and, for local files, size and modification time:
+    a label map rewritten under the same name (a regenerated data set)
+    invalidates the cache."""
     h = hashlib.sha1()
     for p, r, m in zip(paths, rzl, label_maps):
-        h.update(f'{p}|{int(r)}|{sorted(m.items()) if m else None}\n'.encode())
+        h.update(f'{p}|{file_stamp(p)}|{int(r)}|'
+                 f'{sorted(m.items()) if m else None}\n'.encode())
     return h.hexdigest()
 
 
@@ -149,8 +155,9 @@ def seg_sample_classes(dataset: Any, n: int, cache_file: Optional[str],
     ``LoadAnnotations`` sees it); with ``cache_file`` (relative paths are
     taken relative to ``dataset.data_root``) the result is stored as JSON
     (format ``lt_mm.sample_classes/v1``) and reused while the label-map
-    paths, ``reduce_zero_label`` / ``label_map`` settings and
-    ``ignore_index`` are unchanged.
+    paths (and, for local files, their sizes and modification times),
+    ``reduce_zero_label`` / ``label_map`` settings and ``ignore_index`` are
+    unchanged.
 
     Args:
         dataset: a built mmseg dataset (data infos with

@@ -3,13 +3,15 @@
 Writes the three tasks' data in the real on-disk formats under one root
 (the configs under ``configs/quickstart`` read it through the environment
 variable ``LT_MM_DATA_ROOT``) together with the class-statistics JSON files
-that the methods need. Re-running with the same settings reuses the data.
+that the methods need. Re-running with the same settings reuses the data;
+other settings replace it (never mixed with it).
 """
 from __future__ import annotations
 
 import json
 import os
 import os.path as osp
+import shutil
 from typing import Dict
 
 from lt_mm.core.stats import ClassStats, lvis_splits, pixel_splits
@@ -64,22 +66,56 @@ def _done_marker(root: str) -> str:
     return osp.join(root, '.lt_mm_quickstart.json')
 
 
+def data_params(task: str, size: str = 'full', seed: int = 0) -> dict:
+    """The generator arguments that define one task's data set."""
+    if size not in SIZES:
+        raise ValueError(f'size={size!r}: use one of {sorted(SIZES)}.')
+    if task not in SIZES[size]:
+        raise ValueError(f'unknown task {task!r}; use cls, seg or det.')
+    return dict(SIZES[size][task], seed=seed)
+
+
+def _clear_previous(root: str) -> None:
+    """Remove a data set this module wrote under ``root`` with other
+    settings (or left half-written), so that no file of it is read with
+    the new one (mmseg lists every file of the folders; a stale per-image
+    class cache would describe the old masks). A non-empty ``root`` without
+    the marker is not ours and is refused."""
+    if not osp.isdir(root) or not os.listdir(root):
+        return
+    if not osp.isfile(_done_marker(root)):
+        raise FileExistsError(
+            f'{root} is not empty and holds no quickstart data marker '
+            f'({osp.basename(_done_marker(root))}); the quickstart writes '
+            'its data there and will not mix it with other files. Choose '
+            'another --work-dir or empty that folder.')
+    shutil.rmtree(root)
+
+
 def build_task_data(task: str,
                     root: str,
                     size: str = 'full',
                     seed: int = 0) -> Dict:
     """Write the data of one task under ``root`` (skipped if present).
 
+    Data written with other settings (size or seed), or whose writing was
+    interrupted, is removed first: the marker is written before the first
+    file (``complete: false``) and completed after the last one.
+
     Returns the generator's summary (class counts etc.).
     """
-    params = dict(SIZES[size][task], seed=seed)
+    params = data_params(task, size, seed)
     marker = _done_marker(root)
     if osp.isfile(marker):
         with open(marker) as f:
             done = json.load(f)
-        if done.get('params') == params:
+        # markers of older versions were written only when complete
+        if done.get('params') == params and done.get('complete', True):
             return done['summary']
+    _clear_previous(root)
     os.makedirs(root, exist_ok=True)
+    with open(marker, 'w') as f:
+        json.dump(dict(params=params, complete=False), f)
     if task == 'cls':
         summary = make_imagenet_lt(root, **params)
     elif task == 'seg':
@@ -113,5 +149,5 @@ def build_task_data(task: str,
         raise ValueError(f'unknown task {task!r}; use cls, seg or det.')
     summary = json.loads(json.dumps(summary, default=str))
     with open(marker, 'w') as f:
-        json.dump(dict(params=params, summary=summary), f)
+        json.dump(dict(params=params, summary=summary, complete=True), f)
     return summary

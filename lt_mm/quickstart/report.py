@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 from .runs import TASKS, RunResult
@@ -27,6 +26,10 @@ def results_table(task: str, results: Dict[str, RunResult]) -> List[dict]:
         row = dict(method=name, kind=kinds.get(name, 'stage 1'))
         for title, key in spec.columns:
             v = res.metrics.get(key)
+            if v is not None and task == 'det' and v < 0:
+                # the LVIS evaluator's -1: no category of that group in
+                # the evaluated set (not a score)
+                v = None
             row[title] = None if v is None else v * _scale(task)
         row['seconds'] = round(res.seconds, 1)
         rows.append(row)
@@ -199,17 +202,18 @@ def stage1_counts(data_summary: dict) -> List[float]:
 
 
 def tool_path(*parts: str) -> str:
-    from .runs import REPO
-    return osp.join(REPO, 'tools', *parts)
+    from .runs import checkout_path
+    return checkout_path('tools', *parts)
 
 
 # ------------------------------------------------------- several seeds
 def _mean_std(values: List[float]) -> tuple:
-    """Mean and sample standard deviation (n - 1; 0 for one value)."""
+    """Mean and sample standard deviation (n - 1; None for one value,
+    which has no spread to estimate)."""
     n = len(values)
     mean = sum(values) / n
     if n < 2:
-        return mean, 0.0
+        return mean, None
     var = sum((v - mean)**2 for v in values) / (n - 1)
     return mean, math.sqrt(var)
 
@@ -265,10 +269,18 @@ def aggregate_tables(
     return out
 
 
-def _fmt_ms(cell: Optional[dict]) -> str:
+def _fmt_ms(cell: Optional[dict], n: Optional[int] = None) -> str:
+    """``mean ± std``; ``mean`` alone for one value; ``(k of n)`` when
+    only k of the row's n seeds have a value (the others n/a)."""
     if cell is None:
         return 'n/a'
-    return f'{cell["mean"]:.1f} ± {cell["std"]:.1f}'
+    text = f'{cell["mean"]:.1f}'
+    if cell['std'] is not None:
+        text += f' ± {cell["std"]:.1f}'
+    k = len(cell['values'])
+    if n is not None and k < n:
+        text += f' ({k} of {n})'
+    return text
 
 
 def aggregate_markdown(task: str, rows: List[dict], num_seeds: int) -> str:
@@ -281,7 +293,7 @@ def aggregate_markdown(task: str, rows: List[dict], num_seeds: int) -> str:
         f'### {spec.name} (mean ± std over {num_seeds} seeds)', '', head, sep
     ]
     for r in rows:
-        vals = ' | '.join(_fmt_ms(r[t]) for t in titles)
+        vals = ' | '.join(_fmt_ms(r[t], r['n']) for t in titles)
         lines.append(f'| {r["method"]} | {r["kind"]} | {vals} | '
                      f'{r["seconds"]:.0f} |')
     return '\n'.join(lines) + '\n'
@@ -296,7 +308,7 @@ def print_aggregate_table(task: str, rows: List[dict],
     print(f'{"method":<18}{"kind":<11}' + ''.join(f'{t:>14}' for t in titles))
     for r in rows:
         print(f'{r["method"]:<18}{r["kind"]:<11}' +
-              ''.join(f'{_fmt_ms(r[t]):>14}' for t in titles))
+              ''.join(f'{_fmt_ms(r[t], r["n"]):>14}' for t in titles))
 
 
 def write_aggregate(path_md: str, path_json: str,

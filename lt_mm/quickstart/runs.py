@@ -4,11 +4,14 @@ Each run builds an mmengine Runner from a config under
 ``configs/quickstart`` exactly as ``tools/train.py`` / ``tools/test.py`` do
 (:func:`lt_mm.engine.runner_utils.build_runner`), in-process so that the
 toolboxes are imported once. Stage-1 checkpoints are never overwritten: a
-stage-1 work dir that already holds a checkpoint is reused.
+stage-1 work dir that already holds a checkpoint is reused when its record
+(:data:`STAGE1_RECORD`) says it was trained with the same settings, and
+the run stops otherwise.
 """
 from __future__ import annotations
 
 import glob
+import json
 import numbers
 import os
 import os.path as osp
@@ -16,8 +19,26 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+#: the lt_mm checkout whose configs/quickstart and tools/ the quickstart
+#: runs: ``LT_MM_REPO`` if set, else the checkout this package lives in
+#: (an editable install; a wheel has no configs, :func:`checkout_path`)
+REPO = os.environ.get('LT_MM_REPO') or osp.dirname(
+    osp.dirname(osp.dirname(osp.abspath(__file__))))
 QUICKSTART_CONFIGS = osp.join(REPO, 'configs', 'quickstart')
+
+
+def checkout_path(*parts: str) -> str:
+    """``REPO/<parts>``, which must exist: the quickstart runs the configs
+    and tools of an lt_mm checkout, which ``pip install .`` (a wheel) does
+    not install."""
+    path = osp.join(REPO, *parts)
+    if not osp.exists(path):
+        raise FileNotFoundError(
+            f'{path} does not exist: lt_mm.quickstart runs the configs and '
+            f'tools of an lt_mm checkout, and {REPO} is not one (a '
+            'non-editable install has no configs/ or tools/). Install the '
+            'checkout with `pip install -e .`, or set LT_MM_REPO to it.')
+    return path
 
 
 @dataclass
@@ -177,8 +198,8 @@ def run_config(config: str,
     """Train (optionally) and test one config in-process."""
     from lt_mm.engine.runner_utils import build_runner, load_config
     start = time.time()
-    cfg_path = config if osp.isabs(config) else osp.join(
-        QUICKSTART_CONFIGS, config)
+    cfg_path = config if osp.isabs(config) else checkout_path(
+        'configs', 'quickstart', config)
     cfg = load_config(cfg_path, _options_to_dict(options), work_dir)
     if load_from is not None:
         cfg.load_from = load_from
@@ -206,6 +227,81 @@ def run_config(config: str,
         seconds=time.time() - start)
 
 
+#: written beside a stage-1 checkpoint the quickstart trains: what it was
+#: trained on (task, config, fast / full data, seed, the data generator's
+#: arguments) and whether the training finished
+STAGE1_RECORD = 'lt_mm_quickstart_stage1.json'
+
+
+class Stage1Mismatch(RuntimeError):
+    """A stage-1 work dir holds a checkpoint of another (or an unfinished)
+    quickstart run; reusing it would test the methods on a model of other
+    data."""
+
+
+def stage1_record(task: str, fast: bool, seed: int) -> dict:
+    """What a quickstart stage 1 of ``task`` depends on."""
+    from .data import data_params
+    size = 'fast' if fast else 'full'
+    return dict(
+        task=task,
+        config=TASKS[task].stage1,
+        size=size,
+        seed=seed,
+        data=data_params(task, size, seed))
+
+
+def _describe(rec: dict) -> str:
+    return (f'{rec.get("size")} data, seed {rec.get("seed")}'
+            if isinstance(rec, dict) else repr(rec))
+
+
+def reusable_stage1(task: str, work_dir: str, fast: bool,
+                    seed: int) -> Optional[str]:
+    """The stage-1 checkpoint of ``task`` under ``work_dir`` to reuse, or
+    None when there is none.
+
+    Raises:
+        Stage1Mismatch: the checkpoint there was trained with other
+            settings (seed, ``--fast``, data), its training did not finish,
+            or nothing records what it was trained on (a work dir of an
+            older lt_mm). It is never overwritten, so the run stops.
+    """
+    s1_dir = osp.join(work_dir, task, 'stage1')
+    ckpt = find_checkpoint(s1_dir)
+    if ckpt is None:
+        return None
+    want = stage1_record(task, fast, seed)
+    rec_path = osp.join(s1_dir, STAGE1_RECORD)
+    fix = (f'Stage-1 checkpoints are never overwritten: choose another '
+           f'--work-dir (or --seeds N, which gives every seed its own '
+           f'folder) or remove {s1_dir}.')
+    if not osp.isfile(rec_path):
+        raise Stage1Mismatch(
+            f'{ckpt}: {rec_path} is missing, so nothing says what this '
+            f'stage 1 was trained on (this run: {_describe(want)}). {fix}')
+    with open(rec_path) as f:
+        have = json.load(f)
+    if not have.get('complete'):
+        raise Stage1Mismatch(
+            f'{ckpt}: the stage-1 training in {s1_dir} did not finish '
+            f'({rec_path} is not marked complete). {fix}')
+    have = {k: v for k, v in have.items() if k != 'complete'}
+    if have != want:
+        raise Stage1Mismatch(
+            f'{ckpt} was trained on {_describe(have)} ({have.get("config")}'
+            f'), this run uses {_describe(want)} ({want["config"]}); '
+            f'reusing it would test the methods on a model of other data. '
+            f'{fix}')
+    return ckpt
+
+
+def _write_record(s1_dir: str, record: dict, complete: bool) -> None:
+    os.makedirs(s1_dir, exist_ok=True)
+    with open(osp.join(s1_dir, STAGE1_RECORD), 'w') as f:
+        json.dump(dict(record, complete=complete), f, indent=1)
+
+
 def run_task(task: str,
              work_dir: str,
              fast: bool = False,
@@ -213,8 +309,9 @@ def run_task(task: str,
              seed: int = 0,
              log: Callable[[str], None] = print,
              all_methods: bool = False) -> Dict[str, RunResult]:
-    """Stage 1 (reused if present) then the methods of ``task``: those
-    named in ``methods``, else every non-``extra`` one (every one with
+    """Stage 1 (reused if present and trained with the same settings,
+    :func:`reusable_stage1`) then the methods of ``task``: those named in
+    ``methods``, else every non-``extra`` one (every one with
     ``all_methods``)."""
     spec = TASKS[task]
     results: Dict[str, RunResult] = {}
@@ -225,12 +322,15 @@ def run_task(task: str,
     }
 
     s1_dir = osp.join(work_dir, task, 'stage1')
-    s1_ckpt = find_checkpoint(s1_dir)
+    s1_ckpt = reusable_stage1(task, work_dir, fast, seed)
     if s1_ckpt is None:
         log(f'[{task}] stage 1: training {spec.stage1} ...')
+        record = stage1_record(task, fast, seed)
+        _write_record(s1_dir, record, complete=False)
         res = run_config(spec.stage1, s1_dir, train=True,
                          options=fast_opts.get('stage1', []))
         s1_ckpt = res.checkpoint
+        _write_record(s1_dir, record, complete=True)
     else:
         log(f'[{task}] stage 1: reusing {s1_ckpt} (never overwritten)')
         res = run_config(spec.stage1, osp.join(s1_dir, 'test'), train=False,

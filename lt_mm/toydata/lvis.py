@@ -5,8 +5,8 @@ Segmentation", CVPR 2019) is federated: each image lists the categories
 verified absent (``neg_category_ids``) and those present but not
 exhaustively annotated (``not_exhaustive_category_ids``), and every
 category is binned by the number of *training images* containing it
-(Sec. 4 / Sec. 5: rare < 10, common 10..99, frequent >= 100 images; AP is
-reported per bin as APr / APc / APf).
+(Sec. 4 / Sec. 5: rare 1-10, common 11-100, frequent > 100 images; AP
+is reported per bin as APr / APc / APf).
 
 This module writes the LVIS v1 json format with COCO-2017 style image
 folders, using real handwritten digits as objects, so that

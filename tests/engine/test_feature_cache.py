@@ -43,6 +43,17 @@ def test_fingerprint_follows_the_image_list():
         dataset_fingerprint(relabelled, ('img_path', 'gt_label'))
 
 
+def test_fingerprint_follows_a_file_rewritten_under_its_name(tmp_path):
+    img = tmp_path / 'a.png'
+    img.write_bytes(b'first')
+    paths = [str(img), str(tmp_path / 'missing.png')]
+    before = dataset_fingerprint(_Tiny(paths, [0, 1]))
+    assert dataset_fingerprint(_Tiny(paths, [0, 1])) == before
+    # same name, other content (size and mtime change): other features
+    img.write_bytes(b'second image')
+    assert dataset_fingerprint(_Tiny(paths, [0, 1])) != before
+
+
 def test_fingerprint_looks_inside_wrappers():
     paths, labels = ['a.png', 'b.png', 'c.png'], [0, 0, 1]
     other_paths = ['a.png', 'b.png', 'd.png']

@@ -339,12 +339,20 @@ def test_seg_cache_file(tmp_path):
     saved = json.loads(cache.read_text())
     assert saved['classes'] == [[0, 1], [2], []]
     assert s.sample_classes == [[0, 1], [2], []]
-    # the label maps are not read again: remove them and rebuild
+    # a hit is not read from the maps: a tampered cache is returned as is
+    saved['classes'][2] = [3]
+    cache.write_text(json.dumps(saved))
+    s2 = _build('SquareRootSampler', ds, seed=0, cache_file=str(cache))
+    assert s2.sample_classes == [[0, 1], [2], [3]]
+    # a map rewritten under the same name (a regenerated data set)
+    # invalidates it: c.png now holds class 2 (3 - 1 after reduce)
+    Image.fromarray(np.full((3, 2), 3, dtype=np.uint8), mode='L').save(
+        paths[2])
+    s3 = _build('ClassBalancedSampler', ds, seed=0, cache_file=str(cache))
+    assert s3.sample_classes == [[0, 1], [2], [2]]
+    # other settings invalidate the cache (and the maps are gone now)
     for p in paths:
         (root / p).unlink()
-    s2 = _build('SquareRootSampler', ds, seed=0, cache_file=str(cache))
-    assert s2.sample_classes == [[0, 1], [2], []]
-    # other settings invalidate the cache (and the maps are gone now)
     other = ToySegDataset(paths, reduce_zero_label=False, data_root=str(root))
     with pytest.raises(FileNotFoundError):
         _build(
