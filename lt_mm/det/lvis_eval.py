@@ -46,6 +46,8 @@ import datetime
 import gc
 import json
 import logging
+import math
+import numbers
 from collections import OrderedDict
 from typing import Dict, List, NamedTuple, Sequence, Union
 
@@ -388,6 +390,11 @@ def _check_results(results: Sequence[dict], gt: LVIS, iou_type: str) -> None:
                 f'results[{i}] has category_id={res["category_id"]!r} that '
                 'is not a ground-truth category id; map labels through '
                 'the sorted category ids (LVIS ids are 1-based).')
+        score = res['score']
+        if not (isinstance(score, numbers.Real) and not isinstance(
+                score, bool) and math.isfinite(score)):
+            raise ValueError(f'results[{i}] has score={res["score"]!r}; '
+                             'scores must be finite numbers.')
 
 
 def _empty_results(gt: LVIS) -> LVISResults:
@@ -450,14 +457,30 @@ def _official_tables(gt: LVIS, results: List[dict], iou_type: str,
     return evaluator
 
 
+def _integer_ids(values: list) -> np.ndarray:
+    """(N,) int64 ids; ``ValueError`` for a non-integral one (1.5 would
+    otherwise be truncated to image 1; the official evaluator looks ids up
+    in a dict, where 1.0 is 1 and 1.5 is no id)."""
+    raw = np.asarray(values)
+    ids = raw.astype(np.int64)
+    integral = raw.dtype.kind in 'iu' or (raw.dtype.kind == 'f' and
+                                          bool((ids == raw).all()))
+    if not integral:
+        raise ValueError('non-integral id')
+    return ids
+
+
 def _result_arrays(results: List[dict], gt: LVIS, iou_type: str):
     """(image_ids, category_ids, scores) of the results as arrays, checked
     like :func:`_check_results` (which names the first bad entry)."""
     geo = 'bbox' if iou_type == 'bbox' else 'segmentation'
     try:
-        img = np.array([r['image_id'] for r in results], dtype=np.int64)
-        cat = np.array([r['category_id'] for r in results], dtype=np.int64)
-        score = np.array([r['score'] for r in results], dtype=np.float64)
+        img = _integer_ids([r['image_id'] for r in results])
+        cat = _integer_ids([r['category_id'] for r in results])
+        score = np.asarray([r['score'] for r in results])
+        if score.dtype.kind not in 'fiu':  # e.g. '0.9' (a str)
+            raise ValueError('non-numeric score')
+        score = score.astype(np.float64)
         for r in results:
             r[geo]
     except (KeyError, TypeError, ValueError, OverflowError) as err:
@@ -484,6 +507,12 @@ _EMPTY_RLE = {'size': [1, 1], 'counts': b'1'}
 def _is_compressed_rle(segm) -> bool:
     return type(segm) is dict and type(
         segm.get('counts')) in (str, bytes) and 'size' in segm
+
+
+def _positive_area(areas: Sequence[float]) -> np.ndarray:
+    """(N,) bool: 0 < area < inf, the official evaluator's area filter."""
+    a = np.asarray(areas, dtype=np.float64).reshape(-1)
+    return (a > 0) & (a < np.inf)
 
 
 def _fast_tables(gt: LVIS, results: List[dict], iou_type: str, max_dets: int,
@@ -534,8 +563,13 @@ def _fast_tables(gt: LVIS, results: List[dict], iou_type: str, max_dets: int,
     precision = np.full(shape_p, -1.0)
     recall = np.full((shape_p[0], num_cats, shape_p[3]), -1.0)
 
-    # ground truth: (image, category) pair keys
+    # ground truth: (image, category) pair keys; as the official evaluator
+    # (LVIS.get_ann_ids) only annotations with 0 < area < inf, which also
+    # decide which categories are present in an image (federated filter)
     gt_anns = gt.dataset['annotations']
+    gt_ok = _positive_area([a['area'] for a in gt_anns])
+    if not gt_ok.all():
+        gt_anns = [a for a, k in zip(gt_anns, gt_ok.tolist()) if k]
     g_img = np.searchsorted(
         img_ids, np.array([a['image_id'] for a in gt_anns], dtype=np.int64))
     g_cat = np.searchsorted(
@@ -570,6 +604,28 @@ def _fast_tables(gt: LVIS, results: List[dict], iou_type: str, max_dets: int,
     else:
         keep = np.zeros(0, dtype=np.int64)
         d_key = keep
+    kept = [results[i] for i in keep.tolist()]
+    if kept and 'bbox' in kept[0]:
+        # detection areas exactly as lvis.LVISResults sets them: w * h of
+        # the box when the first result has one (mmdet's segm results do)
+        areas = [r['bbox'][2] * r['bbox'][3] for r in kept]
+    elif kept:
+        # mask areas (pycocotools' area() of a list fails beyond 255 RLEs)
+        segms = [r['segmentation'] for r in kept]
+        areas = [
+            a for i in range(0, len(segms), 255)
+            for a in mask_utils.area(segms[i:i + 255]).tolist()
+        ]
+    else:
+        areas = []
+    # the official evaluator loads only detections with 0 < area < inf
+    # (LVIS.get_ann_ids), after the per-image cut: a zero-width box or an
+    # empty mask is not a false positive there
+    area_ok = _positive_area(areas)
+    if not area_ok.all():
+        keep, d_key = keep[area_ok], d_key[area_ok]
+        kept = [r for r, k in zip(kept, area_ok.tolist()) if k]
+        areas = [a for a, k in zip(areas, area_ok.tolist()) if k]
     if max_dets == -1:
         cap = int(np.unique(d_key,
                             return_counts=True)[1].max()) if len(d_key) else 1
@@ -611,20 +667,6 @@ def _fast_tables(gt: LVIS, results: List[dict], iou_type: str, max_dets: int,
                                                 1)
         for c in todo:
             c['segmentation'] = c.pop('rle')
-    kept = [results[i] for i in keep.tolist()]
-    if kept and 'bbox' in kept[0]:
-        # detection areas exactly as lvis.LVISResults sets them: w * h of
-        # the box when the first result has one (mmdet's segm results do)
-        areas = [r['bbox'][2] * r['bbox'][3] for r in kept]
-    elif kept:
-        # mask areas (pycocotools' area() of a list fails beyond 255 RLEs)
-        segms = [r['segmentation'] for r in kept]
-        areas = [
-            a for i in range(0, len(segms), 255)
-            for a in mask_utils.area(segms[i:i + 255]).tolist()
-        ]
-    else:
-        areas = []
     dt_copies = [{
         'id': i + 1,
         'category_id': r['category_id'],

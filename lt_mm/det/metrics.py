@@ -226,6 +226,35 @@ class LTLVISMetric(LVISMetric):
             out[name] = float(np.mean(p)) if p.size else float('nan')
         return out
 
+    def _check_every_annotated_image(self, preds: Sequence[dict],
+                                     outfile_prefix: str) -> None:
+        """Every image of ``ann_file`` with an object (area > 0, as the
+        evaluator counts them) must have been inferred: the objects of an
+        image never run through the model count as missed, and every AP
+        would be silently low (a dataloader with ``indices``, a subset json
+        for the dataset with the full one for the metric).
+
+        Raises:
+            ValueError: naming how many images, a few ids and the fix.
+        """
+        annotated = {
+            a['image_id']
+            for a in self._lvis_api.dataset['annotations']
+            if 0 < a['area'] < float('inf')
+        }
+        missing = annotated - {p['img_id'] for p in preds}
+        if not missing:
+            return
+        kept = ('' if self.outfile_prefix is None else
+                f' The predictions are saved under {outfile_prefix}.*.')
+        raise ValueError(
+            f'LTLVISMetric: {len(missing)} of the {len(annotated)} images '
+            f'with objects in {self.ann_file} were not inferred (image ids '
+            f'{sorted(missing)[:5]}...); their objects would count as '
+            'missed and lower every AP. Test the whole dataset of this '
+            'ann_file (no dataloader indices), or give the metric an '
+            f'ann_file of exactly the images tested.{kept}')
+
     def compute_metrics(self, results: list) -> Dict[str, float]:
         """Evaluate the collected results with the numpy-2-safe evaluator.
 
@@ -255,6 +284,7 @@ class LTLVISMetric(LVISMetric):
                 logger.info('results are saved in '
                             f'{osp.dirname(outfile_prefix)}')
                 return eval_results
+            self._check_every_annotated_image(preds, outfile_prefix)
             items = list(self.metric_items or LVIS_METRIC_KEYS)
             for metric in self.metrics:
                 logger.info(f'Evaluating {metric} (LVIS protocol, '

@@ -623,3 +623,97 @@ def test_many_masks_without_boxes(tmp_path):
     official = run_lvis_eval(
         path, results, 'segm', max_dets=150, backend='official')
     _assert_same_tables(fast, official)
+
+
+def _area_gt(tmp_path, second_area):
+    doc = dict(
+        images=[
+            dict(id=1, height=64, width=64, neg_category_ids=[],
+                 not_exhaustive_category_ids=[])
+        ],
+        categories=[dict(id=1, name='a', frequency='f')],
+        annotations=[
+            dict(id=1, image_id=1, category_id=1, bbox=[10, 10, 20, 20],
+                 area=400.0, segmentation=[[10, 10, 30, 10, 30, 30, 10, 30]]),
+            dict(id=2, image_id=1, category_id=1, bbox=[40, 40, 20, 20],
+                 area=second_area,
+                 segmentation=[[40, 40, 60, 40, 60, 60, 40, 60]])
+        ])
+    path = str(tmp_path / f'area_{second_area}.json')
+    with open(path, 'w') as f:
+        json.dump(doc, f)
+    return path
+
+
+def _rle(box):
+    m = np.zeros((64, 64), np.uint8, order='F')
+    if box:
+        x, y, w, h = box
+        m[y:y + h, x:x + w] = 1
+    r = mask_utils.encode(m)
+    r['counts'] = r['counts'].decode()
+    return r
+
+
+@pytest.mark.parametrize('backend', ['fast', 'official'])
+def test_zero_area_annotations_are_left_out_as_officially(tmp_path, backend):
+    """lvis.LVIS.get_ann_ids loads only 0 < area < inf, for the ground
+    truth and for the detections (after the per-image cut)."""
+    # a zero-width box ranked first is not a false positive: both true
+    # boxes found, precision 1 at every recall -> AP 1 (else 2/3 at
+    # recall .5..1: (51 + 50 * 2/3) / 101)
+    boxes = [
+        dict(image_id=1, category_id=1, score=0.95, bbox=[5, 5, 0, 10]),
+        dict(image_id=1, category_id=1, score=0.9, bbox=[10, 10, 20, 20]),
+        dict(image_id=1, category_id=1, score=0.8, bbox=[40, 40, 20, 20])
+    ]
+    two = _area_gt(tmp_path, 400.0)
+    assert evaluate_lvis(two, boxes, 'bbox', backend=backend)['AP'] == \
+        pytest.approx(1.0, abs=1e-12)
+    # a ground truth of area 0 (or below) is no object: AP 1 with the other
+    # one found (else recall .5: 51/101)
+    for area in (0.0, -5.0):
+        m = evaluate_lvis(
+            _area_gt(tmp_path, area), boxes[1:2], 'bbox', backend=backend)
+        assert m['AP'] == pytest.approx(1.0, abs=1e-12), area
+    # masks without boxes: an empty mask (area 0) ranked first
+    masks = [
+        dict(image_id=1, category_id=1, score=0.95, segmentation=_rle(None)),
+        dict(image_id=1, category_id=1, score=0.9,
+             segmentation=_rle([10, 10, 20, 20])),
+        dict(image_id=1, category_id=1, score=0.8,
+             segmentation=_rle([40, 40, 20, 20]))
+    ]
+    assert evaluate_lvis(two, masks, 'segm', backend=backend)['AP'] == \
+        pytest.approx(1.0, abs=1e-12)
+    # the official evaluator agrees on every case
+    for path, dets, iou in ((two, boxes, 'bbox'), (two, masks, 'segm'),
+                            (_area_gt(tmp_path, 0.0), boxes, 'bbox')):
+        off = _official(path, dets, iou)
+        ours = evaluate_lvis(path, dets, iou, backend=backend)
+        for key in LVIS_METRIC_KEYS:
+            assert ours[key] == pytest.approx(off.results[key], abs=1e-12)
+
+
+@pytest.mark.parametrize('backend', ['fast', 'official'])
+def test_malformed_ids_and_scores_refused_by_both_backends(tmp_path, backend):
+    path = _tiny_gt(tmp_path)
+    bad = {
+        # the fast backend used to truncate 1.5 to image 1
+        r'image_id=1\.5': dict(TINY_DETS[0], image_id=1.5),
+        r'category_id=1\.9': dict(TINY_DETS[0], category_id=1.9),
+        # the official backend used to evaluate a NaN score
+        'score=nan': dict(TINY_DETS[0], score=float('nan')),
+        "score='0.9'": dict(TINY_DETS[0], score='0.9'),
+        'score=None': dict(TINY_DETS[0], score=None),
+    }
+    for match, det in bad.items():
+        with pytest.raises(ValueError, match=r'results\[1\] has ' + match):
+            evaluate_lvis(path, [TINY_DETS[0], det], 'bbox', backend=backend)
+    # integral floats and numpy numbers are ids / scores like any other
+    ok = [
+        dict(d, image_id=float(d['image_id']), score=np.float32(d['score']))
+        for d in TINY_DETS
+    ]
+    assert evaluate_lvis(path, ok, 'bbox', backend=backend) == \
+        evaluate_lvis(path, TINY_DETS, 'bbox', backend=backend)

@@ -196,3 +196,33 @@ def test_bad_metric_arguments(val_json):
     with pytest.raises(ValueError, match="backend='cpp'"):
         METRICS.build(
             dict(type='LTLVISMetric', ann_file=val_json, backend='cpp'))
+
+
+def test_images_never_inferred_are_refused(val_json, tmp_path):
+    """The objects of an image that was not inferred would count as missed
+    (AP 0.5 for perfect detections on half the images): refused, naming
+    the images; the predictions are kept when outfile_prefix is set."""
+    samples, doc = _gt_samples(val_json)
+    annotated = sorted({a['image_id'] for a in doc['annotations']})
+    half = [s for s in samples if s['img_id'] not in annotated[::2]]
+    metric = METRICS.build(
+        dict(
+            type='LTLVISMetric',
+            ann_file=val_json,
+            metric='bbox',
+            outfile_prefix=str(tmp_path / 'preds')))
+    n = len(annotated[::2])
+    with pytest.raises(ValueError,
+                       match=f'{n} of the {len(annotated)} images with '
+                       f'objects .* were not inferred .*ids '
+                       rf'\[{annotated[0]}, .*saved under'):
+        _evaluate(metric, half)
+    assert osp.isfile(tmp_path / 'preds.bbox.json')
+    # images without objects may be left out (mmdet's filter_empty_gt)
+    empty_img = max(im['id'] for im in doc['images']) + 1
+    doc['images'].append(dict(doc['images'][0], id=empty_img))
+    path = tmp_path / 'with_empty.json'
+    path.write_text(json.dumps(doc))
+    metric = METRICS.build(
+        dict(type='LTLVISMetric', ann_file=str(path), metric='bbox'))
+    assert _evaluate(metric, samples)['lvis/bbox_AP'] == 1.0
