@@ -268,10 +268,15 @@ class LongTailAccuracy(BaseMetric):
                 ranked = score.topk(maxk).indices.cpu()
             else:
                 ranked = ds['pred_label'].reshape(-1)[:1].cpu()
+            gt = ds['gt_label'].reshape(-1)
+            if gt.numel() != 1:
+                raise ValueError(
+                    f'LongTailAccuracy: a sample has gt_label {gt.tolist()}'
+                    '; the many / medium / few accuracy is single-label '
+                    '(one class index per sample). Multi-label data needs '
+                    'a multi-label metric (mmpretrain MultiLabelMetric).')
             self.results.append(
-                dict(
-                    ranked=ranked.long(),
-                    gt_label=ds['gt_label'].reshape(-1)[:1].cpu().long()))
+                dict(ranked=ranked.long(), gt_label=gt.cpu().long()))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Compute the metrics (see the class docstring)."""

@@ -2,8 +2,8 @@
 
 DisAlign (Zhang et al., CVPR 2021, Sec. 4.2, Table 6 and appendix B.1,
 Table 16) splits ADE20K's 150 classes by their share of all training
-pixels: *head* > 1 %, *body* 0.1 %-1 %, *tail* < 0.1 % (20 / 55 / 75
-classes), and reports mIoU and mAcc per group next to aAcc, mIoU and mAcc.
+pixels: *head* > 1 %, *body* 0.1 %-1 %, *tail* <= 0.1 % (20 / 55 / 75
+classes; the boundaries as in :func:`lt_mm.core.splits.ratio_splits`), and reports mIoU and mAcc per group next to aAcc, mIoU and mAcc.
 """
 from __future__ import annotations
 

@@ -163,3 +163,12 @@ def test_bad_input():
             DataSample().set_gt_label(0).set_pred_score(
                 torch.rand(5)).to_dict()
         ])
+
+
+def test_multi_label_ground_truth_is_refused():
+    # [0, 2] used to be cut to its first label 0 (prediction 2 scored 0)
+    m = LongTailAccuracy(counts=COUNTS, per_class_file=None)
+    sample = DataSample().set_gt_label([0, 2]).set_pred_score(
+        torch.tensor([0.1, 0.2, 0.6, 0.1]))
+    with pytest.raises(ValueError, match=r'gt_label \[0, 2\].*single-label'):
+        m.process(None, [sample.to_dict()])
