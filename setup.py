@@ -40,7 +40,7 @@ setup(
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     include_package_data=True,
     package_data={'lt_mm.core': ['data/*.json']},
-    python_requires='>=3.8',
+    python_requires='>=3.10',  # torch 2.14 and faster-coco-eval
     install_requires=['numpy', 'torch'],
     extras_require={
         'mim': parse_requirements('mminstall.txt'),

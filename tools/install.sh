@@ -60,6 +60,29 @@ for path in sys.argv[1:]:
 EOF
 }
 
+# requirements/runtime.txt pins torch / torchvision; with LT_MM_SKIP_TORCH=1
+# step 4 gets a copy without them and a constraints file holding the torch
+# that is installed (and that mmcv was built against in step 3), so pip never
+# swaps it. Prints the runtime requirements file to use (the constraints file
+# keep-torch.txt lies beside it).
+runtime_reqs() {
+  local src="$ROOT/requirements/runtime.txt"
+  if [ "${LT_MM_SKIP_TORCH:-0}" != 1 ]; then
+    echo "$src"
+    return
+  fi
+  local dir
+  dir=$(mktemp -d)
+  grep -v -E '^[[:space:]]*(torch|torchvision)[[:space:]]*([<>=!~;[]|$)' "$src" > "$dir/runtime.txt"
+  {
+    echo "torch==$(pyver torch)"
+    local tv
+    tv=$(pyver torchvision)
+    [ -z "$tv" ] || echo "torchvision==$tv"
+  } > "$dir/keep-torch.txt"
+  echo "$dir/runtime.txt"
+}
+
 # ---------------------------------------------------------------- 1. torch
 step "1/6 torch ${TORCH_VERSION} + torchvision ${TORCHVISION_VERSION}"
 if [ "${LT_MM_SKIP_TORCH:-0}" = 1 ]; then
@@ -143,11 +166,17 @@ fi
 
 # ------------------------------------------------------- 4. OpenMMLab toolboxes
 step "4/6 mmdet / mmsegmentation / mmpretrain and runtime requirements"
-REQS="$ROOT/requirements/mminstall.txt $ROOT/requirements/runtime.txt $ROOT/requirements/tests.txt $ROOT/requirements/optional.txt"
+RUNTIME=$(runtime_reqs)
+CONSTRAINT=""
+if [ "$RUNTIME" != "$ROOT/requirements/runtime.txt" ]; then
+  CONSTRAINT="-c $(dirname "$RUNTIME")/keep-torch.txt"
+  echo "LT_MM_SKIP_TORCH=1: runtime requirements without the torch pins, torch held at $(pyver torch)"
+fi
+REQS="$ROOT/requirements/mminstall.txt $RUNTIME $ROOT/requirements/tests.txt $ROOT/requirements/optional.txt"
 if reqs_satisfied $REQS; then
   echo "already installed"
 else
-  $PIP $(for r in $REQS; do echo "-r $r"; done) \
+  $PIP $CONSTRAINT $(for r in $REQS; do echo "-r $r"; done) \
     || fail "4/6 toolboxes" "pip could not install requirements/{mminstall,runtime,tests,optional}.txt"
 fi
 

@@ -422,13 +422,40 @@ def toolbox_losses(task: str,
             __doc__=f'{core.__name__} for {module}; arguments and defaults: '
             f'``inspect.signature``, meaning: {core.__module__}.'
             f'{core.__name__}.',
-            __init__=_renaming(init, renamed or {}))
+            __init__=_stock_keywords(_renaming(init, renamed or {})))
         if resolve_counts is not None:
             attrs['resolve_counts'] = resolve_counts
         if current_epoch is not None:
             attrs['current_epoch'] = current_epoch
         out[name] = type(name, (core, ), attrs)
     return out
+
+
+def _stock_keywords(init: Callable) -> Callable:
+    """``init`` that also takes ``use_sigmoid=False``, the one keyword of
+    the toolboxes' stock ``CrossEntropyLoss`` configs (mmseg's FCN, mmdet's
+    box heads) that these softmax losses lack, so that a config changing
+    only ``type`` of a stock loss (mmengine merges the rest) builds;
+    ``use_sigmoid=True`` is refused, naming the fix."""
+
+    def __init__(self, *args, use_sigmoid: bool = False, **kwargs):
+        if use_sigmoid:
+            raise ValueError(
+                f'{type(self).__name__}: use_sigmoid={use_sigmoid!r}; this '
+                'is a softmax cross-entropy. Set use_sigmoid=False (or '
+                "_delete_=True in the loss dict, so that the stock loss's "
+                'keys are not merged into it).')
+        init(self, *args, **kwargs)
+
+    sig = inspect.signature(init)
+    params = list(sig.parameters.values())
+    extra = inspect.Parameter(
+        'use_sigmoid', inspect.Parameter.KEYWORD_ONLY, default=False)
+    last = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+    params = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    __init__.__signature__ = sig.replace(parameters=params + [extra] + last)
+    __init__.__doc__ = init.__doc__
+    return __init__
 
 
 def _renaming(init: Callable, renamed: Dict[str, str]) -> Callable:

@@ -337,7 +337,7 @@ def _load_builtin(name: str) -> ClassStats:
         from importlib.resources import files
         text = files('lt_mm.core.data').joinpath(fname).read_text(
             encoding='utf-8')
-    except (ModuleNotFoundError, FileNotFoundError, TypeError):
+    except (ImportError, FileNotFoundError, TypeError):
         path = osp.join(osp.dirname(osp.abspath(__file__)), 'data', fname)
         with open(path, encoding='utf-8') as f:
             text = f.read()

@@ -131,3 +131,30 @@ def test_one_name_registered_and_picklable():
     copy = pickle.loads(pickle.dumps(loss))
     assert type(copy) is GRWCrossEntropyLoss
     assert_close(copy.class_weight, torch.tensor([0.5, 1.5]))
+
+
+def test_readme_three_line_config_builds(tmp_path):
+    """The README's "three lines": only ``type`` of mmseg's stock loss is
+    changed, so mmengine merges ``use_sigmoid=False, loss_weight=1.0`` into
+    it; the loss takes them (``use_sigmoid=True`` is refused)."""
+    import re
+
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from tests.conftest import REPO
+    with open(f'{REPO}/README.md') as f:
+        text = f.read()
+    section = text.split('## Use lt_mm in an existing config')[1]
+    snippet = re.search(r'```python\n(.*?)```', section, re.S).group(1)
+    path = tmp_path / 'three_lines.py'
+    path.write_text(snippet)
+    cfg = Config.fromfile(str(path))
+    loss_cfg = cfg.model.decode_head.loss_decode
+    assert loss_cfg.use_sigmoid is False and loss_cfg.loss_weight == 1.0
+    init_default_scope('mmseg')
+    loss = MODELS.build(loss_cfg)
+    assert isinstance(loss, GRWCrossEntropyLoss) and loss.rho == 0.3
+    with pytest.raises(ValueError, match='use_sigmoid=True.*_delete_'):
+        MODELS.build(dict(loss_cfg, use_sigmoid=True))
