@@ -12,12 +12,12 @@ import time
 from typing import Tuple
 
 import torch
-from mmengine.dist import collect_results, get_dist_info, is_main_process
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 from torch import Tensor
 
-from lt_mm.engine.class_means import ClassMeansHook
+from lt_mm.engine.class_means import (ClassMeansHook, gather_in_order,
+                                      per_sample)
 from lt_mm.engine.features import eval_dataloader_cfg  # noqa: F401
 
 
@@ -45,21 +45,12 @@ def extract_pre_logits(model, dataloader) -> Tuple[Tensor, Tensor]:
         for data in dataloader:
             data = model.data_preprocessor(data, False)
             x = model.head.pre_logits(model.extract_feat(data['inputs']))
-            x = x.float().cpu()
-            for i, ds in enumerate(data['data_samples']):
-                rows.append((x[i], int(ds.gt_label.reshape(-1)[0])))
+            feats = per_sample(x.float().cpu())
+            for feat, ds in zip(feats, data['data_samples']):
+                rows.append((feat, int(ds.gt_label.reshape(-1)[0])))
     finally:  # the caller's mode, also when the loader or model raises
         model.train(was_training)
-    size = len(dataloader.dataset)
-    _, world = get_dist_info()
-    if world > 1:
-        rows = collect_results(rows, size, 'cpu')
-        if not is_main_process():
-            rows = None
-        holder = [rows]
-        from mmengine.dist import broadcast_object_list
-        broadcast_object_list(holder)
-        rows = holder[0]
+    rows = gather_in_order(rows, len(dataloader.dataset))
     if not rows:
         raise ValueError('the dataloader yielded no sample.')
     feats = torch.stack([r[0] for r in rows])

@@ -84,6 +84,16 @@ def _split_normalize(x: Tensor, k: int) -> Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(norm_eps(x.dtype))
 
 
+def _unit_direction(head_direction: Tensor, dim: int, k: int) -> Tensor:
+    """``d_k / ||d_k||`` (K, D/K), normalised in at least float32: the
+    moving average ``d`` grows to ~1 / (1 - mu) times the mean feature
+    (5000x at mu = 0.9998), whose norm overflows float16; the unit vector
+    is then cast to the compute dtype by the caller."""
+    d = head_direction.reshape(dim)
+    return _split_normalize(
+        d.to(torch.promote_types(d.dtype, torch.float32)), k)
+
+
 def _normalize_heads(feats: Tensor, k: int) -> Tensor:
     """``x_k / ||x_k||`` per head on dim 1, same shape as ``feats``.
 
@@ -139,7 +149,7 @@ def direction_projections(w_bar: Tensor, head_direction: Tensor,
     """
     c, dim = w_bar.shape
     k = num_heads
-    d_hat = _split_normalize(head_direction.reshape(dim).to(w_bar.dtype), k)
+    d_hat = _unit_direction(head_direction, dim, k).to(w_bar.dtype)
     u = torch.einsum('kd,ckd->kc', d_hat, w_bar.reshape(c, k, dim // k))
     return d_hat, u
 
@@ -338,7 +348,7 @@ def _head_cosines(feats: Tensor, head_direction: Tensor,
             f'head_direction has {head_direction.numel()} entries; '
             f'expected D={dim}.')
     xb = _split_normalize(x, k)
-    d_hat = _split_normalize(head_direction.reshape(dim).to(xb.dtype), k)
+    d_hat = _unit_direction(head_direction, dim, k).to(xb.dtype)
     return (xb * d_hat).sum(dim=-1)  # (..., K)
 
 

@@ -27,12 +27,11 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from mmdet.registry import HOOKS
 from mmdet.structures.bbox import bbox2roi, get_box_tensor
-from mmengine.dist import (broadcast_object_list, collect_results,
-                           get_dist_info, is_main_process)
 from mmengine.model import is_model_wrapper
 from torch import Tensor
 
-from lt_mm.engine.class_means import ClassMeansHook
+from lt_mm.engine.class_means import (ClassMeansHook, gather_in_order,
+                                      per_sample)
 from .decoupling import NCMLinear
 
 _WRAPPERS = ('ClassBalancedDataset', 'RepeatDataset')
@@ -145,7 +144,8 @@ def extract_gt_box_features(
             else:  # no box in the batch: still one (empty) row per image
                 for n, m in layers.items():
                     store[n].append(torch.zeros(0, m.in_features))
-            feats = {n: torch.cat(v).split(sizes) for n, v in store.items()}
+            feats = {n: per_sample(torch.cat(v), sizes)
+                     for n, v in store.items()}
             for i, s in enumerate(samples):
                 rows.append(({
                     n: f[i]
@@ -155,13 +155,7 @@ def extract_gt_box_features(
         for h in handles:
             h.remove()
         model.train(was_training)
-    _, world = get_dist_info()
-    if world > 1:
-        size = len(dataloader.dataset)
-        rows = collect_results(rows, size, 'cpu')
-        holder = [rows if is_main_process() else None]
-        broadcast_object_list(holder)
-        rows = holder[0]
+    rows = gather_in_order(rows, len(dataloader.dataset))
     if not rows:
         raise ValueError('the dataloader yielded no ground-truth box.')
     labels = torch.cat([r[1] for r in rows]).long()

@@ -13,13 +13,54 @@ from __future__ import annotations
 
 import os.path as osp
 import time
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
-from mmengine.dist import broadcast, is_main_process
+from mmengine.dist import (broadcast, broadcast_object_list, collect_results,
+                           get_dist_info, is_main_process)
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import (get_state_dict, save_checkpoint,
                                         weights_to_cpu)
+from torch import Tensor
+
+
+def per_sample(x: Tensor,
+               sizes: Optional[Sequence[int]] = None) -> List[Tensor]:
+    """The rows of a batch tensor (or its row blocks of ``sizes``), each
+    in its own storage.
+
+    A view keeps the whole batch's storage: pickled to gather the rows
+    across ranks (:func:`gather_in_order`) it would carry the whole batch,
+    B times the data per sample.
+
+    Args:
+        x: (B, ...) tensor.
+        sizes: rows per sample (e.g. boxes per image); None: one each.
+
+    Returns:
+        list[Tensor]: ``len(sizes)`` (or B) tensors.
+    """
+    parts = x.unbind(0) if sizes is None else x.split(list(sizes))
+    return [p.clone() for p in parts]
+
+
+def gather_in_order(rows: list, size: int) -> list:
+    """Every rank's per-sample ``rows`` in dataset order, on every rank
+    (mmengine's ``collect_results`` to rank 0, then a broadcast); the rows
+    as they are with one process.
+
+    Args:
+        rows: this rank's rows, one per sample of its shard.
+        size: samples in the dataset (drops the distributed sampler's
+            padding).
+    """
+    _, world = get_dist_info()
+    if world == 1:
+        return rows
+    rows = collect_results(rows, size, 'cpu')
+    holder = [rows if is_main_process() else None]
+    broadcast_object_list(holder)
+    return holder[0]
 
 
 class ClassMeansHook(Hook):

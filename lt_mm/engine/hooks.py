@@ -544,9 +544,22 @@ def set_rng_state(state: Dict[str, Any]) -> None:
     n = state['numpy']
     np.random.set_state((n[0], np.asarray(n[1],
                                           dtype=np.uint32), n[2], n[3], n[4]))
-    torch.set_rng_state(state['torch'])
+    # mmengine's resume loads the checkpoint onto the GPU when there is one
+    # (map_location='default'); the generators take CPU ByteTensors only
+    torch.set_rng_state(state['torch'].cpu())
     if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+        saved = [s.cpu() for s in state['cuda']]
+        count = torch.cuda.device_count()
+        if len(saved) != count:
+            print_log(
+                f'lt_mm: the checkpoint holds the random states of '
+                f'{len(saved)} CUDA devices and {count} are visible now; '
+                f'the first {min(len(saved), count)} are restored, so the '
+                'resumed run need not repeat the straight one exactly.',
+                logger='current',
+                level=logging.WARNING)
+        for i, s in enumerate(saved[:count]):
+            torch.cuda.set_rng_state(s, i)
 
 
 def warn_persistent_workers_resume(dataloader: Any) -> bool:

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.dist import all_reduce
+from mmengine.dist import all_reduce, get_dist_info
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 from torch import Tensor
@@ -188,8 +188,22 @@ class NCMConvSegCentroidHook(ClassMeansHook):
                     else:
                         acc[t] = [s, n]
             if not acc:
-                raise ValueError('NCMCentroidHook: the dataloader yielded '
-                                 'no image.')
+                if get_dist_info()[1] == 1:
+                    raise ValueError('NCMCentroidHook: the dataloader '
+                                     'yielded no image.')
+                # a rank without an image (fewer images than ranks) still
+                # joins every all_reduce, else the others wait forever;
+                # no labelled pixel anywhere stops all ranks in load_sums
+                device = clf.class_present.device
+                acc = {
+                    t: [
+                        torch.zeros(clf.num_classes, clf.in_channels,
+                                    dtype=torch.float64, device=device),
+                        torch.zeros(clf.num_classes, dtype=torch.long,
+                                    device=device)
+                    ]
+                    for t in types
+                }
             for t, (s, n) in acc.items():
                 all_reduce(s)  # no-op without torch.distributed
                 all_reduce(n)

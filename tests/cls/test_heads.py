@@ -93,6 +93,17 @@ def test_disalign_cosine_head():
     assert 'fc.weight' in head.state_dict()
 
 
+def test_disalign_normed_feat_sigma_of_a_zero_feature_in_half():
+    # F.normalize's default eps 1e-12 is 0 in float16: 0 / 0 = NaN
+    head = _build(
+        type='DisAlignCosineClsHead',
+        num_classes=2,
+        in_channels=2,
+        sigma_input='normed_feat').half()
+    x = torch.zeros(1, 2, dtype=torch.float16)
+    assert torch.isfinite(head.train_logits(x)).all()
+
+
 # --------------------------------------------------------- decoupling
 def test_taunorm_head_hand_computed():
     head = _build(type='TauNormClsHead', num_classes=2, in_channels=2, tau=1.0)

@@ -492,3 +492,26 @@ def test_zero_feature_chunk_gives_no_nan_in_float16():
         out = causal_norm_logits(feats.to(dtype), weight.to(dtype), 2)
         assert not out.isnan().any(), dtype
         assert (out[0] == 0).all(), dtype
+
+
+def test_head_direction_normalised_before_the_cast_to_half():
+    """d grows to ~5000x the mean feature (mu = 0.9998): ||d_k|| = 72000
+    overflows float16 (max 65504). Normalised first in float32, TDE on
+    half features equals the float32 TDE to half precision; cast first,
+    d_hat was 0 and TDE silently the plain causal-norm logits."""
+    from lt_mm.core.causal_norm import direction_projections
+    torch.manual_seed(0)
+    d = torch.full((8, ), 36000.0)  # K = 2 chunks of 4: norm 72000
+    w_bar = torch.randn(3, 8)
+    d_hat32, u32 = direction_projections(w_bar, d, 2)
+    d_hat16, u16 = direction_projections(w_bar.half(), d, 2)
+    assert torch.isfinite(d_hat16).all() and d_hat16.dtype == torch.float16
+    assert_close(d_hat16.float(), d_hat32, atol=1e-3, rtol=0)
+    assert_close(u16.float(), u32, atol=1e-2, rtol=0)
+    x = torch.randn(5, 8)
+    full = tde_logits(x, w_bar * 2, d, num_heads=2, alpha=1.0)
+    half = tde_logits(x.half(), (w_bar * 2).half(), d, num_heads=2,
+                      alpha=1.0)
+    plain = tde_logits(x, w_bar * 2, d, num_heads=2, alpha=0.0)
+    assert_close(half.float(), full, atol=5e-2, rtol=0)
+    assert not torch.allclose(full, plain, atol=5e-2)

@@ -53,7 +53,7 @@ def test_quickstart_seed_arguments(quickstart, tmp_path):
     with pytest.raises(SystemExit, match='--seed 3 and --seeds'):
         quickstart.main(['--fast', '--work-dir', str(tmp_path), '--seed',
                          '3', '--seeds', '2'])
-    with pytest.raises(SystemExit, match='>= 0'):
+    with pytest.raises(SystemExit, match=r'--seeds -1: seeds are 0 \.\.'):
         quickstart.seed_list([-1, 2])
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
+from lt_mm.core._utils import norm_eps
 from lt_mm.core.checks import check_choice, pop_args
 from lt_mm.core.disalign import DISALIGN_ARGS, DisAlignCalibration
 from .base import CosineClsHead, LTLinearClsHead
@@ -45,7 +46,8 @@ class _DisAlignMixin:
         """Calibrated logits ``z + sigma(x) (a z + beta)`` (Eq. 5/6):
         (N, D) -> (N, C)."""
         z = self.classifier_logits(x)
-        s = F.normalize(x, dim=1) if self.sigma_input == 'normed_feat' else x
+        s = (F.normalize(x, dim=1, eps=norm_eps(x.dtype))
+             if self.sigma_input == 'normed_feat' else x)
         return self.calibration(z, s)
 
     def stage2_parameter_names(self) -> List[str]:
