@@ -27,7 +27,8 @@ Two backends compute the same numbers:
   here, around it: the ``max_dets`` highest-scoring detections *per image*
   are kept first (faster-coco-eval's ``maxDets`` caps each image *and
   category*), with the official tie rule; detection areas are set as
-  ``lvis.LVISResults`` sets them; the official area ranges, IoU / recall
+  ``lvis.LVISResults`` sets them, and annotations of area <= 0 are left
+  out as the official loader leaves them out; the official area ranges, IoU / recall
   thresholds and r / c / f bins; and the summary is the official
   ``LVISEval.summarize`` run on the compiled precision table. The metrics
   agree with the official evaluator to ~1e-15 (tests and
@@ -522,7 +523,10 @@ def _fast_tables(gt: LVIS, results: List[dict], iou_type: str, max_dets: int,
     Steps (all exact, i.e. they change no number of the LVIS evaluation):
 
     1. keep the ``max_dets`` best detections per image
-       (:func:`keep_top_per_image`, the official tie rule);
+       (:func:`keep_top_per_image`, the official tie rule); then, as
+       ``lvis.LVIS.get_ann_ids`` loads them, only ground truths and
+       detections with ``0 < area < inf`` (a zero-width box or an empty
+       mask is no detection, an area-0 object no object);
     2. federated filter of Sec. 5: drop a detection unless its category is
        annotated in its image or listed in ``neg_category_ids``; mark the
        detections of ``not_exhaustive_category_ids`` (unmatched ones are
