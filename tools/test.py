@@ -55,10 +55,14 @@ def main():
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     # a scheme lt_mm cannot load safely (e.g. registered by a plugin of
     # custom_imports) fails before anything is built
+    if args.out and not args.out.endswith(('.pkl', '.pickle')):
+        raise SystemExit(f'--out {args.out}: give a .pkl file (mmengine '
+                         'DumpResults pickles the predictions).')
     from lt_mm.engine.checkpoint import (CheckpointMismatchError,
                                          UnverifiedSchemeError,
                                          check_checkpoint_scheme,
                                          require_complete_checkpoint)
+    from lt_mm.engine.hooks import Stage2GuardError
     try:
         check_checkpoint_scheme(args.checkpoint)
     except UnverifiedSchemeError as exc:
@@ -83,14 +87,14 @@ def main():
     require_complete_checkpoint(runner, args.allow_missing_keys)
     if args.out:
         from mmengine.evaluator import DumpResults
-        assert args.out.endswith(('.pkl', '.pickle')), \
-            '--out must be a .pkl file'
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
     try:
         runner.test()
     except CheckpointMismatchError as exc:
         raise SystemExit(f'lt_mm: CheckpointMismatchError: {exc}')
+    except Stage2GuardError as exc:
+        raise SystemExit(f'lt_mm: Stage2GuardError: {exc}')
 
 
 if __name__ == '__main__':

@@ -453,6 +453,8 @@ class Stage2FreezeHook(Hook):
         # must be there (else: another method's or a stage-1 checkpoint)
         lacking = [n for n in new if n in self._trained_names] \
             if self._resuming and self._training else []
+        if not self._training:
+            self._check_tested_checkpoint(checkpoint, source, new)
         problems = []
         if lacking:
             problems.append(
@@ -484,6 +486,32 @@ class Stage2FreezeHook(Hook):
                 print_log(
                     f'stage 2: initialised {len(new)} new parameters: ' +
                     ', '.join(new), 'current')
+
+    def _check_tested_checkpoint(self, checkpoint: dict, source: str,
+                                 new: List[str]) -> None:
+        """Testing a stage-2 config needs a checkpoint a stage-2 run wrote
+        (:func:`is_stage2_checkpoint_meta`): with the stage-1 checkpoint the
+        stage-2 parts are untrained (a DisAlign calibration at identity,
+        LWS scales of 1, a cRT classifier re-initialised when it loads)
+        and the metrics, reported under the method's name, are not the
+        method's. ``strict_stage1=False`` turns this into a warning."""
+        meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+        if is_stage2_checkpoint_meta(meta if isinstance(meta, dict) else {}):
+            return
+        untrained = [n for n in new if n in self._trained_names]
+        what = (f'untrained stage-2 parameters ({_head(untrained)})'
+                if untrained else 'stage-2 parts that were never trained')
+        msg = (f'Stage2FreezeHook: {source!r} was not written by a stage-2 '
+               'run (its meta has no lt_mm stage-2 record): testing this '
+               f'stage-2 config with it would evaluate {what}. Test the '
+               'checkpoint of the stage-2 run (in its work dir), or the '
+               'stage-1 checkpoint with the stage-1 config')
+        if self.strict_stage1:
+            raise Stage2GuardError(
+                msg + '; strict_stage1=False in the Stage2FreezeHook config '
+                'tests it anyway.')
+        print_log(msg + ' (strict_stage1=False: testing it anyway).',
+                  'current', 30)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Mark the checkpoint as written by a stage-2 run."""

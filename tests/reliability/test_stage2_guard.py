@@ -271,3 +271,38 @@ def test_strict_stage1_false_warns(cls_env, cls_stage1, tmp_path):
     runner.load_checkpoint(five)  # what load_or_resume does: no error
     log = _log(runner)
     assert 'strict_stage1=False: continuing' in log and 'head.fc.weight' in log
+
+
+# ------------------------------------- testing a stage-2 config (session 12)
+@pytest.mark.parametrize('method', ['crt', 'disalign', 'lws'])
+def test_stage2_config_tested_with_stage1_checkpoint_refused(
+        cls_env, cls_stage1, tmp_path, method):
+    """Testing a stage-2 config with the stage-1 checkpoint evaluated a
+    re-initialised cRT classifier (numbers changing with the seed), or a
+    DisAlign / LWS at identity, under the method's name, and exited 0."""
+    cfg = _config(method, tmp_path / 'w', f'test_s1_{method}')
+    cfg.load_from = cls_stage1['checkpoint']
+    runner = build_runner(cfg)
+    with pytest.raises(Stage2GuardError,
+                       match='not written by a stage-2 run.*stage-1 config'):
+        runner.test()
+    # strict_stage1=False: a warning, and the test runs
+    cfg = _config(method, tmp_path / 'w2', f'test_s1_{method}_lenient')
+    cfg.load_from = cls_stage1['checkpoint']
+    for hook in cfg.custom_hooks:
+        if hook['type'] == 'Stage2FreezeHook':
+            hook['strict_stage1'] = False
+    assert 'accuracy/top1' in build_runner(cfg).test()
+
+
+def test_test_tool_on_stage2_config_and_bad_out(run_tool, cls_stage1,
+                                                tmp_path):
+    proc = run_tool('test.py', _cfg('crt'), cls_stage1['checkpoint'],
+                    '--work-dir', str(tmp_path), check=False)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert 'lt_mm: Stage2GuardError' in proc.stdout
+    assert 'Traceback' not in proc.stdout
+    proc = run_tool('test.py', cls_stage1['config'], cls_stage1['checkpoint'],
+                    '--out', str(tmp_path / 'preds.json'), check=False)
+    assert proc.returncode == 1
+    assert '--out' in proc.stdout and '.pkl' in proc.stdout
