@@ -96,15 +96,25 @@ def test_test_tool_refuses_foreign_pickle(cls_stage1, run_tool, tmp_path):
     assert 'posix.system' in proc.stdout
 
 
-def test_dist_train_two_cpu_processes(cls_stage1, run_tool, tmp_path):
+@pytest.mark.parametrize('stage', ['stage1', 'stage2'])
+def test_dist_train_two_cpu_processes(cls_stage1, run_tool, tmp_path, stage):
+    """dist_train.sh with 2 gloo processes; the shipped stage-2 config
+    as it is (its find_unused_parameters=True: the frozen parameters get
+    no gradient, and DDP without it is refused)."""
     work = str(tmp_path / 'dist')
     port = str(free_port())
     env_port = dict(os.environ, PORT=port)
+    config = cls_stage1['config'] if stage == 'stage1' else osp.join(
+        REPO, 'configs', 'quickstart', 'digits_cls_disalign.py')
+    extra = [] if stage == 'stage1' else [
+        f'load_from={cls_stage1["checkpoint"]}'
+    ]
     cmd = [
         'bash',
-        osp.join(REPO, 'tools', 'dist_train.sh'), cls_stage1['config'], '2',
-        '--work-dir', work, '--cfg-options', 'train_cfg.max_epochs=1',
-        'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1'
+        osp.join(REPO, 'tools', 'dist_train.sh'), config, '2', '--work-dir',
+        work, '--cfg-options', 'train_cfg.max_epochs=1',
+        'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1',
+        *extra
     ]
     env_port['LT_MM_DATA_ROOT'] = run_tool.data_root
     env_port['PYTHONPATH'] = REPO

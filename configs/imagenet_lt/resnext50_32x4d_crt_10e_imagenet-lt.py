@@ -9,6 +9,8 @@ train_dataloader = dict(
         _delete_=True, type='ClassBalancedSampler', samples_per_class=4))
 
 custom_hooks = [dict(type='Stage2FreezeHook')]
+# frozen parameters get no gradient: required under DDP (multi-GPU)
+find_unused_parameters = True
 load_from = None  # required: --cfg-options load_from=<stage-1 checkpoint>
 
 train_cfg = dict(by_epoch=True, max_epochs=10, val_interval=2)

@@ -8,6 +8,8 @@ model = dict(
         loss=dict(_delete_=True, type='GRWLoss', rho=1.2)))
 
 custom_hooks = [dict(type='Stage2FreezeHook')]
+# frozen parameters get no gradient: required under DDP (multi-GPU)
+find_unused_parameters = True
 load_from = None  # required: --cfg-options load_from=<stage-1 checkpoint>
 
 train_dataloader = dict(batch_size=32)

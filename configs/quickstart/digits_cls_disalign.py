@@ -17,6 +17,8 @@ model = dict(
 
 # freeze everything but the DisAlign parameters; needs load_from
 custom_hooks = [dict(type='Stage2FreezeHook')]
+# frozen parameters get no gradient: required under DDP (multi-GPU)
+find_unused_parameters = True
 load_from = None  # the stage-1 checkpoint, given with --cfg-options
 
 optim_wrapper = dict(

@@ -30,6 +30,8 @@ model = dict(
 # quickstart config); override with --cfg-options load_from=...
 load_from = 'work_dirs/digits_det_mask_rcnn_stage1/epoch_36.pth'
 custom_hooks = [dict(type='Stage2FreezeHook')]
+# frozen parameters get no gradient: required under DDP (multi-GPU)
+find_unused_parameters = True
 
 max_epochs = 6
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)

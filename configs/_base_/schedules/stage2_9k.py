@@ -6,6 +6,8 @@ _base_ = [
 ]
 
 custom_hooks = [dict(type='Stage2FreezeHook', freeze_bn_stats=True)]
+# frozen parameters get no gradient: required under DDP (multi-GPU)
+find_unused_parameters = True
 train_cfg = dict(
     _delete_=True,
     type='IterBasedTrainLoop',
