@@ -73,9 +73,19 @@ def main():
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
     # resume rules and stage-2 guards, before the Runner writes anything
-    apply_resume(cfg, args.resume)
+    from lt_mm.engine.checkpoint import (CheckpointMismatchError,
+                                         CheckpointReadError)
+    from lt_mm.engine.hooks import Stage2GuardError
+    try:
+        apply_resume(cfg, args.resume)
+    except (ValueError, FileNotFoundError, CheckpointReadError) as exc:
+        raise SystemExit(f'lt_mm: {type(exc).__name__}: {exc}')
     runner = build_runner(cfg, args.launcher)
-    runner.train()
+    try:
+        runner.train()
+    except (Stage2GuardError, CheckpointMismatchError) as exc:
+        # the checks that need the built model (before the first iteration)
+        raise SystemExit(f'lt_mm: {type(exc).__name__}: {exc}')
 
 
 if __name__ == '__main__':

@@ -194,12 +194,43 @@ def apply_resume(cfg: Config, resume: Optional[str]) -> None:
         cfg.resume, cfg.load_from = True, resume
     else:
         cfg.resume = bool(cfg.get('resume', False))
+    _check_load_from(cfg, stage2)
     if stage2:
         resume_from = cfg.load_from if cfg.resume else None
         for settings in _checkpoint_hook_settings(cfg):
             check_stage2_work_dir(work_dir, cfg.get('load_from', None),
                                   bool(cfg.resume), resume_from, **settings)
     sync_resume_seed(cfg)
+
+
+def _check_load_from(cfg: Config, stage2: bool) -> None:
+    """A fresh run's ``load_from`` before anything is built: a local path
+    must be a file (mmengine finds out after building the model and the
+    data), and a stage-2 config needs one (unless its hook says
+    ``require_load_from=False``)."""
+    from .hooks import Stage2GuardError
+    load_from = cfg.get('load_from', None)
+    if cfg.get('resume', False) and load_from is None:
+        return  # mmengine resumes from the work dir's last checkpoint
+    if load_from is None:
+        hooks = [
+            h for h in cfg.get('custom_hooks', None) or []
+            if isinstance(h, dict)
+            and str(h.get('type', '')).endswith('Stage2FreezeHook')
+        ]
+        if stage2 and all(h.get('require_load_from', True) for h in hooks):
+            raise Stage2GuardError(
+                'Stage2FreezeHook: this is a stage-2 config but load_from '
+                'is not set. Point load_from at the stage-1 checkpoint, '
+                'e.g. --cfg-options load_from=work_dirs/stage1/epoch_90.pth.')
+        return
+    path = str(load_from)
+    if '://' not in path and not osp.isfile(path):
+        what = 'a folder, not a checkpoint file' if osp.isdir(path) else \
+            'no such file'
+        raise FileNotFoundError(
+            f'load_from={path!r}: {what}. Give the path of a checkpoint '
+            '(e.g. work_dirs/stage1/epoch_90.pth).')
 
 
 def build_runner(cfg: Config, launcher: str = 'none') -> Runner:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import os.path as osp
+import re
 import shutil
 
 import pytest
@@ -306,3 +307,30 @@ def test_test_tool_on_stage2_config_and_bad_out(run_tool, cls_stage1,
                     '--out', str(tmp_path / 'preds.json'), check=False)
     assert proc.returncode == 1
     assert '--out' in proc.stdout and '.pkl' in proc.stdout
+
+
+def test_train_tool_checks_load_from_before_anything_is_written(
+        run_tool, cls_stage1, tmp_path):
+    """No load_from on a stage-2 config, or one naming no file: one line
+    and exit 1 before the Runner exists (it used to write its log folder,
+    or build the model and data first and then raise a traceback)."""
+    cases = [
+        ([], 'load_from is not set'),
+        ([f'load_from={tmp_path / "nope.pth"}'], 'nope.pth.*no such file'),
+        ([f'load_from={tmp_path}'], 'a folder, not a checkpoint file'),
+    ]
+    for i, (opts, match) in enumerate(cases):
+        work = tmp_path / f'w{i}'
+        proc = run_tool('train.py', _cfg('disalign'), '--work-dir', str(work),
+                        '--cfg-options', 'train_cfg.max_epochs=1', *opts,
+                        check=False)
+        assert proc.returncode == 1, proc.stdout[-3000:]
+        assert 'Traceback' not in proc.stdout
+        assert re.search('lt_mm: .*' + match, proc.stdout), proc.stdout[-2000:]
+        assert not work.exists()
+    # a stage-1 config too: a missing load_from file is named at once
+    proc = run_tool('train.py', cls_stage1['config'], '--work-dir',
+                    str(tmp_path / 'w9'), '--cfg-options',
+                    f'load_from={tmp_path / "gone.pth"}', check=False)
+    assert proc.returncode == 1 and 'gone.pth' in proc.stdout
+    assert not (tmp_path / 'w9').exists()
