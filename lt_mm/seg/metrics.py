@@ -3,7 +3,8 @@
 DisAlign (Zhang et al., CVPR 2021, Sec. 4.2, Table 6 and appendix B.1,
 Table 16) splits ADE20K's 150 classes by their share of all training
 pixels: *head* > 1 %, *body* 0.1 %-1 %, *tail* <= 0.1 % (20 / 55 / 75
-classes; the boundaries as in :func:`lt_mm.core.splits.ratio_splits`), and reports mIoU and mAcc per group next to aAcc, mIoU and mAcc.
+classes; the boundaries as in :func:`lt_mm.core.splits.ratio_splits`),
+and reports mIoU and mAcc per group next to aAcc, mIoU and mAcc.
 """
 from __future__ import annotations
 
@@ -112,6 +113,16 @@ class HeadBodyTailIoUMetric(IoUMetric):
             self._stats = load_class_stats(stats_file)
             if thr_given:
                 self._stats = self._with_share_splits(self._stats, stats_file)
+            groups = set(self._stats.splits)
+            if self._stats.splits and self._stats.unit != 'pixels' and \
+                    not groups <= {'head', 'body', 'tail'}:
+                raise ValueError(
+                    f'{stats_file}: the statistics are in '
+                    f'{self._stats.unit!r} with the groups {sorted(groups)}'
+                    ' (another task\'s file?); head/body/tail IoU needs a '
+                    "'pixels' file of this dataset (python tools/"
+                    'class_stats.py CONFIG --unit pixels) or explicit '
+                    'head/body/tail splits.')
             if not self._stats.splits and self._stats.unit != 'pixels':
                 raise ValueError(
                     f'{stats_file}: the statistics have no splits and are in '

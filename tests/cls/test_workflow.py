@@ -173,6 +173,7 @@ def test_sweep_tool_select_on_val(cls_stage1, run_tool, tmp_path):
     for title in ('[val] tau-norm', '[test] tau-norm', 'N_c^tau rule',
                   'logit adjustment', 'selected on val by balanced'):
         assert title in log, title
+    assert 'same images' not in log  # ImageNet-LT lists: val != test
     # 30 val + 50 test images; 3 sweeps x 21 values x 2 splits
     assert re.search(
         r'feature extraction \(backbone \+ neck, 80 images, '
@@ -183,6 +184,23 @@ def test_sweep_tool_select_on_val(cls_stage1, run_tool, tmp_path):
     assert set(curve['metrics'][0]) >= {'top1', 'many', 'medium', 'few'}
     assert res['selected']['taunorm']['value'] in curve['values']
     assert 'tde_alpha' in res['skipped']
+
+
+def test_sweep_tool_refuses_a_checkpoint_or_stats_file_that_does_not_fit(
+        cls_stage1, seg_stage1, run_tool, tmp_path, data_root):
+    # another task's checkpoint: swept with random weights before
+    proc = run_tool('analysis/sweep_posthoc.py', _cfg('resnet_stage1'),
+                    seg_stage1['checkpoint'], check=False)
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert 'lt_mm: CheckpointMismatchError' in proc.stdout
+    assert '--allow-missing-keys' in proc.stdout
+    # pixel counts for the image-count rules of classification
+    seg_stats = osp.join(data_root, 'seg', 'class_stats.json')
+    proc = run_tool('analysis/sweep_posthoc.py', _cfg('resnet_stage1'),
+                    cls_stage1['checkpoint'], '--stats-file', seg_stats,
+                    '--sweeps', 'nc_tau', check=False)
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert '--stats-file' in proc.stdout and 'pixels' in proc.stdout
 
 
 def test_bad_input_fails_before_training(cls_stage1, run_tool, tmp_path,

@@ -39,6 +39,9 @@ def test_seg_sweep_reproduces_the_test_loop(seg_stage1, run_tool, tmp_path):
     for title in ('[val] tau-norm', '[test] N_c^tau rule',
                   'selected on val by mIoU'):
         assert title in log, title
+    # the config's test set is its val set: said so, once
+    assert log.count('WARNING: --select-on val and --report test are the '
+                     'same images') == 1
     curves = res['curves']['test']
     assert curves['nc_tau']['values'] == [0.0, 0.5, 1.0]
     assert set(curves['taunorm']['metrics'][0]) >= set(SEG_KEYS)

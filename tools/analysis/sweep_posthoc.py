@@ -147,6 +147,11 @@ def parse_args(argv=None):
         '(under CACHE_DIR/<split>)')
     p.add_argument('--out', help='write the curves to this JSON file')
     p.add_argument(
+        '--allow-missing-keys',
+        action='store_true',
+        help='sweep even when model entries are missing from the '
+        'checkpoint or have another shape (only a warning), as tools/test.py')
+    p.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -181,6 +186,35 @@ def _loader_cfg(cfg, split):
     if loader['num_workers'] == 0:
         loader['persistent_workers'] = False
     return loader
+
+
+def warn_same_images(args, cfg) -> bool:
+    """Warn when ``--select-on`` and ``--report`` read the same images
+    (e.g. ADE20K / LVIS configs whose test set is the val set): the
+    reported numbers are then tuned on the images they report."""
+    if not args.select_on or args.select_on == args.report:
+        return False
+
+    def dataset(split):
+        return _plain(_loader_cfg(cfg, split).get('dataset'))
+
+    if dataset(args.select_on) != dataset(args.report):
+        return False
+    print(f'WARNING: --select-on {args.select_on} and --report '
+          f'{args.report} are the same images in this config: the '
+          'reported numbers are chosen on the images they are reported '
+          'on. Select on other images (e.g. --select-on train --report '
+          f'{args.report}).', flush=True)
+    return True
+
+
+def _plain(obj):
+    """Config containers as plain dicts / lists (to compare them)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
 
 
 def _evaluator_cfg(cfg, split):
@@ -250,12 +284,24 @@ def _quiet_logger():
         logger.setLevel(level)
 
 
-def build_model(cfg, checkpoint):
+def build_model(cfg, checkpoint, allow_missing_keys=False):
     """The config's model (toolbox registry of ``default_scope``) with the
-    checkpoint loaded (lt_mm's safe loading), in eval mode."""
+    checkpoint loaded (lt_mm's safe loading), in eval mode.
+
+    A checkpoint that leaves model entries unloaded (another model's; the
+    statistics a module fills itself do not count) stops the tool, as in
+    ``tools/test.py`` (``--allow-missing-keys``: a warning)."""
+    import re
+    from collections import OrderedDict
+
     import torch  # noqa: F401
     from mmengine.registry import DefaultScope
-    from mmengine.runner import load_checkpoint
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    from lt_mm.engine.checkpoint import (CheckpointMismatchError,
+                                         check_state_dict_fit,
+                                         install_safe_checkpoint_loading,
+                                         load_state_dict_checked)
     scope = cfg.default_scope
     DefaultScope.get_instance(f'sweep_posthoc_{time.time()}', scope_name=scope)
     importlib.import_module(TASKS[scope].adapter)  # registers lt_mm modules
@@ -265,7 +311,19 @@ def build_model(cfg, checkpoint):
         # as mmengine's Runner does: the top-level preprocessor (mean/std)
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
     model = models.build(model_cfg)
-    load_checkpoint(model, checkpoint, map_location='cpu')
+    install_safe_checkpoint_loading()
+    ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise SystemExit(f'{checkpoint}: holds no state dict.')
+    state = OrderedDict(
+        (re.sub(r'^module\.', '', k), v) for k, v in state.items())
+    missing, _, errors = load_state_dict_checked(model, state)
+    try:
+        check_state_dict_fit(checkpoint, missing, errors, len(state),
+                             allow_missing_keys)
+    except CheckpointMismatchError as exc:
+        raise SystemExit(f'lt_mm: CheckpointMismatchError: {exc}')
     return model.eval()
 
 
@@ -277,7 +335,7 @@ def _metrics_registry(cfg):
 def cls_prepare(args, cfg) -> dict:
     """Model, head, LongTailAccuracy and counts of an mmpretrain config."""
     import torch
-    model = build_model(cfg, args.checkpoint)
+    model = build_model(cfg, args.checkpoint, args.allow_missing_keys)
     head = model.head
     evaluator = _evaluator_cfg(cfg, 'test')
     if evaluator.get('type') != 'LongTailAccuracy':
@@ -287,7 +345,11 @@ def cls_prepare(args, cfg) -> dict:
     counts = None
     if args.stats_file:
         from lt_mm.core.stats import load_class_stats
-        counts = load_class_stats(args.stats_file, metric.num_classes).counts
+        try:  # N_c of the papers' rule: training images per class
+            counts = load_class_stats(
+                args.stats_file, metric.num_classes, unit='images').counts
+        except ValueError as exc:
+            raise SystemExit(f'lt_mm: --stats-file: {exc}')
     elif getattr(head, 'posthoc', None) is not None:
         counts = head.posthoc.counts.tolist()
     elif metric.counts is not None:
@@ -367,7 +429,7 @@ SEG_KNOBS = dict(taunorm='tau_norm')
 
 def seg_prepare(args, cfg) -> dict:
     """Model, decode head and pixel counts of an mmseg config."""
-    model = build_model(cfg, args.checkpoint)
+    model = build_model(cfg, args.checkpoint, args.allow_missing_keys)
     head = model.decode_head
     n = head.num_classes
     if args.stats_file:
@@ -426,7 +488,7 @@ def seg_curve(ctx, cache, name, values) -> List[dict]:
 def det_prepare(args, cfg) -> dict:
     """Detector, box classifier and foreground counts of an mmdet config."""
     from lt_mm.det.posthoc_sweep import _box_head
-    model = build_model(cfg, args.checkpoint)
+    model = build_model(cfg, args.checkpoint, args.allow_missing_keys)
     try:
         _, bbox_head = _box_head(model)
     except ValueError as e:
@@ -665,6 +727,7 @@ def main(argv=None):
             f'nothing to sweep for this checkpoint ({why}). Choose --sweeps '
             f'among {", ".join(task.sweeps)} that fit it, or give '
             '--stats-file for the prior rules.')
+    warn_same_images(args, cfg)
     curves, timing = run_sweeps(args, cfg, task, ctx, sweeps)
     selected = report(args, task, curves, skipped, timing)
     if args.out:
