@@ -323,6 +323,14 @@ def _check_classes(cfg: Any, leaves: List[Tuple[str, Any]],
                 f'{key0}={c0} but {key1}={c1}: the box and mask heads '
                 'predict the same foreground classes (the dataset\'s); set '
                 'every num_classes to the number of classes of the data.')
+    # every class output of the model counts the same classes (a head of
+    # 12 with a data_preprocessor of 10 trained, then failed in the metric)
+    for (key0, c0), (key1, c1) in zip(model_c, model_c[1:]):
+        if c0 != c1:
+            raise ConfigCheckError(
+                f'{key0}={c0} but {key1}={c1}: the model\'s class outputs '
+                'must count the same classes; set every num_classes to the '
+                'number of classes of the data.')
     # 3. metrics and losses: num_classes and their training lists
     nodes: List[Tuple[str, Any]] = [('model', _get(cfg, 'model') or {})]
     for name in evaluators:
@@ -352,6 +360,15 @@ def _check_classes(cfg: Any, leaves: List[Tuple[str, Any]],
                         f'{tpath}:{line}: label {largest} ({tkey}) is out '
                         f'of range for {mkey}={c} (labels must lie in '
                         f'[0, {c})).')
+                if key != 'model' and n is None and largest + 1 != c:
+                    # the metric counts classes 0 .. largest of the list
+                    raise ConfigCheckError(
+                        f'{key} counts {largest + 1} classes (labels 0..'
+                        f'{largest} of {tkey}={tpath!r}) but {mkey}={c}: '
+                        'the metric must count the classes the model '
+                        'predicts. Set the model to the classes of the '
+                        f'data, or give {key}.num_classes={c} if the '
+                        'last classes have no training image.')
 
 
 # ------------------------------------------------------------ entry

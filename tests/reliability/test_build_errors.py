@@ -171,6 +171,33 @@ def test_metric_num_classes_vs_head(data_root, monkeypatch, tmp_path):
     assert 'model.head.num_classes=10' in str(e.value)
 
 
+def test_more_head_classes_than_the_data_has(data_root, monkeypatch,
+                                            tmp_path):
+    """A head of 12 classes on 10-class data passed preflight (labels <
+    12), trained the whole schedule and failed in the metric."""
+    monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
+    e = _preflight_error(
+        CLS_QS,
+        tmp_path,
+        monkeypatch,
+        options={'model.head.num_classes': 12},
+        mode='train')
+    assert 'model.head.num_classes=12 but data_preprocessor.num_classes=10' \
+        in str(e.value)
+    e = _preflight_error(
+        CLS_QS,
+        tmp_path,
+        monkeypatch,
+        options={
+            'model.head.num_classes': 12,
+            'data_preprocessor.num_classes': 12
+        },
+        mode='train')
+    msg = str(e.value)
+    assert 'val_evaluator counts 10 classes (labels 0..9' in msg
+    assert 'model.head.num_classes=12' in msg
+
+
 def test_seg_classes_vs_decode_head(data_root, monkeypatch, tmp_path):
     monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
     e = _preflight_error(
