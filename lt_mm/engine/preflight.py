@@ -451,3 +451,59 @@ def check_config(cfg: Any, mode: str = 'all') -> None:
                     f'directory {os.getcwd()}). Point it at your copy with '
                     f'--cfg-options {key}.ann_file=PATH{_env_hint(cfg)}.')
     _check_classes(cfg, leaves, evaluators)
+    warn_counts_elsewhere(cfg, evaluators)
+
+
+def _count_sources(node: Any, key: str) -> Iterator[Tuple[str, str]]:
+    """Every local ``train_ann_file`` / ``stats_file`` in a subtree."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in ('train_ann_file', 'stats_file') and isinstance(
+                    v, str) and '://' not in v and ':' not in v[:9]:
+                yield f'{key}.{k}', v
+            else:
+                yield from _count_sources(v, f'{key}.{k}')
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            yield from _count_sources(v, f'{key}.{i}')
+
+
+def warn_counts_elsewhere(cfg: Any, evaluators: List[str]) -> List[str]:
+    """Warn when an explicit count source (``train_ann_file`` /
+    ``stats_file`` of a loss, head or metric) lies outside the training
+    dataset's ``data_root``: a config that builds these paths from its
+    data root keeps the old ones when only ``train_dataloader.dataset.
+    data_root`` is overridden, and the groups / weights then come from
+    other data. Not an error: a stats file may live elsewhere on purpose.
+
+    Returns:
+        list[str]: the config keys warned about.
+    """
+    train = _get(_get(cfg, 'train_dataloader'), 'dataset')
+    roots = {
+        osp.abspath(r)
+        for _, ds in leaf_datasets(train, 'train_dataloader.dataset')
+        for r in [_get(ds, 'data_root')] if isinstance(r, str) and r
+    }
+    if not roots:
+        return []
+    nodes: List[Tuple[str, Any]] = [('model', _get(cfg, 'model') or {})]
+    for name in evaluators:
+        nodes.extend(_evaluators(cfg, name))
+    warned = []
+    for key, node in nodes:
+        for skey, path in _count_sources(node, key):
+            full = osp.abspath(path)
+            if any(full == r or full.startswith(r + os.sep) for r in roots):
+                continue
+            warned.append(skey)
+            from mmengine.logging import print_log
+            print_log(
+                f'lt_mm: {skey}={path!r} is not under the training data '
+                f'({", ".join(sorted(roots))}): the class counts and '
+                'groups come from that file, not from the training data. '
+                'If the data moved, move this path too (or remove it: '
+                'counts without a source follow train_dataloader.dataset).',
+                logger='current',
+                level=30)
+    return warned

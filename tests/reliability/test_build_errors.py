@@ -198,6 +198,28 @@ def test_more_head_classes_than_the_data_has(data_root, monkeypatch,
     assert 'model.head.num_classes=12' in msg
 
 
+def test_counts_left_behind_by_a_moved_data_root(data_root, monkeypatch,
+                                                 tmp_path):
+    """The quickstart configs build their count sources from data_root;
+    overriding only train_dataloader.dataset.data_root kept the old
+    files' groups without a word: now one warning per source."""
+    import shutil
+
+    from lt_mm.engine.preflight import warn_counts_elsewhere
+    monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
+    moved = str(tmp_path / 'moved')
+    for task, path in (('cls', CLS_QS), ('seg', SEG_QS)):
+        shutil.copytree(osp.join(data_root, task), osp.join(moved, task))
+        cfg = Config.fromfile(path)
+        evaluators = ['val_evaluator', 'test_evaluator']
+        assert warn_counts_elsewhere(cfg, evaluators) == []
+        cfg.merge_from_dict(
+            {'train_dataloader.dataset.data_root': osp.join(moved, task)})
+        warned = warn_counts_elsewhere(cfg, evaluators)
+        key = 'train_ann_file' if task == 'cls' else 'stats_file'
+        assert f'val_evaluator.{key}' in warned, warned
+
+
 def test_seg_classes_vs_decode_head(data_root, monkeypatch, tmp_path):
     monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
     e = _preflight_error(
