@@ -41,8 +41,10 @@ read with ``stats_file=``. Group rules (``--rule``):
   ``tail_thr``, default 1 % / 0.1 %; ``lt_mm.core.stats.ratio_splits``);
 * ``shot``: many/medium/few (> 100, < 20 images; ``many_thr``,
   ``few_thr``);
-* ``lvis``: rare/common/frequent (<= 10, <= 100 images; ``rare_max``,
-  ``common_max``);
+* ``lvis``: rare/common/frequent: an LVIS json's own ``frequency``
+  letters (what ``LTLVISMetric`` reports), else by image counts (<= 10,
+  <= 100 images; ``rare_max``, ``common_max``, which also override the
+  letters);
 * ``none``: no groups.
 """
 import argparse
@@ -56,10 +58,12 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 TOOLBOXES = ('mmseg', 'mmpretrain', 'mmdet')
 RULES = ('auto', 'ade20k', 'pixel', 'ratio', 'shot', 'lvis', 'none')
+# mmdet: images, the unit of LVIS's r / c / f bins, DisAlign's GRW and the
+# post-hoc N_c rules (CDT counts instances: --unit instances)
 DEFAULT_UNIT = {
     'mmseg': 'pixels',
     'mmpretrain': 'images',
-    'mmdet': 'instances'
+    'mmdet': 'images'
 }
 UNITS = {
     'mmseg': ('pixels', 'images'),
@@ -86,7 +90,7 @@ def parse_args(argv=None):
         '--unit',
         choices=['images', 'instances', 'pixels'],
         help='unit of "counts" (default: pixels for mmseg, images for '
-        'mmpretrain, instances for mmdet); the other units go to "extra"')
+        'mmpretrain and mmdet); the other units go to "extra"')
     parser.add_argument(
         '--rule', default='auto', choices=RULES, help='class groups')
     parser.add_argument(
@@ -168,8 +172,25 @@ def read_leaf(toolbox: str, ds: dict, progress: bool) -> dict:
     }
     res['num_images'] = int(st.extra['num_images'])
     res['names'] = st.names
+    if toolbox == 'mmdet':
+        res['frequency'] = _json_frequency(ds)
     res['dataset_type'] = st.extra.get('dataset_type') or _type_name(ds)
     return res
+
+
+def _json_frequency(ds: dict) -> Optional[List[str]]:
+    """The LVIS json's per-category ``frequency`` letters in label order
+    (the json's category order, as mmdet labels them), or None."""
+    import json
+
+    from lt_mm.det.counts import _ann_path
+    path = _ann_path(ds)
+    if not path.endswith('.json') or not osp.isfile(path):
+        return None
+    with open(path) as f:
+        cats = json.load(f).get('categories') or []
+    freq = [c.get('frequency') for c in cats]
+    return freq if freq and all(f in ('r', 'c', 'f') for f in freq) else None
 
 
 def _type_name(ds: dict) -> str:
@@ -190,7 +211,9 @@ def count(toolbox: str, leaves: List[Tuple[str, dict]],
             raise ValueError('the concatenated datasets have different '
                              'classes; count them separately.')
         for k, v in res.items():
-            if k not in ('names', 'dataset_type'):
+            if k == 'frequency':  # kept only when every part agrees
+                total[k] = v if v == total.get(k) else None
+            elif k not in ('names', 'dataset_type'):
                 total[k] = total[k] + v
     classes = total['names']
     if not classes:
@@ -240,6 +263,11 @@ def make_splits(toolbox: str, rule: str, classes: List[str], res: dict,
             # included
             thr.setdefault('total', res['total'])
         return rule, compute_splits(res['pixels'], rule, **thr)
+    if rule == 'lvis' and not thr and res.get('frequency'):
+        # the json's own r / c / f letters: the bins LTLVISMetric reports
+        # (on LVIS they are the image-count rule; a toy set scales them)
+        from lt_mm.core.stats import lvis_splits
+        return rule, lvis_splits(frequency=res['frequency'])
     return rule, compute_splits(res['images'], rule, **thr)
 
 

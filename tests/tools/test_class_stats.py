@@ -147,11 +147,23 @@ def test_mmdet_instance_and_image_counts(tool, data_root, tmp_path):
     imgs = np.zeros(len(cats), np.int64)
     for s in per_image.values():
         imgs[list(s)] += 1
-    assert st['unit'] == 'instances'
-    assert st['counts'] == inst.tolist()
+    # images by default (LVIS's bins, GRW, the post-hoc N_c rules)
+    assert st['unit'] == 'images'
+    assert st['counts'] == imgs.tolist()
     assert st['extra']['image_counts'] == imgs.tolist()
     assert st['extra']['instance_counts'] == inst.tolist()
-    # lvis rule on image counts: rare <= 10, common <= 100, frequent > 100
+    # lvis rule: the json's own frequency letters, the bins LTLVISMetric
+    # reports (the toy scales LVIS's thresholds down)
+    letters = [c['frequency'] for c in cats]
+    assert st['splits'] == {
+        g: [i for i, f in enumerate(letters) if f == g[0]]
+        for g in ('rare', 'common', 'frequent')
+    }
+    # thresholds: the image-count rule, rare <= 10, common <= 100
+    tool.main([str(cfg), '--out', out, '--no-progress', '--unit',
+               'instances', '--thr', 'rare_max=10', 'common_max=100'])
+    st = _load(out)
+    assert st['unit'] == 'instances' and st['counts'] == inst.tolist()
     assert st['splits'] == {
         'rare': [i for i in range(len(cats)) if imgs[i] <= 10],
         'common': [i for i in range(len(cats)) if 10 < imgs[i] <= 100],
