@@ -446,5 +446,8 @@ def run_tasks_parallel(tasks: Sequence[str],
 
 
 def _summary(spec: TaskSpec, metrics: Dict[str, float]) -> str:
-    return ', '.join(f'{title} {metrics.get(key, float("nan")):.2f}'
-                     for title, key in spec.columns)
+    # percent, as in the tables (mmdet's LVIS AP is a fraction)
+    scale = 100.0 if spec is TASKS['det'] else 1.0
+    return ', '.join(
+        f'{title} {scale * metrics.get(key, float("nan")):.2f}'
+        for title, key in spec.columns)
