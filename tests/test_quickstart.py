@@ -231,8 +231,8 @@ def _fake_stage1(work, task, record):
 
 
 def test_stage1_is_reused_only_for_the_same_settings(tmp_path):
-    from lt_mm.quickstart.runs import (Stage1Mismatch, reusable_stage1,
-                                       stage1_record)
+    from lt_mm.quickstart.runs import (STAGE1_RECORD, Stage1Mismatch,
+                                       reusable_stage1, stage1_record)
     work = str(tmp_path)
     assert reusable_stage1('cls', work, True, 0) is None
     ckpt = _fake_stage1(work, 'cls',
@@ -249,6 +249,11 @@ def test_stage1_is_reused_only_for_the_same_settings(tmp_path):
         reusable_stage1('seg', work, True, 0)
     _fake_stage1(work, 'det', None)
     with pytest.raises(Stage1Mismatch, match='is missing'):
+        reusable_stage1('det', work, True, 0)
+    # a record cut short while it was written
+    with open(osp.join(work, 'det', 'stage1', STAGE1_RECORD), 'w') as f:
+        f.write('{"task": "de')
+    with pytest.raises(Stage1Mismatch, match='cannot be read'):
         reusable_stage1('det', work, True, 0)
 
 

@@ -28,10 +28,10 @@ Two backends compute the same numbers:
   are kept first (faster-coco-eval's ``maxDets`` caps each image *and
   category*), with the official tie rule; detection areas are set as
   ``lvis.LVISResults`` sets them, and annotations of area <= 0 are left
-  out as the official loader leaves them out; the official area ranges, IoU / recall
-  thresholds and r / c / f bins; and the summary is the official
-  ``LVISEval.summarize`` run on the compiled precision table. The metrics
-  agree with the official evaluator to ~1e-15 (tests and
+  out as the official loader leaves them out; the official area ranges,
+  IoU / recall thresholds and r / c / f bins; and the summary is the
+  official ``LVISEval.summarize`` run on the compiled precision table. The
+  metrics agree with the official evaluator to ~1e-15 (tests and
   ``benchmarks/bench_lvis_eval.py``) at a fraction of the time.
 
 Neither backend deep-copies the caller's results; the fast one copies
@@ -393,7 +393,7 @@ def _check_results(results: Sequence[dict], gt: LVIS, iou_type: str) -> None:
                 'the sorted category ids (LVIS ids are 1-based).')
         score = res['score']
         if not (isinstance(score, numbers.Real) and not isinstance(
-                score, bool) and math.isfinite(score)):
+                score, (bool, np.bool_)) and math.isfinite(score)):
             raise ValueError(f'results[{i}] has score={res["score"]!r}; '
                              'scores must be finite numbers.')
 
@@ -478,8 +478,10 @@ def _result_arrays(results: List[dict], gt: LVIS, iou_type: str):
     try:
         img = _integer_ids([r['image_id'] for r in results])
         cat = _integer_ids([r['category_id'] for r in results])
-        score = np.asarray([r['score'] for r in results])
-        if score.dtype.kind not in 'fiu':  # e.g. '0.9' (a str)
+        raw = [r['score'] for r in results]
+        score = np.asarray(raw)
+        if score.dtype.kind not in 'fiu' or any(  # '0.9', True
+                isinstance(v, (bool, np.bool_)) for v in raw):
             raise ValueError('non-numeric score')
         score = score.astype(np.float64)
         for r in results:

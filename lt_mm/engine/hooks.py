@@ -79,14 +79,27 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
     return False
 
 
+def _is_stage2_hook(h: Any) -> bool:
+    t = h.get('type') if isinstance(h, dict) else type(h)
+    return t in ('Stage2FreezeHook', 'mmengine.Stage2FreezeHook') or (
+        isinstance(t, type) and issubclass(t, Stage2FreezeHook))
+
+
 def is_stage2_config(cfg: Any) -> bool:
     """Whether ``cfg.custom_hooks`` holds a :class:`Stage2FreezeHook`."""
+    return any(
+        _is_stage2_hook(h) for h in cfg.get('custom_hooks', None) or [])
+
+
+def stage2_hook_cfgs(cfg: Any) -> List[dict]:
+    """The :class:`Stage2FreezeHook` entries of ``cfg.custom_hooks`` as
+    dicts of their arguments (a built hook: its attributes)."""
+    out = []
     for h in cfg.get('custom_hooks', None) or []:
-        t = h.get('type') if isinstance(h, dict) else type(h)
-        if t in ('Stage2FreezeHook', 'mmengine.Stage2FreezeHook') or (
-                isinstance(t, type) and issubclass(t, Stage2FreezeHook)):
-            return True
-    return False
+        if _is_stage2_hook(h):
+            out.append(h if isinstance(h, dict) else dict(
+                require_load_from=h.require_load_from))
+    return out
 
 
 def is_stage2_checkpoint_meta(meta: Dict[str, Any]) -> bool:
@@ -489,23 +502,27 @@ class Stage2FreezeHook(Hook):
 
     def _check_tested_checkpoint(self, checkpoint: dict, source: str,
                                  new: List[str]) -> None:
-        """Testing a stage-2 config needs a checkpoint a stage-2 run wrote
-        (:func:`is_stage2_checkpoint_meta`): with the stage-1 checkpoint the
-        stage-2 parts are untrained (a DisAlign calibration at identity,
-        LWS scales of 1, a cRT classifier re-initialised when it loads)
-        and the metrics, reported under the method's name, are not the
-        method's. ``strict_stage1=False`` turns this into a warning."""
+        """Testing a stage-2 config needs the stage-2 entries in the
+        checkpoint: a stage-1 checkpoint lacks them, and they would keep
+        their initial values (a DisAlign calibration at identity, LWS
+        scales of 1, a cRT classifier re-initialised when it loads, its
+        ``crt_retrained`` flag missing) while the metrics are reported
+        under the method's name. A checkpoint a stage-2 run wrote
+        (:func:`is_stage2_checkpoint_meta`), or one that holds every entry
+        (e.g. converted official weights), is tested.
+        ``strict_stage1=False`` turns the refusal into a warning.
+        """
         meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
-        if is_stage2_checkpoint_meta(meta if isinstance(meta, dict) else {}):
+        if not new or is_stage2_checkpoint_meta(
+                meta if isinstance(meta, dict) else {}):
             return
-        untrained = [n for n in new if n in self._trained_names]
-        what = (f'untrained stage-2 parameters ({_head(untrained)})'
-                if untrained else 'stage-2 parts that were never trained')
-        msg = (f'Stage2FreezeHook: {source!r} was not written by a stage-2 '
-               'run (its meta has no lt_mm stage-2 record): testing this '
-               f'stage-2 config with it would evaluate {what}. Test the '
-               'checkpoint of the stage-2 run (in its work dir), or the '
-               'stage-1 checkpoint with the stage-1 config')
+        msg = (f'Stage2FreezeHook: {source!r} lacks {len(new)} entr'
+               f'{"y" if len(new) == 1 else "ies"} of this stage-2 model '
+               f'({_head(new)}) and was not written by a stage-2 run (its '
+               'meta has no lt_mm stage-2 record): testing it would '
+               'evaluate untrained stage-2 parts under the method\'s name. '
+               'Test the checkpoint of the stage-2 run (in its work dir), '
+               'or the stage-1 checkpoint with the stage-1 config')
         if self.strict_stage1:
             raise Stage2GuardError(
                 msg + '; strict_stage1=False in the Stage2FreezeHook config '

@@ -208,16 +208,14 @@ def _check_load_from(cfg: Config, stage2: bool) -> None:
     must be a file (mmengine finds out after building the model and the
     data), and a stage-2 config needs one (unless its hook says
     ``require_load_from=False``)."""
-    from .hooks import Stage2GuardError
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from .hooks import Stage2GuardError, stage2_hook_cfgs
     load_from = cfg.get('load_from', None)
     if cfg.get('resume', False) and load_from is None:
         return  # mmengine resumes from the work dir's last checkpoint
     if load_from is None:
-        hooks = [
-            h for h in cfg.get('custom_hooks', None) or []
-            if isinstance(h, dict)
-            and str(h.get('type', '')).endswith('Stage2FreezeHook')
-        ]
+        hooks = stage2_hook_cfgs(cfg)
         if stage2 and all(h.get('require_load_from', True) for h in hooks):
             raise Stage2GuardError(
                 'Stage2FreezeHook: this is a stage-2 config but load_from '
@@ -225,7 +223,9 @@ def _check_load_from(cfg: Config, stage2: bool) -> None:
                 'e.g. --cfg-options load_from=work_dirs/stage1/epoch_90.pth.')
         return
     path = str(load_from)
-    if '://' not in path and not osp.isfile(path):
+    local = CheckpointLoader._get_checkpoint_loader(path) is \
+        CheckpointLoader._schemes.get('')
+    if local and not osp.isfile(osp.expanduser(path)):
         what = 'a folder, not a checkpoint file' if osp.isdir(path) else \
             'no such file'
         raise FileNotFoundError(

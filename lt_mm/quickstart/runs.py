@@ -280,9 +280,13 @@ def reusable_stage1(task: str, work_dir: str, fast: bool,
         raise Stage1Mismatch(
             f'{ckpt}: {rec_path} is missing, so nothing says what this '
             f'stage 1 was trained on (this run: {_describe(want)}). {fix}')
-    with open(rec_path) as f:
-        have = json.load(f)
-    if not have.get('complete'):
+    try:
+        with open(rec_path) as f:
+            have = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise Stage1Mismatch(
+            f'{ckpt}: {rec_path} cannot be read ({exc}). {fix}') from None
+    if not isinstance(have, dict) or not have.get('complete'):
         raise Stage1Mismatch(
             f'{ckpt}: the stage-1 training in {s1_dir} did not finish '
             f'({rec_path} is not marked complete). {fix}')

@@ -706,6 +706,7 @@ def test_malformed_ids_and_scores_refused_by_both_backends(tmp_path, backend):
         'score=nan': dict(TINY_DETS[0], score=float('nan')),
         "score='0.9'": dict(TINY_DETS[0], score='0.9'),
         'score=None': dict(TINY_DETS[0], score=None),
+        'score=True': dict(TINY_DETS[0], score=True),
     }
     for match, det in bad.items():
         with pytest.raises(ValueError, match=r'results\[1\] has ' + match):

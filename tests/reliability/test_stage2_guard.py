@@ -334,3 +334,48 @@ def test_train_tool_checks_load_from_before_anything_is_written(
                     f'load_from={tmp_path / "gone.pth"}', check=False)
     assert proc.returncode == 1 and 'gone.pth' in proc.stdout
     assert not (tmp_path / 'w9').exists()
+
+
+def test_load_from_check_keeps_what_mmengine_loads(tmp_path, monkeypatch):
+    """~ paths and remote schemes pass (mmengine expands / fetches them);
+    require_load_from=False passes with the hook given as a class."""
+    from mmengine.config import Config
+
+    from lt_mm.engine.hooks import Stage2FreezeHook
+    from lt_mm.engine.runner_utils import _check_load_from
+    monkeypatch.setenv('HOME', str(tmp_path))
+    (tmp_path / 'ckpt.pth').write_bytes(b'x')
+    ok = [
+        ('~/ckpt.pth', [dict(type='Stage2FreezeHook')]),
+        (None, [dict(type=Stage2FreezeHook, require_load_from=False)]),
+        ('torchvision://resnet50', [dict(type='Stage2FreezeHook')]),
+        ('s3://bucket/ckpt.pth', []),
+    ]
+    for load_from, hooks in ok:
+        cfg = Config(dict(load_from=load_from, custom_hooks=hooks))
+        _check_load_from(cfg, bool(hooks))
+    with pytest.raises(Stage2GuardError, match='load_from is not set'):
+        _check_load_from(
+            Config(dict(load_from=None, custom_hooks=[dict(
+                type=Stage2FreezeHook)])), True)
+    with pytest.raises(FileNotFoundError, match='no such file'):
+        _check_load_from(Config(dict(load_from='~/gone.pth')), False)
+
+
+def test_complete_checkpoint_without_stage2_record_is_tested(
+        cls_env, cls_stage1, tmp_path):
+    """E.g. official DisAlign weights converted to lt_mm's names: every
+    entry is there, so it is tested although no stage-2 run wrote it."""
+    cfg = _config('disalign', tmp_path / 'w', 'converted')
+    cfg.load_from = cls_stage1['checkpoint']
+    model_state = build_runner(cfg).model.state_dict()
+    ckpt = safe_torch_load(cls_stage1['checkpoint'])
+    state = dict(ckpt['state_dict'])
+    for key, value in model_state.items():
+        if key.startswith('head.calibration.'):
+            state[key] = value.clone() + 0.5  # "trained" values
+    converted = str(tmp_path / 'converted.pth')
+    torch.save(dict(state_dict=state, meta={}), converted)
+    cfg = _config('disalign', tmp_path / 'w2', 'converted_test')
+    cfg.load_from = converted
+    assert 'accuracy/top1' in build_runner(cfg).test()
