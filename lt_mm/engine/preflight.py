@@ -240,6 +240,15 @@ def _model_classes(cfg: Any) -> List[Tuple[str, int]]:
     return out
 
 
+def _check_agree(entries: List[Tuple[str, int]], why: str) -> None:
+    """``(config key, num_classes)`` entries must all be equal."""
+    for (key0, c0), (key1, c1) in zip(entries, entries[1:]):
+        if c0 != c1:
+            raise ConfigCheckError(
+                f'{key0}={c0} but {key1}={c1}: {why}; set every '
+                'num_classes to the number of classes of the data.')
+
+
 def _onehot(cfg: Any, key: str) -> bool:
     """Whether the data preprocessor at ``key`` ('data_preprocessor' or
     'model.data_preprocessor') makes one-hot labels of its num_classes."""
@@ -328,25 +337,16 @@ def _check_classes(cfg: Any, leaves: List[Tuple[str, Any]],
                     'other bbox_head / mask_head num_classes), or give the '
                     'dataset the classes the model is built for.')
     # detection heads of a dataset without explicit classes: they agree
-    det_c = [(k, c) for k, c in model_c if k.startswith(_DET_HEADS)]
-    for (key0, c0), (key1, c1) in zip(det_c, det_c[1:]):
-        if c0 != c1:
-            raise ConfigCheckError(
-                f'{key0}={c0} but {key1}={c1}: the box and mask heads '
-                'predict the same foreground classes (the dataset\'s); set '
-                'every num_classes to the number of classes of the data.')
+    _check_agree([(k, c) for k, c in model_c if k.startswith(_DET_HEADS)],
+                 'the box and mask heads predict the same foreground '
+                 'classes (the dataset\'s)')
     # every class output of the model counts the same classes; a
     # data_preprocessor's num_classes only matters for its batch augments
     # (one-hot labels): mmpretrain's own in21k config has head 21843 and
     # preprocessor 21842
-    outputs = [(k, c) for k, c in model_c
-               if 'data_preprocessor' not in k or _onehot(cfg, k)]
-    for (key0, c0), (key1, c1) in zip(outputs, outputs[1:]):
-        if c0 != c1:
-            raise ConfigCheckError(
-                f'{key0}={c0} but {key1}={c1}: the model\'s class outputs '
-                'must count the same classes; set every num_classes to the '
-                'number of classes of the data.')
+    _check_agree([(k, c) for k, c in model_c
+                  if 'data_preprocessor' not in k or _onehot(cfg, k)],
+                 'the model\'s class outputs must count the same classes')
     # 3. metrics and losses: num_classes and their training lists
     nodes: List[Tuple[str, Any]] = [('model', _get(cfg, 'model') or {})]
     for name in evaluators:
