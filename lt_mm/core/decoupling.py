@@ -363,9 +363,15 @@ def ncm_logits(feats: Tensor,
     x = _ncm_transform(_flatten_samples(feats), feat_type, global_mean)
     c = centroids.to(x.dtype)
     if dist == 'l2':
-        x2 = x.pow(2).sum(1, keepdim=True)
-        c2 = c.pow(2).sum(1).unsqueeze(0)
-        sq = x2 + c2 - 2.0 * x @ c.t()
+        # ||x||^2 + ||c||^2 - 2 x.c cancels: in at least float32 and
+        # outside autocast (a float16 x.c of raw features, in the hundreds,
+        # is off by ~0.25 and flips close rankings); float32 scores
+        wide = torch.promote_types(x.dtype, torch.float32)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            xw, cw = x.to(wide), c.to(wide)
+            x2 = xw.pow(2).sum(1, keepdim=True)
+            c2 = cw.pow(2).sum(1).unsqueeze(0)
+            sq = x2 + c2 - 2.0 * xw @ cw.t()
         out = -sq.clamp_min(0.0)
     else:
         xn = F.normalize(x, dim=1, eps=norm_eps(x.dtype))

@@ -288,3 +288,24 @@ def test_cosine_classifier_zero_feature_gives_no_nan_in_float16():
         assert not out.isnan().any() and (out == 0).all()
     assert not tau_norm_logits(
         feats, torch.zeros(3, 4, dtype=torch.float16), 1.0).isnan().any()
+
+
+def test_ncm_l2_scores_in_float32_under_autocast_and_half():
+    """-||x - c||^2 as ||x||^2 + ||c||^2 - 2 x.c cancels: raw features
+    with x.c in the hundreds lose the ranking in bfloat16 / float16."""
+    from lt_mm.core.decoupling import ncm_logits
+    g = torch.Generator().manual_seed(0)
+    c = 20.0 + torch.randn(5, 64, generator=g)  # close, large centroids
+    x = c[torch.arange(40) % 5] + 0.3 * torch.randn(40, 64, generator=g)
+    ref = ncm_logits(x.double(), c.double(), feat_type='un')
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        auto = ncm_logits(x, c, feat_type='un')
+    half = ncm_logits(x.half(), c.half(), feat_type='un')
+    assert auto.dtype == half.dtype == torch.float32
+    assert torch.equal(auto.argmax(1), ref.argmax(1))
+    torch.testing.assert_close(auto.double(), ref, rtol=0, atol=1e-2)
+    # half inputs: only the rounding of x and c to half remains
+    torch.testing.assert_close(
+        half.double(),
+        ncm_logits(x.half().double(), c.half().double(), feat_type='un'),
+        rtol=0, atol=1e-2)
