@@ -141,3 +141,32 @@ def test_importing_lt_mm_core_imports_no_toolbox():
             '("mmdet", "mmseg", "mmpretrain", "mmcv", "mmengine"))]; '
             'assert not bad, bad')
     subprocess.run([sys.executable, '-c', code], cwd=REPO, check=True)
+
+
+@pytest.mark.parametrize('task', ['cls', 'seg'])
+def test_show_dir_paints_every_image_with_interval_1(request, run_tool,
+                                                     tmp_path, task):
+    """--show-dir painted 1 of 50 cls images and none of 4 seg images (the
+    hooks' default intervals); --interval 1 paints each (mmpretrain's own
+    default)."""
+    s1 = request.getfixturevalue(f'{task}_stage1')
+    show = tmp_path / 'show'
+    args = ['--work-dir', str(tmp_path / 'w'), '--show-dir', str(show)]
+    if task == 'seg':
+        args += ['--interval', '1']
+    run_tool('test.py', s1['config'], s1['checkpoint'], *args)
+    painted = [
+        p for p in glob.glob(str(tmp_path / '**' / '*.*'), recursive=True)
+        if p.endswith(('.png', '.jpg', '.JPEG')) and 'show' in p
+    ]
+    lst = 'ImageNet_LT_test.txt' if task == 'cls' else None
+    if lst:
+        with open(osp.join(run_tool.data_root, 'cls', lst)) as f:
+            n = len([line for line in f if line.strip()])
+    else:
+        n = len(os.listdir(
+            osp.join(run_tool.data_root, 'seg', 'images', 'validation')))
+    assert len(painted) == n, (len(painted), n)
+    proc = run_tool('test.py', s1['config'], s1['checkpoint'], *args[:4],
+                    '--interval', '0', check=False)
+    assert proc.returncode == 1 and '--interval 0' in proc.stdout

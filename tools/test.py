@@ -25,6 +25,12 @@ def parse_args():
     parser.add_argument(
         '--show-dir', help='directory where painted images will be saved')
     parser.add_argument(
+        '--interval',
+        type=int,
+        help='with --show-dir: paint every N-th test image (default: 1 for '
+        'mmpretrain, the visualization hook\'s interval for mmdet / mmseg, '
+        'as their own tools)')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -79,7 +85,10 @@ def main():
     cfg.load_from = args.checkpoint
     cfg.resume = False
     if args.show_dir:
-        enable_visualization(cfg, args.show_dir)
+        try:
+            enable_visualization(cfg, args.show_dir, args.interval)
+        except ValueError as exc:
+            raise SystemExit(f'lt_mm: {exc}')
 
     runner = build_runner(cfg, args.launcher)
     # mmengine loads with strict=False and only warns when the checkpoint

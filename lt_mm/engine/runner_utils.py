@@ -270,8 +270,20 @@ def build_runner(cfg: Config, launcher: str = 'none') -> Runner:
     return runner
 
 
-def enable_visualization(cfg: Config, show_dir: str) -> None:
-    """Turn on the toolbox's visualization hook to paint test results."""
+def enable_visualization(cfg: Config,
+                         show_dir: str,
+                         interval: Optional[int] = None) -> None:
+    """Turn on the toolbox's visualization hook to paint test results.
+
+    As each toolbox's own ``tools/test.py``: mmpretrain paints every
+    ``interval``-th image (default 1), mmdet / mmseg every image the hook's
+    ``interval`` names (50 in their stock configs) unless ``interval`` is
+    given.
+    """
+    if interval is not None and (isinstance(interval, bool)
+                                 or not isinstance(interval, int)
+                                 or interval < 1):
+        raise ValueError(f'--interval {interval!r}: give an integer >= 1.')
     hooks = cfg.get('default_hooks', {})
     vis = hooks.get('visualization', None)
     if vis is None:
@@ -281,8 +293,11 @@ def enable_visualization(cfg: Config, show_dir: str) -> None:
     if scope == 'mmpretrain':
         vis['enable'] = True
         vis['out_dir'] = show_dir
+        vis['interval'] = interval or 1
     else:  # mmdet / mmseg
         vis['draw'] = True
+        if interval is not None:
+            vis['interval'] = interval
         if scope == 'mmdet':
             vis['test_out_dir'] = show_dir
         else:
