@@ -180,16 +180,14 @@ def read_leaf(toolbox: str, ds: dict, progress: bool) -> dict:
 
 def _json_frequency(ds: dict) -> Optional[List[str]]:
     """The LVIS json's per-category ``frequency`` letters in label order
-    (the json's category order, as mmdet labels them), or None."""
-    import json
-
-    from lt_mm.det.counts import _ann_path
+    (read by :func:`lt_mm.det.counts.lvis_class_stats`, the one json
+    reader), or None when the dataset has no such json."""
+    from lt_mm.det.counts import _ann_path, lvis_class_stats
     path = _ann_path(ds)
     if not path.endswith('.json') or not osp.isfile(path):
         return None
-    with open(path) as f:
-        cats = json.load(f).get('categories') or []
-    freq = [c.get('frequency') for c in cats]
+    freq = lvis_class_stats(path, 'images', cache_file=False).extra.get(
+        'frequency')
     return freq if freq and all(f in ('r', 'c', 'f') for f in freq) else None
 
 

@@ -59,7 +59,8 @@ from pycocotools import mask as mask_utils
 
 __all__ = [
     'LVISEvalNumpy2', 'LVISEvalResult', 'evaluate_lvis', 'run_lvis_eval',
-    'keep_top_per_image', 'validate_lvis_dataset', 'LVIS_METRIC_KEYS',
+    'keep_top_per_image', 'positive_area', 'validate_lvis_dataset',
+    'LVIS_METRIC_KEYS',
     'LVIS_BACKENDS'
 ]
 
@@ -512,7 +513,7 @@ def _is_compressed_rle(segm) -> bool:
         segm.get('counts')) in (str, bytes) and 'size' in segm
 
 
-def _positive_area(areas: Sequence[float]) -> np.ndarray:
+def positive_area(areas: Sequence[float]) -> np.ndarray:
     """(N,) bool: 0 < area < inf, the official evaluator's area filter."""
     a = np.asarray(areas, dtype=np.float64).reshape(-1)
     return (a > 0) & (a < np.inf)
@@ -573,7 +574,7 @@ def _fast_tables(gt: LVIS, results: List[dict], iou_type: str, max_dets: int,
     # (LVIS.get_ann_ids) only annotations with 0 < area < inf, which also
     # decide which categories are present in an image (federated filter)
     gt_anns = gt.dataset['annotations']
-    gt_ok = _positive_area([a['area'] for a in gt_anns])
+    gt_ok = positive_area([a['area'] for a in gt_anns])
     if not gt_ok.all():
         gt_anns = [a for a, k in zip(gt_anns, gt_ok.tolist()) if k]
     g_img = np.searchsorted(
@@ -627,7 +628,7 @@ def _fast_tables(gt: LVIS, results: List[dict], iou_type: str, max_dets: int,
     # the official evaluator loads only detections with 0 < area < inf
     # (LVIS.get_ann_ids), after the per-image cut: a zero-width box or an
     # empty mask is not a false positive there
-    area_ok = _positive_area(areas)
+    area_ok = positive_area(areas)
     if not area_ok.all():
         keep, d_key = keep[area_ok], d_key[area_ok]
         kept = [r for r, k in zip(kept, area_ok.tolist()) if k]

@@ -44,8 +44,8 @@ from mmdet.registry import METRICS
 from mmengine.logging import MMLogger
 
 from lt_mm.core.checks import check_choice
-from .lvis_eval import (LVIS_BACKENDS, LVIS_METRIC_KEYS, run_lvis_eval,
-                        validate_lvis_dataset)
+from .lvis_eval import (LVIS_BACKENDS, LVIS_METRIC_KEYS, positive_area,
+                        run_lvis_eval, validate_lvis_dataset)
 
 SUPPORTED_METRICS = ('bbox', 'segm', 'proposal_fast')
 
@@ -237,10 +237,11 @@ class LTLVISMetric(LVISMetric):
         Raises:
             ValueError: naming how many images, a few ids and the fix.
         """
+        anns = self._lvis_api.dataset['annotations']
         annotated = {
             a['image_id']
-            for a in self._lvis_api.dataset['annotations']
-            if 0 < a['area'] < float('inf')
+            for a, ok in zip(anns, positive_area([a['area'] for a in anns]))
+            if ok
         }
         missing = annotated - {p['img_id'] for p in preds}
         if not missing:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import os.path as osp
 import re
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 __all__ = ['ConfigCheckError', 'DataNotFoundError', 'check_config', 'LAYOUTS']
 
@@ -270,17 +270,28 @@ def _evaluators(cfg: Any, name: str) -> Iterator[Tuple[str, Any]]:
         yield name, ev
 
 
-def _train_ann_files(node: Any, key: str) -> Iterator[Tuple[str, str]]:
-    """Every ``train_ann_file`` (ImageNet-LT training list) in a subtree."""
+def _find_paths(node: Any, key: str,
+                names: Sequence[str]) -> Iterator[Tuple[str, str]]:
+    """``(config key, value)`` of every string under one of ``names`` in a
+    config subtree (e.g. the ``train_ann_file`` of losses and metrics)."""
     if isinstance(node, dict):
         for k, v in node.items():
-            if k == 'train_ann_file' and isinstance(v, str):
+            if k in names and isinstance(v, str):
                 yield f'{key}.{k}', v
             else:
-                yield from _train_ann_files(v, f'{key}.{k}')
+                yield from _find_paths(v, f'{key}.{k}', names)
     elif isinstance(node, (list, tuple)):
         for i, v in enumerate(node):
-            yield from _train_ann_files(v, f'{key}.{i}')
+            yield from _find_paths(v, f'{key}.{i}', names)
+
+
+def _count_nodes(cfg: Any,
+                 evaluators: List[str]) -> List[Tuple[str, Any]]:
+    """The model and the evaluators: where class counts are configured."""
+    nodes: List[Tuple[str, Any]] = [('model', _get(cfg, 'model') or {})]
+    for name in evaluators:
+        nodes.extend(_evaluators(cfg, name))
+    return nodes
 
 
 def _check_classes(cfg: Any, leaves: List[Tuple[str, Any]],
@@ -348,10 +359,7 @@ def _check_classes(cfg: Any, leaves: List[Tuple[str, Any]],
                   if 'data_preprocessor' not in k or _onehot(cfg, k)],
                  'the model\'s class outputs must count the same classes')
     # 3. metrics and losses: num_classes and their training lists
-    nodes: List[Tuple[str, Any]] = [('model', _get(cfg, 'model') or {})]
-    for name in evaluators:
-        nodes.extend(_evaluators(cfg, name))
-    for key, node in nodes:
+    for key, node in _count_nodes(cfg, evaluators):
         n = _get(node, 'num_classes') if key != 'model' else None
         if isinstance(n, int) and not isinstance(n, bool):
             for mkey, c in model_c:
@@ -359,7 +367,7 @@ def _check_classes(cfg: Any, leaves: List[Tuple[str, Any]],
                     raise ConfigCheckError(
                         f'{key}.num_classes={n} but {mkey}={c}; the metric '
                         'must count the classes the model predicts.')
-        for tkey, tpath in _train_ann_files(node, key):
+        for tkey, tpath in _find_paths(node, key, ('train_ann_file', )):
             if tpath.endswith('.json') or _get(
                     cfg, 'default_scope') not in (None, 'mmpretrain'):
                 continue  # detection: an LVIS json (checked by lt_mm.det)
@@ -470,20 +478,6 @@ def check_config(cfg: Any, mode: str = 'all') -> None:
     warn_counts_elsewhere(cfg, evaluators)
 
 
-def _count_sources(node: Any, key: str) -> Iterator[Tuple[str, str]]:
-    """Every local ``train_ann_file`` / ``stats_file`` in a subtree."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k in ('train_ann_file', 'stats_file') and isinstance(
-                    v, str) and '://' not in v and ':' not in v[:9]:
-                yield f'{key}.{k}', v
-            else:
-                yield from _count_sources(v, f'{key}.{k}')
-    elif isinstance(node, (list, tuple)):
-        for i, v in enumerate(node):
-            yield from _count_sources(v, f'{key}.{i}')
-
-
 def warn_counts_elsewhere(cfg: Any, evaluators: List[str]) -> List[str]:
     """Warn when an explicit count source (``train_ann_file`` /
     ``stats_file`` of a loss, head or metric) lies outside the training
@@ -503,12 +497,12 @@ def warn_counts_elsewhere(cfg: Any, evaluators: List[str]) -> List[str]:
     }
     if not roots:
         return []
-    nodes: List[Tuple[str, Any]] = [('model', _get(cfg, 'model') or {})]
-    for name in evaluators:
-        nodes.extend(_evaluators(cfg, name))
     warned = []
-    for key, node in nodes:
-        for skey, path in _count_sources(node, key):
+    for key, node in _count_nodes(cfg, evaluators):
+        for skey, path in _find_paths(node, key,
+                                      ('train_ann_file', 'stats_file')):
+            if '://' in path or ':' in path[:9]:
+                continue  # a URI or 'builtin:ade20k'
             full = osp.abspath(path)
             if any(full == r or full.startswith(r + os.sep) for r in roots):
                 continue

@@ -5,16 +5,11 @@ import json
 import math
 from typing import Dict, List, Optional, Sequence
 
-from .runs import TASKS, RunResult
+from .runs import TASKS, RunResult, percent_scale
 
 
 def _fmt(v: Optional[float]) -> str:
     return '  n/a' if v is None or math.isnan(v) else f'{v:5.1f}'
-
-
-def _scale(task: str) -> float:
-    # mmdet's LVIS AP is in [0, 1]; accuracy and IoU are percentages
-    return 100.0 if task == 'det' else 1.0
 
 
 def results_table(task: str, results: Dict[str, RunResult]) -> List[dict]:
@@ -30,7 +25,7 @@ def results_table(task: str, results: Dict[str, RunResult]) -> List[dict]:
                 # the LVIS evaluator's -1: no category of that group in
                 # the evaluated set (not a score)
                 v = None
-            row[title] = None if v is None else v * _scale(task)
+            row[title] = None if v is None else v * percent_scale(task)
         row['seconds'] = round(res.seconds, 1)
         rows.append(row)
     return rows

@@ -343,7 +343,7 @@ def run_task(task: str,
         res.checkpoint = s1_ckpt
     results['baseline (joint)'] = res
     log(f'[{task}] stage 1 done in {res.seconds:.0f} s: ' +
-        _summary(spec, res.metrics))
+        _summary(task, res.metrics))
 
     for m in spec.methods:
         if methods and m.name not in methods:
@@ -363,7 +363,7 @@ def run_task(task: str,
                              options=fast_opts['stage1'])
         results[m.name] = res
         log(f'[{task}] {m.name} done in {res.seconds:.0f} s: ' +
-            _summary(spec, res.metrics))
+            _summary(task, res.metrics))
     return results
 
 
@@ -449,9 +449,14 @@ def run_tasks_parallel(tasks: Sequence[str],
         return {task: fut.result() for task, fut in futures.items()}
 
 
-def _summary(spec: TaskSpec, metrics: Dict[str, float]) -> str:
-    # percent, as in the tables (mmdet's LVIS AP is a fraction)
-    scale = 100.0 if spec is TASKS['det'] else 1.0
+def percent_scale(task: str) -> float:
+    """Factor to percent: mmdet's LVIS AP is in [0, 1]; accuracy and IoU
+    are percentages already."""
+    return 100.0 if task == 'det' else 1.0
+
+
+def _summary(task: str, metrics: Dict[str, float]) -> str:
+    scale = percent_scale(task)
     return ', '.join(
         f'{title} {scale * metrics.get(key, float("nan")):.2f}'
-        for title, key in spec.columns)
+        for title, key in TASKS[task].columns)

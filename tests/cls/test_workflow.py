@@ -203,6 +203,17 @@ def test_sweep_tool_refuses_a_checkpoint_or_stats_file_that_does_not_fit(
     assert '--stats-file' in proc.stdout and 'pixels' in proc.stdout
 
 
+def test_sweep_tool_loads_checkpoints_safely(run_tool, tmp_path):
+    # the sweep's own checked loading keeps weights_only + the allowlist
+    bad = str(tmp_path / 'bad.pth')
+    torch.save({'state_dict': {}, 'payload': os.system}, bad)
+    proc = run_tool('analysis/sweep_posthoc.py', _cfg('resnet_stage1'), bad,
+                    check=False)
+    assert proc.returncode != 0
+    assert 'UnsafeCheckpointError' in proc.stdout
+    assert 'posix.system' in proc.stdout
+
+
 def test_bad_input_fails_before_training(cls_stage1, run_tool, tmp_path,
                                          data_root, monkeypatch):
     # a stage-2 config without load_from: clear error, no training step

@@ -64,10 +64,12 @@ class ToySegDataset(BaseDataset):
                  seg_paths,
                  reduce_zero_label=False,
                  label_map=None,
+                 ignore_index=255,
                  **kwargs):
         self._paths = list(seg_paths)
         self.reduce_zero_label = reduce_zero_label
         self.label_map = label_map
+        self.ignore_index = ignore_index
         super().__init__(**kwargs)
 
     def load_data_list(self):

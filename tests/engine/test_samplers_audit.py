@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch.distributed as torch_dist
 from mmengine.config import Config
-from mmengine.dataset import BaseDataset, ConcatDataset
+from mmengine.dataset import ConcatDataset
 from PIL import Image
 
 import lt_mm.engine.dist as lt_dist
@@ -14,30 +14,9 @@ from lt_mm.engine.samplers import (ClassBalancedSampler,
                                    ProgressivelyBalancedSampler,
                                    SquareRootSampler, get_sample_classes)
 from tests.conftest import free_port
-from tests.engine.test_samplers import ToyClsDataset
+from tests.engine.test_samplers import ToyClsDataset, ToySegDataset
 
 LABELS = [0, 1, 0, 0, 2, 1, 0, 0, 1, 0]
-
-
-class ToySegDataset(BaseDataset):
-    """Data infos and ``ignore_index`` like mmseg 1.x BaseSegDataset."""
-
-    METAINFO = dict(classes=('a', 'b', 'c'))
-
-    def __init__(self, seg_paths, ignore_index=255, **kwargs):
-        self._paths = list(seg_paths)
-        self.ignore_index = ignore_index
-        super().__init__(**kwargs)
-
-    def load_data_list(self):
-        return [
-            dict(
-                img_path=p,
-                seg_map_path=p,
-                label_map=None,
-                reduce_zero_label=False,
-                seg_fields=[]) for p in self._paths
-        ]
 
 
 @pytest.mark.parametrize('kw, match', [
@@ -94,7 +73,10 @@ def test_seg_classes_use_the_dataset_ignore_index(tmp_path):
     # label 3 is the dataset's ignore_index: not a class. Before, 255 was
     # always used: [[0, 1, 3], [2, 3]] and the sampler raised "class index
     # 3 but num_classes=3".
-    ds = ToySegDataset(_write_maps(tmp_path), ignore_index=3)
+    ds = ToySegDataset(
+        _write_maps(tmp_path),
+        ignore_index=3,
+        metainfo=dict(classes=('a', 'b', 'c')))
     assert get_sample_classes(ds) == [[0, 1], [2]]
     s = ClassBalancedSampler(ds, seed=0)
     assert s.class_to_indices == [[0], [0], [1]]

@@ -195,8 +195,8 @@ def warn_same_images(args, cfg) -> bool:
     if not args.select_on or args.select_on == args.report:
         return False
 
-    def dataset(split):
-        return _plain(_loader_cfg(cfg, split).get('dataset'))
+    def dataset(split):  # config dicts compare by value
+        return _loader_cfg(cfg, split).get('dataset')
 
     if dataset(args.select_on) != dataset(args.report):
         return False
@@ -206,15 +206,6 @@ def warn_same_images(args, cfg) -> bool:
           'on. Select on other images (e.g. --select-on train --report '
           f'{args.report}).', flush=True)
     return True
-
-
-def _plain(obj):
-    """Config containers as plain dicts / lists (to compare them)."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def _evaluator_cfg(cfg, split):
