@@ -613,8 +613,12 @@ class ClassMeansMixin:
     (C, D), ``global_mean`` (D,) (the mean raw training feature, for
     ``'cl2n'``) and ``ncm_ready`` (0-dim long), filled by the toolbox's
     ``NCMCentroidHook`` and saved in checkpoints; they are the module's
-    ``_optional_buffers`` (a module with more extends the tuple), so that a
-    stage-1 checkpoint without them loads. :meth:`ncm_scores` gives the
+    ``_optional_buffers`` (a module with more extends the tuple), which the
+    module's loading reads so that a stage-1 checkpoint without them loads:
+    combine the mixin with :class:`~lt_mm.core._utils.OptionalBuffersMixin`
+    or a ``_load_from_state_dict`` that honours the tuple, as the three
+    adapters do; on its own it leaves strict loading failing with "Missing
+    key(s)". :meth:`ncm_scores` gives the
     scores of :func:`ncm_logits` and refuses to run before the means exist.
     Put the mixin before the ``nn.Module`` base.
     """
