@@ -251,7 +251,13 @@ def class_stats_from_dataset(dataset: dict,
             raise ValueError(
                 f'{type(ds).__name__} has no classes in its metainfo; set '
                 'metainfo=dict(classes=(...)) in the dataset config.')
-        labels = np.asarray(ds.get_gt_labels())
+        try:
+            labels = np.asarray(ds.get_gt_labels())
+        except ValueError as err:  # label lists of different lengths
+            raise ValueError(
+                f'{type(ds).__name__} is multi-label (its get_gt_labels() '
+                f'failed: {err}); lt_mm counts single-label classification '
+                'datasets.') from err
         if labels.dtype == object or labels.ndim != 1:
             raise ValueError(
                 f'{type(ds).__name__} is multi-label; lt_mm counts '
