@@ -13,6 +13,7 @@ from torch.testing import assert_close
 
 from lt_mm.seg import (CausalNormConvSeg, CosineConvSeg, CRTConvSeg,
                        DisAlignConvSeg, LWSConvSeg, NCMConvSeg, TauNormConvSeg)
+from tests.seg.test_cells import _fcn
 
 
 def _sig(v):
@@ -123,17 +124,8 @@ def test_tau_norm_conv_seg_repr_names_tau():
 
 
 def _lt_fcn(**extra):
-    cfg = dict(
-        type='LTDecodeHead',
-        head_type='FCNHead',
-        in_channels=2,
-        channels=2,
-        num_convs=0,
-        concat_input=False,
-        num_classes=2)
-    cfg.update(extra)
     with DefaultScope.overwrite_default_scope('mmseg'):
-        return MODELS.build(cfg)
+        return _fcn(**extra)
 
 
 def test_lt_head_refuses_a_one_channel_binary_head():
