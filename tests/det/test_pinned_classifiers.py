@@ -130,7 +130,9 @@ def test_tau_norm_defaults_unit_rows_without_fg_bias():
         layer(torch.tensor([[1.0, 1.0]])), torch.tensor([[1.4, 1.0, 2.5]]))
 
 
-def test_tau_norm_keep_fg_bias_adds_every_bias():
+def _tau_norm_keep_fg_bias():
+    """A TauNormLinear keeping its foreground bias; fg rows (3, 4), (0, 2)
+    of norms 5, 2 and the background row (1, 1)."""
     layer = _build(
         dict(
             type='TauNormLinear',
@@ -139,6 +141,12 @@ def test_tau_norm_keep_fg_bias_adds_every_bias():
             keep_fg_bias=True))
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[3., 4.], [0., 2.], [1., 1.]]))
+    return layer
+
+
+def test_tau_norm_keep_fg_bias_adds_every_bias():
+    layer = _tau_norm_keep_fg_bias()
+    with torch.no_grad():
         layer.bias.copy_(torch.tensor([5.0, -1.0, 0.5]))
     layer.eval()
     # unit fg rows, x = (1, 1): [7/5 + 5, 1 - 1, 2 + 0.5] = [6.4, 0, 2.5]
@@ -152,14 +160,8 @@ def test_tau_norm_keep_fg_bias_adds_every_bias():
 
 
 def test_tau_norm_cache_follows_a_bias_only_change():
-    layer = _build(
-        dict(
-            type='TauNormLinear',
-            in_features=2,
-            out_features=3,
-            keep_fg_bias=True))
+    layer = _tau_norm_keep_fg_bias()
     with torch.no_grad():
-        layer.weight.copy_(torch.tensor([[3., 4.], [0., 2.], [1., 1.]]))
         layer.bias.zero_()
     layer.eval()
     x = torch.tensor([[1.0, 1.0]])
