@@ -113,6 +113,12 @@ class ClassMeansHook(Hook):
         runner.logger.info(f'NCMCentroidHook: {what} computed in '
                            f'{time.time() - t0:.1f}s.')
 
+    def before_run(self, runner) -> None:
+        """Refuse a model without the NCM classifier when the run starts
+        (before the first training iteration, not at the first
+        validation)."""
+        self.classifiers(runner)
+
     def before_val(self, runner) -> None:
         if self.recompute_on_val or not self.means_ready(runner):
             self.compute(runner)

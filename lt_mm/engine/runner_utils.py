@@ -149,6 +149,9 @@ def apply_resume(cfg: Config, resume: Optional[str]) -> None:
       from scratch when there is none (stage 2 then refuses);
     * ``--resume PATH``: resume from PATH (a truncated PATH is refused
       naming the last complete checkpoint of its folder);
+    * no flag: the config's ``resume=True`` without ``load_from`` is
+      treated as ``--resume`` (auto), so a stage-2 config with nothing to
+      resume is refused here, before anything is built;
     * stage-2 configs (``Stage2FreezeHook``): see
       :func:`lt_mm.engine.hooks.check_stage2_work_dir` (the work dir and
       the checkpoint folder of ``default_hooks.checkpoint.out_dir``);
@@ -161,6 +164,12 @@ def apply_resume(cfg: Config, resume: Optional[str]) -> None:
                         is_stage2_config)
     stage2 = is_stage2_config(cfg)
     work_dir = cfg.work_dir
+    flag = '--resume'
+    if resume is None and cfg.get('resume', False) is True and \
+            cfg.get('load_from', None) is None:
+        # the config's resume=True without load_from: mmengine resumes from
+        # the work dir's last checkpoint, which is what --resume does
+        resume, flag = 'auto', 'resume=True'
     if resume == 'auto':
         found = find_resume_checkpoint(work_dir)
         if found is not None:
@@ -173,7 +182,7 @@ def apply_resume(cfg: Config, resume: Optional[str]) -> None:
         else:
             if stage2:
                 raise Stage2GuardError(
-                    f'--resume: no checkpoint in {work_dir!r} to resume '
+                    f'{flag}: no checkpoint in {work_dir!r} to resume '
                     'and load_from is not set: stage 2 would train from '
                     'randomly initialised weights. Give the stage-1 '
                     'checkpoint: --cfg-options load_from=...')

@@ -1,8 +1,12 @@
 """lt_mm.engine.class_means: per-sample rows in their own storage (a view
-pickles its whole batch when the rows are gathered across ranks) and their
-gathering in dataset order on two real gloo processes."""
+pickles its whole batch when the rows are gathered across ranks), their
+gathering in dataset order on two real gloo processes, and the class-means
+hook refusing a model without its NCM classifier when the run starts."""
+import glob
 import os
+import os.path as osp
 import pickle
+import re
 
 import pytest
 import torch
@@ -10,7 +14,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from lt_mm.engine.class_means import gather_in_order, per_sample
-from tests.conftest import free_port
+from lt_mm.engine.runner_utils import build_runner, load_config
+from tests.conftest import QUICKSTART, free_port
 
 
 def test_per_sample_rows_own_their_storage():
@@ -58,3 +63,30 @@ def test_gather_in_dataset_order_on_two_gloo_processes(tmp_path):
         out = torch.load(os.path.join(tmp_path, f'{rank}'))
         assert [i for _, i in out] == [0, 1, 2, 3, 4]
         assert [float(f) for f, _ in out] == [0., 1., 2., 3., 4.]
+
+
+@pytest.mark.parametrize('stage1, match', [
+    ('digits_cls_resnet_stage1.py', 'needs a head with set_centroids'),
+    ('digits_seg_fcn_stage1.py', 'needs the NCMConvSeg classifier'),
+    ('digits_det_mask_rcnn_stage1.py', "cls_predictor_cfg=dict(type='NCM"),
+])
+def test_ncm_hook_refuses_a_model_without_ncm_before_training(
+        stage1, match, data_root, monkeypatch, tmp_path):
+    """NCMCentroidHook on a model without its NCM classifier (each
+    toolbox's stage-1 config, a real Runner): refused when the run starts,
+    not after the first training epoch at the first validation."""
+    monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
+    cfg = load_config(osp.join(QUICKSTART, stage1), {}, str(tmp_path))
+    cfg.log_level = 'WARNING'
+    # one epoch / iteration, validated after it: what the guard used to wait
+    # for (a full stage-1 schedule here)
+    length = 'max_epochs' if 'max_epochs' in cfg.train_cfg else 'max_iters'
+    cfg.train_cfg.update({length: 1, 'val_interval': 1})
+    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+        dict(type='NCMCentroidHook')
+    ]
+    runner = build_runner(cfg)
+    with pytest.raises(ValueError, match=re.escape(match)):
+        runner.train()
+    assert runner.iter == 0 and runner.epoch == 0
+    assert not glob.glob(osp.join(str(tmp_path), '*.pth'))

@@ -114,6 +114,37 @@ def test_stage2_resume_without_any_checkpoint_is_refused(tmp_path):
     apply_resume(cfg, None)
 
 
+def test_config_resume_true_without_load_from_is_checked_like_resume(
+        tmp_path):
+    """``resume=True`` in the config and no ``load_from`` means what
+    ``--resume`` means: a stage 2 with nothing to resume is refused before
+    anything is built, and a checkpoint of the work dir is picked (its
+    seed taken) as with the flag."""
+    text = CFG + "custom_hooks = [dict(type='Stage2FreezeHook')]\n" \
+        'resume = True\n'
+    work = tmp_path / 'w'
+    cfg = load_config(_config(tmp_path, text), work_dir=str(work))
+    with pytest.raises(Stage2GuardError) as err:
+        apply_resume(cfg, None)
+    msg = str(err.value)
+    assert msg.startswith('resume=True: no checkpoint in')
+    assert repr(str(work)) in msg and 'load_from=' in msg
+    plain = load_config(_config(tmp_path, CFG + 'resume = True\n', 'p.py'),
+                        work_dir=str(work))
+    apply_resume(plain, None)  # not stage 2: mmengine starts from scratch
+    assert plain.resume is True and plain.load_from is None
+    work.mkdir()
+    ck = _ckpt(work / 'epoch_1.pth', seed=4)
+    cut = work / 'epoch_2.pth'
+    cut.write_bytes(b'PK\x03\x04 cut short')
+    (work / 'last_checkpoint').write_text(str(cut))
+    plain = load_config(_config(tmp_path, CFG + 'resume = True\n', 'p.py'),
+                        work_dir=str(work))
+    apply_resume(plain, None)  # the complete one, not the truncated last
+    assert plain.resume is True and plain.load_from == ck
+    assert plain.randomness['seed'] == 4
+
+
 def test_resume_takes_the_checkpoint_seed(tmp_path):
     cfg = Config(dict(work_dir=str(tmp_path), resume=True,
                       load_from=_ckpt(tmp_path / 'epoch_1.pth', seed=123),
