@@ -157,8 +157,9 @@ def class_stats_from_list(ann_file: str,
         compute,
         cache_file,
         default=default_cache_file(ann_file))
-    if names is not None and stats.names is None:
-        stats.names = list(names)
+    # the cache is keyed by the list's content: names are the caller's (a
+    # renamed classes.txt must not come back from an older cache)
+    stats.names = None if names is None else list(names)
     ex = stats.extra
     if ex.get('many_thr') != many_thr or ex.get('few_thr') != few_thr:
         # the counts are valid; only the split thresholds differ

@@ -134,6 +134,12 @@ def _ann_path(ds: dict) -> str:
     return ann or root
 
 
+def _sentence(text: str) -> str:
+    """``text`` with its first letter upper-cased (``str.capitalize``
+    would lower-case the rest: PATH, CONFIG, GRWLoss)."""
+    return text[:1].upper() + text[1:]
+
+
 def training_class_stats(cfg: Any,
                          unit: Optional[str] = None,
                          num_classes: Optional[int] = None,
@@ -167,7 +173,7 @@ def training_class_stats(cfg: Any,
         raise ValueError(
             f'{key} needs per-class training counts and gives no source, '
             'and the config has no train_dataloader.dataset to count. '
-            + fix.split(', or ')[1].capitalize())
+            + _sentence(fix.split(', or ')[1]))
     total: Optional[List[float]] = None
     first: Optional[ClassStats] = None
     for lkey, ds in leaves:

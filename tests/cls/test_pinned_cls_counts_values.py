@@ -108,11 +108,6 @@ def test_names_given_late_reach_a_cached_result(tmp_path):
     assert class_stats_from_list(path, names=['x', 'y']).names == ['x', 'y']
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='source bug: the list cache is keyed by the list content and C '
-    'only, so names given to class_stats_from_list (e.g. a renamed '
-    'classes.txt of ImageNetLTDataset) are replaced by the cached ones')
 def test_names_given_win_over_cached_names(tmp_path):
     path = _labels(tmp_path, [1, 2])
     class_stats_from_list(path, names=['x', 'y'])

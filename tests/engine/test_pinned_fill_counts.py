@@ -281,11 +281,6 @@ def test_no_training_set_named(tmp_path):
         training_class_stats(cfg, key='model.head.loss')
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='source bug: str.capitalize() lowercases the whole hint, so '
-    'the placeholders PATH / CONFIG read as literal path / config '
-    '(and a key like GRWLoss becomes grwloss)')
 def test_no_training_set_hint_keeps_its_placeholders(tmp_path):
     cfg = _cls_cfg(tmp_path)
     cfg.pop('train_dataloader')
