@@ -283,8 +283,6 @@ def extract_to_cache(
     Returns:
         FeatureCache: the opened cache.
     """
-    was_training = model.training
-    model.eval()
     n = check_view_lengths(loaders)
     if sample_views is not None and (np.shape(sample_views) != (n, )
                                      or np.min(sample_views) < 1
@@ -292,6 +290,8 @@ def extract_to_cache(
         raise ValueError(
             f'sample_views must give 1..{len(loaders)} views for each of the '
             f'{n} samples (the most = the number of loaders).')
+    was_training = model.training
+    model.eval()
     try:
         fused = _fused_backbone(model) if fuse else None
         checked = fused is None

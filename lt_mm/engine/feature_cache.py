@@ -241,6 +241,11 @@ def dataset_fingerprint(dataset: Any,
     the size and modification time of each local file named by a
     ``*_path`` field, :func:`lt_mm.engine.file_stamp.file_stamp`).
 
+    The samples of a dataset that serialized its data list (mmengine's
+    default ``serialize_data=True`` empties ``data_list`` after loading)
+    are read with ``get_data_info``, so relabelled or replaced samples
+    change the key of a serialized dataset too.
+
     mmengine's dataset wrappers (``ClassBalancedDataset`` -- e.g. mmdet's
     LVIS repeat-factor sampling --, ``RepeatDataset``, ``ConcatDataset``)
     have no ``data_list``; for them the hash covers the wrapper's type and
@@ -268,11 +273,14 @@ def dataset_fingerprint(dataset: Any,
     for ds in inner:
         h.update(dataset_fingerprint(ds, keys).encode())
     data_list = getattr(dataset, 'data_list', None)
-    if data_list:
-        for info in data_list:
-            h.update(('|'.join(
-                f'{info.get(k)}{_stamp(k, info.get(k))}'
-                for k in keys) + '\n').encode())
+    if not data_list and not inner and callable(
+            getattr(dataset, 'get_data_info', None)):
+        # mmengine's serialize_data=True (the default) empties data_list
+        # after loading; the samples are then read back one by one
+        data_list = (dataset.get_data_info(i) for i in range(len(dataset)))
+    for info in data_list or ():
+        h.update(('|'.join(f'{info.get(k)}{_stamp(k, info.get(k))}'
+                           for k in keys) + '\n').encode())
     return h.hexdigest()
 
 

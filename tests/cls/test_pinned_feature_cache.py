@@ -17,9 +17,9 @@ frozen weights were obtained):
 * the extraction refusals (short / long / reordered views, soft or
   multi-label samples, a neck without a pooled feature).
 
-The data-list key misses the image list of a serialized dataset (xfail,
-strict: a relabelled training list gets the same key, so the run reuses
-the stale cache).
+The data-list key covers the samples of a serialized dataset (mmengine's
+default empties ``data_list``; before, a relabelled training list got the
+same key and a run reused the stale cache).
 """
 import os
 import os.path as osp
@@ -237,11 +237,6 @@ def test_extraction_refusals(tmp_path):
     assert model.training  # restored
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='source bug: extract_to_cache puts the model in eval mode '
-    'before its sample_views check, which raises outside the try/finally '
-    'that restores the mode')
 def test_sample_views_refusal_restores_the_mode(tmp_path):
     runner = _runner(tmp_path / 'a')
     model = unwrap_model(runner.model).train()
@@ -310,11 +305,6 @@ def test_pre_logits_check_by_hand():
             _TwoFeatureHead(num_classes=3, in_channels=4), (fmap, x))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='source bug: dataset_fingerprint hashes dataset.data_list, which '
-    'an mmengine BaseDataset with serialize_data=True (the default) has '
-    'cleared after loading; the image list and labels are not in the key')
 def test_relabelled_training_list_changes_the_key(data_root, tmp_path):
     # the quickstart list and the same images with image 0 relabelled
     # (class 0 -> 9): the cache rows would hold other labels

@@ -15,7 +15,7 @@ by the cached stage-2 loops), on hand-made caches and small real modules:
   buffers, plain settings inside lists / dicts, not the train / eval mode)
   and ``dataset_fingerprint`` (type, pipeline, the hashed ``keys`` also
   inside wrappers, the repeated images of a ``ClassBalancedDataset``, the
-  stamp of any ``*_path`` file);
+  stamp of any ``*_path`` file, the samples of a serialized dataset);
 * ``outputs_match`` at zero scale, at the tolerance, tensor vs. tuple.
 """
 import json
@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 import torch
 from mmcv.transforms import LoadImageFromFile
-from mmengine.dataset import ClassBalancedDataset, Compose, ConcatDataset
+from mmengine.dataset import (BaseDataset, ClassBalancedDataset, Compose,
+                              ConcatDataset)
 from torch import nn
 
 from lt_mm.engine.feature_cache import (CacheWriter, FeatureCache,
@@ -357,3 +358,26 @@ def test_class_balanced_views_without_any_class():
     # no sample has a class: one view each (no rarest class to scale by)
     np.testing.assert_array_equal(class_balanced_views([[], []], 3), [1, 1])
     assert class_balanced_views([], 3).shape == (0, )
+
+
+class _Serialized(_Tiny):
+    """``_Tiny`` with mmengine's default ``serialize_data=True``, which
+    empties ``data_list`` after loading."""
+
+    def __init__(self, paths, labels):
+        self._items = [
+            dict(img_path=p, gt_label=y) for p, y in zip(paths, labels)
+        ]
+        BaseDataset.__init__(self, serialize_data=True, lazy_init=False)
+
+
+def test_dataset_fingerprint_of_a_serialized_dataset():
+    keys = ('img_path', 'gt_label')
+    a = _Serialized(['a.png', 'b.png'], [0, 1])
+    assert a.data_list == [] and a.get_data_info(1)['gt_label'] == 1
+    same = _Serialized(['a.png', 'b.png'], [0, 1])
+    assert dataset_fingerprint(a, keys) == dataset_fingerprint(same, keys)
+    for other in (_Serialized(['a.png', 'b.png'], [9, 1]),
+                  _Serialized(['a.png', 'c.png'], [0, 1])):
+        assert dataset_fingerprint(a, keys) != dataset_fingerprint(
+            other, keys)
