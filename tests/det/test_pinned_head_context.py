@@ -33,7 +33,7 @@ class PinnedChannelsOnlyLoss(CrossEntropyLoss):
         return num_classes + 1
 
 
-def _head(loss_type, clf='DisAlignLinear'):
+def _head(loss_type, clf='DisAlignLinear', **loss_kw):
     return MODELS.build(
         dict(
             type='Shared2FCBBoxHead',
@@ -41,7 +41,7 @@ def _head(loss_type, clf='DisAlignLinear'):
             fc_out_channels=8,
             roi_feat_size=1,
             num_classes=C,
-            loss_cls=dict(type=loss_type),
+            loss_cls=dict(type=loss_type, **loss_kw),
             cls_predictor_cfg=dict(type=clf)))
 
 
@@ -67,15 +67,7 @@ def test_custom_channels_alone_are_refused_even_with_c_plus_one():
 
 def test_seesaw_message_names_the_loss_class():
     with pytest.raises(ValueError) as e:
-        MODELS.build(
-            dict(
-                type='Shared2FCBBoxHead',
-                in_channels=4,
-                fc_out_channels=8,
-                roi_feat_size=1,
-                num_classes=C,
-                loss_cls=dict(type='SeesawLoss', num_classes=C),
-                cls_predictor_cfg=dict(type='CosineLinear')))
+        _head('SeesawLoss', 'CosineLinear', num_classes=C)
     msg = str(e.value)
     assert 'its loss_cls SeesawLoss uses custom' in msg
     assert 'keep SeesawLoss with the stock' in msg

@@ -107,23 +107,20 @@ def test_hook_cap_accepted_values():
     assert hook._cap(torch.tensor([2, 0, 2, 0, 1])).tolist() == [0, 1, 4]
 
 
-def test_ncm_layers_found_by_name_in_a_real_head():
-    head = MODELS.build(
+def _bbox_head(**kw):
+    return MODELS.build(
         dict(
             type='Shared2FCBBoxHead',
             in_channels=2,
             fc_out_channels=4,
             roi_feat_size=1,
             num_classes=2,
-            cls_predictor_cfg=dict(type='NCMLinear')))
+            **kw))
+
+
+def test_ncm_layers_found_by_name_in_a_real_head():
+    head = _bbox_head(cls_predictor_cfg=dict(type='NCMLinear'))
     layers = ncm_layers(head)
     assert list(layers) == ['fc_cls'] and isinstance(layers['fc_cls'],
                                                      NCMLinear)
-    stock = MODELS.build(
-        dict(
-            type='Shared2FCBBoxHead',
-            in_channels=2,
-            fc_out_channels=4,
-            roi_feat_size=1,
-            num_classes=2))
-    assert ncm_layers(stock) == {}
+    assert ncm_layers(_bbox_head()) == {}
