@@ -554,6 +554,8 @@ def _head(items: List[str], n: int = 6) -> str:
 # ----------------------------------------------------------- exact resume
 #: ``meta`` key of the random states saved with every checkpoint
 RNG_META_KEY = 'lt_mm_rng_state'
+#: ``meta`` key of every rank's random states (distributed runs, rank order)
+RNG_RANKS_META_KEY = 'lt_mm_rng_state_ranks'
 
 
 def get_rng_state() -> Dict[str, Any]:
@@ -605,6 +607,17 @@ def set_rng_state(state: Dict[str, Any]) -> None:
                 level=logging.WARNING)
         for i, s in enumerate(saved[:count]):
             torch.cuda.set_rng_state(s, i)
+
+
+def same_rng_state(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+    """Whether two :func:`get_rng_state` results are the same state."""
+    import torch
+    if a.keys() != b.keys() or a['python'] != b['python'] or \
+            a['numpy'] != b['numpy'] or \
+            not torch.equal(a['torch'], b['torch']):
+        return False
+    return 'cuda' not in a or (len(a['cuda']) == len(b['cuda']) and all(
+        torch.equal(x, y) for x, y in zip(a['cuda'], b['cuda'])))
 
 
 def warn_persistent_workers_resume(dataloader: Any) -> bool:
@@ -678,24 +691,49 @@ class ResumeRNGHook(Hook):
     and, on resume, restores them where the straight run was when the
     checkpoint was written: before the first new batch is fetched
     (iteration-based loop, after mmengine's replay) or at the start of the
-    next epoch (epoch-based loop). Single-process runs only (each DDP rank
-    has its own generators; only rank 0's are saved). The random state of
+    next epoch (epoch-based loop). In a distributed run every rank has its
+    own generators, and mmengine saves checkpoints on rank 0 alone (a
+    collective there would hang): the hook gathers all ranks' states after
+    each training iteration (one small ``all_gather_object``; it runs
+    before ``CheckpointHook``, hence priority ``LOW``), rank 0 writes them
+    into the checkpoint (``meta['lt_mm_rng_state_ranks']``, rank order)
+    when its own state is still the gathered one, and on resume with the
+    same number of processes each rank gets its own back. With another
+    number (the batches are split differently, so the run cannot repeat
+    anyway) or no per-rank states (e.g. a checkpoint written after a
+    validation), nothing is restored and a warning says so. The
+    random state of
     persistent DataLoader workers is out of reach: an epoch-based resume
     with ``persistent_workers=True`` and ``num_workers > 0`` logs a warning
     (:func:`warn_persistent_workers_resume`).
     ``lt_mm.engine.runner_utils.build_runner`` registers it for training.
     """
 
-    priority = 'VERY_LOW'
+    priority = 'LOW'
 
     def __init__(self) -> None:
         self._pending: Optional[Dict[str, Any]] = None
+        self._ranks: Optional[List[Dict[str, Any]]] = None
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch: Any = None,
+                         outputs: Any = None) -> None:
+        from mmengine.dist import all_gather_object, get_world_size
+        if get_world_size() > 1:
+            self._ranks = all_gather_object(get_rng_state())
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint.setdefault('meta', {})[RNG_META_KEY] = get_rng_state()
+        # rank 0 only (mmengine's Runner.save_checkpoint is master_only)
+        state = get_rng_state()
+        meta = checkpoint.setdefault('meta', {})
+        meta[RNG_META_KEY] = state
+        if self._ranks is not None and same_rng_state(self._ranks[0], state):
+            meta[RNG_RANKS_META_KEY] = self._ranks
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        from mmengine.dist import get_world_size
+        from mmengine.dist import get_rank, get_world_size
         meta = checkpoint.get('meta', {}) if isinstance(checkpoint,
                                                         dict) else {}
         state = meta.get(RNG_META_KEY) if isinstance(meta, dict) else None
@@ -703,9 +741,24 @@ class ResumeRNGHook(Hook):
         if runner._resume and isinstance(loop, BaseLoop) and \
                 not isinstance(loop, IterBasedTrainLoop):
             warn_persistent_workers_resume(loop.dataloader)
-        if (state is None or not runner._resume or get_world_size() > 1
+        if (state is None or not runner._resume
                 or not isinstance(loop, BaseLoop)):
             return
+        ranks = meta.get(RNG_RANKS_META_KEY)
+        saved = len(ranks) if isinstance(ranks, (list, tuple)) else 1
+        world = get_world_size()
+        if saved != world:
+            print_log(
+                f'lt_mm: the checkpoint holds the random states of {saved} '
+                f'process(es) and this run has {world}; they are not '
+                'restored, so the resumed run need not repeat the straight '
+                'one (resume with the number of processes of the '
+                'interrupted run to continue it exactly).',
+                logger='current',
+                level=logging.WARNING)
+            return
+        if world > 1:
+            state = ranks[get_rank()]
         if isinstance(loop, IterBasedTrainLoop):
             loop.dataloader_iterator = _RestoreRNGAfterSkip(
                 loop.dataloader_iterator, int(meta.get('iter', 0)), state)

@@ -15,16 +15,21 @@ in the checkpoint and restores them after the replay.
 from __future__ import annotations
 
 import json
+import os
 import os.path as osp
 import shutil
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from mmengine.registry import DefaultScope
 
 from lt_mm.engine.checkpoint import CheckpointReadError, safe_torch_load
+from lt_mm.engine.hooks import RNG_META_KEY, RNG_RANKS_META_KEY
 from lt_mm.engine.runner_utils import apply_resume, build_runner, load_config
-from tests.conftest import QUICKSTART, STAGE1_CONFIGS, copy_work_dir
+from tests.conftest import (QUICKSTART, STAGE1_CONFIGS, copy_work_dir,
+                            free_port)
 from tests.reliability.conftest import folder_hash
 
 
@@ -172,14 +177,17 @@ def _toy_model():
     return ToyModel()
 
 
-def _toy_runner(work_dir, name, resume_from=None):
+def _toy_runner(work_dir, name, resume_from=None, launcher='none'):
+    """``launcher='pytorch'``: inside an initialised gloo process group,
+    each rank seeded apart (``diff_rank_seed``) so their states differ."""
     from mmengine.config import Config
     from mmengine.runner import Runner
     cfg = Config(
         dict(
             work_dir=str(work_dir),
             experiment_name=name,
-            randomness=dict(seed=0),
+            randomness=dict(seed=0, diff_rank_seed=launcher != 'none'),
+            model_wrapper_cfg=dict(type='CPUDistributedDataParallel'),
             default_scope='mmengine',
             train_cfg=dict(by_epoch=False, max_iters=6),
             log_processor=dict(by_epoch=False),
@@ -202,6 +210,7 @@ def _toy_runner(work_dir, name, resume_from=None):
         randomness=cfg.randomness,
         resume=resume_from is not None,
         load_from=resume_from,
+        launcher=launcher,
         experiment_name=name,
         cfg=cfg)
     runner.register_hook(dict(type='ResumeRNGHook'))
@@ -223,3 +232,61 @@ def test_resume_rng_hook_makes_iteration_resume_exact(tmp_path):
     b = safe_torch_load(str(work / 'iter_6.pth'))['state_dict']
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def _ddp_worker(rank, port, root):
+    os.environ['LOCAL_RANK'] = str(rank)  # read by mmengine's wrap_model
+    dist.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
+    try:
+        _toy_runner(osp.join(root, 'a'), 'lt_mm_ddp_straight',
+                    launcher='pytorch').train()
+        _toy_runner(
+            osp.join(root, 'b'),
+            'lt_mm_ddp_resumed',
+            osp.join(root, 'a', 'iter_3.pth'),
+            launcher='pytorch').train()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_resume_rng_hook_restores_each_rank_in_a_distributed_run(tmp_path):
+    """Two gloo processes, each seeded apart: every rank's random states
+    travel in the checkpoint and each rank gets its own back, so the
+    resumed run at 6 equals the straight one (with rank 0's states on both
+    ranks, or none restored, the dropout masks differ). Resumed with
+    another number of processes, nothing is restored and a warning says
+    so."""
+    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path)), nprocs=2)
+    ckpt = safe_torch_load(str(tmp_path / 'a' / 'iter_3.pth'))
+    ranks = ckpt['meta'][RNG_RANKS_META_KEY]
+    assert len(ranks) == 2
+    assert not torch.equal(ranks[0]['torch'], ranks[1]['torch'])
+    assert torch.equal(ckpt['meta'][RNG_META_KEY]['torch'], ranks[0]['torch'])
+    a = safe_torch_load(str(tmp_path / 'a' / 'iter_6.pth'))['state_dict']
+    b = safe_torch_load(str(tmp_path / 'b' / 'iter_6.pth'))['state_dict']
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    one = _toy_runner(tmp_path / 'c', 'lt_mm_one_process',
+                      str(tmp_path / 'a' / 'iter_3.pth'))
+    one.train()
+    assert ('holds the random states of 2 process(es) and this run has 1'
+            in _log(one))
+
+
+def test_rank_states_are_written_only_while_current():
+    """Rank 0 writes the gathered per-rank states only while its own state
+    is still the gathered one (a validation between the gather and a
+    save-best checkpoint draws a DataLoader seed: restoring the gathered
+    states would not be where the run was)."""
+    from lt_mm.engine.hooks import ResumeRNGHook, get_rng_state
+    hook = ResumeRNGHook()
+    hook.before_save_checkpoint(None, ckpt := {})
+    assert RNG_RANKS_META_KEY not in ckpt['meta']  # one process: none
+    hook._ranks = [get_rng_state(), get_rng_state()]
+    hook.before_save_checkpoint(None, ckpt := {})
+    assert ckpt['meta'][RNG_RANKS_META_KEY] is hook._ranks
+    torch.rand(1)  # rank 0 moves on
+    hook.before_save_checkpoint(None, ckpt := {})
+    assert RNG_RANKS_META_KEY not in ckpt['meta']
+    assert RNG_META_KEY in ckpt['meta']
