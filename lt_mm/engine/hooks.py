@@ -693,19 +693,19 @@ class ResumeRNGHook(Hook):
     (iteration-based loop, after mmengine's replay) or at the start of the
     next epoch (epoch-based loop). In a distributed run every rank has its
     own generators, and mmengine saves checkpoints on rank 0 alone (a
-    collective there would hang): the hook gathers all ranks' states after
-    each training iteration (one small ``all_gather_object``; it runs
-    before ``CheckpointHook``, hence priority ``LOW``), rank 0 writes them
+    collective there would hang): the hook gathers all ranks' states (one
+    ``all_gather_object`` of ~13 KB per rank) at each epoch end and after
+    the iterations an iteration-based ``CheckpointHook`` saves at, before
+    that hook runs (hence priority ``LOW``); rank 0 writes them
     into the checkpoint (``meta['lt_mm_rng_state_ranks']``, rank order)
     when its own state is still the gathered one, and on resume with the
     same number of processes each rank gets its own back. With another
     number (the batches are split differently, so the run cannot repeat
     anyway) or no per-rank states (e.g. a checkpoint written after a
-    validation), nothing is restored and a warning says so. The
-    random state of
-    persistent DataLoader workers is out of reach: an epoch-based resume
-    with ``persistent_workers=True`` and ``num_workers > 0`` logs a warning
-    (:func:`warn_persistent_workers_resume`).
+    validation), nothing is restored and a warning says so. The random
+    state of persistent DataLoader workers is out of reach: an epoch-based
+    resume with ``persistent_workers=True`` and ``num_workers > 0`` logs a
+    warning (:func:`warn_persistent_workers_resume`).
     ``lt_mm.engine.runner_utils.build_runner`` registers it for training.
     """
 
@@ -715,14 +715,32 @@ class ResumeRNGHook(Hook):
         self._pending: Optional[Dict[str, Any]] = None
         self._ranks: Optional[List[Dict[str, Any]]] = None
 
+    def _gather(self) -> None:
+        """Every rank's random states to every rank (distributed runs)."""
+        from mmengine.dist import all_gather_object, get_world_size
+        if get_world_size() > 1:
+            self._ranks = all_gather_object(get_rng_state())
+
     def after_train_iter(self,
                          runner,
                          batch_idx: int,
                          data_batch: Any = None,
                          outputs: Any = None) -> None:
-        from mmengine.dist import all_gather_object, get_world_size
-        if get_world_size() > 1:
-            self._ranks = all_gather_object(get_rng_state())
+        """Gather where an iteration-based ``CheckpointHook`` saves next
+        (every ``interval`` from ``save_begin``, the last iteration)."""
+        from mmengine.hooks import CheckpointHook
+        for hook in runner.hooks:
+            if not isinstance(hook, CheckpointHook) or hook.by_epoch:
+                continue
+            if self.every_n_train_iters(runner, hook.interval,
+                                        hook.save_begin) or (
+                                            hook.save_last and
+                                            self.is_last_train_iter(runner)):
+                self._gather()
+                return
+
+    def after_train_epoch(self, runner) -> None:
+        self._gather()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         # rank 0 only (mmengine's Runner.save_checkpoint is master_only)

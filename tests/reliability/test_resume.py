@@ -177,9 +177,15 @@ def _toy_model():
     return ToyModel()
 
 
-def _toy_runner(work_dir, name, resume_from=None, launcher='none'):
-    """``launcher='pytorch'``: inside an initialised gloo process group,
-    each rank seeded apart (``diff_rank_seed``) so their states differ."""
+def _toy_runner(work_dir,
+                name,
+                resume_from=None,
+                launcher='none',
+                by_epoch=False):
+    """6 iterations, a checkpoint at 3 (``iter_3.pth``; ``by_epoch``: 2
+    epochs of 3 / world size iterations, ``epoch_1.pth``).
+    ``launcher='pytorch'``: inside an initialised gloo process group, each
+    rank seeded apart (``diff_rank_seed``) so their states differ."""
     from mmengine.config import Config
     from mmengine.runner import Runner
     cfg = Config(
@@ -189,17 +195,22 @@ def _toy_runner(work_dir, name, resume_from=None, launcher='none'):
             randomness=dict(seed=0, diff_rank_seed=launcher != 'none'),
             model_wrapper_cfg=dict(type='CPUDistributedDataParallel'),
             default_scope='mmengine',
-            train_cfg=dict(by_epoch=False, max_iters=6),
-            log_processor=dict(by_epoch=False),
+            train_cfg=dict(by_epoch=True, max_epochs=2)
+            if by_epoch else dict(by_epoch=False, max_iters=6),
+            log_processor=dict(by_epoch=by_epoch),
             default_hooks=dict(
                 checkpoint=dict(
-                    type='CheckpointHook', by_epoch=False, interval=3))))
+                    type='CheckpointHook',
+                    by_epoch=by_epoch,
+                    interval=1 if by_epoch else 3))))
     runner = Runner(
         model=_toy_model(),
         work_dir=cfg.work_dir,
         train_dataloader=dict(
             dataset=_ToyData(),
-            sampler=dict(type='InfiniteSampler', shuffle=True),
+            sampler=dict(
+                type='DefaultSampler' if by_epoch else 'InfiniteSampler',
+                shuffle=True),
             collate_fn=dict(type='default_collate'),
             batch_size=4,
             num_workers=0),
@@ -234,41 +245,55 @@ def test_resume_rng_hook_makes_iteration_resume_exact(tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
-def _ddp_worker(rank, port, root):
+def _ddp_worker(rank, port, root, by_epoch):
     os.environ['LOCAL_RANK'] = str(rank)  # read by mmengine's wrap_model
     dist.init_process_group(
         'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
     try:
-        _toy_runner(osp.join(root, 'a'), 'lt_mm_ddp_straight',
-                    launcher='pytorch').train()
+        _toy_runner(
+            osp.join(root, 'a'),
+            'lt_mm_ddp_straight',
+            launcher='pytorch',
+            by_epoch=by_epoch).train()
         _toy_runner(
             osp.join(root, 'b'),
             'lt_mm_ddp_resumed',
-            osp.join(root, 'a', 'iter_3.pth'),
-            launcher='pytorch').train()
+            osp.join(root, 'a', _FIRST[by_epoch]),
+            launcher='pytorch',
+            by_epoch=by_epoch).train()
     finally:
         dist.destroy_process_group()
 
 
-def test_resume_rng_hook_restores_each_rank_in_a_distributed_run(tmp_path):
+_FIRST = {False: 'iter_3.pth', True: 'epoch_1.pth'}
+_LAST = {False: 'iter_6.pth', True: 'epoch_2.pth'}
+
+
+@pytest.mark.parametrize('by_epoch', [False, True])
+def test_resume_rng_hook_restores_each_rank_in_a_distributed_run(
+        tmp_path, by_epoch):
     """Two gloo processes, each seeded apart: every rank's random states
     travel in the checkpoint and each rank gets its own back, so the
-    resumed run at 6 equals the straight one (with rank 0's states on both
-    ranks, or none restored, the dropout masks differ). Resumed with
-    another number of processes, nothing is restored and a warning says
-    so."""
-    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path)), nprocs=2)
-    ckpt = safe_torch_load(str(tmp_path / 'a' / 'iter_3.pth'))
+    resumed run's last checkpoint equals the straight one's (with rank 0's
+    states on both ranks, or none restored, the dropout masks differ).
+    Resumed with another number of processes, nothing is restored and a
+    warning says so."""
+    mp.spawn(
+        _ddp_worker, args=(free_port(), str(tmp_path), by_epoch), nprocs=2)
+    ckpt = safe_torch_load(str(tmp_path / 'a' / _FIRST[by_epoch]))
     ranks = ckpt['meta'][RNG_RANKS_META_KEY]
     assert len(ranks) == 2
     assert not torch.equal(ranks[0]['torch'], ranks[1]['torch'])
     assert torch.equal(ckpt['meta'][RNG_META_KEY]['torch'], ranks[0]['torch'])
-    a = safe_torch_load(str(tmp_path / 'a' / 'iter_6.pth'))['state_dict']
-    b = safe_torch_load(str(tmp_path / 'b' / 'iter_6.pth'))['state_dict']
+    a = safe_torch_load(str(tmp_path / 'a' / _LAST[by_epoch]))['state_dict']
+    b = safe_torch_load(str(tmp_path / 'b' / _LAST[by_epoch]))['state_dict']
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    one = _toy_runner(tmp_path / 'c', 'lt_mm_one_process',
-                      str(tmp_path / 'a' / 'iter_3.pth'))
+    one = _toy_runner(
+        tmp_path / 'c',
+        'lt_mm_one_process',
+        str(tmp_path / 'a' / _FIRST[by_epoch]),
+        by_epoch=by_epoch)
     one.train()
     assert ('holds the random states of 2 process(es) and this run has 1'
             in _log(one))
