@@ -169,6 +169,45 @@ def build_det_dataset(dataset: dict) -> Any:
     return build_without_pipeline(dataset, 'mmdet')
 
 
+def _check_class_order(ds: Any, classes: Sequence[str],
+                       cat_ids: Sequence[int]) -> None:
+    """Refuse ``metainfo`` classes listed in another order than the json's
+    categories.
+
+    mmdet's ``CocoDataset`` numbers its labels in the order of the json's
+    categories (``COCO.get_cat_ids(cat_names=...)`` keeps the file order,
+    as its comment says), whatever the order of ``metainfo['classes']``,
+    while everything that names a label (the class statistics, the
+    visualizer, a per-class table) takes ``classes[i]``: label ``i`` would
+    carry another class's name. Checked when the classes are the config's
+    own (a dataset's built-in ``METAINFO`` follows its json) and the json
+    is a local file; names that are not a reordering of the categories
+    (LVIS numbers all its categories, whatever the names) are left alone.
+
+    Raises:
+        ValueError: naming the first mislabelled label and the classes in
+            the json's order.
+    """
+    ann = getattr(ds, 'ann_file', None)
+    builtin = (getattr(type(ds), 'METAINFO', None) or {}).get('classes')
+    if (builtin is not None and tuple(classes) == tuple(
+            str(n) for n in builtin)) or not ann or not osp.isfile(ann):
+        return
+    with open(ann) as f:
+        cats = json.load(f).get('categories') or []
+    names = {cat.get('id'): str(cat.get('name')) for cat in cats}
+    in_file = [names.get(i) for i in cat_ids]
+    if in_file == list(classes) or sorted(map(str, in_file)) != sorted(
+            classes):
+        return
+    i = next(k for k, (a, b) in enumerate(zip(in_file, classes)) if a != b)
+    raise ValueError(
+        f'{type(ds).__name__}: metainfo classes are not in the order of the '
+        f'categories of {ann}: mmdet numbers labels in the file\'s order, '
+        f'so label {i} is {in_file[i]!r} but would be named {classes[i]!r}. '
+        f'List the classes in the file\'s order: classes={tuple(in_file)!r}.')
+
+
 def _count_data_list(ds: Any, progress: bool) -> dict:
     """Instances / images per class of a built mmdet dataset's
     ``data_list`` (``ignore_flag`` instances skipped)."""
@@ -188,6 +227,8 @@ def _count_data_list(ds: Any, progress: bool) -> dict:
             f'the annotation file has {len(cat_ids)} categories but the '
             f'dataset metainfo lists {c} classes; set metainfo=dict('
             'classes=(...)) to the categories of the annotation file.')
+    if cat_ids is not None:
+        _check_class_order(ds, classes, cat_ids)
     instances = np.zeros(c, np.int64)
     images = np.zeros(c, np.int64)
     bar = None

@@ -9,7 +9,10 @@
 * ``LTLVISMetric`` refuses a predicted label outside the categories of its
   annotation file in ``process`` (the first batch), not in ``evaluate``;
 * the counts read from an LVIS / COCO json follow mmdet's label order (the
-  file's category order), also for a json not sorted by category id.
+  file's category order), also for a json not sorted by category id;
+* counts read through the dataset refuse ``metainfo`` classes that list the
+  file's categories in another order (mmdet labels in the file's order, so
+  the names would be swapped); other names (LVIS) are left alone.
 """
 import json
 import os.path as osp
@@ -20,7 +23,8 @@ import torch
 from mmdet.registry import METRICS, MODELS
 
 import lt_mm.det  # noqa: F401
-from lt_mm.det.counts import build_det_dataset, lvis_class_stats
+from lt_mm.det.counts import (build_det_dataset, lvis_class_stats,
+                              read_det_counts)
 from lt_mm.toydata import make_lvis
 
 C = 5
@@ -213,3 +217,48 @@ def test_json_counts_follow_mmdet_labels_for_unsorted_categories(
     assert st_img.extra['category_ids'] == list(ds.cat_ids)
     # the long tail is reversed with the categories (not re-sorted by id)
     assert st_img.counts == [float(v) for v in tiny_lvis['image_counts'][::-1]]
+
+
+def _dataset_cfg(tiny_lvis, ds_type, classes):
+    return dict(
+        type=ds_type,
+        data_root=osp.dirname(osp.dirname(tiny_lvis['train_json'])),
+        ann_file=tiny_lvis['train_json'],
+        data_prefix=dict(img=''),
+        metainfo=dict(classes=tuple(classes)),
+        pipeline=[])
+
+
+@pytest.mark.parametrize('ds_type', ['LVISV1Dataset', 'CocoDataset'])
+def test_dataset_counts_refuse_classes_in_another_order(tiny_lvis, ds_type):
+    with open(tiny_lvis['train_json']) as f:
+        names = [c['name'] for c in json.load(f)['categories']]
+    cfg = _dataset_cfg(tiny_lvis, ds_type, names[::-1])
+    with pytest.raises(ValueError) as err:
+        read_det_counts(cfg, 'images', C, cache_file=False, source='dataset')
+    msg = str(err.value)
+    # label 0 is the file's first category; reversed, it is named the last
+    assert f'label 0 is {names[0]!r} but would be named {names[-1]!r}' in msg
+    assert f'classes={tuple(names)!r}' in msg
+    assert tiny_lvis['train_json'] in msg
+    # in the file's order: the file's names and counts
+    cfg['metainfo'] = dict(classes=tuple(names))
+    st = read_det_counts(
+        cfg, 'images', C, cache_file=False, source='dataset')
+    assert st.names == names
+    assert st.counts == [float(v) for v in tiny_lvis['image_counts']]
+
+
+def test_lvis_dataset_names_other_than_the_files_left_alone(tiny_lvis):
+    # LVIS labels every category of the file by position whatever the
+    # names (as LTLVISMetric, which logs differing names): no reordering
+    # to detect, the counts carry the config's names
+    renamed = [f'x{i}' for i in range(C)]
+    st = read_det_counts(
+        _dataset_cfg(tiny_lvis, 'LVISV1Dataset', renamed),
+        'images',
+        C,
+        cache_file=False,
+        source='dataset')
+    assert st.names == renamed
+    assert st.counts == [float(v) for v in tiny_lvis['image_counts']]
