@@ -321,6 +321,8 @@ def class_stats_from_dataset(dataset: dict,
     params = dict(
         reader='det.dataset',
         unit=unit,
+        # caches written before the class-order check are recomputed
+        classes='file order checked',
         config=json.dumps(cfg, sort_keys=True, default=str))
     return cached_class_stats(
         ann,

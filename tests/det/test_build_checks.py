@@ -249,6 +249,28 @@ def test_dataset_counts_refuse_classes_in_another_order(tiny_lvis, ds_type):
     assert st.counts == [float(v) for v in tiny_lvis['image_counts']]
 
 
+def test_dataset_counts_cached_before_the_order_check_recomputed(
+        tiny_lvis, tmp_path):
+    # a cache of the reversed classes written without the check (its key
+    # lacks the check's mark) is not a hit: the order is checked
+    from lt_mm.core.stats import ClassStats, cached_class_stats
+    from lt_mm.engine.counts import without_pipelines
+    with open(tiny_lvis['train_json']) as f:
+        names = [c['name'] for c in json.load(f)['categories']]
+    cfg = _dataset_cfg(tiny_lvis, 'CocoDataset', names[::-1])
+    cache = str(tmp_path / 'stats.json')
+    old_key = dict(
+        reader='det.dataset',
+        unit='images',
+        config=json.dumps(without_pipelines(cfg), sort_keys=True, default=str))
+    cached_class_stats(
+        tiny_lvis['train_json'], old_key, lambda: ClassStats(
+            counts=[1] * C, unit='images', names=names[::-1]), cache, cache)
+    with pytest.raises(ValueError, match='label 0 is'):
+        read_det_counts(
+            cfg, 'images', C, cache_file=cache, source='dataset')
+
+
 def test_lvis_dataset_names_other_than_the_files_left_alone(tiny_lvis):
     # LVIS labels every category of the file by position whatever the
     # names (as LTLVISMetric, which logs differing names): no reordering
