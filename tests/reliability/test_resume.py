@@ -28,9 +28,10 @@ from mmengine.registry import DefaultScope
 from lt_mm.engine.checkpoint import CheckpointReadError, safe_torch_load
 from lt_mm.engine.hooks import RNG_META_KEY, RNG_RANKS_META_KEY
 from lt_mm.engine.runner_utils import apply_resume, build_runner, load_config
-from tests.conftest import (QUICKSTART, STAGE1_CONFIGS, copy_work_dir,
+from tests.conftest import (QUICKSTART, REPO, STAGE1_CONFIGS, copy_work_dir,
                             free_port)
 from tests.reliability.conftest import folder_hash
+from tests.tool_server import run_fresh
 
 
 def _truncate(path):
@@ -139,6 +140,43 @@ def test_seg_stage2_resume_equals_straight_run(seg_stage1, data_root, tmp_path,
     for k in s1:
         assert torch.equal(s1[k], s2[k]), k
     assert folder_hash(seg_stage1['work_dir']) == before
+
+
+def _dist_train(config, work_dir, data_root, *args):
+    env = dict(
+        os.environ,
+        PORT=str(free_port()),
+        LT_MM_DATA_ROOT=data_root,
+        PYTHONPATH=REPO)
+    env.setdefault('OMP_NUM_THREADS', '1')
+    proc = run_fresh([
+        'bash',
+        osp.join(REPO, 'tools', 'dist_train.sh'), config, '2', '--work-dir',
+        work_dir, *args
+    ], env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    return proc
+
+
+def test_seg_stage2_distributed_resume_equals_straight_run(
+        seg_stage1, data_root, tmp_path):
+    """``tools/dist_train.sh`` with 2 gloo processes: a stage 2 resumed at
+    iteration 4 (``--resume``) ends with the straight run's weights."""
+    config = osp.join(QUICKSTART, 'digits_seg_disalign.py')
+    opts = ['--cfg-options', f'load_from={seg_stage1["checkpoint"]}'
+            ] + [f'{k}={v}' for k, v in SEG_ITERS.items()]
+    straight = str(tmp_path / 'straight')
+    _dist_train(config, straight, data_root, *opts)
+    resumed = tmp_path / 'resumed'
+    resumed.mkdir()
+    shutil.copy(osp.join(straight, 'iter_4.pth'), resumed)
+    (resumed / 'last_checkpoint').write_text(str(resumed / 'iter_4.pth'))
+    proc = _dist_train(config, str(resumed), data_root, '--resume', *opts)
+    assert 'resumed' in proc.stdout.lower()
+    s1 = safe_torch_load(osp.join(straight, 'iter_8.pth'))['state_dict']
+    s2 = safe_torch_load(str(resumed / 'iter_8.pth'))['state_dict']
+    for k in s1:
+        assert torch.equal(s1[k], s2[k]), k
 
 
 # ------------------------------------------- the mechanism, on a toy model
