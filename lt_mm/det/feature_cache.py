@@ -329,6 +329,18 @@ def _padding_mismatches(pre: nn.Module, data_samples: List[Any]) -> int:
     return out
 
 
+def _replay(fc_cls: nn.Module, x: Tensor, rng: tuple) -> Tensor:
+    """``fc_cls(x)`` from the random state ``rng`` (torch state, device,
+    CUDA state) its first call started from; the outer state is kept."""
+    cpu_state, device, cuda_state = rng
+    devices = [device] if cuda_state is not None else []
+    with torch.random.fork_rng(devices=devices):
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state(cuda_state, device)
+        return fc_cls(x)
+
+
 @torch.no_grad()
 def extract_roi_cache(model: nn.Module, loaders: Sequence[Any], root: str,
                       dtype: str, fingerprint: str) -> RoIFeatureCache:
@@ -341,7 +353,9 @@ def extract_roi_cache(model: nn.Module, loaders: Sequence[Any], root: str,
     ``roi_head._bbox_forward`` on the sampled RoIs (eval mode; ``fc_cls``
     in training mode, as in the loss), whose ``fc_cls`` input ``x_cls`` is
     captured with a forward pre-hook. On the first batch the head's
-    ``cls_score`` is checked to be ``fc_cls(x_cls)``. Targets:
+    ``cls_score`` is checked to be ``fc_cls(x_cls)`` (replayed from the
+    random state of the head's own call: a classifier with dropout draws
+    the same masks). Targets:
     ``bbox_head.get_targets(..., concat=False)`` (labels, label weights).
 
     Args:
@@ -364,8 +378,18 @@ def extract_roi_cache(model: nn.Module, loaders: Sequence[Any], root: str,
     n = check_view_lengths(loaders)
     k_views = len(loaders)
     captured: List[Tensor] = []
-    handle = fc_cls.register_forward_pre_hook(
-        lambda mod, args: captured.append(args[0]))
+    # the random state fc_cls starts from, so that the check below draws
+    # the same dropout masks as the head's own call
+    rng: List[tuple] = []
+
+    def capture(mod, args):
+        captured.append(args[0])
+        if not checked:
+            rng.append((torch.get_rng_state(), args[0].device,
+                        torch.cuda.get_rng_state(args[0].device)
+                        if args[0].is_cuda else None))
+
+    handle = fc_cls.register_forward_pre_hook(capture)
     was_training = model.training
     # fc_cls runs (in training mode, as in the loss) only inside the box
     # head's forward; its state (e.g. BatchNorm statistics of a
@@ -398,7 +422,8 @@ def extract_roi_cache(model: nn.Module, loaders: Sequence[Any], root: str,
                     if not checked:
                         if not (x_cls.ndim == 2
                                 and x_cls.shape[0] == rois.shape[0] and
-                                torch.equal(out['cls_score'], fc_cls(x_cls))):
+                                torch.equal(out['cls_score'],
+                                            _replay(fc_cls, x_cls, rng[0]))):
                             raise ValueError(
                                 f'{LOOP}: the cls_score of '
                                 f'{type(head).__name__} is not fc_cls(<its '
