@@ -71,8 +71,10 @@ visit of an image, the cache holds ``views`` draws (every visit picks one
 of them, seeded by ``seed + epoch``), each view also re-drawing the
 training pipeline's random transforms (``RandomFlip``); (2) images of
 different sizes are padded to the largest of their batch: the cache is
-built in dataset-order batches (``cache.batch_size``, default the training
-batch size), the standard loop in the sampler's batches, so the padding
+built in dataset-order batches (``cache.batch_size``; default 1 under
+the ``AspectRatioBatchSampler`` of mmdet's configs, as dataset-order
+batches would mix aspect ratios, else the training batch size), the
+standard loop in the sampler's batches, so the padding
 (and the features near the border) may differ -- a warning counts the
 images concerned (none when every image pads to the same size, as in the
 quickstart data).

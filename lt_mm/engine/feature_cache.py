@@ -95,7 +95,10 @@ def check_cache_options(
             * ``dir``: folder of the cache files; None =
               ``<work_dir>/feature_cache``.
             * ``batch_size``: images per extraction batch (default: the
-              training batch size).
+              training dataloader's ``batch_size``; 1 when it batches
+              through a ``batch_sampler``, as mmdet's
+              ``AspectRatioBatchSampler``: dataset-order batches would mix
+              aspect ratios and pad far more than the training batches).
             * ``reuse``: reuse a cache with the same fingerprint (frozen
               weights, data list, pipeline, views, dtype, the adapter's
               options and -- for the random ``'train'`` pipeline -- the
@@ -888,6 +891,8 @@ class CachedFeatureLoopMixin:
         # k seeds the loader workers with seed + k so augmenting workers
         # draw new views (without workers the global RNG moves on)
         workers = dl.num_workers
+        # a batch_sampler (mmdet's AspectRatioBatchSampler) leaves
+        # dl.batch_size None: one image per batch (see check_cache_options)
         return [
             DataLoader(
                 dl.dataset,

@@ -375,3 +375,18 @@ def test_refused_detectors(tmp_path, changes, match):
 def test_refused_quickstart_detectors(tmp_path, config, match):
     with pytest.raises(ValueError, match=match):
         check_cacheable_detector(_detector(tmp_path, config))
+
+
+def test_extraction_batches_one_image_under_a_batch_sampler(tmp_path):
+    # mmdet batches through AspectRatioBatchSampler (the DataLoader's own
+    # batch_size is None): dataset-order extraction batches would mix
+    # aspect ratios, so the default is one image per batch; a given
+    # cache batch_size wins
+    runner = _runner(tmp_path / 'a', views=1)
+    train = runner.train_loop.dataloader
+    assert train.batch_size is None and train.batch_sampler.batch_size > 1
+    loader, = runner.train_loop._extraction_loaders()
+    assert loader.batch_size == 1
+    runner = _runner(tmp_path / 'b', views=1, batch_size=3)
+    loader, = runner.train_loop._extraction_loaders()
+    assert loader.batch_size == 3
