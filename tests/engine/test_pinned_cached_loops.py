@@ -22,8 +22,8 @@ weights, and on hand-made configs:
 * with loader workers, view k of the cache is the training pipeline drawn
   by a worker seeded with ``seed + k``;
 * a failed run with ``keep=False`` still deletes its cache and
-  ``drop_cache`` may be called again; a relabelled training list is not
-  served the old cache by a real run.
+  ``drop_cache`` may be called again (a relabelled cls training list is
+  pinned in tests/cls/test_pinned_feature_cache.py).
 """
 import os
 import os.path as osp
@@ -253,17 +253,17 @@ def _per_epoch(calls, name):
     return [c[1] for c in calls if c[0] == name]
 
 
+#: validation from 2, every 3, every 2 from 3 on (both loop kinds)
+VAL_SCHEDULE = dict(val_begin=2, val_interval=3, dynamic_intervals=[(3, 2)])
+
+
 def test_epoch_loop_schedule_hooks_and_validation(tmp_path):
     rec = _Recorder()
     runner = _recorded(
         tmp_path / 'a',
         rec,
         val=True,
-        schedule=dict(
-            max_epochs=5,
-            val_begin=2,
-            val_interval=3,
-            dynamic_intervals=[(3, 2)]),
+        schedule=dict(max_epochs=5, **VAL_SCHEDULE),
         dtype='float32')
     assert runner.train() is runner.model
     loop = runner.train_loop
@@ -386,32 +386,6 @@ def test_views_with_loader_workers_are_seeded_by_seed_plus_view(tmp_path):
     assert np.abs(feats[0] - feats[1]).max() > 1e-2
 
 
-def test_relabelled_training_list_is_not_served_the_old_cache(
-        data_env, tmp_path):  # noqa: F811
-    # the same images, image 0 relabelled (class 0 -> 9): a run on the same
-    # cache folder must build a new cache holding the new label
-    root = osp.join(data_env, 'cls')
-    with open(osp.join(root, 'ImageNet_LT_train.txt')) as f:
-        lines = f.read().splitlines()
-    path, label = lines[0].rsplit(' ', 1)
-    assert label == '0'
-    ann = tmp_path / 'train.txt'
-    ann.write_text('\n'.join([f'{path} 9'] + lines[1:]) + '\n')
-    shared = str(tmp_path / 'cache')
-    loops = []
-    for name, ann_file in (('a', None), ('b', str(ann))):
-        cfg = _cfg(RANDOM_WEIGHTS, 'lws', tmp_path / name)
-        cfg.custom_hooks = FREEZE
-        cfg.train_cfg.max_epochs = 1
-        if ann_file:
-            cfg.train_dataloader.dataset.ann_file = ann_file
-        use_cached_features(cfg, dtype='float32', dir=shared)
-        loops.append(_trained_loop(cfg))
-    assert not loops[1].cache_reused
-    assert loops[1].cache.root != loops[0].cache.root
-    assert loops[0].cache.labels[0] == 0 and loops[1].cache.labels[0] == 9
-
-
 # ---------------------------------------------------------------------------
 # the iteration loop (segmentation)
 # ---------------------------------------------------------------------------
@@ -450,11 +424,7 @@ def test_iteration_loop_schedule_hooks_and_validation(tmp_path):
         tmp_path / 'a',
         rec,
         val=True,
-        schedule=dict(
-            max_iters=5,
-            val_begin=2,
-            val_interval=3,
-            dynamic_intervals=[(3, 2)]),
+        schedule=dict(max_iters=5, **VAL_SCHEDULE),
         dtype='float32',
         keep=False)
     loop = runner.train_loop
