@@ -69,6 +69,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def run_dist(script: str, args: List[str], data_root: str,
+             timeout: float = 600) -> subprocess.CompletedProcess:
+    """``tools/<script>`` (``dist_train.sh`` / ``dist_test.sh``) as a fresh
+    process: gloo on a free port, the tiny data, one thread per process
+    (stdout and stderr together; the caller checks the return code)."""
+    env = dict(
+        os.environ,
+        PORT=str(free_port()),
+        LT_MM_DATA_ROOT=data_root,
+        PYTHONPATH=REPO)
+    env.setdefault('OMP_NUM_THREADS', '1')
+    return run_fresh(['bash', osp.join(REPO, 'tools', script), *args], env,
+                     timeout)
+
+
 def copy_work_dir(folder: str, dst) -> str:
     """A copy of a work dir whose last_checkpoint names the copy."""
     shutil.copytree(folder, str(dst))

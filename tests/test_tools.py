@@ -17,8 +17,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import REPO, free_port, last_checkpoint
-from tests.tool_server import run_fresh
+from tests.conftest import REPO, last_checkpoint, run_dist
 
 # metric names each toolbox prints after testing
 METRIC_KEYS = {
@@ -102,24 +101,16 @@ def test_dist_train_two_cpu_processes(cls_stage1, run_tool, tmp_path, stage):
     as it is (its find_unused_parameters=True: the frozen parameters get
     no gradient, and DDP without it is refused)."""
     work = str(tmp_path / 'dist')
-    port = str(free_port())
-    env_port = dict(os.environ, PORT=port)
     config = cls_stage1['config'] if stage == 'stage1' else osp.join(
         REPO, 'configs', 'quickstart', 'digits_cls_disalign.py')
     extra = [] if stage == 'stage1' else [
         f'load_from={cls_stage1["checkpoint"]}'
     ]
-    cmd = [
-        'bash',
-        osp.join(REPO, 'tools', 'dist_train.sh'), config, '2', '--work-dir',
-        work, '--cfg-options', 'train_cfg.max_epochs=1',
-        'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1',
-        *extra
-    ]
-    env_port['LT_MM_DATA_ROOT'] = run_tool.data_root
-    env_port['PYTHONPATH'] = REPO
-    env_port.setdefault('OMP_NUM_THREADS', '1')
-    proc = run_fresh(cmd, env_port, timeout=600)
+    proc = run_dist('dist_train.sh', [
+        config, '2', '--work-dir', work, '--cfg-options',
+        'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+        'default_hooks.checkpoint.interval=1', *extra
+    ], run_tool.data_root)
     errors = [
         line for line in proc.stdout.splitlines()
         if 'Error' in line or 'error' in line

@@ -47,6 +47,7 @@ from ..cls.test_feature_cache import (  # noqa: F401
     _cfg, _train_recording_warnings, data_env)
 from ..cls.test_pinned_feature_cache import _runner as _cls_runner
 from ..det.test_feature_cache import _cfg as _det_cfg
+from ..conftest import QUICKSTART, run_dist
 from ..seg.test_feature_cache import _cfg as _seg_cfg
 
 pytestmark = pytest.mark.usefixtures('data_env')
@@ -600,3 +601,21 @@ def test_pixel_subset_follows_the_seed_class_balanced_and_labels(
     assert not np.array_equal(labels['s1'], labels['s2'])
     assert not np.array_equal(labels['s1'], labels['cb'])
     assert (labels['maps'] == 0).all() and (labels['s1'] > 0).any()
+
+
+def test_cached_loop_refuses_a_distributed_run(cls_stage1, data_root,
+                                               tmp_path):
+    # tools/dist_train.sh with 2 gloo processes on the shipped cached
+    # config: refused when the loop is built, naming the world size and
+    # the fix (each rank would build and train on its own cache)
+    config = osp.join(QUICKSTART, 'digits_cls_disalign_cached.py')
+    proc = run_dist('dist_train.sh', [
+        config, '2', '--work-dir',
+        str(tmp_path / 'w'), '--cfg-options',
+        f'load_from={cls_stage1["checkpoint"]}'
+    ], data_root)
+    assert proc.returncode != 0
+    assert (f'{CLS_LOOP} runs in one process (world size is 2)' in
+            proc.stdout), proc.stdout[-3000:]
+    assert 'launch tools/train.py without a launcher' in proc.stdout
+    assert not os.path.exists(str(tmp_path / 'w' / 'feature_cache'))

@@ -28,10 +28,9 @@ from mmengine.registry import DefaultScope
 from lt_mm.engine.checkpoint import CheckpointReadError, safe_torch_load
 from lt_mm.engine.hooks import RNG_META_KEY, RNG_RANKS_META_KEY
 from lt_mm.engine.runner_utils import apply_resume, build_runner, load_config
-from tests.conftest import (QUICKSTART, REPO, STAGE1_CONFIGS, copy_work_dir,
-                            free_port)
+from tests.conftest import (QUICKSTART, STAGE1_CONFIGS, copy_work_dir,
+                            free_port, run_dist)
 from tests.reliability.conftest import folder_hash
-from tests.tool_server import run_fresh
 
 
 def _truncate(path):
@@ -143,17 +142,8 @@ def test_seg_stage2_resume_equals_straight_run(seg_stage1, data_root, tmp_path,
 
 
 def _dist_train(config, work_dir, data_root, *args):
-    env = dict(
-        os.environ,
-        PORT=str(free_port()),
-        LT_MM_DATA_ROOT=data_root,
-        PYTHONPATH=REPO)
-    env.setdefault('OMP_NUM_THREADS', '1')
-    proc = run_fresh([
-        'bash',
-        osp.join(REPO, 'tools', 'dist_train.sh'), config, '2', '--work-dir',
-        work_dir, *args
-    ], env, timeout=600)
+    proc = run_dist('dist_train.sh', [config, '2', '--work-dir', work_dir,
+                                      *args], data_root)
     assert proc.returncode == 0, proc.stdout[-4000:]
     return proc
 

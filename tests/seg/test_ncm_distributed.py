@@ -7,15 +7,13 @@ checkpoint and the metrics equal those of one process.
 session's tiny stage-1 FCN; the class-means loader sees one training image
 (``train_dataloader.dataset.indices=1``), so rank 1's share is empty
 (``round_up=False``: every image once over the ranks)."""
-import os
 import os.path as osp
 import re
 
 import torch
 
 from lt_mm.engine.checkpoint import safe_torch_load
-from tests.conftest import REPO, free_port
-from tests.tool_server import run_fresh
+from tests.conftest import REPO, run_dist
 
 CONFIG = osp.join(REPO, 'configs', 'quickstart', 'digits_seg_ncm.py')
 ONE_IMAGE = 'train_dataloader.dataset.indices=1'
@@ -37,18 +35,10 @@ def test_seg_ncm_with_an_empty_rank_equals_one_process(
                     one, '--cfg-options', ONE_IMAGE)
     assert 'per-pixel class means of' in proc.stdout
     two = str(tmp_path / 'two')
-    env = dict(
-        os.environ,
-        PORT=str(free_port()),
-        LT_MM_DATA_ROOT=run_tool.data_root,
-        PYTHONPATH=REPO)
-    env.setdefault('OMP_NUM_THREADS', '1')
-    dist = run_fresh([
-        'bash',
-        osp.join(REPO, 'tools', 'dist_test.sh'), CONFIG,
-        seg_stage1['checkpoint'], '2', '--work-dir', two, '--cfg-options',
-        ONE_IMAGE
-    ], env, timeout=600)
+    dist = run_dist('dist_test.sh', [
+        CONFIG, seg_stage1['checkpoint'], '2', '--work-dir', two,
+        '--cfg-options', ONE_IMAGE
+    ], run_tool.data_root)
     assert dist.returncode == 0, dist.stdout[-4000:]
     assert 'Distributed training: True' in dist.stdout
     a = safe_torch_load(osp.join(one, 'ncm_centroids.pth'))['state_dict']
