@@ -193,7 +193,7 @@ def _check_class_order(ds: Any, classes: Sequence[str],
     if (builtin is not None and tuple(classes) == tuple(
             str(n) for n in builtin)) or not ann or not osp.isfile(ann):
         return
-    with open(ann) as f:
+    with open(ann, encoding='utf-8') as f:
         cats = json.load(f).get('categories') or []
     names = {cat.get('id'): str(cat.get('name')) for cat in cats}
     in_file = [names.get(i) for i in cat_ids]
