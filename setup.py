@@ -6,7 +6,6 @@ ops, which PyPI only ships as an sdist); ``pip install -e .`` installs lt_mm
 alone on top of an existing OpenMMLab environment.
 """
 import os.path as osp
-
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))

@@ -77,8 +77,9 @@ def _share_weights(stock: nn.Module, heads: Dict[str, nn.Module]) -> None:
 
 def build_cls_heads(cfg: dict) -> Dict[str, nn.Module]:
     """The stock ``LinearClsHead`` (first) and every lt_mm cls head."""
-    import lt_mm.cls  # noqa: F401
     from mmpretrain.registry import MODELS
+
+    import lt_mm.cls  # noqa: F401
     c, d = cfg['num_classes'], cfg['in_channels']
     counts = [float(1000 // (i + 1) + 1) for i in range(c)]
     base = dict(num_classes=c, in_channels=d)
@@ -129,8 +130,9 @@ def build_cls_heads(cfg: dict) -> Dict[str, nn.Module]:
 def build_seg_heads(cfg: dict) -> Dict[str, nn.Module]:
     """The stock ``FCNHead`` (first) and ``LTDecodeHead`` with every lt_mm
     ``conv_seg`` (and without one)."""
-    import lt_mm.seg  # noqa: F401
     from mmseg.registry import MODELS
+
+    import lt_mm.seg  # noqa: F401
     head = dict(
         in_channels=cfg['in_channels'],
         channels=cfg['channels'],
@@ -173,8 +175,9 @@ def build_seg_heads(cfg: dict) -> Dict[str, nn.Module]:
 def build_det_heads(cfg: dict) -> Dict[str, nn.Module]:
     """The stock ``Shared2FCBBoxHead`` (first) and the same head with every
     lt_mm box classifier."""
-    import lt_mm.det  # noqa: F401
     from mmdet.registry import MODELS
+
+    import lt_mm.det  # noqa: F401
     head = dict(
         type='Shared2FCBBoxHead',
         in_channels=cfg['in_channels'],

@@ -38,18 +38,18 @@ import os
 for _var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
     os.environ.setdefault(_var, '1')
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import os.path as osp  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from typing import Dict, List, Optional, Tuple  # noqa: E402
+import argparse
+import importlib.util
+import json
+import os.path as osp
+import statistics
+import sys
+import time
+from typing import Dict, List, Optional, Tuple
 
-import numpy as np  # noqa: E402
-from lvis import LVIS  # noqa: E402
-from pycocotools import mask as mask_utils  # noqa: E402
+import numpy as np
+from lvis import LVIS
+from pycocotools import mask as mask_utils
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 NUM_RARE, NUM_COMMON, NUM_FREQUENT = 337, 461, 405

@@ -178,10 +178,10 @@ def _train_test(config: str,
     from mmengine.registry import DefaultScope
     spec = TASKS[task]
     with DefaultScope.overwrite_default_scope(spec['scope']):
-        return _train_test_in_scope(config, work_dir, load_from, seed,
-                                    options, cached, deterministic_pipeline,
-                                    spec, importlib.import_module(
-                                        spec['module']).use_cached_features)
+        return _train_test_in_scope(
+            config, work_dir, load_from, seed, options, cached,
+            deterministic_pipeline, spec,
+            importlib.import_module(spec['module']).use_cached_features)
 
 
 def _train_test_in_scope(config, work_dir, load_from, seed, options, cached,
@@ -249,8 +249,8 @@ def _stage1(work_dir: str, quick: bool, log, task: str = 'cls') -> str:
 
     from lt_mm.quickstart.runs import find_checkpoint, run_config
     spec = TASKS[task]
-    s1_dir = osp.join(work_dir, 'stage1' if task == 'cls' else
-                      f'stage1_{task}')
+    s1_dir = osp.join(work_dir,
+                      'stage1' if task == 'cls' else f'stage1_{task}')
     ckpt = find_checkpoint(s1_dir)
     if ckpt is not None:
         log(f'stage 1: reusing {ckpt}')

@@ -69,7 +69,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_dist(script: str, args: List[str], data_root: str,
+def run_dist(script: str,
+             args: List[str],
+             data_root: str,
              timeout: float = 600) -> subprocess.CompletedProcess:
     """``tools/<script>`` (``dist_train.sh`` / ``dist_test.sh``) as a fresh
     process: gloo on a free port, the tiny data, one thread per process

@@ -263,8 +263,8 @@ LVIS = [p for p in PAPER if '/lvis/' in p]
 
 
 @pytest.mark.parametrize(
-    'path', [p for p in LVIS if _stage2(p)], ids=_ids([p for p in LVIS
-                                                      if _stage2(p)]))
+    'path', [p for p in LVIS if _stage2(p)],
+    ids=_ids([p for p in LVIS if _stage2(p)]))
 def test_lvis_stage2_loads_its_uniform_stage1(path):
     """A stage 2 starts from the last checkpoint of the stage-1 config of
     this folder with the same detector, classifier (cosine for DisAlign*)

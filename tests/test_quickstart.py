@@ -35,8 +35,7 @@ def test_quickstart_fast(tmp_path):
     # one table per task, every method a row
     for title in ('classification', 'semantic segmentation', 'detection'):
         assert title in out
-    for method in ('DisAlign', 'TDE', 'tau-norm', 'LWS', 'cRT', 'NCM',
-                   'CDT'):
+    for method in ('DisAlign', 'TDE', 'tau-norm', 'LWS', 'cRT', 'NCM', 'CDT'):
         assert method in out
     assert 'quickstart finished in' in out
     with open(osp.join(work, 'results.json')) as f:
@@ -60,8 +59,8 @@ def test_quickstart_fast(tmp_path):
     with open(osp.join(s1_dir, 'last_checkpoint')) as f:
         ckpt = f.read().strip()
     before = (os.stat(ckpt).st_mtime_ns, os.stat(ckpt).st_size)
-    out2 = _run(['--fast', '--work-dir', work, '--tasks', 'cls', '--methods',
-                 'NCM'])
+    out2 = _run(
+        ['--fast', '--work-dir', work, '--tasks', 'cls', '--methods', 'NCM'])
     assert 'reusing' in out2
     assert (os.stat(ckpt).st_mtime_ns, os.stat(ckpt).st_size) == before
 
@@ -82,12 +81,39 @@ def test_aggregate_mean_std_by_hand():
     from lt_mm.quickstart.report import aggregate_markdown, aggregate_tables
     row = dict(method='baseline (joint)', kind='stage 1')
     per_seed = {
-        0: {'seg': [dict(row, mIoU=10.0, head=60.0, body=0.0, tail=None,
-                         seconds=4.0)]},
-        1: {'seg': [dict(row, mIoU=12.0, head=64.0, body=3.0, tail=None,
-                         seconds=6.0)]},
-        2: {'seg': [dict(row, mIoU=17.0, head=62.0, body=6.0, tail=None,
-                         seconds=5.0)]},
+        0: {
+            'seg': [
+                dict(
+                    row,
+                    mIoU=10.0,
+                    head=60.0,
+                    body=0.0,
+                    tail=None,
+                    seconds=4.0)
+            ]
+        },
+        1: {
+            'seg': [
+                dict(
+                    row,
+                    mIoU=12.0,
+                    head=64.0,
+                    body=3.0,
+                    tail=None,
+                    seconds=6.0)
+            ]
+        },
+        2: {
+            'seg': [
+                dict(
+                    row,
+                    mIoU=17.0,
+                    head=62.0,
+                    body=6.0,
+                    tail=None,
+                    seconds=5.0)
+            ]
+        },
     }
     agg = aggregate_tables(per_seed)['seg'][0]
     # mIoU: mean (10 + 12 + 17) / 3 = 13; sample variance
@@ -135,8 +161,10 @@ def test_job_count():
 def test_quickstart_seeds_fast(tmp_path):
     # two seeds of one cheap method: per-seed folders, mean ± std table
     work = str(tmp_path / 'qs')
-    out = _run(['--fast', '--work-dir', work, '--tasks', 'seg', '--methods',
-                'DisAlign', '--seeds', '2'])
+    out = _run([
+        '--fast', '--work-dir', work, '--tasks', 'seg', '--methods',
+        'DisAlign', '--seeds', '2'
+    ])
     assert 'mean ± std over 2 seeds' in out
     assert 'quickstart (2 seeds) finished in' in out
     with open(osp.join(work, 'results.json')) as f:
@@ -243,8 +271,8 @@ def test_stage1_is_reused_only_for_the_same_settings(tmp_path):
     with pytest.raises(Stage1Mismatch, match='seed 0.*seed 1'):
         reusable_stage1('cls', work, True, 1)
     # unfinished training, and a work dir without a record
-    _fake_stage1(work, 'seg', dict(stage1_record('seg', True, 0),
-                                   complete=False))
+    _fake_stage1(work, 'seg',
+                 dict(stage1_record('seg', True, 0), complete=False))
     with pytest.raises(Stage1Mismatch, match='did not finish'):
         reusable_stage1('seg', work, True, 0)
     _fake_stage1(work, 'det', None)
@@ -260,12 +288,12 @@ def test_stage1_is_reused_only_for_the_same_settings(tmp_path):
 def test_other_seed_in_a_used_work_dir_stops_before_any_data(tmp_path):
     from lt_mm.quickstart.runs import stage1_record
     work = str(tmp_path)
-    _fake_stage1(work, 'cls', dict(stage1_record('cls', True, 0),
-                                   complete=True))
+    _fake_stage1(work, 'cls',
+                 dict(stage1_record('cls', True, 0), complete=True))
     tool = _quickstart_tool()
     with pytest.raises(SystemExit, match='seed 0.*seed 1.*--seeds'):
-        tool.main(['--fast', '--work-dir', work, '--tasks', 'cls', '--seed',
-                   '1'])
+        tool.main(
+            ['--fast', '--work-dir', work, '--tasks', 'cls', '--seed', '1'])
     with pytest.raises(SystemExit, match='full data'):
         tool.main(['--work-dir', work, '--tasks', 'cls'])
     assert not osp.exists(osp.join(work, 'data'))
@@ -281,8 +309,7 @@ def test_tasks_and_seeds_checked_before_any_work(tmp_path):
     with pytest.raises(SystemExit, match=r'--seed -1: seeds are 0'):
         tool.main(['--fast', '--work-dir', work, '--seed', '-1'])
     with pytest.raises(SystemExit, match=r'--seeds 4294967296: seeds are 0'):
-        tool.main(['--fast', '--work-dir', work, '--seeds', '0',
-                   '4294967296'])
+        tool.main(['--fast', '--work-dir', work, '--seeds', '0', '4294967296'])
     assert not osp.exists(work)
 
 
@@ -292,17 +319,33 @@ def test_report_missing_groups_and_single_values():
     from lt_mm.quickstart.runs import RunResult
 
     # LVIS reports -1 for a group without categories: not a score
-    res = RunResult(metrics={'lvis/bbox_AP': 0.3, 'lvis/bbox_APr': -1.0},
-                    work_dir='', checkpoint=None)
+    res = RunResult(
+        metrics={
+            'lvis/bbox_AP': 0.3,
+            'lvis/bbox_APr': -1.0
+        },
+        work_dir='',
+        checkpoint=None)
     row = results_table('det', {'baseline (joint)': res})[0]
     assert row['box AP'] == 30.0 and row['APr'] is None
     # a value in 1 of 3 seeds: its mean, no std, and how many seeds
-    base = dict(method='m', kind='stage 1', head=60.0, body=None, tail=None,
-                seconds=1.0)
+    base = dict(
+        method='m',
+        kind='stage 1',
+        head=60.0,
+        body=None,
+        tail=None,
+        seconds=1.0)
     per_seed = {
-        0: {'seg': [dict(base, mIoU=12.0)]},
-        1: {'seg': [dict(base, mIoU=float('nan'))]},
-        2: {'seg': [dict(base, mIoU=None)]},
+        0: {
+            'seg': [dict(base, mIoU=12.0)]
+        },
+        1: {
+            'seg': [dict(base, mIoU=float('nan'))]
+        },
+        2: {
+            'seg': [dict(base, mIoU=None)]
+        },
     }
     agg = aggregate_tables(per_seed)['seg'][0]
     assert agg['mIoU'] == dict(mean=12.0, std=None, values=[12.0])
@@ -319,7 +362,7 @@ def test_outside_a_checkout_the_configs_are_named(tmp_path, monkeypatch):
     assert tool_path('train.py') == osp.join(REPO, 'tools', 'train.py')
     monkeypatch.setattr(runs, 'REPO', str(tmp_path))  # a wheel's site dir
     with pytest.raises(FileNotFoundError, match='not one .*LT_MM_REPO'):
-        runs.run_config('digits_cls_resnet_stage1.py', str(tmp_path / 'w'),
-                        train=False)
+        runs.run_config(
+            'digits_cls_resnet_stage1.py', str(tmp_path / 'w'), train=False)
     with pytest.raises(FileNotFoundError, match='pip install -e'):
         tool_path('analysis', 'sweep_posthoc.py')

@@ -88,8 +88,13 @@ def test_load_from_and_resume(stage1, run_tool, tmp_path):
 def test_test_tool_refuses_foreign_pickle(cls_stage1, run_tool, tmp_path):
     bad = str(tmp_path / 'bad.pth')
     torch.save({'state_dict': {}, 'payload': os.system}, bad)
-    proc = run_tool('test.py', cls_stage1['config'], bad, '--work-dir',
-                    str(tmp_path), check=False)
+    proc = run_tool(
+        'test.py',
+        cls_stage1['config'],
+        bad,
+        '--work-dir',
+        str(tmp_path),
+        check=False)
     assert proc.returncode != 0
     assert 'UnsafeCheckpointError' in proc.stdout
     assert 'posix.system' in proc.stdout
@@ -155,9 +160,16 @@ def test_show_dir_paints_every_image_with_interval_1(request, run_tool,
         with open(osp.join(run_tool.data_root, 'cls', lst)) as f:
             n = len([line for line in f if line.strip()])
     else:
-        n = len(os.listdir(
-            osp.join(run_tool.data_root, 'seg', 'images', 'validation')))
+        n = len(
+            os.listdir(
+                osp.join(run_tool.data_root, 'seg', 'images', 'validation')))
     assert len(painted) == n, (len(painted), n)
-    proc = run_tool('test.py', s1['config'], s1['checkpoint'], *args[:4],
-                    '--interval', '0', check=False)
+    proc = run_tool(
+        'test.py',
+        s1['config'],
+        s1['checkpoint'],
+        *args[:4],
+        '--interval',
+        '0',
+        check=False)
     assert proc.returncode == 1 and '--interval 0' in proc.stdout

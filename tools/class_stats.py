@@ -60,11 +60,7 @@ TOOLBOXES = ('mmseg', 'mmpretrain', 'mmdet')
 RULES = ('auto', 'ade20k', 'pixel', 'ratio', 'shot', 'lvis', 'none')
 # mmdet: images, the unit of LVIS's r / c / f bins, DisAlign's GRW and the
 # post-hoc N_c rules (CDT counts instances: --unit instances)
-DEFAULT_UNIT = {
-    'mmseg': 'pixels',
-    'mmpretrain': 'images',
-    'mmdet': 'images'
-}
+DEFAULT_UNIT = {'mmseg': 'pixels', 'mmpretrain': 'images', 'mmdet': 'images'}
 UNITS = {
     'mmseg': ('pixels', 'images'),
     'mmpretrain': ('images', ),
@@ -142,8 +138,7 @@ def read_leaf(toolbox: str, ds: dict, progress: bool) -> dict:
     """
     if toolbox == 'mmseg':
         from lt_mm.seg.counts import read_seg_counts
-        st = read_seg_counts(
-            ds, 'pixels', cache_file=False, progress=progress)
+        st = read_seg_counts(ds, 'pixels', cache_file=False, progress=progress)
         ex = st.extra
         res = dict(
             pixels=ex['pixel_counts'],
@@ -152,8 +147,7 @@ def read_leaf(toolbox: str, ds: dict, progress: bool) -> dict:
             total=ex['total'])
     elif toolbox == 'mmpretrain':
         from lt_mm.cls.counts import read_cls_counts
-        st = read_cls_counts(
-            ds, 'images', cache_file=False, source='dataset')
+        st = read_cls_counts(ds, 'images', cache_file=False, source='dataset')
         res = dict(images=st.counts)
     else:
         from lt_mm.det.counts import read_det_counts
@@ -186,8 +180,8 @@ def _json_frequency(ds: dict) -> Optional[List[str]]:
     path = _ann_path(ds)
     if not path.endswith('.json') or not osp.isfile(path):
         return None
-    freq = lvis_class_stats(path, 'images', cache_file=False).extra.get(
-        'frequency')
+    freq = lvis_class_stats(
+        path, 'images', cache_file=False).extra.get('frequency')
     return freq if freq and all(f in ('r', 'c', 'f') for f in freq) else None
 
 

@@ -48,10 +48,14 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description='lt_mm quickstart')
     p.add_argument('--work-dir', default='work_dirs/quickstart')
     p.add_argument(
-        '--tasks', nargs='+', default=['cls', 'seg', 'det'],
+        '--tasks',
+        nargs='+',
+        default=['cls', 'seg', 'det'],
         choices=['cls', 'seg', 'det'])
     p.add_argument(
-        '--methods', nargs='+', help='only these methods (names as in the '
+        '--methods',
+        nargs='+',
+        help='only these methods (names as in the '
         'tables, e.g. DisAlign TDE)')
     p.add_argument(
         '--all',
@@ -90,8 +94,9 @@ def _sweep(config, ckpt, out, log):
     import json
 
     from lt_mm.quickstart.report import tool_path
-    argv = [config, ckpt, '--select-on', 'val', '--report', 'test', '--out',
-            out]
+    argv = [
+        config, ckpt, '--select-on', 'val', '--report', 'test', '--out', out
+    ]
     buf = io.StringIO()
     saved = sys.argv
     try:
@@ -99,8 +104,7 @@ def _sweep(config, ckpt, out, log):
         with contextlib.redirect_stdout(buf), warnings.catch_warnings():
             warnings.simplefilter('ignore')
             runpy.run_path(
-                tool_path('analysis', 'sweep_posthoc.py'),
-                run_name='__main__')
+                tool_path('analysis', 'sweep_posthoc.py'), run_name='__main__')
     finally:
         sys.argv = saved
     for line in buf.getvalue().splitlines():
@@ -139,11 +143,10 @@ def run_seed(args, seed, work_dir, log):
 
     tables, plots = {}, []
     kwargs = dict(
-        fast=args.fast, methods=args.methods, seed=seed,
-        all_methods=args.all)
+        fast=args.fast, methods=args.methods, seed=seed, all_methods=args.all)
     if args.jobs > 1:
-        all_results = run_tasks_parallel(args.tasks, work_dir, args.jobs,
-                                         log, **kwargs)
+        all_results = run_tasks_parallel(args.tasks, work_dir, args.jobs, log,
+                                         **kwargs)
     else:
         all_results = {
             task: run_task(task, work_dir, log=log, **kwargs)
@@ -292,8 +295,8 @@ def main(argv=None):
     from lt_mm.quickstart.runs import ElapsedLog
     log = ElapsedLog(t_start)
     log(f'tasks {" ".join(args.tasks)}: ' +
-        (f'side by side in {args.jobs} worker processes (--jobs)'
-         if args.jobs > 1 else 'one after another in this process'))
+        (f'side by side in {args.jobs} worker processes (--jobs)' if args.
+         jobs > 1 else 'one after another in this process'))
 
     if args.seeds is None:
         check_stage1(args, [(args.seed, work_dir)])

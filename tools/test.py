@@ -7,8 +7,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from lt_mm.engine.runner_utils import (  # noqa: E402
-    build_runner, enable_visualization, load_config)
+from lt_mm.engine.runner_utils import (build_runner, enable_visualization,
+                                       load_config)
 
 
 def parse_args():

@@ -7,8 +7,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from lt_mm.engine.runner_utils import (apply_resume,  # noqa: E402
-                                       build_runner, load_config)
+from lt_mm.engine.runner_utils import apply_resume, build_runner, load_config
 
 
 def parse_args():

@@ -5,5 +5,4 @@ _base_ = './resnext50_32x4d_stage1_90e_imagenet-lt.py'
 model = dict(
     head=dict(
         type='LTLinearClsHead',
-        loss=dict(
-            _delete_=True, type='CDTLoss', gamma=0.1, start_epoch=45)))
+        loss=dict(_delete_=True, type='CDTLoss', gamma=0.1, start_epoch=45)))

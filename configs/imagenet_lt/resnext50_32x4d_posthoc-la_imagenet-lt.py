@@ -4,5 +4,4 @@ _base_ = './resnext50_32x4d_stage1_90e_imagenet-lt.py'
 
 model = dict(
     head=dict(
-        type='LTLinearClsHead',
-        posthoc=dict(type='logit_adjust', tau=1.0)))
+        type='LTLinearClsHead', posthoc=dict(type='logit_adjust', tau=1.0)))

@@ -3,6 +3,4 @@
 _base_ = './resnext50_32x4d_stage1_90e_imagenet-lt.py'
 
 model = dict(
-    head=dict(
-        type='LTLinearClsHead',
-        posthoc=dict(type='nc_tau', tau=0.5)))
+    head=dict(type='LTLinearClsHead', posthoc=dict(type='nc_tau', tau=0.5)))

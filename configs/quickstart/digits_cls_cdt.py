@@ -23,11 +23,7 @@ max_epochs = 60
 model = dict(
     head=dict(
         type='LTLinearClsHead',
-        loss=dict(
-            _delete_=True,
-            type='CDTLoss',
-            gamma=0.2,
-            start_epoch=0)))
+        loss=dict(_delete_=True, type='CDTLoss', gamma=0.2, start_epoch=0)))
 
 # cosine over the whole train_cfg schedule (mmengine sets its `end` to
 # max_epochs; T_max follows), as in the stage-1 config

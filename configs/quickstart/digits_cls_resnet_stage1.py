@@ -5,9 +5,7 @@
 # "joint" stage-1 model of Decoupling Table 2 / DisAlign Table 3 at toy scale.
 _base_ = 'mmpretrain::resnet/resnet18_8xb16_cifar10.py'
 
-custom_imports = dict(
-    imports=['lt_mm.cls'],
-    allow_failed_imports=False)
+custom_imports = dict(imports=['lt_mm.cls'], allow_failed_imports=False)
 
 data_root = '{{$LT_MM_DATA_ROOT:data/quickstart}}/cls'
 num_classes = 10

@@ -5,9 +5,7 @@
 # stock LVIS Mask R-CNN that DisAlign (Table 17) and TDE calibrate/train.
 _base_ = 'mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py'
 
-custom_imports = dict(
-    imports=['lt_mm.det'],
-    allow_failed_imports=False)
+custom_imports = dict(imports=['lt_mm.det'], allow_failed_imports=False)
 
 data_root = '{{$LT_MM_DATA_ROOT:data/quickstart}}/det/'
 num_classes = 8

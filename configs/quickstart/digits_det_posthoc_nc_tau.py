@@ -10,5 +10,4 @@ model = dict(
     roi_head=dict(
         bbox_head=dict(
             cls_predictor_cfg=dict(
-                type='PosthocLinear',
-                posthoc=dict(type='nc_tau', tau=0.5)))))
+                type='PosthocLinear', posthoc=dict(type='nc_tau', tau=0.5)))))

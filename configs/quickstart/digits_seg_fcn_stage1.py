@@ -6,9 +6,7 @@
 # Table 6 / Table 16 protocol) at toy scale.
 _base_ = 'mmseg::fcn/fcn_r50-d8_4xb4-160k_ade20k-512x512.py'
 
-custom_imports = dict(
-    imports=['lt_mm.seg'],
-    allow_failed_imports=False)
+custom_imports = dict(imports=['lt_mm.seg'], allow_failed_imports=False)
 
 data_root = '{{$LT_MM_DATA_ROOT:data/quickstart}}/seg'
 num_classes = 10

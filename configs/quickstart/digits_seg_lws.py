@@ -7,5 +7,5 @@
 #       --cfg-options load_from=work_dirs/digits_seg_fcn_stage1/iter_1500.pth
 _base_ = './digits_seg_disalign.py'
 
-model = dict(decode_head=dict(classifier=dict(_delete_=True,
-                                              type='LWSConvSeg')))
+model = dict(
+    decode_head=dict(classifier=dict(_delete_=True, type='LWSConvSeg')))

@@ -237,15 +237,14 @@ def check_frozen_part_eval_like(model: nn.Module, runner) -> List[str]:
 
 
 @torch.no_grad()
-def extract_to_cache(
-        model: nn.Module,
-        loaders: Sequence[Any],
-        root: str,
-        dtype: str,
-        fingerprint: str,
-        channels_last: bool = False,
-        sample_views: Optional[np.ndarray] = None,
-        fuse: bool = False) -> FeatureCache:
+def extract_to_cache(model: nn.Module,
+                     loaders: Sequence[Any],
+                     root: str,
+                     dtype: str,
+                     fingerprint: str,
+                     channels_last: bool = False,
+                     sample_views: Optional[np.ndarray] = None,
+                     fuse: bool = False) -> FeatureCache:
     """Run the frozen part over the training set and write the cache.
 
     For view k, ``loaders[k]`` yields the whole training set in dataset

@@ -129,8 +129,7 @@ def causal_weight(weight: Tensor, num_heads: int, gamma: float) -> Tensor:
     w = weight.flatten(1) if weight.dim() == 4 else weight
     c, dim = w.shape
     w = w.reshape(c, num_heads, dim // num_heads)
-    w = w / (w.norm(dim=-1, keepdim=True) + gamma).clamp_min(
-        norm_eps(w.dtype))
+    w = w / (w.norm(dim=-1, keepdim=True) + gamma).clamp_min(norm_eps(w.dtype))
     return w.reshape(c, dim)
 
 

@@ -437,8 +437,7 @@ class CosineClassifier(nn.Module):
 
         def compute() -> Tensor:
             w = F.normalize(
-                self.weight, dim=1,
-                eps=norm_eps(self.weight.dtype)).to(dtype)
+                self.weight, dim=1, eps=norm_eps(self.weight.dtype)).to(dtype)
             return w * scale.to(dtype) if isinstance(scale, Tensor) \
                 else w * scale
 

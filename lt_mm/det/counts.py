@@ -197,8 +197,8 @@ def _check_class_order(ds: Any, classes: Sequence[str],
         cats = json.load(f).get('categories') or []
     names = {cat.get('id'): str(cat.get('name')) for cat in cats}
     in_file = [names.get(i) for i in cat_ids]
-    if in_file == list(classes) or sorted(map(str, in_file)) != sorted(
-            classes):
+    if in_file == list(classes) or sorted(map(str,
+                                              in_file)) != sorted(classes):
         return
     i = next(k for k, (a, b) in enumerate(zip(in_file, classes)) if a != b)
     raise ValueError(

@@ -109,6 +109,7 @@ from mmengine.registry import LOOPS
 from mmengine.runner import EpochBasedTrainLoop
 from torch import Tensor, nn
 
+# yapf: disable
 from lt_mm.engine.feature_cache import (CachedFeatureEpochLoopMixin,
                                         CacheWriter, FeatureCache,
                                         cached_loop_switch,
@@ -118,6 +119,8 @@ from lt_mm.engine.feature_cache import (CachedFeatureEpochLoopMixin,
                                         check_view_lengths, is_under,
                                         state_fingerprint, under, unwrap_model,
                                         warn_active_dropout)
+
+# yapf: enable
 
 CACHE_FORMAT = 'lt_mm.det_roi_feature_cache/v1'
 LOOP = 'CachedRoIFeatureEpochBasedTrainLoop'

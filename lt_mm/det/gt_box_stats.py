@@ -69,8 +69,9 @@ def class_top1(scores: Tensor, labels: Tensor) -> List[float]:
     out = []
     for c in range(scores.shape[1]):
         mask = labels == c
-        out.append(float((pred[mask] == c).double().mean())
-                   if mask.any() else math.nan)
+        out.append(
+            float((
+                pred[mask] == c).double().mean()) if mask.any() else math.nan)
     return out
 
 
@@ -104,7 +105,6 @@ def frequency_groups(ann_file: str, cat_ids: Sequence[int]) -> List[str]:
     freq = {c['id']: c.get('frequency') for c in cats}
     missing = [c for c in cat_ids if freq.get(c) not in GROUPS]
     if missing:
-        raise ValueError(
-            f'{ann_file}: categories {missing} have no LVIS '
-            "'frequency' ('r', 'c' or 'f').")
+        raise ValueError(f'{ann_file}: categories {missing} have no LVIS '
+                         "'frequency' ('r', 'c' or 'f').")
     return [freq[c] for c in cat_ids]

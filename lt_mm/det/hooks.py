@@ -144,8 +144,10 @@ def extract_gt_box_features(
             else:  # no box in the batch: still one (empty) row per image
                 for n, m in layers.items():
                     store[n].append(torch.zeros(0, m.in_features))
-            feats = {n: per_sample(torch.cat(v), sizes)
-                     for n, v in store.items()}
+            feats = {
+                n: per_sample(torch.cat(v), sizes)
+                for n, v in store.items()
+            }
             for i, s in enumerate(samples):
                 rows.append(({
                     n: f[i]

@@ -60,8 +60,7 @@ from pycocotools import mask as mask_utils
 __all__ = [
     'LVISEvalNumpy2', 'LVISEvalResult', 'evaluate_lvis', 'run_lvis_eval',
     'keep_top_per_image', 'positive_area', 'validate_lvis_dataset',
-    'LVIS_METRIC_KEYS',
-    'LVIS_BACKENDS'
+    'LVIS_METRIC_KEYS', 'LVIS_BACKENDS'
 ]
 
 #: Summary metrics returned by :func:`evaluate_lvis` (official names).
@@ -393,8 +392,9 @@ def _check_results(results: Sequence[dict], gt: LVIS, iou_type: str) -> None:
                 'is not a ground-truth category id; map labels through '
                 'the sorted category ids (LVIS ids are 1-based).')
         score = res['score']
-        if not (isinstance(score, numbers.Real) and not isinstance(
-                score, (bool, np.bool_)) and math.isfinite(score)):
+        if not (isinstance(score, numbers.Real)
+                and not isinstance(score,
+                                   (bool, np.bool_)) and math.isfinite(score)):
             raise ValueError(f'results[{i}] has score={res["score"]!r}; '
                              'scores must be finite numbers.')
 
@@ -465,8 +465,8 @@ def _integer_ids(values: list) -> np.ndarray:
     in a dict, where 1.0 is 1 and 1.5 is no id)."""
     raw = np.asarray(values)
     ids = raw.astype(np.int64)
-    integral = raw.dtype.kind in 'iu' or (raw.dtype.kind == 'f' and
-                                          bool((ids == raw).all()))
+    integral = raw.dtype.kind in 'iu' or (raw.dtype.kind == 'f' and bool(
+        (ids == raw).all()))
     if not integral:
         raise ValueError('non-integral id')
     return ids

@@ -15,19 +15,19 @@ warnings.filterwarnings(
     message=r'pkg_resources is deprecated as an API',
     category=UserWarning)
 
-from .checkpoint import (MMENGINE_SAFE_GLOBALS,  # noqa: E402
-                         CheckpointReadError, UnsafeCheckpointError,
+from .checkpoint import (MMENGINE_SAFE_GLOBALS, CheckpointReadError,
+                         UnsafeCheckpointError,
                          install_safe_checkpoint_loading,
                          load_checkpoint_safely, safe_torch_load)
-from .counts import (fill_class_counts,  # noqa: E402
-                     register_count_reader, training_class_stats)
-from .dist import CPUDistributedDataParallel, setup_distributed  # noqa: E402
-from .hooks import (ResumeRNGHook, Stage2FreezeHook,  # noqa: E402
-                    Stage2GuardError, collect_stage2_parameter_names)
-from .sample_classes import get_sample_classes  # noqa: E402
-from .samplers import (ClassBalancedSampler,  # noqa: E402
-                       ProgressivelyBalancedSampler, SquareRootSampler)
-from .schedule import ResumeScheduleHook  # noqa: E402
+from .counts import (fill_class_counts, register_count_reader,
+                     training_class_stats)
+from .dist import CPUDistributedDataParallel, setup_distributed
+from .hooks import (ResumeRNGHook, Stage2FreezeHook, Stage2GuardError,
+                    collect_stage2_parameter_names)
+from .sample_classes import get_sample_classes
+from .samplers import (ClassBalancedSampler, ProgressivelyBalancedSampler,
+                       SquareRootSampler)
+from .schedule import ResumeScheduleHook
 
 install_safe_checkpoint_loading()
 
@@ -36,8 +36,8 @@ __all__ = [
     'install_safe_checkpoint_loading', 'load_checkpoint_safely',
     'safe_torch_load', 'CPUDistributedDataParallel', 'setup_distributed',
     'Stage2FreezeHook', 'Stage2GuardError', 'ResumeRNGHook',
-    'ResumeScheduleHook',
-    'collect_stage2_parameter_names', 'ClassBalancedSampler',
-    'SquareRootSampler', 'ProgressivelyBalancedSampler', 'fill_class_counts',
+    'ResumeScheduleHook', 'collect_stage2_parameter_names',
+    'ClassBalancedSampler', 'SquareRootSampler',
+    'ProgressivelyBalancedSampler', 'fill_class_counts',
     'register_count_reader', 'training_class_stats', 'get_sample_classes'
 ]

@@ -47,8 +47,7 @@ import pickle
 import re
 import tempfile
 import zipfile
-from typing import (Any, Callable, Dict, List, Optional, Sequence, Tuple,
-                    Union)
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
 
 import numpy as np
@@ -168,8 +167,10 @@ def list_checkpoints(folder: str) -> List[str]:
     return sorted(files, key=lambda f: (osp.getmtime(f), _step_of(f)))
 
 
-def last_complete_checkpoint(folder: str,
-                             exclude: Tuple[str, ...] = ()) -> Optional[str]:
+# yapf: disable
+def last_complete_checkpoint(
+        folder: str, exclude: Tuple[str, ...] = ()) -> Optional[str]:
+    # yapf: enable
     """The newest complete checkpoint (:func:`checkpoint_is_complete`) in
     ``folder`` other than ``exclude``; ``best_*`` files only when nothing
     else is complete. None when there is none."""
@@ -473,10 +474,11 @@ CheckpointSource = Union[str, os.PathLike, bytes, bytearray, memoryview,
                          io.IOBase]
 
 
-def register_checkpoint_scheme(
-        prefixes: Union[str, List[str], Tuple[str, ...]],
-        fetch: Optional[Callable[[str], CheckpointSource]] = None,
-        force: bool = False) -> Callable:
+def register_checkpoint_scheme(prefixes: Union[str, List[str], Tuple[str,
+                                                                     ...]],
+                               fetch: Optional[Callable[
+                                   [str], CheckpointSource]] = None,
+                               force: bool = False) -> Callable:
     """Register a checkpoint scheme that lt_mm loads safely.
 
     The safe counterpart of mmengine's
@@ -537,8 +539,7 @@ def _fetching_loader(prefix: str,
                     f'{source!r}, which is not a file.')
             return safe_torch_load(local, map_location, name=filename)
         if isinstance(source, (bytes, bytearray, memoryview)):
-            return safe_torch_load(
-                bytes(source), map_location, name=filename)
+            return safe_torch_load(bytes(source), map_location, name=filename)
         if hasattr(source, 'read'):
             return safe_torch_load(source, map_location, name=filename)
         raise TypeError(
@@ -686,14 +687,15 @@ def load_state_dict_checked(
     if metadata is not None:
         state_dict._metadata = metadata  # type: ignore[attr-defined]
 
-    def load(mod: torch.nn.Module, local: Dict[str, Any],
+    def load(mod: torch.nn.Module,
+             local: Dict[str, Any],
              prefix: str = '') -> None:
         if is_model_wrapper(mod) or isinstance(mod, BaseTTAModel):
             mod = mod.module
         local_metadata = {} if metadata is None else metadata.get(
             prefix[:-1], {})
-        mod._load_from_state_dict(local, prefix, local_metadata, True,
-                                  missing, unexpected, errors)
+        mod._load_from_state_dict(local, prefix, local_metadata, True, missing,
+                                  unexpected, errors)
         for name, child in mod._modules.items():
             if child is not None:
                 child_prefix = prefix + name + '.'
@@ -769,8 +771,9 @@ def load_checkpoint_checked(runner: Any,
                             filename: str,
                             map_location: Any = 'cpu',
                             strict: bool = False,
-                            revise_keys: Sequence[Tuple[str, str]] = (
-                                (r'^module\.', ''), ),
+                            revise_keys: Sequence[Tuple[str,
+                                                        str]] = ((r'^module\.',
+                                                                  ''), ),
                             allow_missing_keys: bool = False) -> Any:
     """``Runner.load_checkpoint`` that refuses a checkpoint not fitting
     the model (:func:`check_state_dict_fit`).
@@ -827,11 +830,12 @@ def require_complete_checkpoint(runner: Any,
     order (``before_run`` hooks, then the checkpoint, then the loop).
     """
 
-    def load_checkpoint(filename: str,
-                        map_location: Any = 'cpu',
-                        strict: bool = False,
-                        revise_keys: Sequence[Tuple[str, str]] = (
-                            (r'^module\.', ''), )) -> Any:
+    def load_checkpoint(
+        filename: str,
+        map_location: Any = 'cpu',
+        strict: bool = False,
+        revise_keys: Sequence[Tuple[str, str]] = ((r'^module\.', ''), )
+    ) -> Any:
         return load_checkpoint_checked(
             runner,
             filename,

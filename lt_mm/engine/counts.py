@@ -57,8 +57,8 @@ _SOURCES = ('counts', 'stats_file', 'train_ann_file')
 _EVALUATORS = ('val_evaluator', 'test_evaluator')
 
 
-def register_count_reader(scope: str, reader: Callable[..., ClassStats]
-                          ) -> None:
+def register_count_reader(scope: str, reader: Callable[...,
+                                                       ClassStats]) -> None:
     """Use ``reader`` for the datasets of the toolbox ``scope``."""
     COUNT_READERS[scope] = reader
 
@@ -172,8 +172,8 @@ def training_class_stats(cfg: Any,
     if not leaves:
         raise ValueError(
             f'{key} needs per-class training counts and gives no source, '
-            'and the config has no train_dataloader.dataset to count. '
-            + _sentence(fix.split(', or ')[1]))
+            'and the config has no train_dataloader.dataset to count. ' +
+            _sentence(fix.split(', or ')[1]))
     total: Optional[List[float]] = None
     first: Optional[ClassStats] = None
     for lkey, ds in leaves:
@@ -238,9 +238,11 @@ def _default_unit(cls: type, node: dict, scope: str) -> Optional[str]:
     return DEFAULT_UNITS.get(scope)
 
 
-def _walk(node: Any, key: str, num_classes: Optional[int], scope: str,
-          found: List[Tuple[str, dict, Optional[str], Optional[int],
-                            Tuple[str, ...]]]) -> None:
+def _walk(
+    node: Any, key: str, num_classes: Optional[int], scope: str,
+    found: List[Tuple[str, dict, Optional[str], Optional[int], Tuple[str,
+                                                                     ...]]]
+) -> None:
     if isinstance(node, (list, tuple)):
         for i, v in enumerate(node):
             _walk(v, f'{key}.{i}', num_classes, scope, found)
@@ -253,8 +255,9 @@ def _walk(node: Any, key: str, num_classes: Optional[int], scope: str,
     cls = _component(scope, node.get('type')) if 'type' in node else None
     sources = getattr(cls, 'class_count_sources', None) if cls else None
     if sources:
-        found.append((key, node, _default_unit(cls, node, scope),
-                      num_classes, tuple(sources)))
+        found.append(
+            (key, node, _default_unit(cls, node,
+                                      scope), num_classes, tuple(sources)))
     for k, v in node.items():
         if k == 'posthoc' and isinstance(v, dict) and 'type' in v:
             # heads' post-hoc prior (lt_mm.core.cdt.parse_posthoc)

@@ -43,7 +43,8 @@ def cuda_usable() -> bool:
     return torch.cuda.is_available() and torch.cuda.device_count() > 0
 
 
-def setup_distributed(cfg: Config, launcher: str,
+def setup_distributed(cfg: Config,
+                      launcher: str,
                       backend: Optional[str] = None) -> None:
     """Prepare ``cfg`` (and the process group) for ``launcher``.
 

@@ -224,8 +224,8 @@ def preprocessor_fingerprint(preprocessor: Any) -> str:
             h.update(f'|{k}|{t.dtype}|{tuple(t.shape)}|'.encode())
             if t.numel():
                 h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
-    for k, v in sorted(vars(preprocessor).items() if preprocessor is not None
-                       else ()):
+    for k, v in sorted(
+            vars(preprocessor).items() if preprocessor is not None else ()):
         if k != 'training' and _plain(v):
             h.update(f'|{k}={v!r}'.encode())
     return h.hexdigest()
@@ -238,8 +238,10 @@ def _stamp(key: str, value: Any) -> str:
     return f'@{stamp}' if stamp else ''
 
 
-def dataset_fingerprint(dataset: Any,
-                        keys: Sequence[str] = ('img_path', )) -> str:
+# yapf: disable
+def dataset_fingerprint(
+        dataset: Any, keys: Sequence[str] = ('img_path', )) -> str:
+    # yapf: enable
     """SHA-1 of a dataset's type, length, pipeline and data list (with
     the size and modification time of each local file named by a
     ``*_path`` field, :func:`lt_mm.engine.file_stamp.file_stamp`).
@@ -332,8 +334,8 @@ def switch_train_loop(cfg, loop: str, by_epoch: bool,
     return cfg
 
 
-def cached_loop_switch(loop: str, by_epoch: bool,
-                       check: Callable[[dict], dict],
+def cached_loop_switch(loop: str, by_epoch: bool, check: Callable[[dict],
+                                                                  dict],
                        example: str) -> Callable[..., Any]:
     """An adapter's ``use_cached_features(cfg, **cache)``:
     :func:`switch_train_loop` bound to its loop and option check;
@@ -981,8 +983,8 @@ class CachedFeatureLoopMixin:
             f"pipeline={opts['pipeline']!r}) in {self.cache_seconds:.2f}s." +
             (f" Random transforms of the training pipeline are drawn once "
              f"per stored view ({cache.describe_views()} per image), not at "
-             "every visit as in the standard stage 2."
-             if opts['pipeline'] == 'train' else ''))
+             "every visit as in the standard stage 2." if opts['pipeline'] ==
+             'train' else ''))
         return cache
 
     def _warn_rebuild_on_resume(self, root: str) -> None:

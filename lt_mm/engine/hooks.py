@@ -87,8 +87,7 @@ def _is_stage2_hook(h: Any) -> bool:
 
 def is_stage2_config(cfg: Any) -> bool:
     """Whether ``cfg.custom_hooks`` holds a :class:`Stage2FreezeHook`."""
-    return any(
-        _is_stage2_hook(h) for h in cfg.get('custom_hooks', None) or [])
+    return any(_is_stage2_hook(h) for h in cfg.get('custom_hooks', None) or [])
 
 
 def stage2_hook_cfgs(cfg: Any) -> List[dict]:
@@ -97,8 +96,9 @@ def stage2_hook_cfgs(cfg: Any) -> List[dict]:
     out = []
     for h in cfg.get('custom_hooks', None) or []:
         if _is_stage2_hook(h):
-            out.append(h if isinstance(h, dict) else dict(
-                require_load_from=h.require_load_from))
+            out.append(
+                h if isinstance(h, dict) else dict(
+                    require_load_from=h.require_load_from))
     return out
 
 
@@ -732,10 +732,10 @@ class ResumeRNGHook(Hook):
         for hook in runner.hooks:
             if not isinstance(hook, CheckpointHook) or hook.by_epoch:
                 continue
-            if self.every_n_train_iters(runner, hook.interval,
-                                        hook.save_begin) or (
-                                            hook.save_last and
-                                            self.is_last_train_iter(runner)):
+            if self.every_n_train_iters(
+                    runner, hook.interval,
+                    hook.save_begin) or (hook.save_last
+                                         and self.is_last_train_iter(runner)):
                 self._gather()
                 return
 

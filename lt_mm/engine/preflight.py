@@ -285,8 +285,7 @@ def _find_paths(node: Any, key: str,
             yield from _find_paths(v, f'{key}.{i}', names)
 
 
-def _count_nodes(cfg: Any,
-                 evaluators: List[str]) -> List[Tuple[str, Any]]:
+def _count_nodes(cfg: Any, evaluators: List[str]) -> List[Tuple[str, Any]]:
     """The model and the evaluators: where class counts are configured."""
     nodes: List[Tuple[str, Any]] = [('model', _get(cfg, 'model') or {})]
     for name in evaluators:
@@ -453,8 +452,7 @@ def check_config(cfg: Any, mode: str = 'all') -> None:
     leaves: List[Tuple[str, Any]] = []
     for name in loaders:
         leaves.extend(
-            leaf_datasets(
-                _get(_get(cfg, name), 'dataset'), f'{name}.dataset'))
+            leaf_datasets(_get(_get(cfg, name), 'dataset'), f'{name}.dataset'))
     # every dataset reading the same data_root must be pointed at the data
     every = [
         leaf for k in _LOADERS for leaf in leaf_datasets(

@@ -289,9 +289,8 @@ def enable_visualization(cfg: Config,
     ``interval`` names (50 in their stock configs) unless ``interval`` is
     given.
     """
-    if interval is not None and (isinstance(interval, bool)
-                                 or not isinstance(interval, int)
-                                 or interval < 1):
+    if interval is not None and (isinstance(
+            interval, bool) or not isinstance(interval, int) or interval < 1):
         raise ValueError(f'--interval {interval!r}: give an integer >= 1.')
     hooks = cfg.get('default_hooks', {})
     vis = hooks.get('visualization', None)

@@ -113,8 +113,8 @@ class BaseClassSampler(Sampler):
         # not truncated (a truncated world_size shards the epoch wrongly)
         self.world_size = check_size(
             'world_size', dist_world if world_size is None else world_size)
-        self.rank = check_size('rank', dist_rank if rank is None else rank,
-                               low=0)
+        self.rank = check_size(
+            'rank', dist_rank if rank is None else rank, low=0)
         check_range(
             'rank',
             self.rank,
@@ -227,8 +227,8 @@ class ClassBalancedSampler(BaseClassSampler):
                  num_samples: Optional[int] = None,
                  seed: Optional[int] = None,
                  **kwargs: Any) -> None:
-        self.samples_per_class = check_size('samples_per_class',
-                                            samples_per_class, low=1)
+        self.samples_per_class = check_size(
+            'samples_per_class', samples_per_class, low=1)
         super().__init__(dataset, num_samples=num_samples, seed=seed, **kwargs)
 
     def _generate(self, generator: torch.Generator, n: int) -> List[int]:

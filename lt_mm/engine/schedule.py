@@ -112,9 +112,9 @@ class ResumeScheduleHook(Hook):
         runner.param_schedulers = new
         runner.logger.info(
             'ResumeScheduleHook: schedulers re-timed to the current '
-            'train_cfg (' + ', '.join(
-                f'{type(s).__name__} end {a.end} -> {s.end}'
-                for a, s in zip(old, new_flat)) + ')')
+            'train_cfg (' +
+            ', '.join(f'{type(s).__name__} end {a.end} -> {s.end}'
+                      for a, s in zip(old, new_flat)) + ')')
 
     @staticmethod
     def _replay(runner, schedulers: List) -> None:

@@ -50,12 +50,12 @@ def print_table(task: str, rows: List[dict]) -> None:
     print(f'\n{spec.name}')
     print(f'{"method":<18}{"kind":<11}' + ''.join(f'{t:>9}' for t in titles))
     for r in rows:
-        print(f'{r["method"]:<18}{r["kind"]:<11}' +
-              ''.join(f'{_fmt(r[t]):>9}' for t in titles))
+        print(f'{r["method"]:<18}{r["kind"]:<11}' + ''.join(f'{_fmt(r[t]):>9}'
+                                                            for t in titles))
 
 
-def write_tables(path_md: str, path_json: str,
-                 tables: Dict[str, List[dict]], extra: dict) -> None:
+def write_tables(path_md: str, path_json: str, tables: Dict[str, List[dict]],
+                 extra: dict) -> None:
     with open(path_md, 'w') as f:
         f.write('# lt_mm quickstart results\n\n')
         for k, v in extra.items():
@@ -87,8 +87,9 @@ def plot_per_class_accuracy(path: str, counts: Sequence[float],
         if not res.per_class:
             continue
         ys = [res.per_class[c] for c in order]
-        style = dict(lw=2.5, color='black') if name.startswith(
-            'baseline') else dict(lw=1.3)
+        style = dict(
+            lw=2.5, color='black') if name.startswith('baseline') else dict(
+                lw=1.3)
         ax.plot(xs, ys, marker='o', ms=3, label=name, **style)
         drawn += 1
     if not drawn:
@@ -139,8 +140,7 @@ def plot_weight_norms(path: str, counts: Sequence[float],
         mean = sum(v) / len(v)
         ax.plot(range(len(v)), [x / mean for x in v], marker='o', label=name)
     ax.set_xticks(range(len(order)))
-    ax.set_xticklabels([f'{c}\n({int(counts[c])})' for c in order],
-                       fontsize=7)
+    ax.set_xticklabels([f'{c}\n({int(counts[c])})' for c in order], fontsize=7)
     ax.set_xlabel('class (training images), head -> tail')
     ax.set_ylabel('classifier norm / mean norm')
     ax.set_title('Classifier weight norms before and after tau-norm / LWS')
@@ -294,8 +294,7 @@ def aggregate_markdown(task: str, rows: List[dict], num_seeds: int) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def print_aggregate_table(task: str, rows: List[dict],
-                          num_seeds: int) -> None:
+def print_aggregate_table(task: str, rows: List[dict], num_seeds: int) -> None:
     """Print :func:`aggregate_tables` rows as a fixed-width table."""
     spec = TASKS[task]
     titles = [t for t, _ in spec.columns]
@@ -306,8 +305,7 @@ def print_aggregate_table(task: str, rows: List[dict],
               ''.join(f'{_fmt_ms(r[t], r["n"]):>14}' for t in titles))
 
 
-def write_aggregate(path_md: str, path_json: str,
-                    agg: Dict[str, List[dict]],
+def write_aggregate(path_md: str, path_json: str, agg: Dict[str, List[dict]],
                     per_seed: Dict[int, Dict[str, List[dict]]],
                     extra: dict) -> None:
     """results.md (mean ± std, then every seed) and results.json."""
@@ -327,8 +325,10 @@ def write_aggregate(path_md: str, path_json: str,
         json.dump(
             dict(
                 aggregate=agg,
-                per_seed={str(k): v
-                          for k, v in per_seed.items()},
+                per_seed={
+                    str(k): v
+                    for k, v in per_seed.items()
+                },
                 **extra),
             f,
             indent=1)

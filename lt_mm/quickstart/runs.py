@@ -91,8 +91,7 @@ TASKS: Dict[str, TaskSpec] = {
         fast_options=dict(
             stage1=['train_cfg.max_epochs=2', 'train_cfg.val_interval=2'],
             stage2=['train_cfg.max_epochs=1', 'train_cfg.val_interval=1'],
-            one_stage=['train_cfg.max_epochs=2',
-                       'train_cfg.val_interval=2'])),
+            one_stage=['train_cfg.max_epochs=2', 'train_cfg.val_interval=2'])),
     'seg':
     TaskSpec(
         name='semantic segmentation (mmseg, ADE20K layout)',
@@ -104,26 +103,49 @@ TASKS: Dict[str, TaskSpec] = {
             Method('CDT', 'digits_seg_cdt.py', 'one_stage', 'CDT arXiv20'),
             Method('tau-norm', 'digits_seg_taunorm.py', 'posthoc',
                    'Decoupling ICLR20'),
-            Method('LWS', 'digits_seg_lws.py', 'stage2', 'Decoupling ICLR20',
-                   extra=True),
-            Method('cRT', 'digits_seg_crt.py', 'stage2', 'Decoupling ICLR20',
-                   extra=True),
-            Method('NCM', 'digits_seg_ncm.py', 'posthoc', 'Decoupling ICLR20',
-                   extra=True),
-            Method('N_c^tau', 'digits_seg_posthoc_nc_tau.py', 'posthoc',
-                   'CDT arXiv20', extra=True),
-            Method('logit adj.', 'digits_seg_posthoc_logit_adjust.py',
-                   'posthoc', 'Menon ICLR21', extra=True),
-            Method('cosine', 'digits_seg_cosine.py', 'one_stage',
-                   'DisAlign CVPR21 (*)', extra=True),
+            Method(
+                'LWS',
+                'digits_seg_lws.py',
+                'stage2',
+                'Decoupling ICLR20',
+                extra=True),
+            Method(
+                'cRT',
+                'digits_seg_crt.py',
+                'stage2',
+                'Decoupling ICLR20',
+                extra=True),
+            Method(
+                'NCM',
+                'digits_seg_ncm.py',
+                'posthoc',
+                'Decoupling ICLR20',
+                extra=True),
+            Method(
+                'N_c^tau',
+                'digits_seg_posthoc_nc_tau.py',
+                'posthoc',
+                'CDT arXiv20',
+                extra=True),
+            Method(
+                'logit adj.',
+                'digits_seg_posthoc_logit_adjust.py',
+                'posthoc',
+                'Menon ICLR21',
+                extra=True),
+            Method(
+                'cosine',
+                'digits_seg_cosine.py',
+                'one_stage',
+                'DisAlign CVPR21 (*)',
+                extra=True),
         ],
         columns=[('mIoU', 'mIoU'), ('head', 'mIoU_head'),
                  ('body', 'mIoU_body'), ('tail', 'mIoU_tail')],
         fast_options=dict(
             stage1=['train_cfg.max_iters=4', 'train_cfg.val_interval=4'],
             stage2=['train_cfg.max_iters=2', 'train_cfg.val_interval=2'],
-            one_stage=['train_cfg.max_iters=2',
-                       'train_cfg.val_interval=2'])),
+            one_stage=['train_cfg.max_iters=2', 'train_cfg.val_interval=2'])),
     'det':
     TaskSpec(
         name='detection / instance segmentation (mmdet, LVIS v1 format)',
@@ -134,16 +156,36 @@ TASKS: Dict[str, TaskSpec] = {
             Method('TDE', 'digits_det_tde.py', 'one_stage', 'TDE NeurIPS20'),
             Method('tau-norm', 'digits_det_taunorm.py', 'posthoc',
                    'Decoupling ICLR20'),
-            Method('LWS', 'digits_det_lws.py', 'stage2', 'Decoupling ICLR20',
-                   extra=True),
-            Method('cRT', 'digits_det_crt.py', 'stage2', 'Decoupling ICLR20',
-                   extra=True),
-            Method('NCM', 'digits_det_ncm.py', 'posthoc', 'Decoupling ICLR20',
-                   extra=True),
-            Method('N_c^tau', 'digits_det_posthoc_nc_tau.py', 'posthoc',
-                   'CDT arXiv20', extra=True),
-            Method('logit adj.', 'digits_det_posthoc_logit_adjust.py',
-                   'posthoc', 'Menon ICLR21', extra=True),
+            Method(
+                'LWS',
+                'digits_det_lws.py',
+                'stage2',
+                'Decoupling ICLR20',
+                extra=True),
+            Method(
+                'cRT',
+                'digits_det_crt.py',
+                'stage2',
+                'Decoupling ICLR20',
+                extra=True),
+            Method(
+                'NCM',
+                'digits_det_ncm.py',
+                'posthoc',
+                'Decoupling ICLR20',
+                extra=True),
+            Method(
+                'N_c^tau',
+                'digits_det_posthoc_nc_tau.py',
+                'posthoc',
+                'CDT arXiv20',
+                extra=True),
+            Method(
+                'logit adj.',
+                'digits_det_posthoc_logit_adjust.py',
+                'posthoc',
+                'Menon ICLR21',
+                extra=True),
         ],
         columns=[('box AP', 'lvis/bbox_AP'), ('APr', 'lvis/bbox_APr'),
                  ('APc', 'lvis/bbox_APc'), ('APf', 'lvis/bbox_APf'),
@@ -151,8 +193,7 @@ TASKS: Dict[str, TaskSpec] = {
         fast_options=dict(
             stage1=['train_cfg.max_epochs=1', 'train_cfg.val_interval=1'],
             stage2=['train_cfg.max_epochs=1', 'train_cfg.val_interval=1'],
-            one_stage=['train_cfg.max_epochs=1',
-                       'train_cfg.val_interval=1'])),
+            one_stage=['train_cfg.max_epochs=1', 'train_cfg.val_interval=1'])),
 }
 
 
@@ -218,9 +259,11 @@ def run_config(config: str,
         on_runner(runner)
     ckpt = find_checkpoint(work_dir) if train else load_from
     return RunResult(
-        metrics={k: float(v)
-                 for k, v in metrics.items()
-                 if isinstance(v, numbers.Real) or getattr(v, 'ndim', 1) == 0},
+        metrics={
+            k: float(v)
+            for k, v in metrics.items()
+            if isinstance(v, numbers.Real) or getattr(v, 'ndim', 1) == 0
+        },
         work_dir=work_dir,
         checkpoint=ckpt,
         per_class=per_class,
@@ -252,8 +295,8 @@ def stage1_record(task: str, fast: bool, seed: int) -> dict:
 
 
 def _describe(rec: dict) -> str:
-    return (f'{rec.get("size")} data, seed {rec.get("seed")}'
-            if isinstance(rec, dict) else repr(rec))
+    return (f'{rec.get("size")} data, seed {rec.get("seed")}' if isinstance(
+        rec, dict) else repr(rec))
 
 
 def reusable_stage1(task: str, work_dir: str, fast: bool,
@@ -331,14 +374,21 @@ def run_task(task: str,
         log(f'[{task}] stage 1: training {spec.stage1} ...')
         record = stage1_record(task, fast, seed)
         _write_record(s1_dir, record, complete=False)
-        res = run_config(spec.stage1, s1_dir, train=True,
-                         options=fast_opts.get('stage1', []))
+        res = run_config(
+            spec.stage1,
+            s1_dir,
+            train=True,
+            options=fast_opts.get('stage1', []))
         s1_ckpt = res.checkpoint
         _write_record(s1_dir, record, complete=True)
     else:
         log(f'[{task}] stage 1: reusing {s1_ckpt} (never overwritten)')
-        res = run_config(spec.stage1, osp.join(s1_dir, 'test'), train=False,
-                         load_from=s1_ckpt, options=fast_opts['stage1'])
+        res = run_config(
+            spec.stage1,
+            osp.join(s1_dir, 'test'),
+            train=False,
+            load_from=s1_ckpt,
+            options=fast_opts['stage1'])
         res.reused = True
         res.checkpoint = s1_ckpt
     results['baseline (joint)'] = res
@@ -353,14 +403,25 @@ def run_task(task: str,
         mdir = osp.join(work_dir, task, m.config[:-3])
         log(f'[{task}] {m.name} ({m.kind}) ...')
         if m.kind == 'stage2':
-            res = run_config(m.config, mdir, train=True, load_from=s1_ckpt,
-                             options=fast_opts.get('stage2', []))
+            res = run_config(
+                m.config,
+                mdir,
+                train=True,
+                load_from=s1_ckpt,
+                options=fast_opts.get('stage2', []))
         elif m.kind == 'one_stage':
-            res = run_config(m.config, mdir, train=True,
-                             options=fast_opts.get('one_stage', []))
+            res = run_config(
+                m.config,
+                mdir,
+                train=True,
+                options=fast_opts.get('one_stage', []))
         else:
-            res = run_config(m.config, mdir, train=False, load_from=s1_ckpt,
-                             options=fast_opts['stage1'])
+            res = run_config(
+                m.config,
+                mdir,
+                train=False,
+                load_from=s1_ckpt,
+                options=fast_opts['stage1'])
         results[m.name] = res
         log(f'[{task}] {m.name} done in {res.seconds:.0f} s: ' +
             _summary(task, res.metrics))
@@ -403,9 +464,7 @@ def _run_task_in_worker(task: str, work_dir: str, log: Callable[[str], None],
         raise
 
 
-def run_tasks_parallel(tasks: Sequence[str],
-                       work_dir: str,
-                       jobs: int,
+def run_tasks_parallel(tasks: Sequence[str], work_dir: str, jobs: int,
                        log: Callable[[str], None],
                        **kwargs) -> Dict[str, Dict[str, RunResult]]:
     """:func:`run_task` for every task of ``tasks`` in ``jobs`` worker
@@ -426,7 +485,8 @@ def run_tasks_parallel(tasks: Sequence[str],
         raise ValueError(f'jobs={jobs!r}: need at least 1 worker process.')
     method = 'fork' if 'fork' in mp.get_all_start_methods() else 'spawn'
     threads = None if 'OMP_NUM_THREADS' in os.environ else max(
-        1, available_cpus() // jobs)
+        1,
+        available_cpus() // jobs)
     # nothing buffered is written twice by the forked workers
     sys.stdout.flush()
     sys.stderr.flush()
@@ -457,6 +517,5 @@ def percent_scale(task: str) -> float:
 
 def _summary(task: str, metrics: Dict[str, float]) -> str:
     scale = percent_scale(task)
-    return ', '.join(
-        f'{title} {scale * metrics.get(key, float("nan")):.2f}'
-        for title, key in TASKS[task].columns)
+    return ', '.join(f'{title} {scale * metrics.get(key, float("nan")):.2f}'
+                     for title, key in TASKS[task].columns)

@@ -194,8 +194,7 @@ class DisAlignConvSeg(_ConvSegBase):
                 layer._forward_hooks or layer._forward_pre_hooks:
             return self.calibration(self.logits(x), feat)
         sources = (self.weight, self.bias, layer.weight, layer.bias)
-        if any(t is None for t in sources) or not cache_enabled(
-                self, sources):
+        if any(t is None for t in sources) or not cache_enabled(self, sources):
             return self.calibration(self.logits(x), feat)
         # eval: the logits and the confidence logit of the same input in
         # ONE 1x1 convolution (weights stacked and cached), a single read

@@ -114,6 +114,7 @@ from mmengine.runner.base_loop import BaseLoop
 from mmengine.runner.utils import calc_dynamic_intervals
 from torch import Tensor, nn
 
+# yapf: disable
 from lt_mm.engine.feature_cache import (CachedFeatureLoopMixin, CacheWriter,
                                         FeatureCache, InfiniteIndexIterator,
                                         cached_loop_switch,
@@ -123,6 +124,7 @@ from lt_mm.engine.feature_cache import (CachedFeatureLoopMixin, CacheWriter,
                                         check_view_lengths, state_fingerprint,
                                         under, unwrap_model,
                                         warn_active_dropout)
+# yapf: enable
 from .heads import LTDecodeHeadMixin
 from .hooks import capture_classifier_input
 

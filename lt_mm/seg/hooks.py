@@ -197,10 +197,13 @@ class NCMConvSegCentroidHook(ClassMeansHook):
                 device = clf.class_present.device
                 acc = {
                     t: [
-                        torch.zeros(clf.num_classes, clf.in_channels,
-                                    dtype=torch.float64, device=device),
-                        torch.zeros(clf.num_classes, dtype=torch.long,
-                                    device=device)
+                        torch.zeros(
+                            clf.num_classes,
+                            clf.in_channels,
+                            dtype=torch.float64,
+                            device=device),
+                        torch.zeros(
+                            clf.num_classes, dtype=torch.long, device=device)
                     ]
                     for t in types
                 }

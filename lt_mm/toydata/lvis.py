@@ -429,8 +429,8 @@ def _ensure_federated(images: List[dict], present: List[List[int]],
 
 def _write_split(split: str, img_dir: str, n_img: int, counts: Sequence[int],
                  first_id: int, next_ann_id: int, freqs: Sequence[str],
-                 digits: tuple, image_size: int,
-                 size_range: Tuple[float, float],
+                 digits: tuple, image_size: int, size_range: Tuple[float,
+                                                                   float],
                  rng: np.random.Generator) -> tuple:
     """Draw and save the images of one split; returns its image entries,
     annotations, instance counts per category and the next annotation

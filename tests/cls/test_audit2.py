@@ -111,8 +111,8 @@ def test_frozen_part_check_restores_mode_on_error():
     assert not any(m.training for m in model.modules())
 
 
-@pytest.mark.parametrize('wrapper', ['RepeatDataset', 'ClassBalancedDataset',
-                                     'ConcatDataset'])
+@pytest.mark.parametrize(
+    'wrapper', ['RepeatDataset', 'ClassBalancedDataset', 'ConcatDataset'])
 def test_eval_loader_gives_test_pipeline_to_wrapped_sets(wrapper):
     train = [dict(type='LoadImageFromFile'), dict(type='RandomCrop')]
     test = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
@@ -134,6 +134,6 @@ def test_eval_loader_gives_test_pipeline_to_wrapped_sets(wrapper):
     assert out['sampler'] == dict(
         type='DefaultSampler', shuffle=False, round_up=True)
     # a plain dataset as before
-    plain = dict(cfg, train_dataloader=dict(cfg['train_dataloader'],
-                                            dataset=inner))
+    plain = dict(
+        cfg, train_dataloader=dict(cfg['train_dataloader'], dataset=inner))
     assert eval_dataloader_cfg(plain, 'train')['dataset']['pipeline'] == test

@@ -65,9 +65,12 @@ def test_plain_and_lt_mm_agree_random_inputs(impl):
 
 
 def test_cdt_experiment_fast_runs(tmp_path):
-    proc = ToolRunner(str(tmp_path))('analysis/cdt_experiment.py', '--fast',
-                                     '--work-dir', str(tmp_path / 'work'),
-                                     timeout=300)
+    proc = ToolRunner(str(tmp_path))(
+        'analysis/cdt_experiment.py',
+        '--fast',
+        '--work-dir',
+        str(tmp_path / 'work'),
+        timeout=300)
     out = proc.stdout
     # the shipped head + loss whenever mmpretrain imports
     other = 'lt_mm' if _tool().mmpretrain_available() else 'lt_mm_core'
@@ -78,7 +81,7 @@ def test_cdt_experiment_fast_runs(tmp_path):
     for recipe in ('quickstart', 'plain'):
         for impl in ('plain', other):
             for method in ('baseline', 'CDT'):
-                assert re.search(
-                    rf'^{recipe}\s+{impl}\s+{method}\s+\d', out,
-                    re.MULTILINE), (recipe, impl, method, out[-3000:])
+                assert re.search(rf'^{recipe}\s+{impl}\s+{method}\s+\d', out,
+                                 re.MULTILINE), (recipe, impl, method,
+                                                 out[-3000:])
     assert re.search(r'8 runs, .* wall \d+ s', out), out[-2000:]

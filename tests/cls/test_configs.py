@@ -16,7 +16,6 @@ QUICKSTART = sorted(
     glob.glob(osp.join(REPO, 'configs', 'quickstart', 'digits_cls_*.py')))
 SOURCES = ('train_ann_file', 'stats_file')
 
-
 # count consumers that name no source take the training set's counts
 # (lt_mm.engine.counts, at runner build): data-free, they get counts too
 CONSUMERS = ('GRWLoss', 'CDTLoss')
@@ -27,8 +26,8 @@ def _data_free(obj, num_classes, posthoc=False):
     right length (ImageNet-LT-like: 1280 down to 5), recursively."""
     if isinstance(obj, dict):
         consumer = posthoc or obj.get('type') in CONSUMERS
-        if any(k in obj for k in SOURCES) or (consumer
-                                              and 'counts' not in obj):
+        if any(k in obj
+               for k in SOURCES) or (consumer and 'counts' not in obj):
             for k in SOURCES:
                 obj.pop(k, None)
             obj['counts'] = [

@@ -57,9 +57,10 @@ def test_list_lines_paths_and_separators(tmp_path):
 
 
 def test_missing_list_named_before_the_cache(tmp_path):
-    with pytest.raises(FileNotFoundError,
-                       match="'.*nope.txt' does not exist; expected the "
-                       'ImageNet-LT style list'):
+    with pytest.raises(
+            FileNotFoundError,
+            match="'.*nope.txt' does not exist; expected the "
+            'ImageNet-LT style list'):
         class_stats_from_list(str(tmp_path / 'nope.txt'))
 
 
@@ -102,8 +103,8 @@ def test_list_cache_keyed_by_c_and_reader(tmp_path):
 
 def test_names_given_late_reach_a_cached_result(tmp_path):
     path = _labels(tmp_path, [1, 2])
-    assert class_stats_from_list(path, names=['x', 'y'],
-                                 cache_file=False).names == ['x', 'y']
+    assert class_stats_from_list(
+        path, names=['x', 'y'], cache_file=False).names == ['x', 'y']
     assert class_stats_from_list(path).names is None  # cached, no names
     assert class_stats_from_list(path, names=['x', 'y']).names == ['x', 'y']
 
@@ -111,9 +112,8 @@ def test_names_given_late_reach_a_cached_result(tmp_path):
 def test_names_given_win_over_cached_names(tmp_path):
     path = _labels(tmp_path, [1, 2])
     class_stats_from_list(path, names=['x', 'y'])
-    assert class_stats_from_list(path, names=['cat', 'dog']).names == [
-        'cat', 'dog'
-    ]
+    assert class_stats_from_list(
+        path, names=['cat', 'dog']).names == ['cat', 'dog']
 
 
 # --------------------------------------------------------- dataset source
@@ -127,8 +127,8 @@ def _json_dataset(tmp_path, labels=(1, 0, 1, 1), classes=('x', 'y', 'z')):
                     dict(img_path=f'{i}.jpg', gt_label=y)
                     for i, y in enumerate(labels)
                 ])))
-    return dict(type='BaseDataset', data_root=str(tmp_path),
-                ann_file='train.json')
+    return dict(
+        type='BaseDataset', data_root=str(tmp_path), ann_file='train.json')
 
 
 def test_dataset_cache_keyed_by_c_and_config(tmp_path):
@@ -157,16 +157,20 @@ def test_dataset_without_annotation_file_names_no_source(tmp_path):
     st = class_stats_from_dataset(_folder(tmp_path))
     assert st.counts == [2, 1] and st.names == ['a', 'b']
     assert st.dataset is None and st.extra['source'] is None
-    with pytest.raises(ValueError, match='CustomDataset has no annotation '
-                       'file to key the cache on'):
+    with pytest.raises(
+            ValueError,
+            match='CustomDataset has no annotation '
+            'file to key the cache on'):
         class_stats_from_dataset(
             _folder(tmp_path), cache_file=str(tmp_path / 'c.json'))
 
 
 def test_dataset_negative_label_named(tmp_path):
     cfg = _json_dataset(tmp_path, labels=(1, -1, 0))
-    with pytest.raises(ValueError, match=r'labels lie in \[-1, 1\] but the '
-                       'dataset has 3 classes'):
+    with pytest.raises(
+            ValueError,
+            match=r'labels lie in \[-1, 1\] but the '
+            'dataset has 3 classes'):
         class_stats_from_dataset(cfg, cache_file=False)
 
 
@@ -227,8 +231,7 @@ def test_resolve_options(tmp_path):
     path = _labels(tmp_path, [1, 2])
     # C = 3: a class without images is refused unless allow_zero
     with pytest.raises(ValueError, match='^GRWLoss: '):
-        resolve_cls_counts(train_ann_file=path, num_classes=3,
-                           what='GRWLoss')
+        resolve_cls_counts(train_ann_file=path, num_classes=3, what='GRWLoss')
     assert resolve_cls_counts(
         train_ann_file=path, num_classes=3,
         allow_zero=True) == [1.0, 2.0, 0.0]
@@ -268,10 +271,14 @@ def test_imagenet_lt_class_stats_options(tmp_path):
 def test_out_of_range_label_named_with_its_line(tmp_path):
     # paths with spaces, a blank line: line 3 holds the label 12
     _list(tmp_path, 'a a.jpg 0\n\nb b.jpg 12\n')
-    with pytest.raises(ValueError, match=r'train.txt:3: label 12 is out of '
-                       r'range \[0, 10\)'):
+    with pytest.raises(
+            ValueError,
+            match=r'train.txt:3: label 12 is out of '
+            r'range \[0, 10\)'):
         ImageNetLTDataset(
-            ann_file='train.txt', data_root=str(tmp_path), num_classes=10,
+            ann_file='train.txt',
+            data_root=str(tmp_path),
+            num_classes=10,
             check_files=False)
 
 
@@ -281,24 +288,25 @@ def test_first_label_at_least_and_remote_files(tmp_path):
     assert first_label_at_least(path, 4) == (0, -1)  # none
     # only local files are checked: URLs and other backends are skipped
     check_files_exist(path, ['s3://bucket/a.jpg', 's3://bucket/b.jpg'])
-    check_files_exist(path, [str(tmp_path / 'a.jpg')],
-                      backend_args=dict(backend='petrel'))
+    check_files_exist(
+        path, [str(tmp_path / 'a.jpg')], backend_args=dict(backend='petrel'))
     with pytest.raises(FileNotFoundError, match='1 of 1 images'):
-        check_files_exist(path, [str(tmp_path / 'a.jpg')],
-                          backend_args=dict(backend='disk'))
+        check_files_exist(
+            path, [str(tmp_path / 'a.jpg')], backend_args=dict(backend='disk'))
 
 
 def test_list_stats_name_the_list_and_c_of_the_dataset(tmp_path, monkeypatch):
     path = _labels(tmp_path, [1, 2])
-    assert class_stats_from_list(path,
-                                 cache_file=False).dataset == 'train.txt'
+    assert class_stats_from_list(path, cache_file=False).dataset == 'train.txt'
     monkeypatch.chdir(tmp_path)
     st = class_stats_from_list('train.txt', cache_file=False)
     assert st.dataset == 'train.txt'
     assert st.extra['source'] == str(tmp_path / 'train.txt')
     # C = 3 without names: index names, a class without images counted
     ds = ImageNetLTDataset(
-        ann_file='train.txt', num_classes=3, stats_cache=False,
+        ann_file='train.txt',
+        num_classes=3,
+        stats_cache=False,
         check_files=False)
     assert ds.CLASSES == ('0', '1', '2')
     assert ds.class_stats().counts == [1, 2, 0]

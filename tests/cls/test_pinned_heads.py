@@ -73,8 +73,8 @@ def test_disalign_cosine_sigma_takes_the_normed_feature_by_default():
 
 
 def test_cosine_head_default_scale_16_not_learned():
-    head = MODELS.build(dict(type='CosineClsHead', num_classes=2,
-                             in_channels=2))
+    head = MODELS.build(
+        dict(type='CosineClsHead', num_classes=2, in_channels=2))
     assert [n for n, _ in head.named_parameters()] == ['fc.weight']
     with torch.no_grad():
         head.fc.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 5.0]]))

@@ -68,8 +68,7 @@ def test_multi_label_dataset_refused(tmp_path, second):
                     dict(img_path='1.jpg', gt_label=second),
                 ])))
     cfg = dict(
-        type='MultiLabelDataset', data_root=str(tmp_path),
-        ann_file='ml.json')
+        type='MultiLabelDataset', data_root=str(tmp_path), ann_file='ml.json')
     with pytest.raises(ValueError, match='MultiLabelDataset is multi-label'):
         class_stats_from_dataset(cfg, cache_file=False)
 
@@ -86,10 +85,10 @@ def test_imagenet_lt_dataset_argument_errors(tmp_path):
     with pytest.raises(ValueError, match='needs ann_file'):
         ImageNetLTDataset(ann_file='')
     path = _list(tmp_path, 'a.jpg 0\n')
-    with pytest.raises(FileNotFoundError,
-                       match=r"classes file '.*nonames\.txt' does not exist"):
+    with pytest.raises(
+            FileNotFoundError,
+            match=r"classes file '.*nonames\.txt' does not exist"):
         ImageNetLTDataset(
             ann_file=path, data_root=str(tmp_path), classes='nonames.txt')
-    with pytest.raises(ValueError,
-                       match='num_classes=3 but 2 class names'):
+    with pytest.raises(ValueError, match='num_classes=3 but 2 class names'):
         ImageNetLTDataset(ann_file=path, classes=['x', 'y'], num_classes=3)

@@ -189,16 +189,25 @@ def test_sweep_tool_select_on_val(cls_stage1, run_tool, tmp_path):
 def test_sweep_tool_refuses_a_checkpoint_or_stats_file_that_does_not_fit(
         cls_stage1, seg_stage1, run_tool, tmp_path, data_root):
     # another task's checkpoint: swept with random weights before
-    proc = run_tool('analysis/sweep_posthoc.py', _cfg('resnet_stage1'),
-                    seg_stage1['checkpoint'], check=False)
+    proc = run_tool(
+        'analysis/sweep_posthoc.py',
+        _cfg('resnet_stage1'),
+        seg_stage1['checkpoint'],
+        check=False)
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert 'lt_mm: CheckpointMismatchError' in proc.stdout
     assert '--allow-missing-keys' in proc.stdout
     # pixel counts for the image-count rules of classification
     seg_stats = osp.join(data_root, 'seg', 'class_stats.json')
-    proc = run_tool('analysis/sweep_posthoc.py', _cfg('resnet_stage1'),
-                    cls_stage1['checkpoint'], '--stats-file', seg_stats,
-                    '--sweeps', 'nc_tau', check=False)
+    proc = run_tool(
+        'analysis/sweep_posthoc.py',
+        _cfg('resnet_stage1'),
+        cls_stage1['checkpoint'],
+        '--stats-file',
+        seg_stats,
+        '--sweeps',
+        'nc_tau',
+        check=False)
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert '--stats-file' in proc.stdout and 'pixels' in proc.stdout
 
@@ -207,8 +216,8 @@ def test_sweep_tool_loads_checkpoints_safely(run_tool, tmp_path):
     # the sweep's own checked loading keeps weights_only + the allowlist
     bad = str(tmp_path / 'bad.pth')
     torch.save({'state_dict': {}, 'payload': os.system}, bad)
-    proc = run_tool('analysis/sweep_posthoc.py', _cfg('resnet_stage1'), bad,
-                    check=False)
+    proc = run_tool(
+        'analysis/sweep_posthoc.py', _cfg('resnet_stage1'), bad, check=False)
     assert proc.returncode != 0
     assert 'UnsafeCheckpointError' in proc.stdout
     assert 'posix.system' in proc.stdout

@@ -510,8 +510,7 @@ def test_head_direction_normalised_before_the_cast_to_half():
     assert_close(u16.float(), u32, atol=1e-2, rtol=0)
     x = torch.randn(5, 8)
     full = tde_logits(x, w_bar * 2, d, num_heads=2, alpha=1.0)
-    half = tde_logits(x.half(), (w_bar * 2).half(), d, num_heads=2,
-                      alpha=1.0)
+    half = tde_logits(x.half(), (w_bar * 2).half(), d, num_heads=2, alpha=1.0)
     plain = tde_logits(x, w_bar * 2, d, num_heads=2, alpha=0.0)
     assert_close(half.float(), full, atol=5e-2, rtol=0)
     assert not torch.allclose(full, plain, atol=5e-2)

@@ -255,8 +255,10 @@ def test_class_means_mixin_buffers_error_and_scores():
     m = _Means()
     assert [n for n, _ in m.named_buffers()] == list(NCM_BUFFERS)
     assert not m.ready
-    with pytest.raises(RuntimeError, match=r"_Means: the class means are "
-                       r"not computed.*NCMCentroidHook.*the model over"):
+    with pytest.raises(
+            RuntimeError,
+            match=r"_Means: the class means are "
+            r"not computed.*NCMCentroidHook.*the model over"):
         m.ncm_scores(torch.zeros(1, 2))
     # centroids c0 = (0, 0), c1 = (3, 4); x = (3, 0):
     # -||x - c0||^2 = -9, -||x - c1||^2 = -(0 + 16) = -16
@@ -264,8 +266,8 @@ def test_class_means_mixin_buffers_error_and_scores():
         torch.tensor([[0., 0.], [3., 4.]], dtype=torch.float64),
         torch.tensor([1.5, 2.0]))
     assert m.ready and m.centroids.dtype == torch.float32
-    assert_close(m.ncm_scores(torch.tensor([[3., 0.]])),
-                 torch.tensor([[-9., -16.]]))
+    assert_close(
+        m.ncm_scores(torch.tensor([[3., 0.]])), torch.tensor([[-9., -16.]]))
     # the buffers travel in the state dict
     m2 = _Means()
     m2.load_state_dict(m.state_dict())
@@ -286,8 +288,8 @@ def test_cosine_classifier_zero_feature_gives_no_nan_in_float16():
         mode()
         out = clf(feats)
         assert not out.isnan().any() and (out == 0).all()
-    assert not tau_norm_logits(
-        feats, torch.zeros(3, 4, dtype=torch.float16), 1.0).isnan().any()
+    assert not tau_norm_logits(feats, torch.zeros(3, 4, dtype=torch.float16),
+                               1.0).isnan().any()
 
 
 def test_ncm_l2_scores_in_float32_under_autocast_and_half():
@@ -308,4 +310,5 @@ def test_ncm_l2_scores_in_float32_under_autocast_and_half():
     torch.testing.assert_close(
         half.double(),
         ncm_logits(x.half().double(), c.half().double(), feat_type='un'),
-        rtol=0, atol=1e-2)
+        rtol=0,
+        atol=1e-2)

@@ -163,5 +163,4 @@ def test_grw_weights_in_log_space_at_large_rho():
     # and equal the linear form where that one is finite (rho = 0.8):
     # r^-0.8 = [1, 10^-0.8, 10^-3.2] up to a common factor
     lin = torch.tensor([1.0, 10**-0.8, 10**-3.2], dtype=torch.float64)
-    assert_close(grw_class_weights(counts, 0.8),
-                 (3 * lin / lin.sum()).float())
+    assert_close(grw_class_weights(counts, 0.8), (3 * lin / lin.sum()).float())

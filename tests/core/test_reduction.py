@@ -73,12 +73,12 @@ def test_out_of_range_label_is_refused_not_ignored(bad):
     # zero loss while w[-100] still entered the weighted-mean denominator
     labels = torch.tensor([0, 1, bad, 1])
     for red in ('weighted_mean', 'mean', 'sum', 'none'):
-        with pytest.raises(ValueError,
-                           match=rf'\[{bad}\] are outside \[0, 2\)'):
+        with pytest.raises(
+                ValueError, match=rf'\[{bad}\] are outside \[0, 2\)'):
             reduced_cross_entropy(LOGITS[:, :2], labels, W[:2], red)
     # the same label as the ignore label is ignored
-    out = reduced_cross_entropy(LOGITS[:, :2], labels, W[:2],
-                                'weighted_mean', ignore_index=bad)
+    out = reduced_cross_entropy(
+        LOGITS[:, :2], labels, W[:2], 'weighted_mean', ignore_index=bad)
     keep = torch.tensor([0, 1, 3])
     ref = F.cross_entropy(LOGITS[keep, :2], labels[keep], weight=W[:2])
     assert_close(out, ref)

@@ -409,13 +409,13 @@ def test_ade20k_stats_table16():
         load_class_stats('builtin:cityscapes')
 
 
-@pytest.mark.parametrize('key', [
-    'image_counts', 'instance_counts', 'pixel_counts', 'frequency'])
+@pytest.mark.parametrize(
+    'key', ['image_counts', 'instance_counts', 'pixel_counts', 'frequency'])
 def test_per_class_extra_of_another_length_is_refused(key):
     # 3 classes, 5 values: split rules read these lists as per-class
     value = ['r'] * 5 if key == 'frequency' else [1, 2, 3, 4, 5]
-    with pytest.raises(ValueError,
-                       match=rf"extra\['{key}'\].*5 entries.*counts has 3"):
+    with pytest.raises(
+            ValueError, match=rf"extra\['{key}'\].*5 entries.*counts has 3"):
         _stats(extra={key: value}).validate()
     with pytest.raises(ValueError, match=rf"extra\['{key}'\].*7"):
         _stats(extra={key: 7}).validate()

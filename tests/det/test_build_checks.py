@@ -243,8 +243,7 @@ def test_dataset_counts_refuse_classes_in_another_order(tiny_lvis, ds_type):
     assert tiny_lvis['train_json'] in msg
     # in the file's order: the file's names and counts
     cfg['metainfo'] = dict(classes=tuple(names))
-    st = read_det_counts(
-        cfg, 'images', C, cache_file=False, source='dataset')
+    st = read_det_counts(cfg, 'images', C, cache_file=False, source='dataset')
     assert st.names == names
     assert st.counts == [float(v) for v in tiny_lvis['image_counts']]
 
@@ -264,11 +263,11 @@ def test_dataset_counts_cached_before_the_order_check_recomputed(
         unit='images',
         config=json.dumps(without_pipelines(cfg), sort_keys=True, default=str))
     cached_class_stats(
-        tiny_lvis['train_json'], old_key, lambda: ClassStats(
-            counts=[1] * C, unit='images', names=names[::-1]), cache, cache)
+        tiny_lvis['train_json'], old_key,
+        lambda: ClassStats(counts=[1] * C, unit='images', names=names[::-1]),
+        cache, cache)
     with pytest.raises(ValueError, match='label 0 is'):
-        read_det_counts(
-            cfg, 'images', C, cache_file=cache, source='dataset')
+        read_det_counts(cfg, 'images', C, cache_file=cache, source='dataset')
 
 
 def test_lvis_dataset_names_other_than_the_files_left_alone(tiny_lvis):

@@ -8,9 +8,9 @@ import math
 
 import pytest
 import torch
-from mmdet.models.task_modules.assigners import AssignResult  # noqa: E402
-from mmdet.models.task_modules.samplers import SamplingResult  # noqa: E402
-from mmdet.registry import MODELS  # noqa: E402
+from mmdet.models.task_modules.assigners import AssignResult
+from mmdet.models.task_modules.samplers import SamplingResult
+from mmdet.registry import MODELS
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch.testing import assert_close

@@ -9,17 +9,15 @@ import os.path as osp
 
 import pytest
 import torch
+from mmdet.registry import MODELS
 from mmengine.config import Config
 
 import lt_mm.det  # noqa: F401
 from lt_mm.det.classifiers import (CausalNormLinear, CosineLinear,
                                    DisAlignCosineLinear, DisAlignLinear,
                                    TauNormLinear)
-from lt_mm.det.decoupling import (CRTLinear, LWSLinear, NCMLinear,
-                                  PosthocLinear)
+from lt_mm.det.decoupling import CRTLinear, LWSLinear, NCMLinear, PosthocLinear
 from lt_mm.det.losses import CDTLoss, GRWLoss
-
-from mmdet.registry import MODELS  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 LVIS_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'lvis', '*.py')))

@@ -22,12 +22,17 @@ def _tiny_classifier() -> CausalNormLinear:
     # D = 4, K = 2 heads of 2 dims, C + 1 = 3 columns (background last),
     # tau = 2 so tau / K = 1, gamma = 0 (w_ck / ||w_ck||).
     fc = CausalNormLinear(
-        4, 3, num_heads=2, tau=2.0, gamma=0.0, alpha=1.5,
+        4,
+        3,
+        num_heads=2,
+        tau=2.0,
+        gamma=0.0,
+        alpha=1.5,
         background_exempt=True)
     with torch.no_grad():
         fc.weight.copy_(
-            torch.tensor([[1., 0., 0., 2.], [0., 3., 4., 0.],
-                          [1., 1., 1., 1.]]))
+            torch.tensor([[1., 0., 0., 2.], [0., 3., 4., 0.], [1., 1., 1.,
+                                                               1.]]))
         fc.head_direction.copy_(torch.tensor([0., 1., 1., 0.]))
     return fc.eval()
 
@@ -96,16 +101,15 @@ def test_fast_run_end_to_end(tmp_path, monkeypatch):
     # main() points LT_MM_DATA_ROOT at its own data; restore it afterwards
     monkeypatch.setenv('LT_MM_DATA_ROOT', str(tmp_path / 'data'))
     tool = _tool()
-    per_seed = tool.main(
-        ['--fast', '--seeds', '0', '--work-dir',
-         str(tmp_path / 'w'), '--gt-boxes'])
+    per_seed = tool.main([
+        '--fast', '--seeds', '0', '--work-dir',
+        str(tmp_path / 'w'), '--gt-boxes'
+    ])
     res = per_seed[0]
     # the ranking of the val ground-truth boxes, both models
     assert list(res['gt base']) == ['softmax']
-    assert {'a=0', 'a=1.5', 'a=1.5 shuffled',
-            'cos(x,d)'} <= set(res['gt tde'])
-    for row in list(res['gt base'].values()) + list(
-            res['gt tde'].values()):
+    assert {'a=0', 'a=1.5', 'a=1.5 shuffled', 'cos(x,d)'} <= set(res['gt tde'])
+    for row in list(res['gt base'].values()) + list(res['gt tde'].values()):
         assert row and all(0.0 <= v <= 1.0 for v in row.values())
     assert 'AUC f' in (tmp_path / 'w' / 'table.md').read_text()
     for key in ('base thr=1e-4', 'base thr=1e-5', 'tde a=0 exact',
@@ -120,8 +124,9 @@ def test_fast_run_end_to_end(tmp_path, monkeypatch):
                res['tde a=0 plain']['lvis/bbox_AP']) < 1e-3
     assert osp.isfile(tmp_path / 'w' / 'table.md')
     # a rerun reuses the cached results (no training, no test)
-    again = tool.main(
-        ['--fast', '--seeds', '0', '--work-dir',
-         str(tmp_path / 'w'), '--gt-boxes'])
+    again = tool.main([
+        '--fast', '--seeds', '0', '--work-dir',
+        str(tmp_path / 'w'), '--gt-boxes'
+    ])
     assert again[0]['tde a=1.5 plain'] == res['tde a=1.5 plain']
     assert again[0]['gt tde'] == res['gt tde']

@@ -24,12 +24,10 @@ def test_class_aucs_by_hand():
     # a monotone map of a column leaves its AUC unchanged
     assert class_aucs(SCORES.exp() * 3, LABELS)[:2] == [0.75, 0.75]
     # perfect and reversed orders
-    assert class_aucs(torch.tensor([[1.], [0.]]), torch.tensor([0, 1])) == [
-        1.0
-    ]
-    assert class_aucs(torch.tensor([[0.], [1.]]), torch.tensor([0, 1])) == [
-        0.0
-    ]
+    assert class_aucs(torch.tensor([[1.], [0.]]), torch.tensor([0,
+                                                                1])) == [1.0]
+    assert class_aucs(torch.tensor([[0.], [1.]]), torch.tensor([0,
+                                                                1])) == [0.0]
     # every box of one class: no other box to compare with
     assert math.isnan(class_aucs(SCORES[:, :1], torch.zeros(4).long())[0])
 
@@ -50,7 +48,10 @@ def test_group_means_by_hand():
     per_class = {'AUC': [0.75, 0.25, math.nan], 'top1': [1.0, 0.5, 0.0]}
     # f: classes 0 and 1; r: class 2 (nan AUC left out)
     assert group_means(per_class, ['f', 'f', 'r']) == {
-        'AUC f': 0.5, 'top1 f': 0.75, 'top1 r': 0.0}
+        'AUC f': 0.5,
+        'top1 f': 0.75,
+        'top1 r': 0.0
+    }
     with pytest.raises(ValueError, match='AUC: 3 values for 2 classes'):
         group_means(per_class, ['f', 'r'])
 

@@ -8,14 +8,13 @@ import os.path as osp
 
 import pytest
 import torch
+from mmdet.registry import MODELS
 from torch.testing import assert_close
 
 import lt_mm.det  # noqa: F401
 from lt_mm.core.stats import ClassStats
 from lt_mm.det.counts import lvis_class_stats, resolve_det_counts
 from lt_mm.toydata import make_lvis
-
-from mmdet.registry import MODELS  # noqa: E402
 
 
 def _ce(logits, y):

@@ -628,16 +628,29 @@ def test_many_masks_without_boxes(tmp_path):
 def _area_gt(tmp_path, second_area):
     doc = dict(
         images=[
-            dict(id=1, height=64, width=64, neg_category_ids=[],
-                 not_exhaustive_category_ids=[])
+            dict(
+                id=1,
+                height=64,
+                width=64,
+                neg_category_ids=[],
+                not_exhaustive_category_ids=[])
         ],
         categories=[dict(id=1, name='a', frequency='f')],
         annotations=[
-            dict(id=1, image_id=1, category_id=1, bbox=[10, 10, 20, 20],
-                 area=400.0, segmentation=[[10, 10, 30, 10, 30, 30, 10, 30]]),
-            dict(id=2, image_id=1, category_id=1, bbox=[40, 40, 20, 20],
-                 area=second_area,
-                 segmentation=[[40, 40, 60, 40, 60, 60, 40, 60]])
+            dict(
+                id=1,
+                image_id=1,
+                category_id=1,
+                bbox=[10, 10, 20, 20],
+                area=400.0,
+                segmentation=[[10, 10, 30, 10, 30, 30, 10, 30]]),
+            dict(
+                id=2,
+                image_id=1,
+                category_id=1,
+                bbox=[40, 40, 20, 20],
+                area=second_area,
+                segmentation=[[40, 40, 60, 40, 60, 60, 40, 60]])
         ])
     path = str(tmp_path / f'area_{second_area}.json')
     with open(path, 'w') as f:
@@ -679,10 +692,16 @@ def test_zero_area_annotations_are_left_out_as_officially(tmp_path, backend):
     # masks without boxes: an empty mask (area 0) ranked first
     masks = [
         dict(image_id=1, category_id=1, score=0.95, segmentation=_rle(None)),
-        dict(image_id=1, category_id=1, score=0.9,
-             segmentation=_rle([10, 10, 20, 20])),
-        dict(image_id=1, category_id=1, score=0.8,
-             segmentation=_rle([40, 40, 20, 20]))
+        dict(
+            image_id=1,
+            category_id=1,
+            score=0.9,
+            segmentation=_rle([10, 10, 20, 20])),
+        dict(
+            image_id=1,
+            category_id=1,
+            score=0.8,
+            segmentation=_rle([40, 40, 20, 20]))
     ]
     assert evaluate_lvis(two, masks, 'segm', backend=backend)['AP'] == \
         pytest.approx(1.0, abs=1e-12)

@@ -10,12 +10,11 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from mmdet.registry import METRICS
 from pycocotools import mask as mask_utils
 
 import lt_mm.det  # noqa: F401
 from lt_mm.det.lvis_eval import LVIS_METRIC_KEYS
-
-from mmdet.registry import METRICS  # noqa: E402
 
 
 def _gt_samples(val_json, drop_cats=()):
@@ -212,10 +211,11 @@ def test_images_never_inferred_are_refused(val_json, tmp_path):
             metric='bbox',
             outfile_prefix=str(tmp_path / 'preds')))
     n = len(annotated[::2])
-    with pytest.raises(ValueError,
-                       match=f'{n} of the {len(annotated)} images with '
-                       f'objects .* were not inferred .*ids '
-                       rf'\[{annotated[0]}, .*saved under'):
+    with pytest.raises(
+            ValueError,
+            match=f'{n} of the {len(annotated)} images with '
+            f'objects .* were not inferred .*ids '
+            rf'\[{annotated[0]}, .*saved under'):
         _evaluate(metric, half)
     assert osp.isfile(tmp_path / 'preds.bbox.json')
     # images without objects may be left out (mmdet's filter_empty_gt)

@@ -152,8 +152,7 @@ def test_tau_norm_keep_fg_bias_adds_every_bias():
     # unit fg rows, x = (1, 1): [7/5 + 5, 1 - 1, 2 + 0.5] = [6.4, 0, 2.5]
     with torch.no_grad():  # cached path
         assert_close(
-            layer(torch.tensor([[1.0, 1.0]])),
-            torch.tensor([[6.4, 0.0, 2.5]]))
+            layer(torch.tensor([[1.0, 1.0]])), torch.tensor([[6.4, 0.0, 2.5]]))
     assert_close(  # uncached path (grad enabled)
         layer(torch.tensor([[1.0, 1.0]])).detach(),
         torch.tensor([[6.4, 0.0, 2.5]]))
@@ -181,8 +180,7 @@ def test_tau_norm_without_bias():
     with torch.no_grad():
         # [7/5, 1, 2], no bias at all
         assert_close(
-            layer(torch.tensor([[1.0, 1.0]])),
-            torch.tensor([[1.4, 1.0, 2.0]]))
+            layer(torch.tensor([[1.0, 1.0]])), torch.tensor([[1.4, 1.0, 2.0]]))
 
 
 def test_head_direction_ignores_negative_labels():

@@ -18,8 +18,9 @@ from lt_mm.det.counts import (lvis_class_stats, read_det_counts,
 
 def _write(path, categories, annotations=()):
     doc = dict(
-        images=[dict(id=i, file_name=f'{i}.jpg', width=8, height=8)
-                for i in (1, 2)],
+        images=[
+            dict(id=i, file_name=f'{i}.jpg', width=8, height=8) for i in (1, 2)
+        ],
         categories=list(categories),
         annotations=[
             dict(
@@ -64,12 +65,12 @@ def test_lvis_count_fields_and_frequency_letters(tmp_path):
     # the fields win over the annotations (which would count 1 / 0 / 0);
     # the letters win over the image-count thresholds (50 would be 'c')
     cats = [
-        dict(id=1, name='x', image_count=50, instance_count=200,
-             frequency='f'),
-        dict(id=2, name='y', image_count=5, instance_count=9,
-             frequency='r'),
-        dict(id=3, name='z', image_count=500, instance_count=900,
-             frequency='c'),
+        dict(
+            id=1, name='x', image_count=50, instance_count=200, frequency='f'),
+        dict(id=2, name='y', image_count=5, instance_count=9, frequency='r'),
+        dict(
+            id=3, name='z', image_count=500, instance_count=900,
+            frequency='c'),
     ]
     path = _write(tmp_path / 'lvis.json', cats, [(1, 1)])
     st = lvis_class_stats(path, 'images', cache_file=False)
@@ -112,8 +113,9 @@ def test_bad_unit_named(coco_json):
 
 def test_missing_json_named(tmp_path):
     path = str(tmp_path / 'nope.json')
-    with pytest.raises(FileNotFoundError,
-                       match='nope.json.* does not exist; expected the LVIS'):
+    with pytest.raises(
+            FileNotFoundError,
+            match='nope.json.* does not exist; expected the LVIS'):
         lvis_class_stats(path, cache_file=False)
 
 
@@ -124,9 +126,10 @@ def test_json_without_categories_named(tmp_path):
 
 
 def test_json_vocabulary_must_match_num_classes(coco_json):
-    with pytest.raises(ValueError,
-                       match='has 2 categories but the box head has '
-                       'num_classes=3'):
+    with pytest.raises(
+            ValueError,
+            match='has 2 categories but the box head has '
+            'num_classes=3'):
         read_det_counts(coco_json, 'images', 3, cache_file=False)
     assert read_det_counts(
         coco_json, 'images', 2, cache_file=False).counts == [2.0, 1.0]
@@ -141,14 +144,16 @@ def test_config_without_ann_file_refused(tmp_path):
 
 def test_config_paths_data_root_and_absolute(tmp_path, coco_json):
     # relative ann_file: joined to data_root; absolute: kept as it is
-    rel = dict(type='CocoDataset', data_root=str(tmp_path),
-               ann_file='coco.json')
-    assert read_det_counts(rel, 'instances',
-                           cache_file=False).counts == [3.0, 1.0]
-    absolute = dict(type='CocoDataset', data_root='/nonexistent',
-                    ann_file=osp.abspath(coco_json))
-    assert read_det_counts(absolute, 'instances',
-                           cache_file=False).counts == [3.0, 1.0]
+    rel = dict(
+        type='CocoDataset', data_root=str(tmp_path), ann_file='coco.json')
+    assert read_det_counts(
+        rel, 'instances', cache_file=False).counts == [3.0, 1.0]
+    absolute = dict(
+        type='CocoDataset',
+        data_root='/nonexistent',
+        ann_file=osp.abspath(coco_json))
+    assert read_det_counts(
+        absolute, 'instances', cache_file=False).counts == [3.0, 1.0]
 
 
 def test_resolve_reads_the_unit_of_the_json(coco_json, tmp_path):
@@ -169,9 +174,9 @@ def test_resolve_reads_the_unit_of_the_json(coco_json, tmp_path):
 def _coco_cfg(tmp_path, classes):
     # categories 3 'a', 7 'b'; mmdet's CocoDataset maps the metainfo
     # names to category ids
-    _write(tmp_path / 'train.json', [dict(id=3, name='a'),
-                                     dict(id=7, name='b')], [(1, 3), (1, 7),
-                                                             (2, 7)])
+    _write(tmp_path / 'train.json',
+           [dict(id=3, name='a'), dict(id=7, name='b')], [(1, 3), (1, 7),
+                                                          (2, 7)])
     return dict(
         type='CocoDataset',
         data_root=str(tmp_path),
@@ -184,7 +189,10 @@ def _coco_cfg(tmp_path, classes):
 def test_dataset_source_counts_by_hand(tmp_path):
     # b in images 1 and 2 (instances 2), a in image 1 (instances 1)
     st = read_det_counts(
-        _coco_cfg(tmp_path, ('a', 'b')), 'images', 2, cache_file=False,
+        _coco_cfg(tmp_path, ('a', 'b')),
+        'images',
+        2,
+        cache_file=False,
         source='dataset')
     assert st.counts == [1.0, 2.0]
     assert st.extra['instance_counts'] == [1, 2]
@@ -193,11 +201,14 @@ def test_dataset_source_counts_by_hand(tmp_path):
 def test_dataset_metainfo_names_not_in_the_json_refused(tmp_path):
     # 'zz' is no category of the json: mmdet finds 1 category id for 2
     # classes, the labels would not mean the listed classes
-    with pytest.raises(ValueError,
-                       match='has 1 categories but the dataset metainfo '
-                       'lists 2 classes'):
+    with pytest.raises(
+            ValueError,
+            match='has 1 categories but the dataset metainfo '
+            'lists 2 classes'):
         read_det_counts(
-            _coco_cfg(tmp_path, ('a', 'zz')), 'images', cache_file=False,
+            _coco_cfg(tmp_path, ('a', 'zz')),
+            'images',
+            cache_file=False,
             source='dataset')
 
 
@@ -217,8 +228,8 @@ def test_dataset_without_classes_refused_naming_it(tmp_path):
         data_root=str(tmp_path),
         ann_file='plain.json',
         pipeline=[])
-    with pytest.raises(ValueError,
-                       match='BaseDetDataset has no classes in its metainfo'):
+    with pytest.raises(
+            ValueError, match='BaseDetDataset has no classes in its metainfo'):
         read_det_counts(cfg, 'images', cache_file=False, source='dataset')
 
 

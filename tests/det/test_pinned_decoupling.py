@@ -69,8 +69,7 @@ def test_ncm_defaults_cl2n_l2_scale_one():
     c0 = (torch.tensor([0., -1.]) + torch.tensor([3., -1.]) / 10**0.5) / 2
     c1 = torch.tensor([-3., 2.]) / 13**0.5
     expected = -torch.stack([c0.pow(2).sum(), c1.pow(2).sum()])
-    assert_close(
-        layer.fg_scores(torch.tensor([[2.0, 2 / 3]])), expected[None])
+    assert_close(layer.fg_scores(torch.tensor([[2.0, 2 / 3]])), expected[None])
 
 
 def test_ncm_one_training_box():

@@ -17,8 +17,8 @@ import pytest
 
 from lt_mm.core.stats import (CACHE_FORMAT, ClassStats, fingerprint_files,
                               lvis_splits)
-from lt_mm.det.counts import (class_stats_from_dataset, lvis_class_stats,
-                              main, read_det_counts, resolve_det_counts)
+from lt_mm.det.counts import (class_stats_from_dataset, lvis_class_stats, main,
+                              read_det_counts, resolve_det_counts)
 from tests.det.test_pinned_counts import (_COCO_ANNS, _COCO_CATS, _coco_cfg,
                                           _write)
 from tests.engine.test_samplers import ToyDetDataset
@@ -38,8 +38,9 @@ def _fake_cache(json_path, cache, params, counts):
     ClassStats(
         counts=counts,
         unit=params.get('unit', 'images'),
-        extra=dict(cache=CACHE_FORMAT,
-                   sha1=fingerprint_files(json_path, params))).save(cache)
+        extra=dict(
+            cache=CACHE_FORMAT, sha1=fingerprint_files(json_path,
+                                                       params))).save(cache)
 
 
 # ------------------------------------------------------------- json cache
@@ -81,14 +82,14 @@ def test_json_cache_of_other_settings_recomputed(train_json, params):
 def test_json_explicit_cache_file_keeps_units_apart(train_json, tmp_path):
     # one explicit path for both units: each call recomputes its own unit
     cache = str(tmp_path / 'mine.json')
-    assert lvis_class_stats(train_json, 'images',
-                            cache_file=cache).counts == [2.0, 1.0]
+    assert lvis_class_stats(
+        train_json, 'images', cache_file=cache).counts == [2.0, 1.0]
     assert osp.isfile(cache)
     assert not osp.exists(_cache(train_json, 'images'))
-    assert lvis_class_stats(train_json, 'instances',
-                            cache_file=cache).counts == [3.0, 1.0]
-    assert lvis_class_stats(train_json, 'images',
-                            cache_file=cache).counts == [2.0, 1.0]
+    assert lvis_class_stats(
+        train_json, 'instances', cache_file=cache).counts == [3.0, 1.0]
+    assert lvis_class_stats(
+        train_json, 'images', cache_file=cache).counts == [2.0, 1.0]
 
 
 def test_images_are_the_default_unit(train_json):
@@ -101,8 +102,7 @@ def test_images_are_the_default_unit(train_json):
     assert not osp.exists(_cache(train_json, 'images'))
 
 
-def test_relative_json_path_stored_absolute(train_json, tmp_path,
-                                            monkeypatch):
+def test_relative_json_path_stored_absolute(train_json, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     st = lvis_class_stats('train.json', cache_file=False)
     assert st.extra['source'] == train_json and st.dataset == 'train.json'
@@ -121,8 +121,8 @@ def test_images_counted_per_image_not_per_annotation_id(tmp_path):
     path = _write(tmp_path / 'one.json', [dict(id=7, name='b')],
                   [(2, 7), (2, 7), (2, 7)])
     assert lvis_class_stats(path, 'images', cache_file=False).counts == [1.0]
-    assert lvis_class_stats(path, 'instances',
-                            cache_file=False).counts == [3.0]
+    assert lvis_class_stats(
+        path, 'instances', cache_file=False).counts == [3.0]
 
 
 def test_lvis_count_fields_follow_the_file_order(tmp_path):
@@ -136,8 +136,8 @@ def test_lvis_count_fields_follow_the_file_order(tmp_path):
     st = lvis_class_stats(path, 'images', cache_file=False)
     assert st.counts == [4.0, 40.0] and st.names == ['n', 'm']
     assert st.extra['category_ids'] == [9, 2]
-    assert lvis_class_stats(path, 'instances',
-                            cache_file=False).counts == [8.0, 80.0]
+    assert lvis_class_stats(
+        path, 'instances', cache_file=False).counts == [8.0, 80.0]
 
 
 def test_partial_frequency_letters_fall_back_to_image_counts(tmp_path):
@@ -163,8 +163,8 @@ def test_partial_frequency_letters_fall_back_to_image_counts(tmp_path):
 def _dataset(tmp_path, anns, classes=('a', 'b')):
     # the CocoDataset config of test_pinned_counts, other annotations
     cfg = _coco_cfg(tmp_path, classes)
-    _write(tmp_path / 'train.json', [dict(id=3, name='a'),
-                                     dict(id=7, name='b')], anns)
+    _write(tmp_path / 'train.json',
+           [dict(id=3, name='a'), dict(id=7, name='b')], anns)
     return cfg
 
 
@@ -180,8 +180,7 @@ def test_dataset_splits_from_image_counts_and_default_unit(tmp_path):
     assert st.splits == lvis_splits(image_counts=[1, 1])
     assert st.splits['rare'] == [0, 1]
     # default unit / None: images
-    assert class_stats_from_dataset(
-        cfg, cache_file=False).counts == [1.0, 1.0]
+    assert class_stats_from_dataset(cfg, cache_file=False).counts == [1.0, 1.0]
     st = read_det_counts(cfg, None, cache_file=False, source='dataset')
     assert st.counts == [1.0, 1.0] and st.unit == 'images'
 
@@ -190,8 +189,8 @@ def test_dataset_cache_written_reused_and_invalidated(tmp_path):
     cfg = _dataset(tmp_path, _ELEVEN)
     json_path = str(tmp_path / 'train.json')
     cache = _cache(json_path, 'instances')
-    assert read_det_counts(cfg, 'instances',
-                           source='dataset').counts == [11.0, 1.0]
+    assert read_det_counts(
+        cfg, 'instances', source='dataset').counts == [11.0, 1.0]
     assert osp.isfile(cache)
     d = json.loads(open(cache).read())
     d['counts'] = [9, 9]
@@ -199,27 +198,29 @@ def test_dataset_cache_written_reused_and_invalidated(tmp_path):
         f.write(json.dumps(d))
     # hit: the same json and config (keys in another order, and
     # cache_file=True = the default cache)
-    assert read_det_counts(dict(reversed(list(cfg.items()))), 'instances',
-                           source='dataset').counts == [9.0, 9.0]
+    assert read_det_counts(
+        dict(reversed(list(cfg.items()))), 'instances',
+        source='dataset').counts == [9.0, 9.0]
     assert class_stats_from_dataset(
         cfg, 'instances', cache_file=True).counts == [9.0, 9.0]
     # the json changes (one more 'b' in image 1): recomputed -> b = 2
     _dataset(tmp_path, _ELEVEN + [(1, 7)])
-    assert read_det_counts(cfg, 'instances',
-                           source='dataset').counts == [11.0, 2.0]
+    assert read_det_counts(
+        cfg, 'instances', source='dataset').counts == [11.0, 2.0]
     # another config (class a only): recomputed -> [11]
     only_a = _dataset(tmp_path, _ELEVEN, ('a', ))
-    assert read_det_counts(only_a, 'instances',
-                           source='dataset').counts == [11.0]
+    assert read_det_counts(
+        only_a, 'instances', source='dataset').counts == [11.0]
 
 
 def test_dataset_explicit_cache_file_keeps_units_apart(tmp_path):
     cfg = _dataset(tmp_path, _ELEVEN)
     mine = str(tmp_path / 'mine.json')
-    assert read_det_counts(cfg, 'images', cache_file=mine,
-                           source='dataset').counts == [1.0, 1.0]
-    assert read_det_counts(cfg, 'instances', cache_file=mine,
-                           source='dataset').counts == [11.0, 1.0]
+    assert read_det_counts(
+        cfg, 'images', cache_file=mine, source='dataset').counts == [1.0, 1.0]
+    assert read_det_counts(
+        cfg, 'instances', cache_file=mine,
+        source='dataset').counts == [11.0, 1.0]
 
 
 def test_dataset_cache_off_and_explicit(tmp_path):
@@ -258,8 +259,10 @@ def test_lazy_dataset_still_checks_its_categories(tmp_path):
     # lazy_init: the category ids exist only after full_init; 'zz' is no
     # category of the json (1 category id for 2 classes)
     cfg = dict(_dataset(tmp_path, _ELEVEN, ('a', 'zz')), lazy_init=True)
-    with pytest.raises(ValueError, match='has 1 categories but the '
-                       'dataset metainfo lists 2 classes'):
+    with pytest.raises(
+            ValueError,
+            match='has 1 categories but the '
+            'dataset metainfo lists 2 classes'):
         read_det_counts(cfg, 'images', cache_file=False, source='dataset')
 
 
@@ -286,8 +289,7 @@ def test_progress_output_only_on_request(tmp_path, capfd):
 
 
 # ----------------------------------------------------------------- main
-def test_main_writes_next_to_the_json_without_a_cache_key(train_json,
-                                                          capsys):
+def test_main_writes_next_to_the_json_without_a_cache_key(train_json, capsys):
     main([train_json])  # default unit images
     out = _cache(train_json, 'images')
     st = ClassStats.load(out)

@@ -37,8 +37,8 @@ def _cfg(**kw):
                 oversample_thr=1e-3,
                 dataset=dict(type='RepeatDataset', times=2, dataset=inner))),
         test_dataloader=dict(
-            batch_size=3, dataset=dict(type='CocoDataset',
-                                       pipeline=_TEST_PIPE)))
+            batch_size=3,
+            dataset=dict(type='CocoDataset', pipeline=_TEST_PIPE)))
     cfg.update(kw)
     return Config(cfg)
 
@@ -63,14 +63,14 @@ def test_loader_unwraps_and_loads_boxes_right_after_the_image():
 
 
 def test_loader_falls_back_to_val_then_to_the_train_pipeline():
-    cfg = _cfg(test_dataloader=None,
-               val_dataloader=dict(batch_size=5, dataset=dict(
-                   pipeline=_TEST_PIPE)))
+    cfg = _cfg(
+        test_dataloader=None,
+        val_dataloader=dict(batch_size=5, dataset=dict(pipeline=_TEST_PIPE)))
     loader = gt_box_dataloader_cfg(cfg)
     assert loader['batch_size'] == 5
-    assert [t['type'] for t in loader['dataset']['pipeline']
-            ] == ['LoadImageFromFile', 'LoadAnnotations', 'Resize',
-                  'PackDetInputs']
+    assert [t['type'] for t in loader['dataset']['pipeline']] == [
+        'LoadImageFromFile', 'LoadAnnotations', 'Resize', 'PackDetInputs'
+    ]
     # no test / val loader: the train pipeline without its flip, and the
     # train batch size
     cfg = _cfg(test_dataloader=None)
@@ -86,8 +86,9 @@ def test_loader_falls_back_to_val_then_to_the_train_pipeline():
 def test_loader_errors_named():
     with pytest.raises(ValueError, match='no train_dataloader'):
         gt_box_dataloader_cfg(Config(dict(test_dataloader=dict())))
-    cfg = _cfg(test_dataloader=dict(dataset=dict(
-        pipeline=[dict(type='Resize', scale=(8, 8))])))
+    cfg = _cfg(
+        test_dataloader=dict(
+            dataset=dict(pipeline=[dict(type='Resize', scale=(8, 8))])))
     with pytest.raises(ValueError, match='no image loading step'):
         gt_box_dataloader_cfg(cfg)
 

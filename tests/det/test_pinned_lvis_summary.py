@@ -74,8 +74,11 @@ def test_infinite_area_ground_truth_is_left_out(tmp_path):
     positive: precision 1/2 at recall 1 at every IoU threshold."""
     path = _write(tmp_path, [dict(id=1)], [
         dict(image_id=1, category_id=1, bbox=[0, 0, 20, 20]),
-        dict(image_id=1, category_id=1, bbox=[50, 50, 20, 20],
-             area=float('inf')),
+        dict(
+            image_id=1,
+            category_id=1,
+            bbox=[50, 50, 20, 20],
+            area=float('inf')),
     ], [_cat(1)])
     results = [
         dict(image_id=1, category_id=1, bbox=[50, 50, 20, 20], score=0.9),
@@ -102,14 +105,17 @@ def test_mask_areas_beyond_255_results_stay_with_their_masks(tmp_path):
     path = _write(tmp_path, [dict(id=1, height=200, width=200)],
                   [dict(image_id=1, category_id=1, bbox=[0, 0, 20, 20])],
                   [_cat(1)])
-    small_fp = dict(image_id=1, category_id=1, score=0.1,
-                    segmentation=_mask([150, 150, 10, 10]))
+    small_fp = dict(
+        image_id=1,
+        category_id=1,
+        score=0.1,
+        segmentation=_mask([150, 150, 10, 10]))
     results = [dict(small_fp) for _ in range(300)]
-    results[255] = dict(small_fp, score=0.2,
-                        segmentation=_mask([90, 90, 100, 100]))
+    results[255] = dict(
+        small_fp, score=0.2, segmentation=_mask([90, 90, 100, 100]))
     results[256] = dict(small_fp, score=0.95)
-    results[299] = dict(small_fp, score=0.9,
-                        segmentation=_mask([0, 0, 20, 20]))
+    results[299] = dict(
+        small_fp, score=0.9, segmentation=_mask([0, 0, 20, 20]))
     fast = _same_as_official(path, results, 'segm', 300)
     assert fast.metrics['AP'] == pytest.approx(0.5, abs=1e-12)
     assert fast.metrics['APs'] == pytest.approx(0.5, abs=1e-12)
@@ -155,5 +161,5 @@ def test_pairs_of_the_first_category_stay_apart(tmp_path):
     ap1 = fast.precision[:, :, 0, 0]
     np.testing.assert_allclose(ap1[:, :51], 0.5, rtol=0, atol=1e-12)
     np.testing.assert_allclose(ap1[:, 51:], 0.0, rtol=0, atol=1e-12)
-    assert fast.metrics['AP'] == pytest.approx((51 / 101 * 0.5 + 1) / 2,
-                                               abs=1e-12)
+    assert fast.metrics['AP'] == pytest.approx(
+        (51 / 101 * 0.5 + 1) / 2, abs=1e-12)

@@ -24,11 +24,18 @@ def _mmengine_like_checkpoint(path):
     hub.update_scalar('train/loss', 0.5)
     hub.update_info('iter', 3)
     ckpt = dict(
-        meta=dict(epoch=1, iter=3, seed=0, dataset_meta=dict(classes=('a', )),
-                  cfg='model = dict()'),
+        meta=dict(
+            epoch=1,
+            iter=3,
+            seed=0,
+            dataset_meta=dict(classes=('a', )),
+            cfg='model = dict()'),
         state_dict={'w': torch.arange(4.)},
         message_hub=hub.state_dict(),
-        optimizer={'state': {}, 'param_groups': []})
+        optimizer={
+            'state': {},
+            'param_groups': []
+        })
     torch.save(ckpt, path)
 
 

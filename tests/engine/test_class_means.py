@@ -82,9 +82,8 @@ def test_ncm_hook_refuses_a_model_without_ncm_before_training(
     # for (a full stage-1 schedule here)
     length = 'max_epochs' if 'max_epochs' in cfg.train_cfg else 'max_iters'
     cfg.train_cfg.update({length: 1, 'val_interval': 1})
-    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-        dict(type='NCMCentroidHook')
-    ]
+    cfg.custom_hooks = list(cfg.get('custom_hooks',
+                                    [])) + [dict(type='NCMCentroidHook')]
     runner = build_runner(cfg)
     with pytest.raises(ValueError, match=re.escape(match)):
         runner.train()

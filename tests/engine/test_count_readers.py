@@ -79,8 +79,10 @@ def test_cls_list_dataset_keeps_list_source(tmp_path):
 
 def test_cls_labels_outside_num_classes(cls_folder):
     # labels 0, 0, 1 but C = 1
-    with pytest.raises(ValueError, match=r'labels lie in \[0, 1\] but the '
-                       'dataset has 1 classes'):
+    with pytest.raises(
+            ValueError,
+            match=r'labels lie in \[0, 1\] but the '
+            'dataset has 1 classes'):
         read_cls_counts(cls_folder, 'images', 1)
 
 
@@ -114,8 +116,7 @@ def coco(tmp_path):
     image 1: a, a, b, c      image 2: a (iscrowd), b
     image 3: b with w = 0.5 (mmdet drops boxes narrower than 1 px)
     """
-    anns = [(1, 3, 0), (1, 3, 0), (1, 7, 0), (1, 9, 0), (2, 3, 1),
-            (2, 7, 0)]
+    anns = [(1, 3, 0), (1, 3, 0), (1, 7, 0), (1, 9, 0), (2, 3, 1), (2, 7, 0)]
     annotations = [
         dict(
             id=i + 1,
@@ -176,8 +177,10 @@ def test_det_json_source_is_unchanged(coco):
 
 
 def test_det_dataset_num_classes_mismatch(coco):
-    with pytest.raises(ValueError, match='has 2 classes but the box head '
-                       'has num_classes=3'):
+    with pytest.raises(
+            ValueError,
+            match='has 2 classes but the box head '
+            'has num_classes=3'):
         read_det_counts(coco, 'images', 3, source='dataset')
 
 

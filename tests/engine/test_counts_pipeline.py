@@ -116,8 +116,7 @@ def test_missing_training_set_is_a_clear_build_error(two_sets, tmp_path,
     missing = str(tmp_path / 'nowhere')
     cfg = load_config(
         osp.join(QS, 'digits_cls_cdt.py'),
-        {'train_dataloader.dataset.data_root': missing},
-        str(tmp_path / 'w'))
+        {'train_dataloader.dataset.data_root': missing}, str(tmp_path / 'w'))
     with pytest.raises(DataNotFoundError) as e:
         build_runner(cfg)  # before any iteration: the Runner is not built
     msg = str(e.value)
@@ -171,11 +170,13 @@ def test_cls_reader_and_cache(tmp_path):
     assert not osp.exists(cache)
     # core: exactly one source; the reader is the adapter's
     assert resolve_counts(
-        dataset=str(lst), reader=read_cls_counts, num_classes=4,
-        unit='images', allow_zero=True) == [3., 1., 1., 1.]
+        dataset=str(lst),
+        reader=read_cls_counts,
+        num_classes=4,
+        unit='images',
+        allow_zero=True) == [3., 1., 1., 1.]
     with pytest.raises(ValueError, match='exactly one source'):
-        resolve_counts(counts=[1, 2], dataset=str(lst),
-                       reader=read_cls_counts)
+        resolve_counts(counts=[1, 2], dataset=str(lst), reader=read_cls_counts)
     with pytest.raises(ValueError, match='needs a toolbox reader'):
         resolve_counts(dataset=str(lst))
 

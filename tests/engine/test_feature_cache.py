@@ -70,7 +70,8 @@ def test_fingerprint_looks_inside_wrappers():
     assert dataset_fingerprint(rfs) != dataset_fingerprint(rfs_thr)
     cat = ConcatDataset([_Tiny(paths, labels), _Tiny(paths, labels)])
     cat_other = ConcatDataset(
-        [_Tiny(paths, labels), _Tiny(other_paths, labels)])
+        [_Tiny(paths, labels),
+         _Tiny(other_paths, labels)])
     assert dataset_fingerprint(cat) != dataset_fingerprint(cat_other)
 
 

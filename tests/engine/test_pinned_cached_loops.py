@@ -43,11 +43,11 @@ from lt_mm.engine.runner_utils import build_runner
 from lt_mm.seg.feature_cache import LOOP as SEG_LOOP
 from lt_mm.seg.feature_cache import \
     use_cached_features as seg_use_cached_features
-from ..cls.test_feature_cache import (  # noqa: F401
-    _cfg, _train_recording_warnings, data_env)
+from ..cls.test_feature_cache import data_env  # noqa: F401 (fixture)
+from ..cls.test_feature_cache import _cfg, _train_recording_warnings
 from ..cls.test_pinned_feature_cache import _runner as _cls_runner
-from ..det.test_feature_cache import _cfg as _det_cfg
 from ..conftest import QUICKSTART, run_dist
+from ..det.test_feature_cache import _cfg as _det_cfg
 from ..seg.test_feature_cache import _cfg as _seg_cfg
 
 pytestmark = pytest.mark.usefixtures('data_env')
@@ -104,8 +104,8 @@ def test_switch_keeps_the_schedule_and_merges_the_cache_options():
         use_cached_features(cfg)
         assert cfg.train_cfg == dict(type=CLS_LOOP, max_epochs=4, cache={})
     # the iteration-based adapter: the same with IterBasedTrainLoop
-    for train_cfg in (dict(type='IterBasedTrainLoop', max_iters=6),
-                      dict(by_epoch=False, max_iters=6),
+    for train_cfg in (dict(type='IterBasedTrainLoop',
+                           max_iters=6), dict(by_epoch=False, max_iters=6),
                       dict(max_iters=6, val_interval=2)):
         cfg = Config(dict(train_cfg=train_cfg))
         seg_use_cached_features(cfg, views=1)
@@ -134,16 +134,16 @@ def test_switch_keeps_the_schedule_and_merges_the_cache_options():
         (use_cached_features, dict(type='EpochBasedTrainLoop'),
          'has no max_epochs'),
         (use_cached_features, dict(by_epoch=True), 'has no max_epochs'),
-        (seg_use_cached_features, dict(type='EpochBasedTrainLoop',
-                                       max_epochs=4), 'not an iteration'),
+        (seg_use_cached_features, dict(
+            type='EpochBasedTrainLoop', max_epochs=4), 'not an iteration'),
         (seg_use_cached_features, dict(max_epochs=4), 'not an iteration'),
         (seg_use_cached_features, dict(type=CLS_LOOP,
                                        max_epochs=4), 'not an iteration'),
         (seg_use_cached_features, dict(type='IterBasedTrainLoop'),
          'has no max_iters'),
         # the merged options are checked: views=0 came from the config
-        (use_cached_features, dict(max_epochs=4, cache=dict(views=0)),
-         'views'),
+        (use_cached_features, dict(max_epochs=4, cache=dict(views=0)), 'views'
+         ),
     ])
 def test_switch_refusals(switch, train_cfg, match):
     cfg = Config(dict(train_cfg=train_cfg))
@@ -231,12 +231,20 @@ class _Recorder(Hook):
         self.calls.append(('after_train', ))
 
 
-def _recorded(work_dir, recorder, seed=0, deterministic=True, val=False,
-              schedule=None, **cache):
+def _recorded(work_dir,
+              recorder,
+              seed=0,
+              deterministic=True,
+              val=False,
+              schedule=None,
+              **cache):
     """A cached LWS runner (the config's random weights) with ``recorder``
     registered; ``schedule`` updates ``train_cfg`` before the switch."""
     cfg = _cfg(
-        RANDOM_WEIGHTS, 'lws', work_dir, seed=seed,
+        RANDOM_WEIGHTS,
+        'lws',
+        work_dir,
+        seed=seed,
         deterministic=deterministic)
     cfg.custom_hooks = FREEZE
     if val:  # validate on the test list
@@ -341,8 +349,7 @@ def test_every_visit_reads_the_epochs_batch_and_seeded_views(tmp_path):
         for batch in runner.train_dataloader.batch_sampler:
             idx = np.asarray(batch)
             views = torch.randint(2, (len(idx), ), generator=g).numpy()
-            np.testing.assert_array_equal(next(got).numpy(), feats[views,
-                                                                   idx])
+            np.testing.assert_array_equal(next(got).numpy(), feats[views, idx])
     assert next(got, None) is None
 
 
@@ -365,14 +372,13 @@ def _features_drawn_with_seed(runner, seed):
 def test_views_with_loader_workers_are_seeded_by_seed_plus_view(tmp_path):
     # (channels_last=False: the unfolded backbone sees contiguous NCHW
     # batches, recorded by a forward pre-hook)
-    cfg = _cfg(RANDOM_WEIGHTS, 'lws', tmp_path / 'a', seed=3,
-               deterministic=False)
+    cfg = _cfg(
+        RANDOM_WEIGHTS, 'lws', tmp_path / 'a', seed=3, deterministic=False)
     cfg.custom_hooks = FREEZE
     cfg.train_cfg.max_epochs = 1
     cfg.train_dataloader.num_workers = 1
     use_cached_features(
-        cfg, views=2, dtype='float32', channels_last=False,
-        fuse_conv_bn=False)
+        cfg, views=2, dtype='float32', channels_last=False, fuse_conv_bn=False)
     runner = build_runner(cfg, 'none')
     contiguous = []
     unwrap_model(runner.model).backbone.register_forward_pre_hook(
@@ -382,7 +388,9 @@ def test_views_with_loader_workers_are_seeded_by_seed_plus_view(tmp_path):
     feats = np.asarray(runner.train_loop.cache.feats)
     for k in range(2):  # view k: seed 3 + k
         np.testing.assert_allclose(
-            feats[k], _features_drawn_with_seed(runner, 3 + k), rtol=1e-4,
+            feats[k],
+            _features_drawn_with_seed(runner, 3 + k),
+            rtol=1e-4,
             atol=1e-5)
     assert np.abs(feats[0] - feats[1]).max() > 1e-2
 
@@ -436,9 +444,8 @@ def test_iteration_loop_schedule_hooks_and_validation(tmp_path):
     assert rec.calls[:2] == [('before_train', ), ('before_train_epoch', 0)]
     assert rec.calls[-2:] == [('after_train_epoch', 0), ('after_train', )]
     # batch index = iteration; the model in training mode at every one
-    assert [c for c in rec.calls if c[0] == 'before_train_iter'] == [
-        ('before_train_iter', 0, i, i, True) for i in range(5)
-    ]
+    assert [c for c in rec.calls if c[0] == 'before_train_iter'
+            ] == [('before_train_iter', 0, i, i, True) for i in range(5)]
     assert _per_epoch(rec.calls, 'after_train_iter') == [0] * 5
     # validation after the iterations i (from 1) with i >= val_begin=2 and
     # i % interval == 0 or i == max_iters=5; the interval 3 up to iteration
@@ -496,8 +503,9 @@ def test_iteration_loop_resumes_exactly_or_warns(tmp_path):
     assert len(rec.inputs) == 2
     for a, b in zip(straight[1].inputs[2:], rec.inputs):
         assert torch.equal(a, b)
-    assert not any('does not continue the straight run exactly' in
-                   r.getMessage() for r in records)
+    assert not any(
+        'does not continue the straight run exactly' in r.getMessage()
+        for r in records)
     # resumed without that cache (another folder): its random views are
     # drawn anew, a warning says so; a hook stops it in the hooks after
     # iteration 2 (runner.iter counts the finished ones: 2 then)
@@ -513,8 +521,8 @@ def test_iteration_loop_resumes_exactly_or_warns(tmp_path):
         dir=str(tmp_path / 'other'))
     records = _train_recording_warnings(fresh)
     assert not fresh.train_loop.cache_reused
-    assert any('resuming at epoch 0 / iteration 2 without the feature cache'
-               in r.getMessage() for r in records)
+    assert any('resuming at epoch 0 / iteration 2 without the feature cache' in
+               r.getMessage() for r in records)
     assert fresh.train_loop._iter == 3
 
 
@@ -546,8 +554,8 @@ def test_det_relabelled_annotations_are_not_served_the_old_cache(
 def test_extraction_loaders_follow_batch_size_views_and_pipeline(tmp_path):
     # the random training pipeline: one unshuffled loader per view over the
     # training set, the cache's batch_size (else the training loader's)
-    runner = _cls_runner(tmp_path / 'a', deterministic=False, views=2,
-                         batch_size=5)
+    runner = _cls_runner(
+        tmp_path / 'a', deterministic=False, views=2, batch_size=5)
     n = len(runner.train_dataloader.dataset)
     loaders = runner.train_loop._extraction_loaders()
     assert [dl.batch_size for dl in loaders] == [5, 5]
@@ -579,8 +587,8 @@ def test_pixel_subset_follows_the_seed_class_balanced_and_labels(
         Image.fromarray(np.ones(shape, np.uint8)).save(maps / name)
     shared = str(tmp_path / 'cache')
     loops = {}
-    for name, seed, balanced, seg_maps in (('s1', 1, False, None),
-                                           ('s2', 2, False, None),
+    for name, seed, balanced, seg_maps in (('s1', 1, False,
+                                            None), ('s2', 2, False, None),
                                            ('cb', 1, True, None),
                                            ('maps', 1, False, str(maps))):
         cfg = _seg_cfg(
@@ -615,7 +623,7 @@ def test_cached_loop_refuses_a_distributed_run(cls_stage1, data_root,
         f'load_from={cls_stage1["checkpoint"]}'
     ], data_root)
     assert proc.returncode != 0
-    assert (f'{CLS_LOOP} runs in one process (world size is 2)' in
-            proc.stdout), proc.stdout[-3000:]
+    assert (f'{CLS_LOOP} runs in one process (world size is 2)'
+            in proc.stdout), proc.stdout[-3000:]
     assert 'launch tools/train.py without a launcher' in proc.stdout
     assert not os.path.exists(str(tmp_path / 'w' / 'feature_cache'))

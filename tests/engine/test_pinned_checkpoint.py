@@ -19,6 +19,7 @@ from mmengine.runner import checkpoint as mck
 from mmengine.runner.checkpoint import CheckpointLoader
 
 import lt_mm.engine  # noqa: F401  (installs the safe loaders)
+# yapf: disable
 from lt_mm.engine.checkpoint import (CheckpointReadError,
                                      UnsafeCheckpointError,
                                      checkpoint_is_complete,
@@ -27,6 +28,7 @@ from lt_mm.engine.checkpoint import (CheckpointReadError,
                                      list_checkpoints, load_checkpoint_safely,
                                      register_checkpoint_scheme,
                                      safe_torch_load)
+# yapf: enable
 from tests.reliability.conftest import write_evil_checkpoint
 
 PREFIX = 'ltpinnedhub://'
@@ -131,8 +133,7 @@ class _GetattrOf:
 @pytest.mark.parametrize('obj, name', [(HistoryBuffer, 'update'),
                                        (HistoryBuffer, '__init__'),
                                        (np.ndarray, 'tofile')])
-def test_pickled_getattr_only_resolves_statistics_methods(
-        tmp_path, obj, name):
+def test_pickled_getattr_only_resolves_statistics_methods(tmp_path, obj, name):
     """A checkpoint may reach ``builtins.getattr`` only for mmengine's
     ``getattr(HistoryBuffer, 'min')`` pattern, also through the unpickler
     (not only when :func:`history_buffer_getattr` is called directly)."""
@@ -168,8 +169,7 @@ def _save(path, mtime):
     return str(path)
 
 
-def test_last_complete_checkpoint_order_and_exclusions(tmp_path,
-                                                       monkeypatch):
+def test_last_complete_checkpoint_order_and_exclusions(tmp_path, monkeypatch):
     t = 1_700_000_000
     e1 = _save(tmp_path / 'epoch_1.pth', t)
     e9 = _save(tmp_path / 'run2_epoch_9.pth', t + 10)

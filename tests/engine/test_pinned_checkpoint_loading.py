@@ -22,6 +22,7 @@ from mmengine.model import BaseModel, BaseTTAModel
 from mmengine.runner import Runner
 from torch import nn
 
+# yapf: disable
 from lt_mm.engine.checkpoint import (MMENGINE_SAFE_GLOBALS,
                                      CheckpointMismatchError,
                                      CheckpointReadError,
@@ -31,6 +32,7 @@ from lt_mm.engine.checkpoint import (MMENGINE_SAFE_GLOBALS,
                                      load_checkpoint_checked,
                                      load_checkpoint_safely,
                                      load_state_dict_checked, safe_torch_load)
+# yapf: enable
 from tests.reliability.conftest import write_evil_checkpoint
 
 
@@ -92,8 +94,8 @@ def test_allowlist_is_exactly_what_mmengine_writes():
         (multiarray.scalar, 'numpy._core.multiarray.scalar'),
         (multiarray.scalar, 'numpy.core.multiarray.scalar'),
     ] + [(getattr(np.dtypes, n), f'numpy.dtypes.{n}')
-         for n in ('Float64DType', 'Float32DType', 'Int64DType',
-                   'Int32DType', 'BoolDType', 'UInt8DType')
+         for n in ('Float64DType', 'Float32DType', 'Int64DType', 'Int32DType',
+                   'BoolDType', 'UInt8DType')
          if getattr(np.dtypes, n, None) is not None]
     assert names == expected
 
@@ -150,8 +152,7 @@ def test_checkpoint_without_state_dict_is_named(runner, tmp_path):
     assert path in str(err.value) and 'a list' in str(err.value)
 
 
-def test_strict_refuses_unexpected_entries_else_ignores_them(
-        runner, tmp_path):
+def test_strict_refuses_unexpected_entries_else_ignores_them(runner, tmp_path):
     path = str(tmp_path / 'extra.pth')
     state = _full_state(0.25)
     state['extra.w'] = torch.zeros(1)
@@ -251,7 +252,10 @@ def test_load_state_dict_post_hooks_may_fill_missing_entries():
     state = {'0.fc.weight': torch.zeros(2, 2), '0.fc.bias': torch.zeros(2)}
     assert load_state_dict_checked(model, state) == ([], [], [])
     missing, unexpected, errors = load_state_dict_checked(
-        model, {'0.fc.weight': torch.zeros(2, 2), 'x': torch.zeros(1)})
+        model, {
+            '0.fc.weight': torch.zeros(2, 2),
+            'x': torch.zeros(1)
+        })
     assert (missing, unexpected, errors) == (['0.fc.bias'], ['x'], [])
 
 
@@ -290,8 +294,10 @@ def test_tta_model_loads_the_checkpoint_of_its_module():
     tta = _TTA(module=_Net())
     assert load_state_dict_checked(tta, state) == ([], [], [])
     assert torch.equal(tta.module.fc.weight, torch.full((3, 2), 0.5))
-    missing, unexpected, _ = load_state_dict_checked(
-        tta, {'module.' + k: v for k, v in state.items()})
+    missing, unexpected, _ = load_state_dict_checked(tta, {
+        'module.' + k: v
+        for k, v in state.items()
+    })
     assert sorted(missing) == sorted(k for k in state
                                      if 'num_batches_tracked' not in k)
     assert sorted(unexpected) == sorted('module.' + k for k in state)

@@ -110,15 +110,17 @@ def test_labels_per_view_and_views_per_sample(tmp_path):
     assert cache.describe_views() == '1-3 views (4 rows)'
 
 
-@pytest.mark.parametrize('feats, labels, views, per_view', [
-    (_feats(2, 3), np.zeros(4, np.int64), None, False),  # N 3 vs 4 labels
-    (_feats(2, 3)[:, :, 0], np.zeros(3, np.int64), None, False),  # 2-D
-    (_feats(2, 3), np.zeros((1, 3), np.int64), None, True),  # K 2 vs 1
-    (_feats(2, 3), np.zeros((2, 4), np.int64), None, True),  # N 3 vs 4
-    (_feats(2, 3), np.zeros(3, np.int64), np.array([1, 0, 2]), False),
-    (_feats(2, 3), np.zeros(3, np.int64), np.array([1, 3, 2]), False),
-    (_feats(2, 3), np.zeros(3, np.int64), np.array([1, 2]), False),
-])
+@pytest.mark.parametrize(
+    'feats, labels, views, per_view',
+    [
+        (_feats(2, 3), np.zeros(4, np.int64), None, False),  # N 3 vs 4 labels
+        (_feats(2, 3)[:, :, 0], np.zeros(3, np.int64), None, False),  # 2-D
+        (_feats(2, 3), np.zeros((1, 3), np.int64), None, True),  # K 2 vs 1
+        (_feats(2, 3), np.zeros((2, 4), np.int64), None, True),  # N 3 vs 4
+        (_feats(2, 3), np.zeros(3, np.int64), np.array([1, 0, 2]), False),
+        (_feats(2, 3), np.zeros(3, np.int64), np.array([1, 3, 2]), False),
+        (_feats(2, 3), np.zeros(3, np.int64), np.array([1, 2]), False),
+    ])
 def test_inconsistent_cache_is_refused(tmp_path, feats, labels, views,
                                        per_view):
     with pytest.raises(ValueError, match='is inconsistent'):
@@ -214,8 +216,8 @@ def test_cache_options_by_hand():
                      (dict(views=0), 'views'), (dict(batch_size=0),
                                                 'batch_size'),
                      (dict(batch_size=True), 'batch_size=True'),
-                     (dict(batch_size=2.5), 'batch_size=2.5'),
-                     (dict(a=1), 'unknown keys')):
+                     (dict(batch_size=2.5),
+                      'batch_size=2.5'), (dict(a=1), 'unknown keys')):
         with pytest.raises(ValueError, match=msg):
             check_cache_options(bad)
 
@@ -292,18 +294,16 @@ def test_dataset_fingerprint_by_parts(tmp_path):
     piped.pipeline = Compose([LoadImageFromFile()])
     other = _Tiny(paths, labels)
     other.pipeline = Compose([LoadImageFromFile(to_float32=True)])
-    assert len({
-        base,
-        dataset_fingerprint(piped),
-        dataset_fingerprint(other)
-    }) == 3
+    assert len({base,
+                dataset_fingerprint(piped),
+                dataset_fingerprint(other)}) == 3
     # the caller's keys also inside a wrapper: labels count with gt_label
     keys = ('img_path', 'gt_label')
     cat = ConcatDataset([_Tiny(paths, labels)])
     relabelled = ConcatDataset([_Tiny(paths, [1, 1])])
     assert dataset_fingerprint(cat) == dataset_fingerprint(relabelled)
-    assert dataset_fingerprint(cat, keys) != dataset_fingerprint(
-        relabelled, keys)
+    assert dataset_fingerprint(cat,
+                               keys) != dataset_fingerprint(relabelled, keys)
     # any *_path field is stamped (size, mtime), not only img_path
     seg = tmp_path / 'a_seg.png'
     seg.write_bytes(b'first')
@@ -377,7 +377,7 @@ def test_dataset_fingerprint_of_a_serialized_dataset():
     assert a.data_list == [] and a.get_data_info(1)['gt_label'] == 1
     same = _Serialized(['a.png', 'b.png'], [0, 1])
     assert dataset_fingerprint(a, keys) == dataset_fingerprint(same, keys)
-    for other in (_Serialized(['a.png', 'b.png'], [9, 1]),
-                  _Serialized(['a.png', 'c.png'], [0, 1])):
-        assert dataset_fingerprint(a, keys) != dataset_fingerprint(
-            other, keys)
+    for other in (_Serialized(['a.png', 'b.png'],
+                              [9, 1]), _Serialized(['a.png', 'c.png'],
+                                                   [0, 1])):
+        assert dataset_fingerprint(a, keys) != dataset_fingerprint(other, keys)

@@ -61,8 +61,7 @@ def _det_cfg(tmp_path):
                 type='FasterRCNN',
                 roi_head=dict(
                     bbox_head=dict(
-                        num_classes=2,
-                        posthoc=dict(type='nc_tau', tau=0.5)))),
+                        num_classes=2, posthoc=dict(type='nc_tau', tau=0.5)))),
             train_dataloader=dict(
                 dataset=dict(
                     type='CocoDataset',
@@ -91,8 +90,7 @@ def test_fill_counts_for_the_model_c_down_the_tree(tmp_path):
 def test_fill_counts_per_consumer_c(tmp_path):
     # the evaluator says C = 4: its own count [3, 1, 0, 0]
     cfg = _cls_cfg(
-        tmp_path,
-        val_evaluator=dict(type='LongTailAccuracy', num_classes=4))
+        tmp_path, val_evaluator=dict(type='LongTailAccuracy', num_classes=4))
     assert fill_class_counts(cfg) == [
         'model.head.loss', 'model.head.posthoc', 'val_evaluator'
     ]
@@ -144,8 +142,7 @@ def test_det_fill_follows_the_consumers_unit(tmp_path, key):
     head = cfg.model.roi_head.bbox_head
     head.loss_cls = {'type': 'GRWLoss', key: 'instances'}
     assert fill_class_counts(cfg) == [
-        'model.roi_head.bbox_head.posthoc',
-        'model.roi_head.bbox_head.loss_cls'
+        'model.roi_head.bbox_head.posthoc', 'model.roi_head.bbox_head.loss_cls'
     ]
     assert head.loss_cls.counts == [3.0, 1.0]
     assert head.posthoc.counts == [2.0, 1.0]
@@ -159,8 +156,10 @@ def test_training_stats_unit_default_and_given(tmp_path):
     assert st.names == ['b', 'a'] and st.dataset == 'train.json'
     st = training_class_stats(cfg, 'instances', 2)
     assert st.counts == [3.0, 1.0] and st.unit == 'instances'
-    with pytest.raises(ValueError, match='GRWLoss: counting '
-                       'train_dataloader.dataset: .*num_classes=3'):
+    with pytest.raises(
+            ValueError,
+            match='GRWLoss: counting '
+            'train_dataloader.dataset: .*num_classes=3'):
         training_class_stats(cfg, 'images', 3, key='GRWLoss')
 
 
@@ -189,8 +188,8 @@ def test_wrapped_and_concatenated_training_sets(tmp_path):
 
     # RepeatDataset: the counts of the data, not of the repeated stream
     cfg = _cls_cfg(
-        tmp_path, dict(type='RepeatDataset', times=5,
-                       dataset=part('train.txt')))
+        tmp_path,
+        dict(type='RepeatDataset', times=5, dataset=part('train.txt')))
     st = training_class_stats(cfg, num_classes=2)
     assert st.counts == [3.0, 1.0] and st.dataset == 'train.txt'
     # ConcatDataset: parts summed [3 + 0, 1 + 2]
@@ -225,8 +224,7 @@ def test_pipelines_are_never_built(tmp_path):
     assert read_det_counts(
         coco, cache_file=False, source='dataset').counts == [2.0, 1.0]
     wrapped = dict(type='ConcatDataset', datasets=[coco])
-    assert read_det_counts(
-        wrapped, source='dataset').counts == [2.0, 1.0]
+    assert read_det_counts(wrapped, source='dataset').counts == [2.0, 1.0]
     # a dataset already built is used as it is
     ds = build_without_pipeline(coco, 'mmdet')
     assert build_without_pipeline(ds, 'mmdet') is ds
@@ -247,9 +245,10 @@ def test_missing_annotations_named(tmp_path, where):
         missing = str(tmp_path / 'nowhere')  # a folder dataset, no list
         ds = dict(type='CustomDataset', data_root=missing)
     cfg = _cls_cfg(tmp_path, ds)
-    with pytest.raises(DataNotFoundError,
-                       match=f"GRWLoss: .*annotations '{missing}' do not "
-                       r'exist \(working directory'):
+    with pytest.raises(
+            DataNotFoundError,
+            match=f"GRWLoss: .*annotations '{missing}' do not "
+            r'exist \(working directory'):
         training_class_stats(cfg, key='GRWLoss')
 
 
@@ -263,21 +262,23 @@ def test_reader_file_errors_become_data_errors(tmp_path):
             type='ImageNetLTDataset',
             data_root=str(tmp_path),
             ann_file='train.lst'))
-    with pytest.raises(DataNotFoundError,
-                       match='GRWLoss: counting train_dataloader.dataset: '
-                       '.*4 of 4 images do not exist.* Point the training '
-                       'data at your copy'):
+    with pytest.raises(
+            DataNotFoundError,
+            match='GRWLoss: counting train_dataloader.dataset: '
+            '.*4 of 4 images do not exist.* Point the training '
+            'data at your copy'):
         training_class_stats(cfg, key='GRWLoss')
 
 
 def test_no_training_set_named(tmp_path):
     cfg = _cls_cfg(tmp_path)
     cfg.pop('train_dataloader')
-    with pytest.raises(ValueError,
-                       match='^model.head.loss needs per-class training '
-                       'counts and gives no source, and the config has no '
-                       'train_dataloader.dataset to count. Give the counts '
-                       'explicitly: model.head.loss.stats_file=') as e:
+    with pytest.raises(
+            ValueError,
+            match='^model.head.loss needs per-class training '
+            'counts and gives no source, and the config has no '
+            'train_dataloader.dataset to count. Give the counts '
+            'explicitly: model.head.loss.stats_file=') as e:
         training_class_stats(cfg, key='model.head.loss')
     # the hint keeps its placeholders' case (not str.capitalize)
     assert ('model.head.loss.stats_file=PATH (python tools/class_stats.py '
@@ -286,7 +287,8 @@ def test_no_training_set_named(tmp_path):
 
 def test_unknown_scope_named(tmp_path):
     cfg = _cls_cfg(tmp_path, default_scope='mmocr')
-    with pytest.raises(ValueError,
-                       match="default_scope='mmocr': lt_mm has no "
-                       'class-counts reader'):
+    with pytest.raises(
+            ValueError,
+            match="default_scope='mmocr': lt_mm has no "
+            'class-counts reader'):
         training_class_stats(cfg)

@@ -21,7 +21,9 @@ def _write_list(path, labels):
 
 def _cfg(root, head=5, ds_extra=None, evaluator=None, ann='train.txt'):
     ds = dict(
-        type='ImageNetLTDataset', data_root=str(root), ann_file=ann,
+        type='ImageNetLTDataset',
+        data_root=str(root),
+        ann_file=ann,
         data_prefix='')
     ds.update(ds_extra or {})
     return dict(
@@ -89,8 +91,7 @@ def test_missing_evaluator_ann_file_is_named(root):
 def test_missing_train_ann_file_of_a_loss_is_named(root):
     cfg = _cfg(root)
     missing = str(root / 'gone.txt')
-    cfg['model']['head']['loss'] = dict(
-        type='GRWLoss', train_ann_file=missing)
+    cfg['model']['head']['loss'] = dict(type='GRWLoss', train_ann_file=missing)
     with pytest.raises(DataNotFoundError) as err:
         check_config(cfg, mode='train')
     msg = str(err.value)
@@ -127,7 +128,8 @@ def test_metric_counting_other_classes_than_the_model(root):
 def test_seg_dataset_classes_vs_decode_head(tmp_path):
     (tmp_path / 'img').mkdir()
     ds = dict(
-        type='BaseSegDataset', data_root=str(tmp_path),
+        type='BaseSegDataset',
+        data_root=str(tmp_path),
         data_prefix=dict(img_path='img'),
         metainfo=dict(classes=('a', 'b', 'c', 'd')))
     cfg = dict(

@@ -109,13 +109,12 @@ def test_stage2_resume_without_any_checkpoint_is_refused(tmp_path):
     # unless the hook says so
     text2 = CFG + ("custom_hooks = [dict(type='Stage2FreezeHook', "
                    'require_load_from=False)]\n')
-    cfg = load_config(_config(tmp_path, text2, 'c2.py'),
-                      work_dir=str(tmp_path / 'w'))
+    cfg = load_config(
+        _config(tmp_path, text2, 'c2.py'), work_dir=str(tmp_path / 'w'))
     apply_resume(cfg, None)
 
 
-def test_config_resume_true_without_load_from_is_checked_like_resume(
-        tmp_path):
+def test_config_resume_true_without_load_from_is_checked_like_resume(tmp_path):
     """``resume=True`` in the config and no ``load_from`` means what
     ``--resume`` means: a stage 2 with nothing to resume is refused before
     anything is built, and a checkpoint of the work dir is picked (its
@@ -129,8 +128,8 @@ def test_config_resume_true_without_load_from_is_checked_like_resume(
     msg = str(err.value)
     assert msg.startswith('resume=True: no checkpoint in')
     assert repr(str(work)) in msg and 'load_from=' in msg
-    plain = load_config(_config(tmp_path, CFG + 'resume = True\n', 'p.py'),
-                        work_dir=str(work))
+    plain = load_config(
+        _config(tmp_path, CFG + 'resume = True\n', 'p.py'), work_dir=str(work))
     apply_resume(plain, None)  # not stage 2: mmengine starts from scratch
     assert plain.resume is True and plain.load_from is None
     work.mkdir()
@@ -138,21 +137,27 @@ def test_config_resume_true_without_load_from_is_checked_like_resume(
     cut = work / 'epoch_2.pth'
     cut.write_bytes(b'PK\x03\x04 cut short')
     (work / 'last_checkpoint').write_text(str(cut))
-    plain = load_config(_config(tmp_path, CFG + 'resume = True\n', 'p.py'),
-                        work_dir=str(work))
+    plain = load_config(
+        _config(tmp_path, CFG + 'resume = True\n', 'p.py'), work_dir=str(work))
     apply_resume(plain, None)  # the complete one, not the truncated last
     assert plain.resume is True and plain.load_from == ck
     assert plain.randomness['seed'] == 4
 
 
 def test_resume_takes_the_checkpoint_seed(tmp_path):
-    cfg = Config(dict(work_dir=str(tmp_path), resume=True,
-                      load_from=_ckpt(tmp_path / 'epoch_1.pth', seed=123),
-                      randomness=dict(seed=7)))
+    cfg = Config(
+        dict(
+            work_dir=str(tmp_path),
+            resume=True,
+            load_from=_ckpt(tmp_path / 'epoch_1.pth', seed=123),
+            randomness=dict(seed=7)))
     assert sync_resume_seed(cfg) == 123
     assert cfg.randomness['seed'] == 123
-    cfg = Config(dict(work_dir=str(tmp_path), resume=False,
-                      load_from=str(tmp_path / 'epoch_1.pth')))
+    cfg = Config(
+        dict(
+            work_dir=str(tmp_path),
+            resume=False,
+            load_from=str(tmp_path / 'epoch_1.pth')))
     assert sync_resume_seed(cfg) is None and 'randomness' not in cfg
 
 
@@ -235,16 +240,25 @@ def test_resume_seed_from_the_work_dir_and_not_from_urls(tmp_path):
     cfg = Config(dict(work_dir=str(work), resume=True, load_from=None))
     assert sync_resume_seed(cfg) == 42 and cfg.randomness == dict(seed=42)
     cfg = Config(
-        dict(work_dir=str(work), resume=True,
-             load_from='https://example.invalid/epoch_3.pth'))
+        dict(
+            work_dir=str(work),
+            resume=True,
+            load_from='https://example.invalid/epoch_3.pth'))
     assert sync_resume_seed(cfg) is None and 'randomness' not in cfg
-    cfg = Config(dict(work_dir=str(work), resume=True,
-                      load_from=_ckpt(tmp_path / 'noseed.pth'),
-                      randomness=dict(seed=9, deterministic=True)))
+    cfg = Config(
+        dict(
+            work_dir=str(work),
+            resume=True,
+            load_from=_ckpt(tmp_path / 'noseed.pth'),
+            randomness=dict(seed=9, deterministic=True)))
     assert sync_resume_seed(cfg) is None
     assert cfg.randomness == dict(seed=9, deterministic=True)
-    cfg = Config(dict(work_dir=str(work), resume=True, load_from=ck,
-                      randomness=dict(seed=42, deterministic=True)))
+    cfg = Config(
+        dict(
+            work_dir=str(work),
+            resume=True,
+            load_from=ck,
+            randomness=dict(seed=42, deterministic=True)))
     assert sync_resume_seed(cfg) == 42
     assert cfg.randomness == dict(seed=42, deterministic=True)
 
@@ -263,15 +277,18 @@ def test_visualization_settings_per_toolbox(tmp_path, scope):
     enable_visualization(cfg2, show, 7)
     vis2 = cfg2.default_hooks.visualization
     if scope == 'mmpretrain':
-        assert vis == dict(type='VisualizationHook', interval=1,
-                           enable=True, out_dir=show)
+        assert vis == dict(
+            type='VisualizationHook', interval=1, enable=True, out_dir=show)
         assert vis2['interval'] == 7
         enable_visualization(cfg2, show, 1)
         assert cfg2.default_hooks.visualization['interval'] == 1
         assert 'save_dir' not in cfg.visualizer
     elif scope == 'mmdet':
-        assert vis == dict(type='VisualizationHook', interval=50,
-                           draw=True, test_out_dir=show)
+        assert vis == dict(
+            type='VisualizationHook',
+            interval=50,
+            draw=True,
+            test_out_dir=show)
         assert vis2['interval'] == 7
         assert 'save_dir' not in cfg.visualizer
     else:

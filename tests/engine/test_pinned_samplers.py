@@ -17,8 +17,8 @@ LABELS = [0, 1, 0, 0, 2, 1, 0, 0, 1, 0]
 
 
 @pytest.mark.parametrize(
-    'cls', [ClassBalancedSampler, SquareRootSampler,
-            ProgressivelyBalancedSampler])
+    'cls',
+    [ClassBalancedSampler, SquareRootSampler, ProgressivelyBalancedSampler])
 def test_no_sample_with_a_class_is_refused_at_build(cls):
     # a detection set whose images have no instances at all
     ds = ToyDetDataset([[], [], []])

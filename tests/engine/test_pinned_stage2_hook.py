@@ -67,8 +67,7 @@ def _state(model):
 
 def test_only_the_stage2_parameters_train(tmp_path):
     runner = _runner(
-        tmp_path, dict(trainable=['head'], require_load_from=False),
-        epochs=2)
+        tmp_path, dict(trainable=['head'], require_load_from=False), epochs=2)
     before = _state(runner.model)
     runner.train()
     after = _state(runner.model)
@@ -85,8 +84,10 @@ def test_only_the_stage2_parameters_train(tmp_path):
 def test_module_prefix_selects_the_parameters_below_it(tmp_path):
     runner = _runner(
         tmp_path,
-        dict(trainable=['backbone.1'], allow_backbone=True,
-             require_load_from=False))
+        dict(
+            trainable=['backbone.1'],
+            allow_backbone=True,
+            require_load_from=False))
     runner.train()
     trained = {
         n

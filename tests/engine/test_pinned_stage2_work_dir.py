@@ -82,13 +82,12 @@ def test_checkpoint_folder_of_out_dir_is_the_stage1_folder(tmp_path):
 def test_work_dir_holding_a_stage1_checkpoint_is_refused(tmp_path):
     stage1 = _ckpt(tmp_path / 's1' / 'epoch_2.pth')
     other = _ckpt(tmp_path / 'w' / 'epoch_1.pth')
-    msg = _refused(work_dir=str(tmp_path / 'w'), load_from=stage1,
-                   resume=False)
+    msg = _refused(
+        work_dir=str(tmp_path / 'w'), load_from=stage1, resume=False)
     assert repr(other) in msg and 'not a stage-2 checkpoint' in msg
     assert 'resume from it' not in msg
     # resuming: the message says it would resume from it
-    msg = _refused(work_dir=str(tmp_path / 'w'), load_from=None,
-                   resume=True)
+    msg = _refused(work_dir=str(tmp_path / 'w'), load_from=None, resume=True)
     assert 'resume from it' in msg
 
 
@@ -101,16 +100,14 @@ def test_stage2_checkpoints_in_the_work_dir_are_fine(tmp_path):
     with open(tmp_path / 'w' / 'last_checkpoint', 'w') as f:
         f.write(s2b)
     check_stage2_work_dir(str(tmp_path / 'w'), stage1, resume=False)
-    check_stage2_work_dir(
-        str(tmp_path / 'w'), s2, resume=True, resume_from=s2)
+    check_stage2_work_dir(str(tmp_path / 'w'), s2, resume=True, resume_from=s2)
     # a truncated (unreadable) file is left to the resume logic
     with open(tmp_path / 'w' / 'epoch_3.pth', 'wb') as f:
         f.write(b'PK\x03\x04 truncated')
     check_stage2_work_dir(str(tmp_path / 'w'), stage1, resume=False)
 
 
-def test_checkpoint_folder_holding_a_stage1_checkpoint_is_refused(
-        tmp_path):
+def test_checkpoint_folder_holding_a_stage1_checkpoint_is_refused(tmp_path):
     stage1 = _ckpt(tmp_path / 's1' / 'epoch_2.pth')
     old = _ckpt(tmp_path / 'root' / 'w' / 'epoch_1.pth')
     msg = _refused(
@@ -138,8 +135,8 @@ def test_last_checkpoint_naming_a_stage1_checkpoint_is_refused(tmp_path):
     marker = str(tmp_path / 'w' / 'last_checkpoint')
     with open(marker, 'w') as f:
         f.write(stage1 + '\n')
-    msg = _refused(work_dir=str(tmp_path / 'w'), load_from=stage1,
-                   resume=False)
+    msg = _refused(
+        work_dir=str(tmp_path / 'w'), load_from=stage1, resume=False)
     assert repr(marker) in msg and repr(stage1) in msg
     assert "last_checkpoint" in msg
     # the same pointer to a stage-2 checkpoint is fine
@@ -157,12 +154,11 @@ def test_stage2_meta_detection():
     assert not is_stage2_checkpoint_meta({})
 
 
-def test_an_older_stage1_checkpoint_under_newer_stage2_ones_is_found(
-        tmp_path):
+def test_an_older_stage1_checkpoint_under_newer_stage2_ones_is_found(tmp_path):
     stage1 = _ckpt(tmp_path / 's1' / 'epoch_2.pth')
     old = _ckpt(tmp_path / 'w' / 'epoch_1.pth')
     os.utime(old, (1_700_000_000, 1_700_000_000))
     _ckpt(tmp_path / 'w' / 'epoch_5.pth', stage2=True)
-    msg = _refused(work_dir=str(tmp_path / 'w'), load_from=stage1,
-                   resume=False)
+    msg = _refused(
+        work_dir=str(tmp_path / 'w'), load_from=stage1, resume=False)
     assert repr(old) in msg

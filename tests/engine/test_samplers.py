@@ -348,8 +348,8 @@ def test_seg_cache_file(tmp_path):
     assert s2.sample_classes == [[0, 1], [2], [3]]
     # a map rewritten under the same name (a regenerated data set)
     # invalidates it: c.png now holds class 2 (3 - 1 after reduce)
-    Image.fromarray(np.full((3, 2), 3, dtype=np.uint8), mode='L').save(
-        paths[2])
+    Image.fromarray(
+        np.full((3, 2), 3, dtype=np.uint8), mode='L').save(paths[2])
     s3 = _build('ClassBalancedSampler', ds, seed=0, cache_file=str(cache))
     assert s3.sample_classes == [[0, 1], [2], [2]]
     # other settings invalidate the cache (and the maps are gone now)

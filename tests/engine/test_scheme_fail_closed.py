@@ -87,8 +87,7 @@ def test_third_party_loader_is_refused(loader, registered, evil,
 def test_register_checkpoint_scheme_loads_safely(kind, evil, tmp_path,
                                                  scheme_cleanup):
     good = str(tmp_path / 'good.pth')
-    torch.save({'meta': {'iter': 3}, 'state_dict': {'w': torch.ones(2)}},
-               good)
+    torch.save({'meta': {'iter': 3}, 'state_dict': {'w': torch.ones(2)}}, good)
 
     @register_checkpoint_scheme(PREFIX, force=True)
     def fetch(filename: str):
@@ -129,8 +128,9 @@ def test_known_scheme_reregistered_stays_safe(evil):
     path, marker = evil
     original = CheckpointLoader._schemes['']
     CheckpointLoader.register_scheme(
-        '', lambda f, map_location=None: bound_torch_load(
-            f, weights_only=False), force=True)
+        '',
+        lambda f, map_location=None: bound_torch_load(f, weights_only=False),
+        force=True)
     try:
         with pytest.raises(UnsafeCheckpointError) as err:
             _load_checkpoint(path, map_location='cpu')

@@ -30,12 +30,13 @@ from tests.conftest import QUICKSTART, STAGE1_CONFIGS
 
 def _wrong_checkpoint(path: str) -> str:
     """A checkpoint of another model: one key, of another shape."""
-    torch.save({
-        'meta': {},
-        'state_dict': {
-            'backbone.conv1.weight': torch.zeros(3)
-        }
-    }, path)
+    torch.save(
+        {
+            'meta': {},
+            'state_dict': {
+                'backbone.conv1.weight': torch.zeros(3)
+            }
+        }, path)
     return path
 
 
@@ -114,8 +115,8 @@ def test_allow_missing_keys_only_warns(cls_env, tmp_path):
     'digits_cls_taunorm.py', 'digits_cls_posthoc_logit_adjust.py',
     'digits_cls_posthoc_nc_tau.py', 'digits_cls_ncm.py'
 ])
-def test_stage1_checkpoint_fits_the_inference_configs(
-        config, cls_env, stage1_like, tmp_path):
+def test_stage1_checkpoint_fits_the_inference_configs(config, cls_env,
+                                                      stage1_like, tmp_path):
     """The lt_mm entries a stage-1 checkpoint lacks are filled while it
     loads (post-hoc counts, NCM means). A stage-2 config (cRT, DisAlign,
     LWS) is not an inference config of the stage-1 checkpoint: testing it
@@ -130,12 +131,17 @@ def test_stage1_checkpoint_fits_the_inference_configs(
 def test_tools_test_refuses_and_opt_out(run_tool, tmp_path):
     ckpt = _wrong_checkpoint(str(tmp_path / 'wrong.pth'))
     config = STAGE1_CONFIGS['cls']
-    proc = run_tool('test.py', config, ckpt, '--work-dir',
-                    str(tmp_path / 'a'), check=False)
+    proc = run_tool(
+        'test.py',
+        config,
+        ckpt,
+        '--work-dir',
+        str(tmp_path / 'a'),
+        check=False)
     assert proc.returncode != 0, proc.stdout[-3000:]
     assert 'CheckpointMismatchError' in proc.stdout and ckpt in proc.stdout
     assert 'Epoch(test)' not in proc.stdout  # nothing was evaluated
-    proc = run_tool('test.py', config, ckpt, '--work-dir',
-                    str(tmp_path / 'b'), '--allow-missing-keys')
+    proc = run_tool('test.py', config, ckpt, '--work-dir', str(tmp_path / 'b'),
+                    '--allow-missing-keys')
     assert 'does not fit the model' in proc.stdout
     assert 'accuracy/top1' in proc.stdout

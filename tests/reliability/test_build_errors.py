@@ -171,8 +171,7 @@ def test_metric_num_classes_vs_head(data_root, monkeypatch, tmp_path):
     assert 'model.head.num_classes=10' in str(e.value)
 
 
-def test_more_head_classes_than_the_data_has(data_root, monkeypatch,
-                                             tmp_path):
+def test_more_head_classes_than_the_data_has(data_root, monkeypatch, tmp_path):
     """A head of 12 classes on 10-class data passed preflight (labels <
     12), trained the whole schedule and failed in the metric."""
     monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
@@ -182,9 +181,10 @@ def test_more_head_classes_than_the_data_has(data_root, monkeypatch,
         tmp_path,
         monkeypatch,
         options={
-            'model.head.num_classes': 12,
-            'data_preprocessor.batch_augments': dict(
-                augments=[dict(type='Mixup', alpha=0.2)])
+            'model.head.num_classes':
+            12,
+            'data_preprocessor.batch_augments':
+            dict(augments=[dict(type='Mixup', alpha=0.2)])
         },
         mode='train')
     assert 'model.head.num_classes=12 but data_preprocessor.num_classes=10' \

@@ -117,15 +117,21 @@ def test_http_benign_checkpoint_loads_and_is_cached(http_root, torch_home):
     assert hits.count('/good.pth') == n
 
 
-def test_http_malicious_checkpoint_through_the_tools(
-        http_root, tmp_path, torch_home, run_tool, cls_stage1, data_root,
-        monkeypatch):
+def test_http_malicious_checkpoint_through_the_tools(http_root, tmp_path,
+                                                     torch_home, run_tool,
+                                                     cls_stage1, data_root,
+                                                     monkeypatch):
     """tools/test.py URL (subprocess) and load_from=URL (the Runner that
     tools/train.py builds, in-process)."""
     url, marker = _serve_evil(http_root, tmp_path, 'evil_tools')
     config = STAGE1_CONFIGS['cls']
-    proc = run_tool('test.py', config, url, '--work-dir',
-                    str(tmp_path / 'test'), check=False)
+    proc = run_tool(
+        'test.py',
+        config,
+        url,
+        '--work-dir',
+        str(tmp_path / 'test'),
+        check=False)
     assert proc.returncode != 0
     assert 'UnsafeCheckpointError' in proc.stdout and url in proc.stdout
     assert not osp.exists(marker)

@@ -32,7 +32,6 @@ from tests.conftest import QUICKSTART
 LR0 = 0.1
 ITERS_PER_EPOCH = 2
 
-
 STORES = {}
 
 
@@ -70,8 +69,8 @@ def _run(work_dir, schedule, loop, hook=True, resume=False):
         checkpoint=dict(
             type='CheckpointHook',
             interval=1,
-            by_epoch=loop.get('type', 'EpochBasedTrainLoop') ==
-            'EpochBasedTrainLoop'))
+            by_epoch=loop.get('type',
+                              'EpochBasedTrainLoop') == 'EpochBasedTrainLoop'))
     if hook:
         default_hooks['resume_schedule'] = dict(type='ResumeScheduleHook')
     cfg = Config(
@@ -140,8 +139,7 @@ def test_resume_longer_epochs_follows_straight_run(tmp_path):
             # the defect the hook fixes
             assert not same
             for it in resumed:
-                assert resumed[it] == pytest.approx(
-                    _cosine(2, 3), rel=1e-9)
+                assert resumed[it] == pytest.approx(_cosine(2, 3), rel=1e-9)
 
 
 def test_resume_longer_iters_follows_straight_run(tmp_path):
@@ -153,7 +151,9 @@ def test_resume_longer_iters_follows_straight_run(tmp_path):
     work = str(tmp_path / 'resumed')
     _run(work, sched, dict(type='IterBasedTrainLoop', max_iters=6))
     resumed = _run(
-        work, sched, dict(type='IterBasedTrainLoop', max_iters=12),
+        work,
+        sched,
+        dict(type='IterBasedTrainLoop', max_iters=12),
         resume=True)
     assert sorted(resumed) == list(range(6, 12))
     for it in resumed:
@@ -177,8 +177,8 @@ def test_plain_resume_is_untouched(tmp_path):
     with open(osp.join(work, 'last_checkpoint'), 'w') as f:
         f.write(osp.join(work, 'epoch_2.pth'))
     resumed = _run(work, sched, loop, resume=True)
-    assert sorted(resumed) == list(range(2 * ITERS_PER_EPOCH,
-                                         4 * ITERS_PER_EPOCH))
+    assert sorted(resumed) == list(
+        range(2 * ITERS_PER_EPOCH, 4 * ITERS_PER_EPOCH))
     for it in resumed:
         assert resumed[it] == straight[it]
 
@@ -188,8 +188,9 @@ QUICKSTART_CONFIGS = sorted(
 
 
 @pytest.mark.parametrize(
-    'path', QUICKSTART_CONFIGS, ids=[osp.basename(p) for p in
-                                     QUICKSTART_CONFIGS])
+    'path',
+    QUICKSTART_CONFIGS,
+    ids=[osp.basename(p) for p in QUICKSTART_CONFIGS])
 def test_quickstart_configs_take_schedule_length_from_train_cfg(path):
     cfg = Config.fromfile(path, import_custom_modules=False)
     train_cfg = cfg.train_cfg

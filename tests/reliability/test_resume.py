@@ -142,8 +142,8 @@ def test_seg_stage2_resume_equals_straight_run(seg_stage1, data_root, tmp_path,
 
 
 def _dist_train(config, work_dir, data_root, *args):
-    proc = run_dist('dist_train.sh', [config, '2', '--work-dir', work_dir,
-                                      *args], data_root)
+    proc = run_dist('dist_train.sh',
+                    [config, '2', '--work-dir', work_dir, *args], data_root)
     assert proc.returncode == 0, proc.stdout[-4000:]
     return proc
 
@@ -223,8 +223,8 @@ def _toy_runner(work_dir,
             randomness=dict(seed=0, diff_rank_seed=launcher != 'none'),
             model_wrapper_cfg=dict(type='CPUDistributedDataParallel'),
             default_scope='mmengine',
-            train_cfg=dict(by_epoch=True, max_epochs=2)
-            if by_epoch else dict(by_epoch=False, max_iters=6),
+            train_cfg=dict(by_epoch=True, max_epochs=2) if by_epoch else dict(
+                by_epoch=False, max_iters=6),
             log_processor=dict(by_epoch=by_epoch),
             default_hooks=dict(
                 checkpoint=dict(

@@ -284,8 +284,9 @@ def test_stage2_config_tested_with_stage1_checkpoint_refused(
     cfg = _config(method, tmp_path / 'w', f'test_s1_{method}')
     cfg.load_from = cls_stage1['checkpoint']
     runner = build_runner(cfg)
-    with pytest.raises(Stage2GuardError,
-                       match='not written by a stage-2 run.*stage-1 config'):
+    with pytest.raises(
+            Stage2GuardError,
+            match='not written by a stage-2 run.*stage-1 config'):
         runner.test()
     # strict_stage1=False: a warning, and the test runs
     cfg = _config(method, tmp_path / 'w2', f'test_s1_{method}_lenient')
@@ -298,13 +299,23 @@ def test_stage2_config_tested_with_stage1_checkpoint_refused(
 
 def test_test_tool_on_stage2_config_and_bad_out(run_tool, cls_stage1,
                                                 tmp_path):
-    proc = run_tool('test.py', _cfg('crt'), cls_stage1['checkpoint'],
-                    '--work-dir', str(tmp_path), check=False)
+    proc = run_tool(
+        'test.py',
+        _cfg('crt'),
+        cls_stage1['checkpoint'],
+        '--work-dir',
+        str(tmp_path),
+        check=False)
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert 'lt_mm: Stage2GuardError' in proc.stdout
     assert 'Traceback' not in proc.stdout
-    proc = run_tool('test.py', cls_stage1['config'], cls_stage1['checkpoint'],
-                    '--out', str(tmp_path / 'preds.json'), check=False)
+    proc = run_tool(
+        'test.py',
+        cls_stage1['config'],
+        cls_stage1['checkpoint'],
+        '--out',
+        str(tmp_path / 'preds.json'),
+        check=False)
     assert proc.returncode == 1
     assert '--out' in proc.stdout and '.pkl' in proc.stdout
 
@@ -321,17 +332,28 @@ def test_train_tool_checks_load_from_before_anything_is_written(
     ]
     for i, (opts, match) in enumerate(cases):
         work = tmp_path / f'w{i}'
-        proc = run_tool('train.py', _cfg('disalign'), '--work-dir', str(work),
-                        '--cfg-options', 'train_cfg.max_epochs=1', *opts,
-                        check=False)
+        proc = run_tool(
+            'train.py',
+            _cfg('disalign'),
+            '--work-dir',
+            str(work),
+            '--cfg-options',
+            'train_cfg.max_epochs=1',
+            *opts,
+            check=False)
         assert proc.returncode == 1, proc.stdout[-3000:]
         assert 'Traceback' not in proc.stdout
         assert re.search('lt_mm: .*' + match, proc.stdout), proc.stdout[-2000:]
         assert not work.exists()
     # a stage-1 config too: a missing load_from file is named at once
-    proc = run_tool('train.py', cls_stage1['config'], '--work-dir',
-                    str(tmp_path / 'w9'), '--cfg-options',
-                    f'load_from={tmp_path / "gone.pth"}', check=False)
+    proc = run_tool(
+        'train.py',
+        cls_stage1['config'],
+        '--work-dir',
+        str(tmp_path / 'w9'),
+        '--cfg-options',
+        f'load_from={tmp_path / "gone.pth"}',
+        check=False)
     assert proc.returncode == 1 and 'gone.pth' in proc.stdout
     assert not (tmp_path / 'w9').exists()
 
@@ -356,8 +378,10 @@ def test_load_from_check_keeps_what_mmengine_loads(tmp_path, monkeypatch):
         _check_load_from(cfg, bool(hooks))
     with pytest.raises(Stage2GuardError, match='load_from is not set'):
         _check_load_from(
-            Config(dict(load_from=None, custom_hooks=[dict(
-                type=Stage2FreezeHook)])), True)
+            Config(
+                dict(
+                    load_from=None,
+                    custom_hooks=[dict(type=Stage2FreezeHook)])), True)
     with pytest.raises(FileNotFoundError, match='no such file'):
         _check_load_from(Config(dict(load_from='~/gone.pth')), False)
 

@@ -13,12 +13,17 @@ BASE = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
 
 
 @pytest.mark.parametrize('cls, changes', [
-    (SegDataPreProcessor,
-     [dict(mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0]),
-      dict(bgr_to_rgb=True), dict(seg_pad_val=0), dict(size=(64, 64))]),
-    (DetDataPreprocessor,
-     [dict(mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0]),
-      dict(bgr_to_rgb=True), dict(pad_size_divisor=32)]),
+    (SegDataPreProcessor, [
+        dict(mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0]),
+        dict(bgr_to_rgb=True),
+        dict(seg_pad_val=0),
+        dict(size=(64, 64))
+    ]),
+    (DetDataPreprocessor, [
+        dict(mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0]),
+        dict(bgr_to_rgb=True),
+        dict(pad_size_divisor=32)
+    ]),
 ])
 def test_preprocessor_key_follows_settings(cls, changes):
     base = preprocessor_fingerprint(cls(**BASE))
@@ -50,8 +55,12 @@ def test_seg_cache_key_follows_label_decoding(tmp_path):
             data_root=str(tmp_path), lazy_init=True, serialize_data=False)
         ds._fully_initialized = True  # the data list is given below
         ds.data_list = [
-            dict(img_path='a.jpg', seg_map_path='a.png', label_map=None,
-                 reduce_zero_label=True, **info)
+            dict(
+                img_path='a.jpg',
+                seg_map_path='a.png',
+                label_map=None,
+                reduce_zero_label=True,
+                **info)
         ]
         return ds
 

@@ -27,8 +27,7 @@ QUICK = osp.join(REPO, 'configs', 'quickstart')
 ADE = osp.join(REPO, 'configs', 'ade20k')
 NEW_CONFIGS = [
     osp.join(QUICK, f'digits_seg_{n}.py')
-    for n in ('cosine', 'crt', 'ncm', 'posthoc_nc_tau',
-              'posthoc_logit_adjust')
+    for n in ('cosine', 'crt', 'ncm', 'posthoc_nc_tau', 'posthoc_logit_adjust')
 ] + [
     osp.join(ADE, f'fcn_r50_{n}.py')
     for n in ('cosine', 'crt', 'ncm', 'posthoc-nctau', 'posthoc-la')
@@ -92,10 +91,7 @@ def test_cosine_bad_input():
 # --------------------------------------------------------------- cRT
 def test_crt_reinit_on_stage1_keeps_stage2():
     torch.manual_seed(0)
-    stage1 = {
-        'weight': torch.ones(3, 2, 1, 1),
-        'bias': torch.full((3, ), 7.0)
-    }
+    stage1 = {'weight': torch.ones(3, 2, 1, 1), 'bias': torch.full((3, ), 7.0)}
     clf = CRTConvSeg(2, 3)
     clf.load_state_dict(dict(stage1))  # strict: no missing key
     assert not torch.equal(clf.weight, stage1['weight'])
@@ -139,8 +135,8 @@ def test_core_reinit_classifier_from_stage1():
 def _ncm_data():
     # 2x2 map, D = 2: p00 = [1, 0] (class 0), p01 = [3, 0] (class 0),
     # p10 = [0, 2] (class 1), p11 = [5, 5] (ignored, 255)
-    feats = torch.tensor([[[1.0, 3.0], [0.0, 5.0]],
-                          [[0.0, 0.0], [2.0, 5.0]]])[None]
+    feats = torch.tensor([[[1.0, 3.0], [0.0, 5.0]], [[0.0, 0.0], [2.0,
+                                                                  5.0]]])[None]
     labels = torch.tensor([[[0, 0], [1, 255]]])
     return feats, labels
 
@@ -189,14 +185,17 @@ def test_ncm_streaming_equals_core_class_centroids():
     feats = torch.randn(2, 4, 3, 3)
     labels = torch.randint(0, 3, (2, 3, 3))
     labels[0, 0, 0] = 255
-    ref_c, ref_mu = class_centroids(
-        feats, labels, 3, 'cl2n', ignore_index=255)
-    raw = [class_feature_sums(feats[i:i + 1], labels[i:i + 1], 3, 'un',
-                              None, 255) for i in range(2)]
+    ref_c, ref_mu = class_centroids(feats, labels, 3, 'cl2n', ignore_index=255)
+    raw = [
+        class_feature_sums(feats[i:i + 1], labels[i:i + 1], 3, 'un', None, 255)
+        for i in range(2)
+    ]
     mu = (raw[0][0] + raw[1][0]).sum(0) / (raw[0][1] + raw[1][1]).sum()
     assert_close(mu.float(), ref_mu)
-    parts = [class_feature_sums(feats[i:i + 1], labels[i:i + 1], 3, 'cl2n',
-                                mu, 255) for i in range(2)]
+    parts = [
+        class_feature_sums(feats[i:i + 1], labels[i:i + 1], 3, 'cl2n', mu, 255)
+        for i in range(2)
+    ]
     c = centroids_from_sums(parts[0][0] + parts[1][0],
                             parts[0][1] + parts[1][1])
     assert_close(c, ref_c)
@@ -250,8 +249,8 @@ def test_posthoc_hand_computed_per_pixel():
     ln100 = math.log(100.0)
     assert_close(
         la,
-        torch.tensor([[2.0 - ln100, -1.0 - ln100], [1.0, 1.0]]).reshape(
-            1, 2, 1, 2))
+        torch.tensor([[2.0 - ln100, -1.0 - ln100], [1.0,
+                                                    1.0]]).reshape(1, 2, 1, 2))
     # through cls_seg: conv_seg = identity, bias 0 -> logits = features;
     # adjusted in eval mode only
     with torch.no_grad():
@@ -360,8 +359,8 @@ def _folder_digest(folder):
     for path in sorted(glob.glob(osp.join(folder, '**'), recursive=True)):
         if osp.isfile(path):
             with open(path, 'rb') as f:
-                out[osp.relpath(path, folder)] = hashlib.sha1(
-                    f.read()).hexdigest()
+                out[osp.relpath(path,
+                                folder)] = hashlib.sha1(f.read()).hexdigest()
     return out
 
 
@@ -445,8 +444,7 @@ def test_posthoc_sweep_on_cached_features(seg_stage1, data_root, monkeypatch,
     cached = extract_split(runner.model, loader, max_images=3)
     assert len(cached) == 3 and cached.feats[0].shape[1] == 32
     curves = sweep(runner.model.decode_head, cached, metric,
-                   dict(nc_tau=[0.0, 0.5], logit_adjust=[0.0],
-                        tau_norm=[0.0]))
+                   dict(nc_tau=[0.0, 0.5], logit_adjust=[0.0], tau_norm=[0.0]))
     nc0, la0 = curves['nc_tau'][0][1], curves['logit_adjust'][0][1]
     assert nc0 == la0  # tau = 0: both are the stage-1 logits
     for key in ('mIoU', ) + GROUP_KEYS:

@@ -56,12 +56,11 @@ def data_env(data_root, monkeypatch):
 def _cfg(stage1, work_dir, exact=True, seed=0, **cache):
     opts = list(stage1['options']) + [
         f'train_cfg.max_iters={ITERS}', 'train_cfg.val_interval=1000',
-        f'default_hooks.checkpoint.interval={ITERS}',
-        f'randomness.seed={seed}'
+        f'default_hooks.checkpoint.interval={ITERS}', f'randomness.seed={seed}'
     ]
     cfg = load_config(
-        osp.join(QUICKSTART, 'digits_seg_disalign.py'),
-        _options_to_dict(opts), str(work_dir))
+        osp.join(QUICKSTART, 'digits_seg_disalign.py'), _options_to_dict(opts),
+        str(work_dir))
     cfg.load_from = stage1['checkpoint']
     cfg.log_level = 'WARNING'
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
@@ -178,9 +177,7 @@ def test_sample_pixels_by_hand():
     # class-balanced weights 1 / n_c: class 0 (4 px) 1/4 each, class 1 (1
     # px) 1; the ignored pixel 0 -> P(first draw = pixel 4) = 1 / 2
     g = torch.Generator().manual_seed(0)
-    first = [
-        int(sample_pixels(lab, 2, 255, True, g)[0]) for _ in range(2000)
-    ]
+    first = [int(sample_pixels(lab, 2, 255, True, g)[0]) for _ in range(2000)]
     assert abs(first.count(4) / 2000 - 0.5) < 0.05
     # uniform: 1 / 5 per labelled pixel; never the ignored one
     first = [int(sample_pixels(lab, 2, 255, False, g)[0]) for _ in range(2000)]
@@ -215,7 +212,8 @@ def test_refuses_trainable_outside_conv_seg(seg_stage1, data_env, tmp_path):
     cfg = _cfg(seg_stage1, tmp_path / 'a', dtype='float32')
     cfg.custom_hooks = []
     with pytest.raises(
-            ValueError, match=r"outside decode_head.conv_seg \(e.g. "
+            ValueError,
+            match=r"outside decode_head.conv_seg \(e.g. "
             r"'backbone\."):
         _train(cfg)
 
@@ -252,8 +250,8 @@ def test_refuses_images_of_several_sizes(seg_stage1, data_env, tmp_path):
 def test_refuses_bad_options():
     for bad, msg in ((dict(views=0), 'views'), (dict(dtype='int8'), 'dtype'),
                      (dict(pipeline='test', views=2), 'deterministic'),
-                     (dict(size=3), 'unknown keys'), (dict(
-                         pixels_per_image=0), 'pixels_per_image'),
+                     (dict(size=3), 'unknown keys'), (dict(pixels_per_image=0),
+                                                      'pixels_per_image'),
                      (dict(class_balanced=True), 'needs pixels_per_image')):
         with pytest.raises(ValueError, match=msg):
             check_seg_cache_options(bad)

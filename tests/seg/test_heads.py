@@ -340,10 +340,10 @@ def test_disalign_conv_seg_fused_eval_equals_the_two_convolutions():
         reference = clf.calibration(clf.logits(x), x)  # two convolutions
         fused = clf(x)  # one stacked convolution (cached weights)
         assert clf._weight_cache.get(
-            'logits_and_sigma', (clf.weight, clf.bias,
-                                 clf.calibration.confidence_layer.weight,
-                                 clf.calibration.confidence_layer.bias),
-            (x.dtype, ), lambda: None) is not None
+            'logits_and_sigma',
+            (clf.weight, clf.bias, clf.calibration.confidence_layer.weight,
+             clf.calibration.confidence_layer.bias), (x.dtype, ),
+            lambda: None) is not None
         torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-6)
         # a change of the calibration's confidence layer is seen
         clf.calibration.confidence_layer.bias.fill_(3.0)
@@ -352,7 +352,9 @@ def test_disalign_conv_seg_fused_eval_equals_the_two_convolutions():
     clf.train()  # training: the unfused path (feat may differ from x)
     torch.testing.assert_close(
         clf(x, feat=x.flip(0)),
-        clf.calibration(clf.logits(x), x.flip(0)), rtol=0, atol=0)
+        clf.calibration(clf.logits(x), x.flip(0)),
+        rtol=0,
+        atol=0)
 
 
 def test_disalign_conv_seg_hooks_on_the_confidence_layer_still_fire():

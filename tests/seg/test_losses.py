@@ -120,6 +120,7 @@ def test_one_name_registered_and_picklable():
     import pickle
 
     from mmseg.registry import MODELS
+
     # mmseg knows the losses as GRWLoss / CDTLoss (one name across the
     # toolboxes) and by their first names
     for new, old in ((GRWCrossEntropyLoss, 'GRWLoss'), (CDTCrossEntropyLoss,

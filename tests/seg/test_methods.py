@@ -206,8 +206,7 @@ def _predict(config, checkpoint, images, sigma_out=None):
             lambda m, i, o: sigma_out.append(torch.sigmoid(o).flatten()))
     try:
         return [
-            inference_model(model, img).pred_sem_seg.data[0]
-            for img in images
+            inference_model(model, img).pred_sem_seg.data[0] for img in images
         ]
     finally:
         if handle is not None:

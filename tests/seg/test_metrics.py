@@ -152,11 +152,18 @@ def test_metric_bad_input(tmp_path):
     # a classification file with its many / medium / few groups: its group
     # names used to replace head / body / tail without a word
     shots = str(tmp_path / 'shots.json')
-    ClassStats(counts=COUNTS, unit='images',
-               splits={'many': [0, 1], 'medium': [2], 'few': [3, 4]}).save(
-                   shots)
-    with pytest.raises(ValueError, match=r"'images' with the groups "
-                       r"\['few', 'many', 'medium'\]"):
+    ClassStats(
+        counts=COUNTS,
+        unit='images',
+        splits={
+            'many': [0, 1],
+            'medium': [2],
+            'few': [3, 4]
+        }).save(shots)
+    with pytest.raises(
+            ValueError,
+            match=r"'images' with the groups "
+            r"\['few', 'many', 'medium'\]"):
         HeadBodyTailIoUMetric(stats_file=shots)
     with pytest.raises(ValueError, match='only one of'):
         HeadBodyTailIoUMetric(counts=COUNTS, splits=SPLITS)

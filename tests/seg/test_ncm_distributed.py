@@ -28,8 +28,8 @@ def _metrics(stdout: str) -> dict:
     return {k: v for k, v in out.items() if 'time' not in k}
 
 
-def test_seg_ncm_with_an_empty_rank_equals_one_process(
-        seg_stage1, run_tool, tmp_path):
+def test_seg_ncm_with_an_empty_rank_equals_one_process(seg_stage1, run_tool,
+                                                       tmp_path):
     one = str(tmp_path / 'one')
     proc = run_tool('test.py', CONFIG, seg_stage1['checkpoint'], '--work-dir',
                     one, '--cfg-options', ONE_IMAGE)

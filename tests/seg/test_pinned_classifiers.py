@@ -29,8 +29,9 @@ def test_every_classifier_refuses_a_wrong_feature_map(cls):
     # wrong channel count, and an unbatched (D, H, W) map that conv2d
     # alone would accept
     for shape in ((1, 3, 2, 2), (2, 2, 2)):
-        with pytest.raises(ValueError, match=str(shape).replace('(', r'\(')
-                           .replace(')', r'\)')):
+        with pytest.raises(
+                ValueError,
+                match=str(shape).replace('(', r'\(').replace(')', r'\)')):
             clf(torch.zeros(*shape))
 
 
@@ -53,8 +54,7 @@ def test_disalign_eval_fused_path_takes_sigma_from_feat():
         out = clf(x, feat=feat)
         assert_close(out.flatten(), torch.tensor([1.0, 1 + 2 * _sig(3.0)]))
         # feat omitted: sigma from x itself
-        assert_close(
-            clf(x).flatten(), torch.tensor([1.0, 1 + 2 * _sig(1.0)]))
+        assert_close(clf(x).flatten(), torch.tensor([1.0, 1 + 2 * _sig(1.0)]))
 
 
 def test_disalign_train_mode_backpropagates_twice_without_a_step():
@@ -107,9 +107,9 @@ def test_tau_norm_conv_seg_default_tau_1_and_eval_autograd():
     # graph may be reused).
     for _ in range(2):
         out = clf(x)
-        assert_close(out.detach(),
-                     torch.tensor([1.4, 1.0]).reshape(1, 2, 1,
-                                                      1).expand(1, 2, 1, 2))
+        assert_close(
+            out.detach(),
+            torch.tensor([1.4, 1.0]).reshape(1, 2, 1, 1).expand(1, 2, 1, 2))
         out.sum().backward()
     assert clf.weight.grad is not None
 
@@ -157,8 +157,12 @@ def _build(cfg):
 
 
 def test_lt_head_type_errors_name_the_value():
-    flat = dict(in_channels=2, channels=2, num_convs=0, concat_input=False,
-                num_classes=2)
+    flat = dict(
+        in_channels=2,
+        channels=2,
+        num_convs=0,
+        concat_input=False,
+        num_classes=2)
     with pytest.raises(ValueError, match="'NoSuchHead' is not registered"):
         _build(dict(type='LTDecodeHead', head_type='NoSuchHead', **flat))
     with pytest.raises(ValueError, match='cannot wrap itself'):
@@ -221,8 +225,8 @@ def test_ncm_missing_class_floor_is_per_image_and_pixel():
     # class 0: -||x - [2, 0]||^2 = [0, -1] | [-4, -4];
     # class 1: one below the lowest other score at that pixel
     expected = torch.tensor([[[0.0, -1.0], [-1.0, -2.0]],
-                             [[-4.0, -4.0], [-5.0, -5.0]]]).reshape(
-                                 2, 2, 1, 2)
+                             [[-4.0, -4.0], [-5.0,
+                                             -5.0]]]).reshape(2, 2, 1, 2)
     assert_close(out, expected)
     assert "feat_type='un', dist='l2', missing='warn'" in repr(clf)
 
@@ -232,8 +236,7 @@ def test_tde_head_training_forward_outside_loss_uses_every_pixel():
     # valid mask is None and the head direction takes every pixel
     head = _lt_fcn(
         dropout_ratio=0.0,
-        classifier=dict(
-            type='CausalNormConvSeg', num_heads=1, momentum=0.0))
+        classifier=dict(type='CausalNormConvSeg', num_heads=1, momentum=0.0))
     head.train()
     feat = torch.tensor([[1.0, 3.0], [2.0, 0.0]]).reshape(1, 2, 1, 2)
     out = head([feat])

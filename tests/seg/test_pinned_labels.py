@@ -21,8 +21,7 @@ def _png(path, rows):
 def test_reduce_zero_label_shift_exact(tmp_path):
     path = _png(tmp_path / 'a.png', [[0, 1, 2], [255, 3, 254]])
     # PNG 0 -> 255 (other), k -> k - 1, 255 stays 255, 254 -> 253
-    assert load_seg_label(path, True).tolist() == [[255, 0, 1],
-                                                   [255, 2, 253]]
+    assert load_seg_label(path, True).tolist() == [[255, 0, 1], [255, 2, 253]]
     # without reduce_zero_label the values are read as they are
     assert load_seg_label(path).tolist() == [[0, 1, 2], [255, 3, 254]]
 
@@ -60,16 +59,22 @@ def test_count_seg_pixels_hand_computed(tmp_path):
 def test_count_seg_pixels_other_ignore_index(tmp_path):
     a = _png(tmp_path / 'a.png', [[0, 1, 2], [2, 0, 0]])
     # ignore_index = 0: label 0 is not a class count, labels 1, 2 are
-    res = count_seg_pixels([dict(seg_map_path=a)], 3, ignore_index=0,
+    res = count_seg_pixels([dict(seg_map_path=a)],
+                           3,
+                           ignore_index=0,
                            progress=False)
     assert res['pixels'] == [0, 1, 2]
     assert res['images'] == [0, 1, 1]
     assert res['ignored'] == 3 and res['total'] == 6
     # ignore_index outside the uint8 range: nothing is ignored
-    res = count_seg_pixels([dict(seg_map_path=a)], 3, ignore_index=-1,
+    res = count_seg_pixels([dict(seg_map_path=a)],
+                           3,
+                           ignore_index=-1,
                            progress=False)
     assert res['pixels'] == [3, 1, 2] and res['ignored'] == 0
-    res = count_seg_pixels([dict(seg_map_path=a)], 3, ignore_index=256,
+    res = count_seg_pixels([dict(seg_map_path=a)],
+                           3,
+                           ignore_index=256,
                            progress=False)
     assert res['pixels'] == [3, 1, 2] and res['ignored'] == 0
 
@@ -82,8 +87,8 @@ def _ade(root, maps):
             d = osp.join(root, sub, 'training')
             os.makedirs(d, exist_ok=True)
             if ext == '.jpg':
-                Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(
-                    osp.join(d, name + ext))
+                Image.fromarray(np.zeros(
+                    (2, 2, 3), np.uint8)).save(osp.join(d, name + ext))
             else:
                 _png(osp.join(d, name + ext), rows)
     return str(root)

@@ -160,8 +160,10 @@ def test_mmdet_instance_and_image_counts(tool, data_root, tmp_path):
         for g in ('rare', 'common', 'frequent')
     }
     # thresholds: the image-count rule, rare <= 10, common <= 100
-    tool.main([str(cfg), '--out', out, '--no-progress', '--unit',
-               'instances', '--thr', 'rare_max=10', 'common_max=100'])
+    tool.main([
+        str(cfg), '--out', out, '--no-progress', '--unit', 'instances',
+        '--thr', 'rare_max=10', 'common_max=100'
+    ])
     st = _load(out)
     assert st['unit'] == 'instances' and st['counts'] == inst.tolist()
     assert st['splits'] == {

@@ -31,8 +31,8 @@ def test_capping_uncapped_detections_equals_capped_test(
         again = tool.evaluate_caps(gt, capped, [cap])[cap]
         for key in tool.KEYS:
             # full precision: the capped test's own detections
-            assert metrics[cap][key] == pytest.approx(again[key],
-                                                      abs=1e-12), (cap, key)
+            assert metrics[cap][key] == pytest.approx(
+                again[key], abs=1e-12), (cap, key)
             # the metric the runner reported (3 decimals, as mmdet's)
             assert metrics[cap][key] == pytest.approx(
                 reported[f'lvis/bbox_{key}'], abs=5e-4 + 1e-9), (cap, key)
@@ -148,8 +148,7 @@ def test_gt_box_table_by_hand():
 
     text = tool.gt_box_table([seed(0.0, 7.0), seed(0.5, 5.0)])
     lines = text.splitlines()
-    assert lines[0].startswith(
-        '| split | model | r top-1 | r rank | r AUC |')
+    assert lines[0].startswith('| split | model | r top-1 | r rank | r AUC |')
     # r top-1: mean 25.0, sample std 35.4; rank: mean 6.00, std 1.41
     assert lines[2] == ('| train | stage1 | 25.0 ± 35.4 | 6.00 ± 1.41 | '
                         '80.0 ± 0.0 | 50.0 ± 0.0 | 2.00 ± 0.00 | '
@@ -168,8 +167,8 @@ def test_method_spec_by_hand():
         'lr01', 'digits_det_disalign.py')
 
 
-@pytest.mark.parametrize('spec', ['lr01=', '=digits_det_disalign',
-                                  'a/b=digits_det_disalign'])
+@pytest.mark.parametrize(
+    'spec', ['lr01=', '=digits_det_disalign', 'a/b=digits_det_disalign'])
 def test_malformed_method_spec_is_named(spec):
     with pytest.raises(ValueError, match='FOLDER=CONFIG'):
         _tool().method_spec(spec)
@@ -178,7 +177,6 @@ def test_malformed_method_spec_is_named(spec):
 def test_unknown_method_config_is_named_before_any_test(tmp_path):
     # the work dir holds no run: the config error comes first
     with pytest.raises(ValueError, match="no config digits_det_nope.py"):
-        _tool().main([
-            '--work-dir',
-            str(tmp_path), '--methods', 'x=digits_det_nope'
-        ])
+        _tool().main(
+            ['--work-dir',
+             str(tmp_path), '--methods', 'x=digits_det_nope'])

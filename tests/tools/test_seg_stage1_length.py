@@ -120,7 +120,8 @@ def test_another_config_trains_that_model_in_its_own_folder(
     results = tool.main([
         '--work-dir',
         str(work), '--seeds', '0', '--iters', '2', '--size', 'fast',
-        '--config', osp.relpath(cdt)
+        '--config',
+        osp.relpath(cdt)
     ])
     out = work / 'seg_stage1_length_digits_seg_cdt' / 'seed_0' / 'iters_2'
     # the CDT model (its loss in the dumped config), not the stage 1

@@ -36,23 +36,31 @@ def sweep():
 def test_quickstart_refuses_unknown_methods_before_any_work(
         quickstart, tmp_path):
     work = tmp_path / 'qs'
-    with pytest.raises(SystemExit, match='--methods Disalign: no such '
-                       r'method.*seg: DisAlign, TDE'):
-        quickstart.main(['--fast', '--work-dir', str(work), '--tasks', 'seg',
-                         '--methods', 'Disalign'])
+    with pytest.raises(
+            SystemExit,
+            match='--methods Disalign: no such '
+            r'method.*seg: DisAlign, TDE'):
+        quickstart.main([
+            '--fast', '--work-dir',
+            str(work), '--tasks', 'seg', '--methods', 'Disalign'
+        ])
     assert not work.exists()  # no data built, no stage 1 trained
     # a method of another task only
     with pytest.raises(SystemExit, match='--methods cosine'):
-        quickstart.main(['--fast', '--work-dir', str(work), '--tasks', 'cls',
-                         '--methods', 'cosine'])
+        quickstart.main([
+            '--fast', '--work-dir',
+            str(work), '--tasks', 'cls', '--methods', 'cosine'
+        ])
     quickstart.check_methods(['DisAlign', 'N_c^tau'], ['cls', 'det'])
     quickstart.check_methods(None, ['cls'])
 
 
 def test_quickstart_seed_arguments(quickstart, tmp_path):
     with pytest.raises(SystemExit, match='--seed 3 and --seeds'):
-        quickstart.main(['--fast', '--work-dir', str(tmp_path), '--seed',
-                         '3', '--seeds', '2'])
+        quickstart.main([
+            '--fast', '--work-dir',
+            str(tmp_path), '--seed', '3', '--seeds', '2'
+        ])
     with pytest.raises(SystemExit, match=r'--seeds -1: seeds are 0 \.\.'):
         quickstart.seed_list([-1, 2])
 
@@ -65,12 +73,12 @@ def test_class_stats_checks_rule_and_thresholds_before_counting(
     cases = [
         (['--thr', 'head_shar=1.0'],
          '--thr head_shar: --rule pixel takes head_share, tail_share'),
-        (['--rule', 'none', '--thr', 'head_share=1.0'],
-         '--rule none takes no thresholds'),
-        (['--rule', 'ade20k', '--thr', 'head_thr=0.02'],
-         '--rule ade20k takes no thresholds'),
-        (['--rule', 'ratio', '--thr', 'head_thr=abc'],
-         "--thr head_thr='abc': give a number"),
+        (['--rule', 'none', '--thr',
+          'head_share=1.0'], '--rule none takes no thresholds'),
+        (['--rule', 'ade20k', '--thr',
+          'head_thr=0.02'], '--rule ade20k takes no thresholds'),
+        (['--rule', 'ratio', '--thr',
+          'head_thr=abc'], "--thr head_thr='abc': give a number"),
         (['--split', 'val', '--cfg-options', 'val_dataloader=None'],
          '--split val: the config has no val_dataloader.dataset'),
     ]
@@ -101,8 +109,9 @@ def test_class_stats_auto_rule_on_ade20k_refuses_thresholds(class_stats):
 def test_sweep_with_nothing_to_sweep_stops_before_extraction(
         sweep, data_root, tmp_path, monkeypatch):
     monkeypatch.setenv('LT_MM_DATA_ROOT', data_root)
-    import lt_mm.seg  # noqa: F401
     from mmseg.registry import MODELS
+
+    import lt_mm.seg  # noqa: F401
     cfg = Config.fromfile(SEG_CFG)
     with DefaultScope.overwrite_default_scope('mmseg'):
         model = MODELS.build(cfg.model)
@@ -111,8 +120,7 @@ def test_sweep_with_nothing_to_sweep_stops_before_extraction(
     out = tmp_path / 'sweep.json'
     # a stock conv_seg has no TDE alpha
     with pytest.raises(SystemExit, match='nothing to sweep.*tde_alpha'):
-        sweep.main([SEG_CFG, ckpt, '--sweeps', 'tde_alpha', '--out',
-                    str(out)])
+        sweep.main([SEG_CFG, ckpt, '--sweeps', 'tde_alpha', '--out', str(out)])
     assert not out.exists()
     with pytest.raises(SystemExit, match='--max-images 0'):
         sweep.main([SEG_CFG, ckpt, '--max-images', '0'])
@@ -123,8 +131,10 @@ def test_det_tde_table_only_without_results_names_the_files(tmp_path):
     # folder present, an empty table and exit 0)
     tool = load_script('tools', 'analysis', 'det_tde_experiment.py')
     work = tmp_path / 'none'
-    with pytest.raises(SystemExit, match=r'--table-only: no cached results '
-                       r'\(.*seed0/results\.json'):
+    with pytest.raises(
+            SystemExit,
+            match=r'--table-only: no cached results '
+            r'\(.*seed0/results\.json'):
         tool.main(['--table-only', '--work-dir', str(work), '--seeds', '0'])
     work.mkdir()
     with pytest.raises(SystemExit, match='no cached results'):

@@ -253,14 +253,18 @@ def test_ade20k_size_and_density_arguments(tmp_path):
     # head_density 2.0 with 4 images, ratio 10, 10 classes: class c has
     # max(1, round(4 * 2 * 10 ** (-c / 9))) instances -> 8 (c = 0), 1 (c = 9)
     out = make_ade20k(
-        str(tmp_path / 'd'), num_train=4, num_val=2, head_density=2.0,
-        head_side=0.3, tail_side=0.3)
+        str(tmp_path / 'd'),
+        num_train=4,
+        num_val=2,
+        head_density=2.0,
+        head_side=0.3,
+        tail_side=0.3)
     assert out['instance_counts'][0] == 8 and out['instance_counts'][9] == 1
     # head_side = tail_side: every class has the same box side, so the
     # pixel counts follow the instance counts (strokes vary per digit)
     assert out['pixel_counts'][0] > out['pixel_counts'][9] > 0
-    for bad in (dict(tail_side=0.5), dict(head_side=1.5),
-                dict(head_density=0), dict(tail_side=-0.1)):
+    for bad in (dict(tail_side=0.5), dict(head_side=1.5), dict(head_density=0),
+                dict(tail_side=-0.1)):
         with pytest.raises(ValueError, match='side|density'):
             make_ade20k(str(tmp_path / 'e'), **bad)
 

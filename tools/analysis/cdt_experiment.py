@@ -133,8 +133,11 @@ def load_split(root: str, split: str) -> Tuple[Tensor, Tensor]:
         (x, y): uint8 (N, 3, H, W) RGB images and int64 (N,) labels.
     """
     from PIL import Image
-    fname = {'train': 'ImageNet_LT_train.txt', 'test': 'ImageNet_LT_test.txt',
-             'val': 'ImageNet_LT_val.txt'}[split]
+    fname = {
+        'train': 'ImageNet_LT_train.txt',
+        'test': 'ImageNet_LT_test.txt',
+        'val': 'ImageNet_LT_val.txt'
+    }[split]
     xs, ys = [], []
     with open(osp.join(root, fname)) as f:
         for line in f:
@@ -183,12 +186,11 @@ class SmallCNN(nn.Module):
         super().__init__()
         w = width
         self.body = nn.Sequential(
-            nn.AvgPool2d(2), nn.Conv2d(3, w, 3, padding=1),
-            nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w),
-            nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(2 * w, 4 * w, 3, padding=1),
-            nn.BatchNorm2d(4 * w), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-            nn.Flatten())
+            nn.AvgPool2d(2), nn.Conv2d(3, w, 3, padding=1), nn.BatchNorm2d(w),
+            nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(w, 2 * w, 3, padding=1),
+            nn.BatchNorm2d(2 * w), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w),
+            nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.out_dim = 4 * w
 
     def forward(self, x: Tensor) -> Tensor:
@@ -230,15 +232,17 @@ class CifarResNet18(nn.Module):
         layers, cin = [], base
         for i, stride in enumerate((1, 2, 2, 2)):
             cout = base * 2**i
-            layers += [_BasicBlock(cin, cout, stride),
-                       _BasicBlock(cout, cout, 1)]
+            layers += [
+                _BasicBlock(cin, cout, stride),
+                _BasicBlock(cout, cout, 1)
+            ]
             cin = cout
         self.layers = nn.Sequential(*layers)
         self.out_dim = cin
         for m in self.modules():  # mmpretrain ResNet's init_cfg
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out',
-                                        nonlinearity='relu')
+                nn.init.kaiming_normal_(
+                    m.weight, mode='fan_out', nonlinearity='relu')
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(self.stem(x)).mean((2, 3))
@@ -387,15 +391,23 @@ def group_accuracy(acc: Tensor, counts: Sequence[int]) -> Dict[str, float]:
     test set) with the quickstart thresholds."""
     from lt_mm.core.stats import shot_splits
     splits = shot_splits(counts, MANY_THR, FEW_THR)
-    out = {g: float(acc[idx].mean()) if idx else float('nan')
-           for g, idx in splits.items()}
+    out = {
+        g: float(acc[idx].mean()) if idx else float('nan')
+        for g, idx in splits.items()
+    }
     out['overall'] = float(acc.mean())
     return out
 
 
-def train_one(data: dict, recipe: Recipe, impl: str, method: str,
-              gamma: float, start_epoch: int, seed: int,
-              width: int = 32, arch: str = 'cnn',
+def train_one(data: dict,
+              recipe: Recipe,
+              impl: str,
+              method: str,
+              gamma: float,
+              start_epoch: int,
+              seed: int,
+              width: int = 32,
+              arch: str = 'cnn',
               device: str = 'cpu') -> Dict[str, float]:
     """Train one model, return the test accuracies of
     :func:`group_accuracy`."""
@@ -461,8 +473,9 @@ def check_agreement(counts: Sequence[int],
     feats = torch.randn(16, d, generator=gen) * 3
     labels = torch.randint(0, c, (16, ), generator=gen)
     plain = PlainHead(d, counts, gamma, start_epoch)
-    ltmm = (LtmmCoreHead if impl == 'lt_mm_core' else LtmmHead)(
-        d, counts, gamma, start_epoch)
+    ltmm = (LtmmCoreHead if impl == 'lt_mm_core' else LtmmHead)(d, counts,
+                                                                gamma,
+                                                                start_epoch)
     ltmm.fc.load_state_dict(plain.fc.state_dict())
     out = {}
     for tag, epoch in (('off', start_epoch - 1), ('on', start_epoch)):
@@ -505,7 +518,11 @@ def prepare_data(work_dir: str, size: str) -> dict:
     if counts != list(summary['counts']):
         raise ValueError(f'counts {counts} != summary {summary["counts"]}')
     return dict(
-        root=root, counts=counts, x_train=x_tr, y_train=y_tr, x_test=x_te,
+        root=root,
+        counts=counts,
+        x_train=x_tr,
+        y_train=y_tr,
+        x_test=x_te,
         y_test=y_te)
 
 
@@ -523,9 +540,10 @@ def _job(args: tuple) -> tuple:
 
 
 def _print_run(key: tuple, seed: int, res: dict, sec: float) -> None:
-    print(f'  {key[0]:<10} {key[1]:<10} {key[2]:<8} seed {seed}: ' +
-          ' '.join(f'{g} {res[g]:.1f}' for g in COLUMNS) + f'  ({sec:.0f} s)',
-          flush=True)
+    print(
+        f'  {key[0]:<10} {key[1]:<10} {key[2]:<8} seed {seed}: ' +
+        ' '.join(f'{g} {res[g]:.1f}' for g in COLUMNS) + f'  ({sec:.0f} s)',
+        flush=True)
 
 
 def fmt(values: List[float]) -> str:
@@ -539,27 +557,51 @@ def parse_args(argv=None):
         description='CDT (Ye et al. Eq. 3): lt_mm vs a plain loop on the '
         'quickstart data, several recipes, mean ± std over seeds')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--fast', action='store_true',
-                   help='tiny data, 1 seed, 1 epoch: a smoke run')
-    p.add_argument('--recipes', nargs='+', choices=sorted(RECIPES),
-                   help=f'default: {" ".join(DEFAULT_RECIPES)}')
-    p.add_argument('--impls', nargs='+', choices=IMPLS,
-                   help='default: plain lt_mm (plain lt_mm_core when '
-                   'mmpretrain / mmcv cannot be imported)')
-    p.add_argument('--gamma', type=float, default=0.2,
-                   help='CDT gamma (the quickstart config uses 0.2)')
-    p.add_argument('--start-epoch', type=int, default=0,
-                   help='first epoch with temperatures (0: always)')
-    p.add_argument('--arch', choices=['cnn', 'resnet'], default='cnn',
-                   help='cnn: small CNN on 16x16 (fast); resnet: the '
-                   'quickstart ResNet-18 (16 channels) architecture')
-    p.add_argument('--device', default='cpu',
-                   help="torch device of the training, e.g. 'cuda'")
-    p.add_argument('--width', type=int, default=32,
-                   help='channels of the first conv of the small CNN')
-    p.add_argument('--jobs', type=int,
-                   help='parallel worker processes, 1 thread each '
-                   '(default 2; 1 with --fast)')
+    p.add_argument(
+        '--fast',
+        action='store_true',
+        help='tiny data, 1 seed, 1 epoch: a smoke run')
+    p.add_argument(
+        '--recipes',
+        nargs='+',
+        choices=sorted(RECIPES),
+        help=f'default: {" ".join(DEFAULT_RECIPES)}')
+    p.add_argument(
+        '--impls',
+        nargs='+',
+        choices=IMPLS,
+        help='default: plain lt_mm (plain lt_mm_core when '
+        'mmpretrain / mmcv cannot be imported)')
+    p.add_argument(
+        '--gamma',
+        type=float,
+        default=0.2,
+        help='CDT gamma (the quickstart config uses 0.2)')
+    p.add_argument(
+        '--start-epoch',
+        type=int,
+        default=0,
+        help='first epoch with temperatures (0: always)')
+    p.add_argument(
+        '--arch',
+        choices=['cnn', 'resnet'],
+        default='cnn',
+        help='cnn: small CNN on 16x16 (fast); resnet: the '
+        'quickstart ResNet-18 (16 channels) architecture')
+    p.add_argument(
+        '--device',
+        default='cpu',
+        help="torch device of the training, e.g. 'cuda'")
+    p.add_argument(
+        '--width',
+        type=int,
+        default=32,
+        help='channels of the first conv of the small CNN')
+    p.add_argument(
+        '--jobs',
+        type=int,
+        help='parallel worker processes, 1 thread each '
+        '(default 2; 1 with --fast)')
     p.add_argument('--work-dir', default='work_dirs/cdt_experiment')
     return p.parse_args(argv)
 
@@ -569,8 +611,9 @@ def main(argv=None) -> Dict:
     t0 = time.time()
     torch.set_num_threads(1)
     size = 'fast' if args.fast else 'full'
-    recipes = list(args.recipes or (('quickstart', 'plain') if args.fast
-                                    else DEFAULT_RECIPES))
+    recipes = list(
+        args.recipes
+        or (('quickstart', 'plain') if args.fast else DEFAULT_RECIPES))
     seeds = args.seeds[:1] if args.fast else args.seeds
     recipe_objs = {
         r: (replace(RECIPES[r], epochs=1) if args.fast else RECIPES[r])
@@ -589,19 +632,22 @@ def main(argv=None) -> Dict:
                   'CDTLoss')
     print(f'data: {data["root"]}  train counts {data["counts"]}  test '
           f'{len(data["y_test"])} images; gamma {args.gamma}, start_epoch '
-          f'{args.start_epoch}; a_c = (N_max/N_c)^gamma = ' + ', '.join(
-              f'{v:.2f}'
-              for v in plain_temperatures(data['counts'], args.gamma)))
+          f'{args.start_epoch}; a_c = (N_max/N_c)^gamma = ' +
+          ', '.join(f'{v:.2f}'
+                    for v in plain_temperatures(data['counts'], args.gamma)))
 
     other = [i for i in args.impls if i != 'plain']
     if other:
-        agree = check_agreement(data['counts'], args.gamma,
-                                max(args.start_epoch, 1), impl=other[0])
+        agree = check_agreement(
+            data['counts'],
+            args.gamma,
+            max(args.start_epoch, 1),
+            impl=other[0])
         print(f'agreement plain vs {other[0]} on identical inputs (max abs '
-              'diff): '
-              + ', '.join(f'{k} {v:.2e}' for k, v in agree.items()
-                          if not k.endswith('_value') and k != 'cdt_minus_ce')
-              + f'; CDT loss - CE loss = {agree["cdt_minus_ce"]:+.4f}')
+              'diff): ' +
+              ', '.join(f'{k} {v:.2e}' for k, v in agree.items()
+                        if not k.endswith('_value') and k != 'cdt_minus_ce') +
+              f'; CDT loss - CE loss = {agree["cdt_minus_ce"]:+.4f}')
     else:
         agree = {}
 
@@ -610,9 +656,9 @@ def main(argv=None) -> Dict:
         for impl in args.impls:
             for method in METHODS:
                 for s in seeds:
-                    jobs.append(((r, impl, method), recipe_objs[r],
-                                 args.gamma, args.start_epoch, s, args.width,
-                                 args.arch, args.device))
+                    jobs.append(((r, impl, method), recipe_objs[r], args.gamma,
+                                 args.start_epoch, s, args.width, args.arch,
+                                 args.device))
     results: Dict[tuple, Dict[int, dict]] = {}
     seconds = []
     if args.jobs > 1:
@@ -654,20 +700,25 @@ def main(argv=None) -> Dict:
                 gain = ''
                 if method == 'CDT':
                     base = results[(r, impl, 'baseline')]
-                    diff = [per_seed[s]['few'] - base[s]['few']
-                            for s in seeds]
+                    diff = [per_seed[s]['few'] - base[s]['few'] for s in seeds]
                     gain = fmt(diff)
                     row['few_gain'] = diff
                 table[(r, impl, method)] = row
                 print(f'{r:<11}{impl:<11}{method:<9}' +
-                      ''.join(f'{fmt(row[g]):>14}' for g in COLUMNS) +
-                      f'{gain:>14}')
+                      ''.join(f'{fmt(row[g]):>14}'
+                              for g in COLUMNS) + f'{gain:>14}')
         print(f'{"":<11}({recipe_objs[r].note})')
     wall = time.time() - t0
     print(f'{len(jobs)} runs, {np.mean(seconds):.1f} s per run, wall '
           f'{wall:.0f} s ({args.jobs} job(s), torch threads 1)')
-    return dict(table=table, agreement=agree, wall=wall,
-                recipes={r: asdict(v) for r, v in recipe_objs.items()})
+    return dict(
+        table=table,
+        agreement=agree,
+        wall=wall,
+        recipes={
+            r: asdict(v)
+            for r, v in recipe_objs.items()
+        })
 
 
 if __name__ == '__main__':

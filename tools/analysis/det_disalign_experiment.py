@@ -369,8 +369,8 @@ def table(per_seed: List[Dict[str, dict]], caps: Sequence[int]) -> str:
     """Markdown table: per cap and model, mean +- std over seeds."""
     names = list(per_seed[0])
     lines = [
-        '| cap / image | model | ' + ' | '.join(KEYS) +
-        ' | APr per seed |', '|---|---|' + '---|' * (len(KEYS) + 1)
+        '| cap / image | model | ' + ' | '.join(KEYS) + ' | APr per seed |',
+        '|---|---|' + '---|' * (len(KEYS) + 1)
     ]
     for cap in caps:
         for name in names:
@@ -401,13 +401,18 @@ def table(per_seed: List[Dict[str, dict]], caps: Sequence[int]) -> str:
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--work-dir', required=True,
-                   help='a quickstart work dir (seed_<s>/det/... inside)')
-    p.add_argument('--methods', nargs='*', default=['digits_det_disalign'],
-                   help='stage-2 runs to compare with the baseline: '
-                   'NAME (a quickstart config without .py, its run in '
-                   'seed_<s>/det/NAME) or FOLDER=NAME (the run in '
-                   'seed_<s>/det/FOLDER, tested with config NAME)')
+    p.add_argument(
+        '--work-dir',
+        required=True,
+        help='a quickstart work dir (seed_<s>/det/... inside)')
+    p.add_argument(
+        '--methods',
+        nargs='*',
+        default=['digits_det_disalign'],
+        help='stage-2 runs to compare with the baseline: '
+        'NAME (a quickstart config without .py, its run in '
+        'seed_<s>/det/NAME) or FOLDER=NAME (the run in '
+        'seed_<s>/det/FOLDER, tested with config NAME)')
     p.add_argument('--caps', nargs='+', type=int, default=list(CAPS))
     p.add_argument(
         '--test-proposals',

@@ -229,8 +229,8 @@ def head_stats(fc_cls, feats) -> Dict[str, float]:
             cos = _head_cosines(feats, d, fc_cls.num_heads)
             out['cos(x,d)'] = float(cos.mean())
             try:
-                out['suggested alpha'] = suggest_alpha(
-                    feats, d, fc_cls.num_heads)
+                out['suggested alpha'] = suggest_alpha(feats, d,
+                                                       fc_cls.num_heads)
             except ValueError:
                 out['suggested alpha'] = float('nan')
             logits = _plain_logits(fc_cls, feats)
@@ -282,7 +282,8 @@ class _Form:
         fc._weight_cache.clear()
 
 
-def run_test(runner, score_thr: Optional[float] = None,
+def run_test(runner,
+             score_thr: Optional[float] = None,
              max_per_img: Optional[int] = None) -> Dict[str, float]:
     """``runner.test()`` with the given rcnn test settings, box metrics and
     score statistics (the settings are restored afterwards)."""
@@ -331,8 +332,10 @@ def sweep_tde(runner, alphas: Sequence[float], forms: Sequence[str],
 # --------------------------------------------------------------------------
 def _class_metrics(scores, labels) -> Dict[str, List[float]]:
     from lt_mm.det.gt_box_stats import class_aucs, class_top1
-    return {'AUC': class_aucs(scores, labels),
-            'top1': class_top1(scores, labels)}
+    return {
+        'AUC': class_aucs(scores, labels),
+        'top1': class_top1(scores, labels)
+    }
 
 
 def ranking_rows(fc_cls,
@@ -436,8 +439,11 @@ def gt_box_ranking(runner,
 # --------------------------------------------------------------------------
 # one seed
 # --------------------------------------------------------------------------
-def run_seed(seed: int, work_dir: str, fast: bool,
-             alphas: Sequence[float], train_factors: Sequence[str],
+def run_seed(seed: int,
+             work_dir: str,
+             fast: bool,
+             alphas: Sequence[float],
+             train_factors: Sequence[str],
              log: Callable[[str], None] = _log,
              gt_boxes: bool = False) -> dict:
     """All settings of one seed; cached in ``<work_dir>/seed<k>``.
@@ -557,11 +563,12 @@ def results_table(per_seed: Dict[int, dict]) -> str:
         rows = [res[key] for res in per_seed.values() if key in res]
         cells = [key, str(len(rows))]
         for _, metric in COLUMNS:
-            cells.append(_mean_std([100 * r.get(metric, math.nan)
-                                    for r in rows]))
+            cells.append(
+                _mean_std([100 * r.get(metric, math.nan) for r in rows]))
         for col in STAT_COLUMNS:
-            cells.append(_fmt([r.get(col, math.nan) for r in rows],
-                              3 if col == 'top' else 1))
+            cells.append(
+                _fmt([r.get(col, math.nan) for r in rows],
+                     3 if col == 'top' else 1))
         for col in ('|d|', 'cos(x,d)', 'fg-bg logit'):
             cells.append(_fmt([r.get(col, math.nan) for r in rows], 2))
         lines.append('| ' + ' | '.join(cells) + ' |')
@@ -599,18 +606,24 @@ def gt_box_table(per_seed: Dict[int, dict]) -> str:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--fast', action='store_true',
-                   help='tiny data, 1 (2 for e24) epoch, alpha in {0, 1.5}')
+    p.add_argument(
+        '--fast',
+        action='store_true',
+        help='tiny data, 1 (2 for e24) epoch, alpha in {0, 1.5}')
     p.add_argument('--work-dir', default='work_dirs/det_tde_experiment')
     p.add_argument('--data-seed', type=int, default=0)
     p.add_argument('--alphas', type=float, nargs='+', default=None)
-    p.add_argument('--train-factors', nargs='*', default=[],
-                   choices=TRAIN_FACTORS)
-    p.add_argument('--gt-boxes', action='store_true',
-                   help='also rank the val ground-truth boxes per class '
-                   '(per-class AUC, shuffled counterfactual control)')
-    p.add_argument('--table-only', action='store_true',
-                   help='print the table of the cached results, run nothing')
+    p.add_argument(
+        '--train-factors', nargs='*', default=[], choices=TRAIN_FACTORS)
+    p.add_argument(
+        '--gt-boxes',
+        action='store_true',
+        help='also rank the val ground-truth boxes per class '
+        '(per-class AUC, shuffled counterfactual control)')
+    p.add_argument(
+        '--table-only',
+        action='store_true',
+        help='print the table of the cached results, run nothing')
     return p.parse_args(argv)
 
 
@@ -628,15 +641,21 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[int, dict]:
 
         import lt_mm.det  # noqa: F401
         from lt_mm.quickstart.data import build_task_data
-        build_task_data('det', osp.join(data_root, 'det'),
-                        size='fast' if args.fast else 'full',
-                        seed=args.data_seed)
+        build_task_data(
+            'det',
+            osp.join(data_root, 'det'),
+            size='fast' if args.fast else 'full',
+            seed=args.data_seed)
         with DefaultScope.overwrite_default_scope('mmdet'):
             for seed in args.seeds:
                 _log(f'seed {seed}')
-                per_seed[seed] = run_seed(seed, work_dir, args.fast, alphas,
-                                          args.train_factors,
-                                          gt_boxes=args.gt_boxes)
+                per_seed[seed] = run_seed(
+                    seed,
+                    work_dir,
+                    args.fast,
+                    alphas,
+                    args.train_factors,
+                    gt_boxes=args.gt_boxes)
     else:
         missing = []
         for seed in args.seeds:

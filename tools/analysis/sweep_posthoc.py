@@ -200,11 +200,13 @@ def warn_same_images(args, cfg) -> bool:
 
     if dataset(args.select_on) != dataset(args.report):
         return False
-    print(f'WARNING: --select-on {args.select_on} and --report '
-          f'{args.report} are the same images in this config: the '
-          'reported numbers are chosen on the images they are reported '
-          'on. Select on other images (e.g. --select-on train --report '
-          f'{args.report}).', flush=True)
+    print(
+        f'WARNING: --select-on {args.select_on} and --report '
+        f'{args.report} are the same images in this config: the '
+        'reported numbers are chosen on the images they are reported '
+        'on. Select on other images (e.g. --select-on train --report '
+        f'{args.report}).',
+        flush=True)
     return True
 
 

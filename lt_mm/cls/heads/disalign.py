@@ -46,8 +46,9 @@ class _DisAlignMixin:
         """Calibrated logits ``z + sigma(x) (a z + beta)`` (Eq. 5/6):
         (N, D) -> (N, C)."""
         z = self.classifier_logits(x)
-        s = (F.normalize(x, dim=1, eps=norm_eps(x.dtype))
-             if self.sigma_input == 'normed_feat' else x)
+        s = (
+            F.normalize(x, dim=1, eps=norm_eps(x.dtype))
+            if self.sigma_input == 'normed_feat' else x)
         return self.calibration(z, s)
 
     def stage2_parameter_names(self) -> List[str]:
