@@ -19,7 +19,7 @@ can be configured with ``counts=[...]``, ``stats_file=PATH`` or
 
 Command line (writes the statistics file used by the paper configs)::
 
-    python -m lt_mm.det.counts \
+    python tools/lvis_counts.py \
         data/lvis_v1/annotations/lvis_v1_train.json --unit images
 
 (default output: ``lvis_v1_train_class_stats_images.json`` next to the json,

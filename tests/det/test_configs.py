@@ -1,7 +1,7 @@
 """Every LVIS config parses and builds its model (no data, no weights).
 
 Class-count files of the paper configs (written once per dataset by
-``python -m lt_mm.det.counts``) do not exist here; they are replaced by
+``tools/lvis_counts.py``) do not exist here; they are replaced by
 explicit counts of the right length so that the losses build.
 """
 import glob

@@ -5,7 +5,7 @@ the reader settings (a stale cache after the annotations change was not
 caught), the ``source='dataset'`` cache (written, reused, invalidated,
 off), images as the default unit everywhere, LVIS splits from image counts
 whatever the unit, partial frequency letters, the progress bar, and
-``python -m lt_mm.det.counts`` (``main``).
+``main`` (``python tools/lvis_counts.py``).
 
 Every json is written here by hand (tiny COCO / LVIS files in tmp_path);
 the expected counts are in comments.
@@ -310,3 +310,13 @@ def test_main_out_and_unit(train_json, tmp_path, capsys):
     main([train_json, '--unit', 'instances'])  # default out of the unit
     assert ClassStats.load(_cache(train_json,
                                   'instances')).counts == [3.0, 1.0]
+
+
+def test_tool_writes_the_counts_as_a_user_runs_it(train_json, run_tool):
+    # `python tools/lvis_counts.py` (configs/lvis/README.md): the same main,
+    # in its own process, without runpy's warning of `python -m`
+    proc = run_tool('lvis_counts.py', train_json, '--unit', 'instances')
+    out = _cache(train_json, 'instances')
+    assert ClassStats.load(out).counts == [3.0, 1.0]  # b 3, a 1 instances
+    assert f'2 classes (instances) -> {out}' in proc.stdout
+    assert 'Warning' not in proc.stdout + (proc.stderr or '')
