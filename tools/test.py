@@ -7,6 +7,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from lt_mm.engine.dist import finish_distributed
 from lt_mm.engine.runner_utils import (build_runner, enable_visualization,
                                        load_config)
 
@@ -104,6 +105,7 @@ def main():
         raise SystemExit(f'lt_mm: CheckpointMismatchError: {exc}')
     except Stage2GuardError as exc:
         raise SystemExit(f'lt_mm: Stage2GuardError: {exc}')
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -7,6 +7,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from lt_mm.engine.dist import finish_distributed
 from lt_mm.engine.runner_utils import apply_resume, build_runner, load_config
 
 
@@ -85,6 +86,7 @@ def main():
     except (Stage2GuardError, CheckpointMismatchError) as exc:
         # the checks that need the built model (before the first iteration)
         raise SystemExit(f'lt_mm: {type(exc).__name__}: {exc}')
+    finish_distributed()
 
 
 if __name__ == '__main__':

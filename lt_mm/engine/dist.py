@@ -82,3 +82,23 @@ def setup_distributed(cfg: Config,
     dist_cfg['backend'] = backend or 'gloo'
     env_cfg['dist_cfg'] = dist_cfg
     cfg.env_cfg = env_cfg
+
+
+def finish_distributed() -> None:
+    """End a distributed run that completed: wait for every rank, then
+    destroy the default process group (nothing without one).
+
+    tools/train.py and tools/test.py call it once ``runner.train()`` /
+    ``runner.test()`` has returned. mmengine never destroys the group; a
+    process that exits with it alive leaves gloo's worker threads to the
+    interpreter's finalisation, where a rank can abort ("terminate called
+    without an active exception", SIGABRT) after a run that finished, and
+    torchrun then reports the whole job as failed (pytorch/pytorch#190489;
+    CI hit it once, in tests/test_tools.py's two-process stage-1 run). A
+    rank that failed does not come here: it must not wait in a barrier for
+    ranks that may never arrive.
+    """
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return
+    torch_dist.barrier()
+    torch_dist.destroy_process_group()
