@@ -64,6 +64,13 @@ def _trained(work_dir, **kw):
     return runner
 
 
+def class_balanced_opts(cache_dir):
+    """Cache options of a class-balanced cache of up to 3 views per
+    sample, seed 3 (its per-visit views: a generator seeded 3 + offset)."""
+    return dict(
+        seed=3, views=3, view_allocation='class_balanced', dir=str(cache_dir))
+
+
 def _key(runner, sample_views=None, **changes):
     """The loop's cache key with ``changes`` to its (checked) options."""
     loop = runner.train_loop
@@ -176,11 +183,7 @@ def test_rows_follow_the_dataset_and_reuse_rules(tmp_path):
 
 
 def test_class_balanced_views_drawn_by_hand_and_checked(tmp_path):
-    opts = dict(
-        seed=3,
-        views=3,
-        view_allocation='class_balanced',
-        dir=str(tmp_path / 'cache'))
+    opts = class_balanced_opts(tmp_path / 'cache')
     loop = _trained(tmp_path / 'a', **opts).train_loop
     per = loop.cache.sample_views
     assert set(per.tolist()) == {1, 2, 3}

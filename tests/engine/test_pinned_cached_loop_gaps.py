@@ -42,7 +42,7 @@ from lt_mm.engine.feature_cache import InfiniteIndexIterator, unwrap_model
 from lt_mm.engine.runner_utils import build_runner
 from ..cls.test_feature_cache import data_env  # noqa: F401 (fixture)
 from ..cls.test_feature_cache import _cfg, _resume_cfg, _train
-from ..cls.test_pinned_feature_cache import _trained
+from ..cls.test_pinned_feature_cache import _trained, class_balanced_opts
 from ..det.test_feature_cache import _cfg as _det_cfg
 from .test_pinned_cached_loops import (FREEZE, RANDOM_WEIGHTS, _Recorder,
                                        _seg_cfg, _seg_recorded)
@@ -60,11 +60,7 @@ def _replace_arrays(root, **arrays):
 
 def test_cache_that_does_not_fit_the_run_is_refused(tmp_path):
     # a class-balanced cache (3 views at most) reused by an identical run
-    opts = dict(
-        seed=3,
-        views=3,
-        view_allocation='class_balanced',
-        dir=str(tmp_path / 'cache'))
+    opts = class_balanced_opts(tmp_path / 'cache')
     runner = _trained(tmp_path / 'a', **opts)
     cache = runner.train_loop.cache
     root, n = cache.root, len(cache)
