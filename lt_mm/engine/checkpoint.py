@@ -55,6 +55,8 @@ import torch
 from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from .dist import wait_for_all_ranks
+
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint holds a pickled global outside lt_mm's allowlist."""
@@ -279,13 +281,6 @@ def _local_rank() -> int:
         return 0
 
 
-def _barrier() -> None:
-    if torch.distributed.is_available() and \
-            torch.distributed.is_initialized() and \
-            torch.distributed.get_world_size() > 1:
-        torch.distributed.barrier()
-
-
 def download_checkpoint(url: str,
                         model_dir: Optional[str] = None,
                         progress: bool = False) -> str:
@@ -320,7 +315,7 @@ def download_checkpoint(url: str,
 
     if _local_rank() == 0:
         fetch()
-    _barrier()
+    wait_for_all_ranks()
     if _local_rank() != 0:
         fetch()
     return cached

@@ -84,6 +84,14 @@ def setup_distributed(cfg: Config,
     cfg.env_cfg = env_cfg
 
 
+def wait_for_all_ranks() -> None:
+    """A barrier across the ranks of a distributed run (nothing in a
+    single process)."""
+    if torch_dist.is_available() and torch_dist.is_initialized() and \
+            torch_dist.get_world_size() > 1:
+        torch_dist.barrier()
+
+
 def finish_distributed() -> None:
     """End a distributed run that completed: wait for every rank, then
     destroy the default process group (nothing without one).
@@ -100,5 +108,5 @@ def finish_distributed() -> None:
     """
     if not (torch_dist.is_available() and torch_dist.is_initialized()):
         return
-    torch_dist.barrier()
+    wait_for_all_ranks()
     torch_dist.destroy_process_group()
