@@ -7,7 +7,7 @@
 # On the quickstart data APr falls with every step of alpha: the box-to-box
 # part of the subtracted term carries no class information and scrambles
 # each class's order over boxes (tools/analysis/det_tde_experiment.py
-# --gt-boxes; README, detection notes).
+# --gt-boxes; docs/quickstart_evidence.md, detection).
 _base_ = './digits_det_mask_rcnn_stage1.py'
 
 model = dict(

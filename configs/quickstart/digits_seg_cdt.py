@@ -11,8 +11,8 @@
 # training mAcc, OMP_NUM_THREADS=1, seeds 0 / 1 / 2: 1500: 0 / 0 / 0, 2000:
 # 49.1 / 0 / 0, 3000: 99.9 / 50.0 / 98.4), as in classification
 # (digits_cls_cdt.py). The stage 1 trained as long (the gamma = 0 control,
-# seg_stage1_length.py --iters 3000) is the fair comparison: README,
-# segmentation notes.
+# seg_stage1_length.py --iters 3000) is the fair comparison:
+# docs/quickstart_evidence.md, segmentation.
 #
 #   python tools/train.py configs/quickstart/digits_seg_cdt.py
 _base_ = './digits_seg_fcn_stage1.py'

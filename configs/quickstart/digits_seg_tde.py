@@ -7,7 +7,7 @@
 # mosaics: sweep alpha on features extracted once with
 #   python tools/analysis/sweep_posthoc.py configs/quickstart/digits_seg_tde.py
 #       CKPT --sweeps tde_alpha --select-on train --report val
-# (README, segmentation notes).
+# (docs/quickstart_evidence.md, segmentation).
 #
 #   python tools/train.py configs/quickstart/digits_seg_tde.py
 _base_ = './digits_seg_fcn_stage1.py'

@@ -355,7 +355,7 @@ def suggest_alpha(feats: Tensor,
                   head_direction: Tensor,
                   num_heads: int = 2,
                   mask: Optional[Tensor] = None) -> float:
-    """Suggest the TDE ``alpha`` (TDE paper Eq. 8, README heuristic).
+    """Suggest the TDE ``alpha`` (TDE paper Eq. 8).
 
     Returns ``alpha = 1 / mean_{i,k} cos(x_ik, d_k)`` so that the average
     ``alpha * cos(x, d)`` is 1, the reference's rule of thumb when no

@@ -2,7 +2,7 @@
 tool's plain PyTorch loop on identical inputs, and a --fast smoke run.
 
 No accuracy is asserted (the --fast run trains 1 epoch on tiny data); the
-evidence table is in the report of issue #11 / the README.
+evidence is in docs/quickstart_evidence.md (classification).
 """
 import math
 import os.path as osp

@@ -1,6 +1,6 @@
 """tools/analysis/seg_stage1_length.py: the length rule by hand, each length
-its own stage 1, the training-mosaic test equal to the README's
-``tools/test.py`` command, the cache, and the refused arguments."""
+its own stage 1, the training-mosaic test equal to ``tools/test.py`` on
+the training split, the cache, and the refused arguments."""
 import json
 import os
 import os.path as osp
@@ -64,7 +64,7 @@ def test_each_length_trains_its_own_stage1_and_tests_the_training_mosaics(
         for split in ('val', 'train'):
             assert 0 <= got[split]['mAcc_tail'] <= 100
 
-    # the training-mosaic numbers equal the README's tools/test.py command
+    # the training-mosaic numbers equal tools/test.py on the training split
     # on the same checkpoint (8 training mosaics in the --fast data, 4 val)
     ckpt = str(out / 'iters_3' / 'train' / 'iter_3.pth')
     proc = run_tool('test.py', STAGE1, ckpt, '--work-dir',

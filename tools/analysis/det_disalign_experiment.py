@@ -19,7 +19,8 @@ quickstart data the cap does not bind, and (``--gt-boxes``) the stage-1
 box classifier never makes a rare class (1-2 training instances) a box's
 top class while its rare scores already order the boxes well (per-class
 AUC): the decisions DisAlign re-balances do not count, and the order that
-counts is one its per-class map hardly changes (README, detection notes).
+counts is one its per-class map hardly changes (docs/quickstart_evidence.md,
+detection).
 
 For every seed of a quickstart run (``python tools/quickstart.py --seeds 3
 --tasks det --work-dir W``) the tool tests the baseline (``det/stage1``)
