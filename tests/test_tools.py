@@ -131,6 +131,24 @@ def test_dist_train_two_cpu_processes(cls_stage1, run_tool, tmp_path, stage):
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
 
 
+def test_dist_train_refusal_fails_the_job_loudly(seg_stage1, run_tool,
+                                                 tmp_path):
+    """A stage-2 refusal that needs the built model (the checkpoint does
+    not fit) with 2 gloo processes: the group exists when it is raised,
+    the job fails, the reason is printed and nothing is written."""
+    work = str(tmp_path / 'dist_refused')
+    config = osp.join(REPO, 'configs', 'quickstart', 'digits_cls_disalign.py')
+    proc = run_dist('dist_train.sh', [
+        config, '2', '--work-dir', work, '--cfg-options',
+        f'load_from={seg_stage1["checkpoint"]}', 'train_cfg.max_epochs=1'
+    ], run_tool.data_root)
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    assert 'Distributed training: True' in proc.stdout
+    assert 'lt_mm: Stage2GuardError' in proc.stdout, proc.stdout[-3000:]
+    assert 'does not fit this stage-2 model' in proc.stdout
+    assert not glob.glob(osp.join(work, '**', '*.pth'), recursive=True)
+
+
 def test_importing_lt_mm_core_imports_no_toolbox():
     code = ('import sys, lt_mm, lt_mm.core; '
             'bad = [m for m in sys.modules if m.startswith('

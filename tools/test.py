@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from lt_mm.engine.dist import finish_distributed
+from lt_mm.engine.dist import distributed_run
 from lt_mm.engine.runner_utils import (build_runner, enable_visualization,
                                        load_config)
 
@@ -99,13 +99,15 @@ def main():
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
-    try:
-        runner.test()
-    except CheckpointMismatchError as exc:
-        raise SystemExit(f'lt_mm: CheckpointMismatchError: {exc}')
-    except Stage2GuardError as exc:
-        raise SystemExit(f'lt_mm: Stage2GuardError: {exc}')
-    finish_distributed()
+    # distributed: every rank waits for the others, then the process group
+    # is destroyed; a rank that failed leaves without waiting
+    with distributed_run():
+        try:
+            runner.test()
+        except CheckpointMismatchError as exc:
+            raise SystemExit(f'lt_mm: CheckpointMismatchError: {exc}')
+        except Stage2GuardError as exc:
+            raise SystemExit(f'lt_mm: Stage2GuardError: {exc}')
 
 
 if __name__ == '__main__':

@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from lt_mm.engine.dist import finish_distributed
+from lt_mm.engine.dist import distributed_run
 from lt_mm.engine.runner_utils import apply_resume, build_runner, load_config
 
 
@@ -81,12 +81,14 @@ def main():
     except (ValueError, FileNotFoundError, CheckpointReadError) as exc:
         raise SystemExit(f'lt_mm: {type(exc).__name__}: {exc}')
     runner = build_runner(cfg, args.launcher)
-    try:
-        runner.train()
-    except (Stage2GuardError, CheckpointMismatchError) as exc:
-        # the checks that need the built model (before the first iteration)
-        raise SystemExit(f'lt_mm: {type(exc).__name__}: {exc}')
-    finish_distributed()
+    # distributed: every rank waits for the others, then the process group
+    # is destroyed; a rank that failed leaves without waiting
+    with distributed_run():
+        try:
+            runner.train()
+        except (Stage2GuardError, CheckpointMismatchError) as exc:
+            # the checks that need the built model (before iteration 1)
+            raise SystemExit(f'lt_mm: {type(exc).__name__}: {exc}')
 
 
 if __name__ == '__main__':

@@ -12,7 +12,8 @@ stock behaviour is kept untouched.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import torch
 import torch.distributed as torch_dist
@@ -96,17 +97,54 @@ def finish_distributed() -> None:
     """End a distributed run that completed: wait for every rank, then
     destroy the default process group (nothing without one).
 
-    tools/train.py and tools/test.py call it once ``runner.train()`` /
-    ``runner.test()`` has returned. mmengine never destroys the group; a
+    tools/train.py and tools/test.py call it (through
+    :func:`distributed_run`) once ``runner.train()`` / ``runner.test()`` has
+    returned. mmengine never destroys the group; a
     process that exits with it alive leaves gloo's worker threads to the
     interpreter's finalisation, where a rank can abort ("terminate called
     without an active exception", SIGABRT) after a run that finished, and
     torchrun then reports the whole job as failed (pytorch/pytorch#190489;
     CI hit it once, in tests/test_tools.py's two-process stage-1 run). A
-    rank that failed does not come here: it must not wait in a barrier for
-    ranks that may never arrive.
+    rank that failed does not come here (:func:`abandon_distributed`): it
+    must not wait in a barrier for ranks that may never arrive.
     """
     if not (torch_dist.is_available() and torch_dist.is_initialized()):
         return
     wait_for_all_ranks()
     torch_dist.destroy_process_group()
+
+
+def abandon_distributed() -> None:
+    """End the process group of a rank whose run failed, without waiting
+    for the other ranks (nothing without a group).
+
+    Only for gloo, whose destruction is local to the process: the failing
+    rank then exits with its own status (torchrun reports exit code 1, not
+    an abort at interpreter exit, see :func:`finish_distributed`), and a
+    rank still waiting for it in a collective gets a connection error
+    instead of waiting until torchrun stops it. Other backends are left as
+    they are: destroying an NCCL group may wait for work in flight, which
+    could not be checked on this project's CPU machines.
+    """
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return
+    if torch_dist.get_backend() != 'gloo':
+        return
+    torch_dist.destroy_process_group()
+
+
+@contextmanager
+def distributed_run() -> Iterator[None]:
+    """Around ``runner.train()`` / ``runner.test()`` in the tools: on
+    success :func:`finish_distributed` (every rank waits for the others,
+    then the group is destroyed); on any exception, ``SystemExit``
+    included, :func:`abandon_distributed` (no barrier: a rank that failed
+    must not wait for ranks that may never arrive), then the exception
+    goes on. Nothing happens in a run without a process group.
+    """
+    try:
+        yield
+    except BaseException:
+        abandon_distributed()
+        raise
+    finish_distributed()

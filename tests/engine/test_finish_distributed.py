@@ -1,7 +1,9 @@
-"""``finish_distributed``: the end of a distributed run that completed.
+"""The end of a distributed run: ``finish_distributed`` after a run that
+completed, ``abandon_distributed`` after one that failed, and
+``distributed_run``, the context manager the tools wrap around
+``runner.train()`` / ``runner.test()``.
 
-tools/train.py and tools/test.py call it after ``runner.train()`` /
-``runner.test()``; without it a gloo rank could abort at interpreter exit
+Without a destroyed group a gloo rank could abort at interpreter exit
 after a finished run (SIGABRT, "terminate called without an active
 exception") and torchrun failed the job.
 """
@@ -13,14 +15,27 @@ import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lt_mm.engine.dist import finish_distributed
+from lt_mm.engine.dist import (abandon_distributed, distributed_run,
+                               finish_distributed)
 from tests.conftest import REPO, free_port
 
 
 def test_without_a_process_group_nothing_happens():
     assert not dist.is_initialized()
     finish_distributed()
+    abandon_distributed()
+    with distributed_run():
+        pass
     assert not dist.is_initialized()
+
+
+def test_distributed_run_lets_the_exception_through():
+    with pytest.raises(SystemExit, match='lt_mm: refused'):
+        with distributed_run():
+            raise SystemExit('lt_mm: refused')
+    with pytest.raises(KeyError, match='boom'):
+        with distributed_run():
+            raise KeyError('boom')
 
 
 def _worker(rank, port, out_dir):
@@ -48,16 +63,78 @@ def test_two_gloo_processes_wait_for_each_other_then_destroy(tmp_path):
             assert f.read() == 'True False', f'rank {rank}'
 
 
+def _failing_worker(rank, port, out_dir):
+    """Rank 0 fails at once inside ``distributed_run``; rank 1 reaches its
+    end 2 s later."""
+    dist.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
+    arrived = osp.join(out_dir, 'rank1_arrived')
+    if rank == 1:
+        time.sleep(2.0)
+        open(arrived, 'w').close()
+        dist.destroy_process_group()
+        return
+    try:
+        with distributed_run():
+            raise SystemExit('lt_mm: refused')
+    except SystemExit as exc:
+        # no barrier: rank 0 left before rank 1 arrived
+        with open(osp.join(out_dir, 'rank0'), 'w') as f:
+            f.write(f'{exc} {osp.exists(arrived)} {dist.is_initialized()}')
+
+
+def test_a_failed_rank_leaves_without_waiting_and_destroys_its_group(tmp_path):
+    if not dist.is_available():
+        pytest.skip('torch.distributed is not available')
+    mp.spawn(
+        _failing_worker,
+        args=(free_port(), str(tmp_path)),
+        nprocs=2,
+        join=True)
+    with open(tmp_path / 'rank0') as f:
+        assert f.read() == 'lt_mm: refused False False'
+
+
+def _other_backend_worker(rank, port, out_dir):
+    dist.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0, world_size=1)
+    # as an NCCL group would answer: left alone (not checked on CPU)
+    dist.get_backend = lambda *args, **kwargs: 'nccl'
+    abandon_distributed()
+    kept = dist.is_initialized()
+    dist.destroy_process_group()
+    with open(osp.join(out_dir, 'kept'), 'w') as f:
+        f.write(str(kept))
+
+
+def test_abandon_leaves_a_non_gloo_group_alone(tmp_path):
+    if not dist.is_available():
+        pytest.skip('torch.distributed is not available')
+    mp.spawn(
+        _other_backend_worker,
+        args=(free_port(), str(tmp_path)),
+        nprocs=1,
+        join=True)
+    assert (tmp_path / 'kept').read_text() == 'True'
+
+
 @pytest.mark.parametrize('tool, call', [('train.py', 'runner.train()'),
                                         ('test.py', 'runner.test()')])
-def test_the_tools_finish_after_the_run(tool, call):
-    """Both tools call it once the run has returned (and only then: a
-    rank that failed must not wait in a barrier for the others)."""
+def test_the_tools_run_inside_distributed_run(tool, call):
+    """Both tools run the Runner inside ``with distributed_run():`` (the
+    barrier only on success) and call neither end by hand."""
     with open(os.path.join(REPO, 'tools', tool)) as f:
         src = f.read()
-    assert src.count('finish_distributed()') == 1
+    assert src.count('with distributed_run():') == 1
+    assert 'finish_distributed' not in src
+    assert 'abandon_distributed' not in src
+    with_at = src.index('with distributed_run():')
     run_at = src.index(call)
-    finish_at = src.index('finish_distributed()')
-    assert finish_at > run_at
-    between = src[run_at:finish_at]
-    assert 'finally' not in between
+    assert with_at < run_at
+    # the run is in the block: indented deeper than the with statement
+    indent = len(src[:with_at].rsplit('\n', 1)[1])
+    line = src[:run_at].rsplit('\n', 1)[1]
+    assert len(line) > indent and not line.strip()
+    between = src[with_at:run_at].splitlines()[1:]
+    assert all(
+        ln.startswith(' ' * (indent + 4)) or not ln.strip() for ln in between)
