@@ -130,6 +130,60 @@ def test_aggregate_mean_std_by_hand():
         '3.0 ± 3.0 | n/a | 5 |' in md
 
 
+def test_paired_differences_by_hand():
+    """Method minus the same seed's baseline; seeds where either lacks a
+    value drop out of that column; "body & tail" is the mean of the two."""
+    from lt_mm.quickstart.report import paired_differences, paired_markdown
+
+    def rows(base, dis):
+        return {
+            'seg': [
+                dict(method='baseline (joint)', kind='stage 1', **base),
+                dict(method='DisAlign', kind='stage2', **dis)
+            ]
+        }
+
+    per_seed = {
+        # mIoU, head, body, tail
+        0:
+        rows(
+            dict(mIoU=10.0, head=60.0, body=0.0, tail=2.0),
+            dict(mIoU=13.0, head=59.0, body=4.0, tail=6.0)),
+        1:
+        rows(
+            dict(mIoU=20.0, head=70.0, body=10.0, tail=None),
+            dict(mIoU=21.0, head=70.0, body=11.0, tail=5.0)),
+        2:
+        rows(
+            dict(mIoU=30.0, head=80.0, body=20.0, tail=8.0),
+            dict(mIoU=35.0, head=77.0, body=20.0, tail=float('nan'))),
+    }
+    row = paired_differences(per_seed)['seg'][0]
+    assert row['method'] == 'DisAlign' and row['n'] == 3
+    # mIoU: 3, 1, 5 -> mean 3, sample var (0 + 4 + 4) / 2 = 4 -> std 2
+    assert row['mIoU'] == dict(mean=3.0, std=2.0, min=1.0, values=[3, 1, 5])
+    # head: -1, 0, -3 -> mean -4/3, var (1/9 + 16/9 + 25/9) / 2 = 7/3
+    assert row['head']['mean'] == pytest.approx(-4 / 3)
+    assert row['head']['std'] == pytest.approx((7 / 3)**0.5)
+    assert row['head']['min'] == -3.0
+    # tail: only seed 0 has both values (4): a mean, no std
+    assert row['tail'] == dict(mean=4.0, std=None, min=4.0, values=[4.0])
+    # body & tail: seed 0 (4 + 6) / 2 - (0 + 2) / 2 = 4; seeds 1, 2 drop
+    assert row['body & tail']['values'] == [4.0]
+    md = paired_markdown('seg', [row])
+    assert '| body & tail |' in md
+    assert '| DisAlign | stage2 | +3.0 ± 2.0 (min +1.0) | ' \
+        '-1.3 ± 1.5 (min -3.0) | +1.7 ± 2.1 (min +0.0) | +4.0 (1 of 3) | ' \
+        '+4.0 (1 of 3) |' in md
+    # a seed without the baseline pairs nothing
+    one = paired_differences(
+        {0: {
+            'seg': [dict(method='DisAlign', kind='stage2', mIoU=1.0)]
+        }})['seg'][0]
+    assert one['n'] == 0 and one['mIoU'] is None
+    assert '| DisAlign | stage2 | n/a |' in paired_markdown('seg', [one])
+
+
 def test_seed_list():
     tool = _quickstart_tool()
     assert tool.seed_list([3]) == [0, 1, 2]
@@ -180,6 +234,15 @@ def test_quickstart_seeds_fast(tmp_path):
     with open(osp.join(work, 'results.md')) as f:
         md = f.read()
     assert '## seed 0' in md and '## seed 1' in md and ' ± ' in md
+    # DisAlign minus the same seed's baseline, from the per-seed rows
+    paired = res['paired']['seg']
+    assert [r['method'] for r in paired] == ['DisAlign']
+    base = {s: res['per_seed'][s]['seg'][0] for s in ('0', '1')}
+    dis = {s: res['per_seed'][s]['seg'][1] for s in ('0', '1')}
+    want = [dis[s]['mIoU'] - base[s]['mIoU'] for s in ('0', '1')]
+    assert paired[0]['mIoU']['values'] == pytest.approx(want)
+    assert "minus the same seed's baseline" in md
+    assert "minus the same seed's baseline" in out
 
 
 def test_a_failing_task_is_logged_and_raised_from_its_worker(tmp_path, capfd):

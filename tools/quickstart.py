@@ -311,9 +311,9 @@ def main(argv=None):
               f'({elapsed / 60:.1f} min)')
         return tables
 
-    from lt_mm.quickstart.report import (aggregate_tables,
+    from lt_mm.quickstart.report import (aggregate_tables, paired_differences,
                                          print_aggregate_table,
-                                         write_aggregate)
+                                         print_paired_table, write_aggregate)
     seeds = seed_list(args.seeds)
     check_stage1(args, [(s, osp.join(work_dir, f'seed_{s}')) for s in seeds])
     per_seed, seconds = {}, {}
@@ -327,6 +327,8 @@ def main(argv=None):
     agg = aggregate_tables(per_seed)
     for task, rows in agg.items():
         print_aggregate_table(task, rows, len(seeds))
+    for task, rows in paired_differences(per_seed).items():
+        print_paired_table(task, rows)
     elapsed = time.time() - t_start
     extra = {
         'elapsed_seconds': round(elapsed, 1),

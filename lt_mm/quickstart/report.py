@@ -264,6 +264,129 @@ def aggregate_tables(
     return out
 
 
+BASELINE = 'baseline (joint)'
+# columns of the paired table made of two of the task's columns (their
+# mean): segmentation's "body & tail", the mean of body and tail mIoU
+PAIRED_MEANS: Dict[str, List[tuple]] = {
+    'seg': [('body & tail', ('body', 'tail'))]
+}
+
+
+def _paired_titles(task: str) -> List[str]:
+    return [t for t, _ in TASKS[task].columns
+            ] + [t for t, _ in PAIRED_MEANS.get(task, [])]
+
+
+def _paired_value(row: dict, title: str, task: str) -> Optional[float]:
+    """A column of a per-seed row (None for a missing or nan value)."""
+    parts = dict(PAIRED_MEANS.get(task, [])).get(title)
+    if parts is not None:
+        vals = [_paired_value(row, t, task) for t in parts]
+        return None if None in vals else sum(vals) / len(vals)
+    v = row.get(title)
+    return None if v is None or math.isnan(v) else v
+
+
+def paired_differences(
+        per_seed: Dict[int, Dict[str, List[dict]]]) -> Dict[str, List[dict]]:
+    """Each method against the baseline of the same seed.
+
+    Seeds share nothing (each builds its own data and trains its own
+    models), so most of a column's spread over seeds is the seed's, common
+    to every method of it; the per-seed difference ``method - baseline``
+    removes it. Per method and column (and the means of
+    :data:`PAIRED_MEANS`): the differences over the seeds where both have a
+    value, their mean, sample std and smallest.
+
+    Args:
+        per_seed: ``{seed: {task: rows}}`` with rows from
+            :func:`results_table` (the baseline row named ``BASELINE``).
+
+    Returns:
+        dict: ``{task: rows}``, one row per method but the baseline, with
+        ``method``, ``kind``, ``n`` (seeds with both rows) and per column
+        ``{'mean', 'std', 'min', 'values'}`` (None without a pair).
+    """
+    out: Dict[str, List[dict]] = {}
+    seeds = list(per_seed)
+    tasks: List[str] = []
+    for s in seeds:
+        tasks += [t for t in per_seed[s] if t not in tasks]
+    for task in tasks:
+        titles = _paired_titles(task)
+        names: List[str] = []
+        kinds: Dict[str, str] = {}
+        for s in seeds:
+            for r in per_seed[s].get(task, []):
+                if r['method'] != BASELINE and r['method'] not in names:
+                    names.append(r['method'])
+                    kinds[r['method']] = r['kind']
+        rows = []
+        for name in names:
+            pairs = []
+            for s in seeds:
+                by_name = {r['method']: r for r in per_seed[s].get(task, [])}
+                if name in by_name and BASELINE in by_name:
+                    pairs.append((by_name[name], by_name[BASELINE]))
+            row = dict(method=name, kind=kinds[name], n=len(pairs))
+            for t in titles:
+                diffs = []
+                for m, b in pairs:
+                    mv, bv = _paired_value(m, t,
+                                           task), _paired_value(b, t, task)
+                    if mv is not None and bv is not None:
+                        diffs.append(mv - bv)
+                if diffs:
+                    mean, std = _mean_std(diffs)
+                    row[t] = dict(
+                        mean=mean, std=std, min=min(diffs), values=diffs)
+                else:
+                    row[t] = None
+            rows.append(row)
+        out[task] = rows
+    return out
+
+
+def _fmt_diff(cell: Optional[dict], n: int) -> str:
+    """``+mean ± std (min +x)``; ``(k of n)`` when only k of the n paired
+    seeds have the column."""
+    if cell is None:
+        return 'n/a'
+    text = f'{cell["mean"]:+.1f}'
+    if cell['std'] is not None:
+        text += f' ± {cell["std"]:.1f} (min {cell["min"]:+.1f})'
+    k = len(cell['values'])
+    if k < n:
+        text += f' ({k} of {n})'
+    return text
+
+
+def paired_markdown(task: str, rows: List[dict]) -> str:
+    """Markdown table of :func:`paired_differences` rows."""
+    titles = _paired_titles(task)
+    head = '| method | kind | ' + ' | '.join(titles) + ' |'
+    sep = '|' + '---|' * (len(titles) + 2)
+    lines = [
+        f'### {TASKS[task].name}: minus the same seed\'s baseline '
+        '(mean ± std of the per-seed differences, smallest)', '', head, sep
+    ]
+    for r in rows:
+        vals = ' | '.join(_fmt_diff(r[t], r['n']) for t in titles)
+        lines.append(f'| {r["method"]} | {r["kind"]} | {vals} |')
+    return '\n'.join(lines) + '\n'
+
+
+def print_paired_table(task: str, rows: List[dict]) -> None:
+    """Print :func:`paired_differences` rows as a fixed-width table."""
+    titles = _paired_titles(task)
+    print(f'\n{TASKS[task].name} -- minus the same seed\'s baseline '
+          '(mean ± std of the differences, smallest)')
+    print(f'{"method":<18}{"kind":<11}' + ''.join(f'{t:>24}' for t in titles))
+    for r in rows:
+        print(f'{r["method"]:<18}{r["kind"]:<11}' +
+              ''.join(f'{_fmt_diff(r[t], r["n"]):>24}' for t in titles))
+
+
 def _fmt_ms(cell: Optional[dict], n: Optional[int] = None) -> str:
     """``mean ± std``; ``mean`` alone for one value; ``(k of n)`` when
     only k of the row's n seeds have a value (the others n/a)."""
@@ -308,7 +431,9 @@ def print_aggregate_table(task: str, rows: List[dict], num_seeds: int) -> None:
 def write_aggregate(path_md: str, path_json: str, agg: Dict[str, List[dict]],
                     per_seed: Dict[int, Dict[str, List[dict]]],
                     extra: dict) -> None:
-    """results.md (mean ± std, then every seed) and results.json."""
+    """results.md (mean ± std, the differences to the same seed's baseline,
+    then every seed) and results.json."""
+    paired = paired_differences(per_seed)
     n = len(per_seed)
     with open(path_md, 'w') as f:
         f.write(f'# lt_mm quickstart results ({n} seeds)\n\n')
@@ -317,6 +442,8 @@ def write_aggregate(path_md: str, path_json: str, agg: Dict[str, List[dict]],
         f.write('\n')
         for task, rows in agg.items():
             f.write(aggregate_markdown(task, rows, n) + '\n')
+        for task, rows in paired.items():
+            f.write(paired_markdown(task, rows) + '\n')
         for seed, tables in per_seed.items():
             f.write(f'## seed {seed}\n\n')
             for task, rows in tables.items():
@@ -325,6 +452,7 @@ def write_aggregate(path_md: str, path_json: str, agg: Dict[str, List[dict]],
         json.dump(
             dict(
                 aggregate=agg,
+                paired=paired,
                 per_seed={
                     str(k): v
                     for k, v in per_seed.items()
