@@ -213,6 +213,19 @@ def _mean_std(values: List[float]) -> tuple:
     return mean, math.sqrt(var)
 
 
+def _tasks_and_methods(
+        per_seed: Dict[int, Dict[str,
+                                 List[dict]]]) -> Dict[str, Dict[str, str]]:
+    """``{task: {method: kind}}`` over all seeds, in first-seen order."""
+    out: Dict[str, Dict[str, str]] = {}
+    for tables in per_seed.values():
+        for task, rows in tables.items():
+            methods = out.setdefault(task, {})
+            for r in rows:
+                methods.setdefault(r['method'], r['kind'])
+    return out
+
+
 def aggregate_tables(
         per_seed: Dict[int, Dict[str, List[dict]]]) -> Dict[str, List[dict]]:
     """Mean and std over seeds of every column of every task's table.
@@ -228,20 +241,10 @@ def aggregate_tables(
     """
     out: Dict[str, List[dict]] = {}
     seeds = list(per_seed)
-    tasks: List[str] = []
-    for s in seeds:
-        tasks += [t for t in per_seed[s] if t not in tasks]
-    for task in tasks:
+    for task, kinds in _tasks_and_methods(per_seed).items():
         titles = [t for t, _ in TASKS[task].columns]
-        names: List[str] = []
-        kinds: Dict[str, str] = {}
-        for s in seeds:
-            for r in per_seed[s].get(task, []):
-                if r['method'] not in names:
-                    names.append(r['method'])
-                    kinds[r['method']] = r['kind']
         rows = []
-        for name in names:
+        for name in kinds:
             found = [
                 r for s in seeds for r in per_seed[s].get(task, [])
                 if r['method'] == name
@@ -309,20 +312,12 @@ def paired_differences(
     """
     out: Dict[str, List[dict]] = {}
     seeds = list(per_seed)
-    tasks: List[str] = []
-    for s in seeds:
-        tasks += [t for t in per_seed[s] if t not in tasks]
-    for task in tasks:
+    for task, kinds in _tasks_and_methods(per_seed).items():
         titles = _paired_titles(task)
-        names: List[str] = []
-        kinds: Dict[str, str] = {}
-        for s in seeds:
-            for r in per_seed[s].get(task, []):
-                if r['method'] != BASELINE and r['method'] not in names:
-                    names.append(r['method'])
-                    kinds[r['method']] = r['kind']
         rows = []
-        for name in names:
+        for name in kinds:
+            if name == BASELINE:
+                continue
             pairs = []
             for s in seeds:
                 by_name = {r['method']: r for r in per_seed[s].get(task, [])}
@@ -347,20 +342,6 @@ def paired_differences(
     return out
 
 
-def _fmt_diff(cell: Optional[dict], n: int) -> str:
-    """``+mean ± std (min +x)``; ``(k of n)`` when only k of the n paired
-    seeds have the column."""
-    if cell is None:
-        return 'n/a'
-    text = f'{cell["mean"]:+.1f}'
-    if cell['std'] is not None:
-        text += f' ± {cell["std"]:.1f} (min {cell["min"]:+.1f})'
-    k = len(cell['values'])
-    if k < n:
-        text += f' ({k} of {n})'
-    return text
-
-
 def paired_markdown(task: str, rows: List[dict]) -> str:
     """Markdown table of :func:`paired_differences` rows."""
     titles = _paired_titles(task)
@@ -371,7 +352,7 @@ def paired_markdown(task: str, rows: List[dict]) -> str:
         '(mean ± std of the per-seed differences, smallest)', '', head, sep
     ]
     for r in rows:
-        vals = ' | '.join(_fmt_diff(r[t], r['n']) for t in titles)
+        vals = ' | '.join(_fmt_ms(r[t], r['n'], paired=True) for t in titles)
         lines.append(f'| {r["method"]} | {r["kind"]} | {vals} |')
     return '\n'.join(lines) + '\n'
 
@@ -384,17 +365,24 @@ def print_paired_table(task: str, rows: List[dict]) -> None:
     print(f'{"method":<18}{"kind":<11}' + ''.join(f'{t:>24}' for t in titles))
     for r in rows:
         print(f'{r["method"]:<18}{r["kind"]:<11}' +
-              ''.join(f'{_fmt_diff(r[t], r["n"]):>24}' for t in titles))
+              ''.join(f'{_fmt_ms(r[t], r["n"], paired=True):>24}'
+                      for t in titles))
 
 
-def _fmt_ms(cell: Optional[dict], n: Optional[int] = None) -> str:
+def _fmt_ms(cell: Optional[dict],
+            n: Optional[int] = None,
+            paired: bool = False) -> str:
     """``mean ± std``; ``mean`` alone for one value; ``(k of n)`` when
-    only k of the row's n seeds have a value (the others n/a)."""
+    only k of the row's n seeds have a value (the others n/a). ``paired``
+    (a cell of :func:`paired_differences`): signed, with the smallest
+    difference, ``+mean ± std (min +x)``."""
     if cell is None:
         return 'n/a'
-    text = f'{cell["mean"]:.1f}'
+    text = f'{cell["mean"]:+.1f}' if paired else f'{cell["mean"]:.1f}'
     if cell['std'] is not None:
         text += f' ± {cell["std"]:.1f}'
+        if paired:
+            text += f' (min {cell["min"]:+.1f})'
     k = len(cell['values'])
     if n is not None and k < n:
         text += f' ({k} of {n})'

@@ -54,10 +54,16 @@ def _worker(rank, port, out_dir):
         f.write(f'{seen} {dist.is_initialized()}')
 
 
-def test_two_gloo_processes_wait_for_each_other_then_destroy(tmp_path):
+def _spawn(worker, tmp_path, nprocs: int = 2) -> None:
+    """``worker(rank, port, out_dir)`` in ``nprocs`` fresh processes."""
     if not dist.is_available():
         pytest.skip('torch.distributed is not available')
-    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(
+        worker, args=(free_port(), str(tmp_path)), nprocs=nprocs, join=True)
+
+
+def test_two_gloo_processes_wait_for_each_other_then_destroy(tmp_path):
+    _spawn(_worker, tmp_path)
     for rank in range(2):
         with open(tmp_path / f'rank{rank}') as f:
             assert f.read() == 'True False', f'rank {rank}'
@@ -84,13 +90,7 @@ def _failing_worker(rank, port, out_dir):
 
 
 def test_a_failed_rank_leaves_without_waiting_and_destroys_its_group(tmp_path):
-    if not dist.is_available():
-        pytest.skip('torch.distributed is not available')
-    mp.spawn(
-        _failing_worker,
-        args=(free_port(), str(tmp_path)),
-        nprocs=2,
-        join=True)
+    _spawn(_failing_worker, tmp_path)
     with open(tmp_path / 'rank0') as f:
         assert f.read() == 'lt_mm: refused False False'
 
@@ -108,13 +108,7 @@ def _other_backend_worker(rank, port, out_dir):
 
 
 def test_abandon_leaves_a_non_gloo_group_alone(tmp_path):
-    if not dist.is_available():
-        pytest.skip('torch.distributed is not available')
-    mp.spawn(
-        _other_backend_worker,
-        args=(free_port(), str(tmp_path)),
-        nprocs=1,
-        join=True)
+    _spawn(_other_backend_worker, tmp_path, nprocs=1)
     assert (tmp_path / 'kept').read_text() == 'True'
 
 
