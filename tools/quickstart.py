@@ -130,7 +130,7 @@ def run_seed(args, seed, work_dir, log):
                                          plot_per_class_accuracy, plot_sweeps,
                                          plot_weight_norms, print_table,
                                          results_table, write_tables)
-    from lt_mm.quickstart.runs import (QUICKSTART_CONFIGS, run_task,
+    from lt_mm.quickstart.runs import (BASELINE, QUICKSTART_CONFIGS, run_task,
                                        run_tasks_parallel)
 
     size = 'fast' if args.fast else 'full'
@@ -163,7 +163,7 @@ def run_seed(args, seed, work_dir, log):
             osp.join(work_dir, 'cls_per_class_accuracy.png'), counts, res)
         plots += [p] if p else []
         lws = res.get('LWS')
-        norms = classifier_norms(res['baseline (joint)'].checkpoint,
+        norms = classifier_norms(res[BASELINE].checkpoint,
                                  lws.checkpoint if lws else None)
         plots.append(
             plot_weight_norms(
@@ -173,7 +173,7 @@ def run_seed(args, seed, work_dir, log):
             'stage 1':
             _sweep(
                 osp.join(QUICKSTART_CONFIGS, 'digits_cls_resnet_stage1.py'),
-                res['baseline (joint)'].checkpoint,
+                res[BASELINE].checkpoint,
                 osp.join(work_dir, 'cls', 'sweep_stage1.json'), log)
         }
         if 'TDE' in res and res['TDE'].checkpoint:

@@ -5,7 +5,7 @@ import json
 import math
 from typing import Dict, List, Optional, Sequence
 
-from .runs import TASKS, RunResult, percent_scale
+from .runs import BASELINE, TASKS, RunResult, percent_scale
 
 
 def _fmt(v: Optional[float]) -> str:
@@ -267,7 +267,6 @@ def aggregate_tables(
     return out
 
 
-BASELINE = 'baseline (joint)'
 # columns of the paired table made of two of the task's columns (their
 # mean): segmentation's "body & tail", the mean of body and tail mIoU
 PAIRED_MEANS: Dict[str, List[tuple]] = {

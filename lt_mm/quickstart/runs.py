@@ -58,6 +58,10 @@ class Method:
     extra: bool = False
 
 
+# the name of every task's stage-1 row in the results tables
+BASELINE = 'baseline (joint)'
+
+
 @dataclass
 class TaskSpec:
     """What the quickstart runs for one task and how it reads the metrics."""
@@ -391,7 +395,7 @@ def run_task(task: str,
             options=fast_opts['stage1'])
         res.reused = True
         res.checkpoint = s1_ckpt
-    results['baseline (joint)'] = res
+    results[BASELINE] = res
     log(f'[{task}] stage 1 done in {res.seconds:.0f} s: ' +
         _summary(task, res.metrics))
 
