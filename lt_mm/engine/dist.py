@@ -85,11 +85,15 @@ def setup_distributed(cfg: Config,
     cfg.env_cfg = env_cfg
 
 
+def _has_group() -> bool:
+    """Whether this process is in a default process group."""
+    return torch_dist.is_available() and torch_dist.is_initialized()
+
+
 def wait_for_all_ranks() -> None:
     """A barrier across the ranks of a distributed run (nothing in a
     single process)."""
-    if torch_dist.is_available() and torch_dist.is_initialized() and \
-            torch_dist.get_world_size() > 1:
+    if _has_group() and torch_dist.get_world_size() > 1:
         torch_dist.barrier()
 
 
@@ -108,7 +112,7 @@ def finish_distributed() -> None:
     rank that failed does not come here (:func:`abandon_distributed`): it
     must not wait in a barrier for ranks that may never arrive.
     """
-    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+    if not _has_group():
         return
     wait_for_all_ranks()
     torch_dist.destroy_process_group()
@@ -126,9 +130,7 @@ def abandon_distributed() -> None:
     they are: destroying an NCCL group may wait for work in flight, which
     could not be checked on this project's CPU machines.
     """
-    if not (torch_dist.is_available() and torch_dist.is_initialized()):
-        return
-    if torch_dist.get_backend() != 'gloo':
+    if not _has_group() or torch_dist.get_backend() != 'gloo':
         return
     torch_dist.destroy_process_group()
 

@@ -213,6 +213,29 @@ def _mean_std(values: List[float]) -> tuple:
     return mean, math.sqrt(var)
 
 
+# columns of the paired table made of two of the task's columns (their
+# mean): segmentation's "body & tail", the mean of body and tail mIoU
+PAIRED_MEANS: Dict[str, List[tuple]] = {
+    'seg': [('body & tail', ('body', 'tail'))]
+}
+
+
+def _paired_titles(task: str) -> List[str]:
+    return [t for t, _ in TASKS[task].columns
+            ] + [t for t, _ in PAIRED_MEANS.get(task, [])]
+
+
+def _column_value(row: dict, title: str, task: str) -> Optional[float]:
+    """A column of a per-seed row, or one of :data:`PAIRED_MEANS` (None
+    for a missing or nan value)."""
+    parts = dict(PAIRED_MEANS.get(task, [])).get(title)
+    if parts is not None:
+        vals = [_column_value(row, t, task) for t in parts]
+        return None if None in vals else sum(vals) / len(vals)
+    v = row.get(title)
+    return None if v is None or math.isnan(v) else v
+
+
 def _tasks_and_methods(
         per_seed: Dict[int, Dict[str,
                                  List[dict]]]) -> Dict[str, Dict[str, str]]:
@@ -252,8 +275,8 @@ def aggregate_tables(
             row = dict(method=name, kind=kinds[name], n=len(found))
             for t in titles:
                 vals = [
-                    r[t] for r in found
-                    if r.get(t) is not None and not math.isnan(r[t])
+                    v for v in (_column_value(r, t, task) for r in found)
+                    if v is not None
                 ]
                 if vals:
                     mean, std = _mean_std(vals)
@@ -265,28 +288,6 @@ def aggregate_tables(
             rows.append(row)
         out[task] = rows
     return out
-
-
-# columns of the paired table made of two of the task's columns (their
-# mean): segmentation's "body & tail", the mean of body and tail mIoU
-PAIRED_MEANS: Dict[str, List[tuple]] = {
-    'seg': [('body & tail', ('body', 'tail'))]
-}
-
-
-def _paired_titles(task: str) -> List[str]:
-    return [t for t, _ in TASKS[task].columns
-            ] + [t for t, _ in PAIRED_MEANS.get(task, [])]
-
-
-def _paired_value(row: dict, title: str, task: str) -> Optional[float]:
-    """A column of a per-seed row (None for a missing or nan value)."""
-    parts = dict(PAIRED_MEANS.get(task, [])).get(title)
-    if parts is not None:
-        vals = [_paired_value(row, t, task) for t in parts]
-        return None if None in vals else sum(vals) / len(vals)
-    v = row.get(title)
-    return None if v is None or math.isnan(v) else v
 
 
 def paired_differences(
@@ -314,20 +315,21 @@ def paired_differences(
     for task, kinds in _tasks_and_methods(per_seed).items():
         titles = _paired_titles(task)
         rows = []
+        by_seed = [{
+            r['method']: r
+            for r in per_seed[s].get(task, [])
+        } for s in seeds]
         for name in kinds:
             if name == BASELINE:
                 continue
-            pairs = []
-            for s in seeds:
-                by_name = {r['method']: r for r in per_seed[s].get(task, [])}
-                if name in by_name and BASELINE in by_name:
-                    pairs.append((by_name[name], by_name[BASELINE]))
+            pairs = [(m[name], m[BASELINE]) for m in by_seed
+                     if name in m and BASELINE in m]
             row = dict(method=name, kind=kinds[name], n=len(pairs))
             for t in titles:
                 diffs = []
                 for m, b in pairs:
-                    mv, bv = _paired_value(m, t,
-                                           task), _paired_value(b, t, task)
+                    mv, bv = _column_value(m, t,
+                                           task), _column_value(b, t, task)
                     if mv is not None and bv is not None:
                         diffs.append(mv - bv)
                 if diffs:

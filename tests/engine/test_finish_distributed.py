@@ -38,14 +38,20 @@ def test_distributed_run_lets_the_exception_through():
             raise KeyError('boom')
 
 
-def _worker(rank, port, out_dir):
+def _join_late_rank1(rank, port, out_dir, late_by: float) -> str:
+    """Join a 2-process gloo group; rank 1 then reaches the end of its run
+    ``late_by`` seconds late and marks it in a file (its path returned)."""
     dist.init_process_group(
         'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
     arrived = osp.join(out_dir, 'rank1_arrived')
     if rank == 1:
-        # rank 1 reaches the end of its run late
-        time.sleep(1.0)
+        time.sleep(late_by)
         open(arrived, 'w').close()
+    return arrived
+
+
+def _worker(rank, port, out_dir):
+    arrived = _join_late_rank1(rank, port, out_dir, 1.0)
     finish_distributed()
     # the barrier: rank 0 leaves only once rank 1 has arrived
     seen = osp.exists(arrived)
@@ -72,12 +78,8 @@ def test_two_gloo_processes_wait_for_each_other_then_destroy(tmp_path):
 def _failing_worker(rank, port, out_dir):
     """Rank 0 fails at once inside ``distributed_run``; rank 1 reaches its
     end 2 s later."""
-    dist.init_process_group(
-        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
-    arrived = osp.join(out_dir, 'rank1_arrived')
+    arrived = _join_late_rank1(rank, port, out_dir, 2.0)
     if rank == 1:
-        time.sleep(2.0)
-        open(arrived, 'w').close()
         dist.destroy_process_group()
         return
     try:
