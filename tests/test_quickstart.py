@@ -79,7 +79,7 @@ def test_quickstart_fast(tmp_path):
 
 def test_aggregate_mean_std_by_hand():
     from lt_mm.quickstart.report import aggregate_markdown, aggregate_tables
-    row = dict(method='baseline (joint)', kind='stage 1')
+    row = dict(method='baseline (joint)', kind='stage1')
     per_seed = {
         0: {
             'seg': [
@@ -126,7 +126,7 @@ def test_aggregate_mean_std_by_hand():
     assert agg['body']['mean'] == 3.0 and agg['body']['std'] == 3.0
     assert agg['tail'] is None and agg['n'] == 3 and agg['seconds'] == 5.0
     md = aggregate_markdown('seg', [agg], 3)
-    assert '| baseline (joint) | stage 1 | 13.0 ± 3.6 | 62.0 ± 2.0 | ' \
+    assert '| baseline (joint) | stage1 | 13.0 ± 3.6 | 62.0 ± 2.0 | ' \
         '3.0 ± 3.0 | n/a | 5 |' in md
 
 
@@ -138,7 +138,7 @@ def test_paired_differences_by_hand():
     def rows(base, dis):
         return {
             'seg': [
-                dict(method='baseline (joint)', kind='stage 1', **base),
+                dict(method='baseline (joint)', kind='stage1', **base),
                 dict(method='DisAlign', kind='stage2', **dis)
             ]
         }
@@ -394,7 +394,7 @@ def test_report_missing_groups_and_single_values():
     # a value in 1 of 3 seeds: its mean, no std, and how many seeds
     base = dict(
         method='m',
-        kind='stage 1',
+        kind='stage1',
         head=60.0,
         body=None,
         tail=None,
@@ -413,7 +413,7 @@ def test_report_missing_groups_and_single_values():
     agg = aggregate_tables(per_seed)['seg'][0]
     assert agg['mIoU'] == dict(mean=12.0, std=None, values=[12.0])
     md = aggregate_markdown('seg', [agg], 3)
-    assert '| m | stage 1 | 12.0 (1 of 3) | 60.0 ± 0.0 | n/a | n/a | 1 |' \
+    assert '| m | stage1 | 12.0 (1 of 3) | 60.0 ± 0.0 | n/a | n/a | 1 |' \
         in md
     one = aggregate_tables({0: {'seg': [dict(base, mIoU=12.0)]}})['seg'][0]
     assert '| 12.0 | 60.0 | n/a |' in aggregate_markdown('seg', [one], 1)

@@ -18,7 +18,7 @@ def results_table(task: str, results: Dict[str, RunResult]) -> List[dict]:
     kinds = {m.name: m.kind for m in spec.methods}
     rows = []
     for name, res in results.items():
-        row = dict(method=name, kind=kinds.get(name, 'stage 1'))
+        row = dict(method=name, kind=kinds.get(name, 'stage1'))
         for title, key in spec.columns:
             v = res.metrics.get(key)
             if v is not None and task == 'det' and v < 0:
