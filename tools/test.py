@@ -104,10 +104,8 @@ def main():
     with distributed_run():
         try:
             runner.test()
-        except CheckpointMismatchError as exc:
-            raise SystemExit(f'lt_mm: CheckpointMismatchError: {exc}')
-        except Stage2GuardError as exc:
-            raise SystemExit(f'lt_mm: Stage2GuardError: {exc}')
+        except (Stage2GuardError, CheckpointMismatchError) as exc:
+            raise SystemExit(f'lt_mm: {type(exc).__name__}: {exc}')
 
 
 if __name__ == '__main__':
