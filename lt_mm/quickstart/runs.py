@@ -47,8 +47,9 @@ class Method:
 
     ``kind``: ``'stage2'`` (trained from the stage-1 checkpoint),
     ``'one_stage'`` (trained from scratch) or ``'posthoc'`` (no training:
-    the stage-1 checkpoint tested with another head). ``extra`` rows run
-    only with ``tools/quickstart.py --all`` (or when named in
+    the stage-1 checkpoint tested with another head); the report labels
+    the baseline row, which is not a ``Method``, ``'stage1'``. ``extra``
+    rows run only with ``tools/quickstart.py --all`` (or when named in
     ``--methods``), so the default quickstart keeps its time budget.
     """
     name: str
